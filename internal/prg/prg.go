@@ -1,0 +1,195 @@
+// Package prg expands 128-bit seeds into masks over Z_{2^b} with the AES-128
+// keystream in counter mode (NIST SP 800-38A, §6.5), the PRG of Bonawitz et
+// al., CCS 2017, §4. Coordinate i of a mask is the little-endian word at byte
+// offset i·b/8 of the keystream of AES-128-CTR under the seed with an all-zero
+// initial counter block. Each seed is derived for one purpose in one round, so
+// a (key, counter) pair is never reused.
+//
+// Masks for any coordinate range can be produced independently (the counter
+// is set to the range's first block), which lets a server split a long vector
+// across cores without keeping per-mask buffers of the vector's length.
+package prg
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"fmt"
+)
+
+// KeySize is the size of a mask seed in bytes.
+const KeySize = 16
+
+// chunk is the number of coordinates processed per keystream refill: small
+// enough that the chunk of the destination stays in L1/L2 cache while every
+// mask is added to it, large enough to amortise the call overhead.
+const chunk = 2048
+
+// Mask names one keystream to add to, or subtract from, a vector.
+type Mask struct {
+	Key      [KeySize]byte
+	Subtract bool
+}
+
+var zeros [chunk * 8]byte
+
+// Apply adds (or subtracts) the keystream words of every mask to dst, where
+// dst holds coordinates [offset, offset+len(dst)) of a vector over Z_{2^bits}.
+// bits must be 32 or 64; entries of dst stay reduced modulo 2^bits.
+func Apply(dst []uint64, bits int, offset int, masks []Mask) {
+	w := wordSize(bits)
+	if offset < 0 {
+		panic("prg: internal error: negative offset")
+	}
+	if len(masks) == 0 || len(dst) == 0 {
+		return
+	}
+	streams := make([]cipher.Stream, len(masks))
+	for i := range masks {
+		streams[i] = newStream(&masks[i].Key, offset*w)
+	}
+	buf := make([]byte, chunk*w)
+	for lo := 0; lo < len(dst); lo += chunk {
+		hi := min(lo+chunk, len(dst))
+		d := dst[lo:hi]
+		b := buf[:len(d)*w]
+		for i, s := range streams {
+			s.XORKeyStream(b, zeros[:len(b)])
+			if w == 4 {
+				addWords32(d, b, masks[i].Subtract)
+			} else {
+				addWords64(d, b, masks[i].Subtract)
+			}
+		}
+	}
+	if w == 4 {
+		for i := range dst {
+			dst[i] &= 0xffffffff
+		}
+	}
+	clear(buf)
+}
+
+// Keystream writes the raw keystream of key starting at byte offset into dst.
+// It exists for known-answer tests and as the benchmark baseline.
+func Keystream(dst []byte, key *[KeySize]byte, offset int) {
+	newStream(key, offset).XORKeyStream(dst, make([]byte, len(dst)))
+}
+
+func wordSize(bits int) int {
+	switch bits {
+	case 32:
+		return 4
+	case 64:
+		return 8
+	}
+	panic(fmt.Sprintf("prg: internal error: unsupported ring size 2^%d", bits))
+}
+
+// newStream returns an AES-128-CTR keystream positioned at byte offset.
+func newStream(key *[KeySize]byte, offset int) cipher.Stream {
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		panic("prg: internal error: " + err.Error())
+	}
+	var iv [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(iv[8:], uint64(offset/aes.BlockSize))
+	s := cipher.NewCTR(block, iv[:])
+	if skip := offset % aes.BlockSize; skip != 0 {
+		var discard [aes.BlockSize]byte
+		s.XORKeyStream(discard[:skip], discard[:skip])
+	}
+	return s
+}
+
+// addWords32 adds (or subtracts) the little-endian 32-bit words of b to d.
+// The loops walk four coordinates at a time over re-sliced views so that the
+// compiler proves every index in bounds; this loop and the AES keystream are
+// the whole cost of masking.
+func addWords32(d []uint64, b []byte, sub bool) {
+	le := binary.LittleEndian
+	if sub {
+		for len(d) >= 4 && len(b) >= 16 {
+			d[0] -= uint64(le.Uint32(b[0:4]))
+			d[1] -= uint64(le.Uint32(b[4:8]))
+			d[2] -= uint64(le.Uint32(b[8:12]))
+			d[3] -= uint64(le.Uint32(b[12:16]))
+			d, b = d[4:], b[16:]
+		}
+		for len(d) >= 1 && len(b) >= 4 {
+			d[0] -= uint64(le.Uint32(b[0:4]))
+			d, b = d[1:], b[4:]
+		}
+		return
+	}
+	for len(d) >= 4 && len(b) >= 16 {
+		d[0] += uint64(le.Uint32(b[0:4]))
+		d[1] += uint64(le.Uint32(b[4:8]))
+		d[2] += uint64(le.Uint32(b[8:12]))
+		d[3] += uint64(le.Uint32(b[12:16]))
+		d, b = d[4:], b[16:]
+	}
+	for len(d) >= 1 && len(b) >= 4 {
+		d[0] += uint64(le.Uint32(b[0:4]))
+		d, b = d[1:], b[4:]
+	}
+}
+
+// addWords64 is addWords32 for 64-bit words.
+func addWords64(d []uint64, b []byte, sub bool) {
+	le := binary.LittleEndian
+	if sub {
+		for len(d) >= 2 && len(b) >= 16 {
+			d[0] -= le.Uint64(b[0:8])
+			d[1] -= le.Uint64(b[8:16])
+			d, b = d[2:], b[16:]
+		}
+		for len(d) >= 1 && len(b) >= 8 {
+			d[0] -= le.Uint64(b[0:8])
+			d, b = d[1:], b[8:]
+		}
+		return
+	}
+	for len(d) >= 2 && len(b) >= 16 {
+		d[0] += le.Uint64(b[0:8])
+		d[1] += le.Uint64(b[8:16])
+		d, b = d[2:], b[16:]
+	}
+	for len(d) >= 1 && len(b) >= 8 {
+		d[0] += le.Uint64(b[0:8])
+		d, b = d[1:], b[8:]
+	}
+}
+
+// Reader is an io.Reader over the AES-128-CTR keystream of a seed: a
+// deterministic CSPRNG for values derived from public or secret seeds (the
+// neighbour graph, stochastic rounding).
+type Reader struct{ s cipher.Stream }
+
+// NewReader returns a keystream reader for key, starting at offset 0.
+func NewReader(key *[KeySize]byte) *Reader { return &Reader{s: newStream(key, 0)} }
+
+// Read fills p with keystream; it never fails.
+func (r *Reader) Read(p []byte) (int, error) {
+	clear(p)
+	r.s.XORKeyStream(p, p)
+	return len(p), nil
+}
+
+// Uint64n returns a uniform integer in [0, n) by rejection sampling; n > 0.
+func (r *Reader) Uint64n(n uint64) uint64 {
+	if n == 0 {
+		panic("prg: internal error: Uint64n(0)")
+	}
+	// Reject the top partial interval of 2^64 so that every residue is
+	// equally likely.
+	limit := -n % n // (2^64 − n) mod n = 2^64 mod n
+	var b [8]byte
+	for {
+		r.Read(b[:])
+		v := binary.LittleEndian.Uint64(b[:])
+		if v >= limit {
+			return v % n
+		}
+	}
+}

@@ -1,0 +1,547 @@
+package secagg
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"fmt"
+	"io"
+	"slices"
+
+	"filippo.io/edwards25519"
+
+	"github.com/fl-secure/fl-secure/internal/field"
+	"github.com/fl-secure/fl-secure/internal/prg"
+)
+
+type phase int
+
+const (
+	phaseAdvertise phase = iota
+	phaseShare
+	phaseMask
+	phaseConsistency
+	phaseUnmask
+	phaseDone
+)
+
+var phaseNames = [...]string{"AdvertiseKeys", "ShareKeys", "MaskInput", "CheckConsistency", "Unmask", "done"}
+
+func (p phase) String() string { return phaseNames[p] }
+
+// Client is one client's side of a round. Its methods must be called in
+// protocol order, each once; a call repeated with an identical request (a
+// retry by the transport) returns the same answer, and any other repeat is
+// refused, so a server can never obtain two different answers for one phase.
+// A call that returns an error leaves the Client unchanged.
+type Client struct {
+	p        Params
+	id       uint32
+	identity ed25519.PrivateKey
+	roster   []ed25519.PublicKey
+	rand     io.Reader
+
+	phase phase
+	last  struct {
+		phase phase
+		key   [32]byte
+		resp  any
+	}
+
+	// AdvertiseKeys.
+	encPriv  *ecdh.PrivateKey
+	sigma    *edwards25519.Scalar // Shamir-shared; derives maskPriv
+	maskPriv *ecdh.PrivateKey
+	beta     *edwards25519.Scalar // Shamir-shared; derives the self mask
+	advert   Advert
+
+	// ShareKeys.
+	digest     [32]byte
+	adverts    map[uint32]*Advert // U1 as this client saw it
+	neighbours []uint32
+
+	// MaskInput.
+	partners []uint32 // neighbours whose shares this client holds, sorted
+	held     map[uint32]*heldShares
+
+	// CheckConsistency.
+	survivors []uint32
+}
+
+type heldShares struct{ sigma, beta edwards25519.Scalar }
+
+// NewClient returns the client with identifier id (1..n) for one round.
+// identity is its long-term Ed25519 key, whose public half must be
+// roster[id−1]; roster holds every client's identity key, in identifier
+// order. rand supplies all randomness; nil means crypto/rand.
+func NewClient(p Params, id uint32, identity ed25519.PrivateKey, roster []ed25519.PublicKey, rnd io.Reader) (*Client, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkRoster(p, roster); err != nil {
+		return nil, err
+	}
+	if id < 1 || int(id) > p.Clients {
+		return nil, fmt.Errorf("secagg: client id %d out of range [1, %d]", id, p.Clients)
+	}
+	if len(identity) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("secagg: identity key has length %d, want %d", len(identity), ed25519.PrivateKeySize)
+	}
+	if !bytes.Equal(identity.Public().(ed25519.PublicKey), roster[id-1]) {
+		return nil, fmt.Errorf("secagg: identity key of client %d does not match its roster entry", id)
+	}
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	return &Client{
+		p: p, id: id, rand: rnd,
+		identity: slices.Clone(identity),
+		roster:   cloneRoster(roster),
+	}, nil
+}
+
+func checkRoster(p Params, roster []ed25519.PublicKey) error {
+	if len(roster) != p.Clients {
+		return fmt.Errorf("secagg: roster has %d keys, want Clients = %d", len(roster), p.Clients)
+	}
+	for i, k := range roster {
+		if len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("secagg: roster key of client %d has length %d, want %d", i+1, len(k), ed25519.PublicKeySize)
+		}
+	}
+	return nil
+}
+
+func cloneRoster(r []ed25519.PublicKey) []ed25519.PublicKey {
+	out := make([]ed25519.PublicKey, len(r))
+	for i := range r {
+		out[i] = slices.Clone(r[i])
+	}
+	return out
+}
+
+// ID returns the client's identifier.
+func (c *Client) ID() uint32 { return c.id }
+
+// begin checks that a call for phase ph with request req may proceed. If the
+// call repeats the previous one exactly it returns the previous answer.
+func (c *Client) begin(ph phase, round uint64, key [32]byte) (any, error) {
+	if c.phase > ph && c.last.phase == ph && c.last.key == key {
+		return c.last.resp, nil
+	}
+	if c.phase != ph {
+		if c.phase > ph {
+			return nil, fmt.Errorf("%w: client %d: %v already answered in this round; refusing a different request", ErrProtocol, c.id, ph)
+		}
+		return nil, fmt.Errorf("%w: client %d: %v called before %v", ErrProtocol, c.id, ph, c.phase)
+	}
+	if round != c.p.Round {
+		return nil, fmt.Errorf("%w: client %d: message for round %d, this is round %d", ErrProtocol, c.id, round, c.p.Round)
+	}
+	return nil, nil
+}
+
+func (c *Client) finish(ph phase, key [32]byte, resp any) {
+	c.phase = ph + 1
+	c.last.phase, c.last.key, c.last.resp = ph, key, resp
+}
+
+func requestKey(m encoding.BinaryMarshaler, extra ...[]byte) [32]byte {
+	b, err := m.MarshalBinary()
+	h := sha256.New()
+	if err != nil {
+		h.Write([]byte(err.Error()))
+	}
+	h.Write(b)
+	for _, e := range extra {
+		h.Write(e)
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// AdvertiseKeys generates the round's keys and returns the signed advert
+// (Bonawitz et al. 2017, Fig. 4, round 0).
+func (c *Client) AdvertiseKeys() (*Advert, error) {
+	var key [32]byte
+	if prev, err := c.begin(phaseAdvertise, c.p.Round, key); err != nil || prev != nil {
+		return cloneAdvert(prev), err
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(c.rand, seed[:]); err != nil {
+		return nil, fmt.Errorf("secagg: reading randomness: %w", err)
+	}
+	encPriv, err := ecdh.X25519().NewPrivateKey(seed[:])
+	clear(seed[:])
+	if err != nil {
+		panic("secagg: internal error: " + err.Error())
+	}
+	sigma, err := field.RandomScalar(c.rand)
+	if err != nil {
+		return nil, err
+	}
+	beta, err := field.RandomScalar(c.rand)
+	if err != nil {
+		return nil, err
+	}
+	maskPriv := maskPrivateKey(sigma, c.p.Round, c.id)
+	a := Advert{Round: c.p.Round, Sender: c.id, SelfCommit: selfCommit(beta, c.p.Round, c.id)}
+	copy(a.EncKey[:], encPriv.PublicKey().Bytes())
+	copy(a.MaskKey[:], maskPriv.PublicKey().Bytes())
+	copy(a.Sig[:], ed25519.Sign(c.identity, advertSigned(&a)))
+
+	c.encPriv, c.sigma, c.maskPriv, c.beta, c.advert = encPriv, sigma, maskPriv, beta, a
+	c.finish(phaseAdvertise, key, &a)
+	return cloneAdvert(&a), nil
+}
+
+func cloneAdvert(v any) *Advert {
+	if v == nil {
+		return nil
+	}
+	a := *v.(*Advert)
+	return &a
+}
+
+// checkAdverts verifies an advert list against the roster: identifiers in
+// range and strictly increasing, every signature valid for this round.
+func checkAdverts(p Params, roster []ed25519.PublicKey, list *AdvertList) error {
+	for i := range list.Adverts {
+		a := &list.Adverts[i]
+		if a.Sender < 1 || int(a.Sender) > p.Clients {
+			return fmt.Errorf("%w: advert from client %d: id out of range [1, %d]", ErrProtocol, a.Sender, p.Clients)
+		}
+		if i > 0 && a.Sender <= list.Adverts[i-1].Sender {
+			return fmt.Errorf("%w: advert list not strictly increasing at client %d", ErrProtocol, a.Sender)
+		}
+		if a.Round != p.Round {
+			return fmt.Errorf("%w: advert from client %d is for round %d, this is round %d", ErrProtocol, a.Sender, a.Round, p.Round)
+		}
+		if !verify(roster[a.Sender-1], advertSigned(a), a.Sig[:]) {
+			return fmt.Errorf("%w: advert from client %d has an invalid signature", ErrProtocol, a.Sender)
+		}
+	}
+	return nil
+}
+
+// ShareKeys checks the advert list, derives the neighbour graph, and returns
+// its Shamir shares of σ and β, one sealed share per neighbour (Bonawitz et
+// al. 2017, Fig. 4, round 1; Bell et al. 2020, §4).
+func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
+	key := requestKey(list)
+	if prev, err := c.begin(phaseShare, list.Round, key); err != nil || prev != nil {
+		return cloneShares(prev), err
+	}
+	if err := checkAdverts(c.p, c.roster, list); err != nil {
+		return nil, fmt.Errorf("secagg: client %d: %w", c.id, err)
+	}
+	adverts := make(map[uint32]*Advert, len(list.Adverts))
+	ids := make([]uint32, len(list.Adverts))
+	for i := range list.Adverts {
+		a := list.Adverts[i]
+		adverts[a.Sender] = &a
+		ids[i] = a.Sender
+	}
+	if own, ok := adverts[c.id]; !ok || *own != c.advert {
+		return nil, fmt.Errorf("%w: client %d: advert list does not carry this client's own advert unchanged", ErrProtocol, c.id)
+	}
+	if len(ids)-1 < c.p.Threshold {
+		return nil, fmt.Errorf("%w: client %d: %d other clients advertised keys, threshold is %d", ErrBelowThreshold, c.id, len(ids)-1, c.p.Threshold)
+	}
+	digest := advertDigest(c.p.Round, list.Adverts)
+	g := newGraph(ids, c.p.Degree, digest)
+	nb := g.neighbours(c.id)
+
+	sigmaShares, err := field.Split(c.rand, c.sigma, c.p.Threshold, nb)
+	if err != nil {
+		return nil, err
+	}
+	betaShares, err := field.Split(c.rand, c.beta, c.p.Threshold, nb)
+	if err != nil {
+		return nil, err
+	}
+	out := &Shares{Round: c.p.Round, Sender: c.id, Shares: make([]SealedShare, len(nb))}
+	var plain [shareSize]byte
+	for i, v := range nb {
+		peer, err := ecdh.X25519().NewPublicKey(adverts[v].EncKey[:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: encryption key of client %d: %v", ErrProtocol, c.id, v, err)
+		}
+		aead, err := shareAEAD(c.encPriv, peer, c.p.Round, c.id, v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		}
+		copy(plain[:32], sigmaShares[i].Y.Bytes())
+		copy(plain[32:], betaShares[i].Y.Bytes())
+		out.Shares[i].Peer = v
+		aead.Seal(out.Shares[i].Ciphertext[:0], shareNonce(c.id, v), plain[:], shareAD(c.p.Round, c.id, v, &digest))
+	}
+	clear(plain[:])
+	for i := range sigmaShares {
+		sigmaShares[i].Y, betaShares[i].Y = edwards25519.Scalar{}, edwards25519.Scalar{}
+	}
+
+	c.digest, c.adverts, c.neighbours = digest, adverts, nb
+	c.finish(phaseShare, key, out)
+	return cloneShares(out), nil
+}
+
+func cloneShares(v any) *Shares {
+	if v == nil {
+		return nil
+	}
+	s := *v.(*Shares)
+	s.Shares = slices.Clone(s.Shares)
+	return &s
+}
+
+// MaskInput opens the shares its neighbours sent, and returns input masked
+// with its self mask PRG(b_u) and a pairwise mask ±PRG(s_{u,v}) for each
+// neighbour v that sent shares: + if u < v, − if u > v (Bonawitz et al.
+// 2017, Fig. 4, round 2). input must have Params.Length entries in
+// [0, 2^Bits); it is not modified.
+func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, error) {
+	key := requestKey(fwd, u64sBytes(input))
+	if prev, err := c.begin(phaseMask, fwd.Round, key); err != nil || prev != nil {
+		return cloneMasked(prev), err
+	}
+	if fwd.Recipient != c.id {
+		return nil, fmt.Errorf("%w: client %d: shares forwarded for client %d", ErrProtocol, c.id, fwd.Recipient)
+	}
+	if err := checkVector(c.p, input, "input"); err != nil {
+		return nil, err
+	}
+	// All shape checks come before the first decryption.
+	seen := make(map[uint32]bool, len(fwd.Shares))
+	for _, s := range fwd.Shares {
+		if _, ok := slices.BinarySearch(c.neighbours, s.Peer); !ok {
+			return nil, fmt.Errorf("%w: client %d: forwarded share from client %d, which is not a neighbour", ErrProtocol, c.id, s.Peer)
+		}
+		if seen[s.Peer] {
+			return nil, fmt.Errorf("%w: client %d: two forwarded shares from client %d", ErrProtocol, c.id, s.Peer)
+		}
+		seen[s.Peer] = true
+	}
+	if len(fwd.Shares) < c.p.Threshold {
+		return nil, fmt.Errorf("%w: client %d: %d neighbours sent shares, threshold is %d", ErrBelowThreshold, c.id, len(fwd.Shares), c.p.Threshold)
+	}
+	held := make(map[uint32]*heldShares, len(fwd.Shares))
+	partners := make([]uint32, 0, len(fwd.Shares))
+	var plain [shareSize]byte
+	for _, s := range fwd.Shares {
+		peer, err := ecdh.X25519().NewPublicKey(c.adverts[s.Peer].EncKey[:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: encryption key of client %d: %v", ErrProtocol, c.id, s.Peer, err)
+		}
+		aead, err := shareAEAD(c.encPriv, peer, c.p.Round, s.Peer, c.id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		}
+		if _, err := aead.Open(plain[:0], shareNonce(s.Peer, c.id), s.Ciphertext[:], shareAD(c.p.Round, s.Peer, c.id, &c.digest)); err != nil {
+			return nil, fmt.Errorf("%w: client %d: sealed share from client %d failed authentication", ErrProtocol, c.id, s.Peer)
+		}
+		h := new(heldShares)
+		_, err1 := h.sigma.SetCanonicalBytes(plain[:32])
+		_, err2 := h.beta.SetCanonicalBytes(plain[32:])
+		clear(plain[:])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w: client %d: share from client %d is not a canonical scalar", ErrProtocol, c.id, s.Peer)
+		}
+		held[s.Peer] = h
+		partners = append(partners, s.Peer)
+	}
+	slices.Sort(partners)
+
+	masks := make([]prg.Mask, 0, len(partners)+1)
+	masks = append(masks, prg.Mask{Key: selfSeed(c.beta, c.p.Round, c.id)})
+	for _, v := range partners {
+		peer, err := ecdh.X25519().NewPublicKey(c.adverts[v].MaskKey[:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: mask key of client %d: %v", ErrProtocol, c.id, v, err)
+		}
+		seed, err := pairSeed(c.maskPriv, peer, c.p.Round, c.id, v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		}
+		masks = append(masks, prg.Mask{Key: seed, Subtract: c.id > v})
+	}
+	y := slices.Clone(input)
+	prg.Apply(y, c.p.Bits, 0, masks)
+	clear(masks)
+
+	out := &MaskedInput{Round: c.p.Round, Sender: c.id, Bits: c.p.Bits, Vector: y}
+	c.held, c.partners = held, partners
+	c.finish(phaseMask, key, out)
+	return cloneMasked(out), nil
+}
+
+func cloneMasked(v any) *MaskedInput {
+	if v == nil {
+		return nil
+	}
+	m := *v.(*MaskedInput)
+	m.Vector = slices.Clone(m.Vector)
+	return &m
+}
+
+func u64sBytes(v []uint64) []byte {
+	b := make([]byte, 0, 8*len(v))
+	for _, x := range v {
+		b = append(b, byte(x), byte(x>>8), byte(x>>16), byte(x>>24), byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56))
+	}
+	return b
+}
+
+func checkVector(p Params, v []uint64, what string) error {
+	if len(v) != p.Length {
+		return fmt.Errorf("secagg: %s has length %d, want Length = %d", what, len(v), p.Length)
+	}
+	if p.Bits == 32 {
+		for i, x := range v {
+			if x>>32 != 0 {
+				return fmt.Errorf("secagg: %s[%d] = %d is outside Z_2^32", what, i, x)
+			}
+		}
+	}
+	return nil
+}
+
+// checkIDs checks that ids is strictly increasing and within [1, n].
+func checkIDs(ids []uint32, n int, what string) error {
+	for i, id := range ids {
+		if id < 1 || int(id) > n {
+			return fmt.Errorf("%w: %s: client id %d out of range [1, %d]", ErrProtocol, what, id, n)
+		}
+		if i > 0 && id <= ids[i-1] {
+			return fmt.Errorf("%w: %s: not strictly increasing at client %d", ErrProtocol, what, id)
+		}
+	}
+	return nil
+}
+
+// CheckConsistency checks the survivor set U3 and signs it (Bonawitz et al.
+// 2017, Fig. 4, round 3). The client refuses a set that leaves out itself,
+// that names a neighbour whose shares were withheld from it, that is smaller
+// than the consistency quorum, or that keeps fewer than Threshold of the
+// neighbours holding its shares (its self mask could then never be removed,
+// and its input would be mixed with too few others).
+func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignature, error) {
+	key := requestKey(req)
+	if prev, err := c.begin(phaseConsistency, req.Round, key); err != nil || prev != nil {
+		return cloneSig(prev), err
+	}
+	u3 := req.Survivors
+	if err := checkIDs(u3, c.p.Clients, "survivor set"); err != nil {
+		return nil, fmt.Errorf("secagg: client %d: %w", c.id, err)
+	}
+	if _, ok := slices.BinarySearch(u3, c.id); !ok {
+		return nil, fmt.Errorf("%w: client %d: survivor set leaves out this client, which sent its masked input", ErrProtocol, c.id)
+	}
+	kept := 0
+	for _, v := range u3 {
+		if _, ok := c.adverts[v]; !ok {
+			return nil, fmt.Errorf("%w: client %d: survivor %d never advertised keys", ErrProtocol, c.id, v)
+		}
+		_, isNeighbour := slices.BinarySearch(c.neighbours, v)
+		_, isPartner := c.held[v]
+		if isNeighbour && !isPartner {
+			return nil, fmt.Errorf("%w: client %d: survivor %d is a neighbour whose shares were withheld", ErrProtocol, c.id, v)
+		}
+		if isPartner {
+			kept++
+		}
+	}
+	if q := quorum(c.p, len(c.adverts)); len(u3) < q {
+		return nil, fmt.Errorf("%w: client %d: %d survivors, consistency quorum is %d", ErrBelowThreshold, c.id, len(u3), q)
+	}
+	if kept < c.p.Threshold {
+		return nil, fmt.Errorf("%w: client %d: %d of its share holders survive, threshold is %d", ErrBelowThreshold, c.id, kept, c.p.Threshold)
+	}
+	out := &ConsistencySignature{Round: c.p.Round, Sender: c.id}
+	copy(out.Sig[:], ed25519.Sign(c.identity, consistencySigned(c.p.Round, &c.digest, u3)))
+	c.survivors = slices.Clone(u3)
+	c.finish(phaseConsistency, key, out)
+	return cloneSig(out), nil
+}
+
+func cloneSig(v any) *ConsistencySignature {
+	if v == nil {
+		return nil
+	}
+	s := *v.(*ConsistencySignature)
+	return &s
+}
+
+// Unmask checks that a quorum of clients signed the same survivor set this
+// client signed, then reveals, for each neighbour whose shares it holds, the
+// self-mask share if that neighbour survived and the mask-key share if not
+// (Bonawitz et al. 2017, Fig. 4, round 4). It answers once per round, so it
+// never reveals both shares of one neighbour.
+func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
+	key := requestKey(req)
+	if prev, err := c.begin(phaseUnmask, req.Round, key); err != nil || prev != nil {
+		return cloneUnmask(prev), err
+	}
+	if !slices.Equal(req.Survivors, c.survivors) {
+		return nil, fmt.Errorf("%w: client %d: unmask request names a survivor set other than the one this client signed", ErrProtocol, c.id)
+	}
+	msg := consistencySigned(c.p.Round, &c.digest, c.survivors)
+	signers := make(map[uint32]bool, len(req.Signatures))
+	for _, s := range req.Signatures {
+		if _, ok := slices.BinarySearch(c.survivors, s.Signer); !ok {
+			return nil, fmt.Errorf("%w: client %d: consistency signature from client %d, which is not a survivor", ErrProtocol, c.id, s.Signer)
+		}
+		if signers[s.Signer] {
+			return nil, fmt.Errorf("%w: client %d: two consistency signatures from client %d", ErrProtocol, c.id, s.Signer)
+		}
+		if !verify(c.roster[s.Signer-1], msg, s.Sig[:]) {
+			return nil, fmt.Errorf("%w: client %d: consistency signature from client %d is invalid for this survivor set", ErrProtocol, c.id, s.Signer)
+		}
+		signers[s.Signer] = true
+	}
+	if q := quorum(c.p, len(c.adverts)); len(signers) < q {
+		return nil, fmt.Errorf("%w: client %d: %d valid consistency signatures, quorum is %d", ErrBelowThreshold, c.id, len(signers), q)
+	}
+	out := &UnmaskResponse{Round: c.p.Round, Sender: c.id, Shares: make([]RevealedShare, len(c.partners))}
+	for i, v := range c.partners {
+		h := c.held[v]
+		r := &out.Shares[i]
+		r.Owner = v
+		if _, survived := slices.BinarySearch(c.survivors, v); survived {
+			r.Kind = SelfShare
+			copy(r.Value[:], h.beta.Bytes())
+		} else {
+			r.Kind = MaskKeyShare
+			copy(r.Value[:], h.sigma.Bytes())
+		}
+	}
+	c.forget()
+	c.finish(phaseUnmask, key, out)
+	return cloneUnmask(out), nil
+}
+
+func cloneUnmask(v any) *UnmaskResponse {
+	if v == nil {
+		return nil
+	}
+	u := *v.(*UnmaskResponse)
+	u.Shares = slices.Clone(u.Shares)
+	return &u
+}
+
+// forget drops the round's secrets once they can no longer be needed.
+func (c *Client) forget() {
+	for _, h := range c.held {
+		*h = heldShares{}
+	}
+	c.held = nil
+	if c.sigma != nil {
+		*c.sigma = edwards25519.Scalar{}
+		*c.beta = edwards25519.Scalar{}
+	}
+	c.encPriv, c.maskPriv = nil, nil
+}

@@ -1,0 +1,192 @@
+package secagg
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Limits on parameters, and so on the sizes a decoder accepts.
+const (
+	// MaxClients is the largest roster: client identifiers are 1..MaxClients.
+	MaxClients = 1 << 16
+	// MaxLength is the largest vector length d.
+	MaxLength = 1 << 28
+)
+
+// Params fixes one round of secure aggregation. Every client and the server
+// of a round must hold the same Params.
+type Params struct {
+	// Round identifies the round. It is bound into every key derivation,
+	// share encryption and signature, so messages of one round are useless
+	// in another. Clients must never reuse a round identifier.
+	Round uint64
+	// Clients is n, the size of the roster; client identifiers are 1..n.
+	Clients int
+	// Threshold is t, the number of shares needed to recover a client's
+	// secrets. Safe values satisfy k/2 < t ≤ k.
+	Threshold int
+	// Degree is k, the number of neighbours each client shares its secrets
+	// with and masks against. k = n−1 is the complete graph of Bonawitz et
+	// al.; smaller k is SecAgg+ (Bell et al.). Use Recommend to derive k and
+	// t from the tolerated dropout and corruption rates.
+	Degree int
+	// Corrupt is the number of clients that may collude with the server. It
+	// must be below Threshold, and it raises the consistency-check quorum.
+	Corrupt int
+	// Length is d, the number of ring elements in each input.
+	Length int
+	// Bits is b: inputs are vectors over Z_{2^b}, b ∈ {32, 64}.
+	Bits int
+}
+
+// Validate reports the first parameter that cannot be safe, naming it.
+func (p Params) Validate() error {
+	switch {
+	case p.Clients < 3 || p.Clients > MaxClients:
+		return fmt.Errorf("secagg: Clients = %d, want 3 ≤ n ≤ %d (with two clients the sum reveals the other's input)", p.Clients, MaxClients)
+	case p.Degree < 2 || p.Degree > p.Clients-1:
+		return fmt.Errorf("secagg: Degree = %d, want 2 ≤ k ≤ n−1 = %d", p.Degree, p.Clients-1)
+	case p.Threshold > p.Degree:
+		return fmt.Errorf("secagg: Threshold = %d exceeds Degree = %d: no client could ever be recovered", p.Threshold, p.Degree)
+	case 2*p.Threshold <= p.Degree:
+		return fmt.Errorf("secagg: Threshold = %d ≤ Degree/2 = %d/2: two disjoint groups of neighbours could each recover a different secret of the same client", p.Threshold, p.Degree)
+	case p.Corrupt < 0:
+		return fmt.Errorf("secagg: Corrupt = %d is negative", p.Corrupt)
+	case p.Corrupt >= p.Threshold:
+		return fmt.Errorf("secagg: Corrupt = %d ≥ Threshold = %d: colluding clients could recover an honest client's secrets", p.Corrupt, p.Threshold)
+	case p.Length < 1 || p.Length > MaxLength:
+		return fmt.Errorf("secagg: Length = %d, want 1 ≤ d ≤ %d", p.Length, MaxLength)
+	case p.Bits != 32 && p.Bits != 64:
+		return fmt.Errorf("secagg: Bits = %d, want 32 or 64", p.Bits)
+	}
+	if q := quorum(p, p.Clients); q > p.Clients {
+		return fmt.Errorf("secagg: Corrupt = %d leaves no consistency quorum among %d clients", p.Corrupt, p.Clients)
+	}
+	return nil
+}
+
+// quorum is the number of matching consistency signatures a client needs
+// before it reveals any share, when m clients advertised keys. Any two sets
+// of more than (m+c)/2 signers share more than c signers, hence an honest
+// one; an honest client signs one survivor set per round, so at most one
+// survivor set can ever reach the quorum (Bonawitz et al. 2017, §4, round
+// ConsistencyCheck, strengthened from "t signatures" to a majority bound so
+// that it holds for any t).
+func quorum(p Params, m int) int {
+	return max(p.Threshold, (m+p.Corrupt)/2+1)
+}
+
+// Plan is a parameter choice with the probabilities behind it.
+type Plan struct {
+	Degree, Threshold, Corrupt int
+	// SecurityFailure bounds the probability that some client has Threshold
+	// or more corrupt neighbours (who could then recover its secrets).
+	SecurityFailure float64
+	// CorrectnessFailure bounds the probability that some client keeps fewer
+	// than Threshold neighbours who are neither dropped nor corrupt, which
+	// fails the round (without revealing anything).
+	CorrectnessFailure float64
+}
+
+// Targets of Recommend: statistical security 2^-40 and a round failure
+// probability of at most 2^-20, the values of Bell et al. 2020, §5 (they use
+// σ = 40 and η = 20..30).
+const (
+	securityBits    = 40
+	correctnessBits = 20
+)
+
+// Recommend derives the neighbour degree k and threshold t for n clients of
+// which a fraction dropout may drop out and a fraction corruption may collude
+// with the server, following Bell et al., "Secure Single-Server Aggregation
+// with (Poly)Logarithmic Overhead", CCS 2020, §4–5: on the random Harary
+// graph each client's neighbourhood is a uniformly random k-subset of the
+// other n−1 clients, so with c = ⌈corruption·n⌉ corrupt clients
+//
+//	security:    n · Pr[Hypergeometric(n−1, c, k) ≥ t] ≤ 2^-40
+//	correctness: n · Pr[Binomial(k, dropout+corruption) > k − t] ≤ 2^-20
+//
+// (union bounds over clients), subject to k/2 < t ≤ k and c < t. Recommend
+// returns the smallest such k, and the smallest t for it. If complete is
+// true, or no k < n−1 qualifies, it returns the complete graph (classic
+// SecAgg) with the smallest safe t, and reports its failure probabilities.
+func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) {
+	if n < 3 || n > MaxClients {
+		return Plan{}, fmt.Errorf("secagg: %d clients, want 3 ≤ n ≤ %d", n, MaxClients)
+	}
+	if !(dropout >= 0 && dropout < 1) {
+		return Plan{}, fmt.Errorf("secagg: dropout rate %v, want 0 ≤ rate < 1", dropout)
+	}
+	if !(corruption >= 0 && corruption < 0.5) {
+		return Plan{}, fmt.Errorf("secagg: corruption rate %v, want 0 ≤ rate < 0.5", corruption)
+	}
+	if dropout+corruption >= 0.5 {
+		return Plan{}, errors.New("secagg: dropout + corruption rates must stay below 0.5 for a consistency quorum to exist")
+	}
+	c := int(math.Ceil(corruption * float64(n)))
+	bad := dropout + corruption
+	evaluate := func(k, t int) Plan {
+		return Plan{
+			Degree: k, Threshold: t, Corrupt: c,
+			SecurityFailure:    math.Min(1, float64(n)*hyperTail(n-1, c, k, t)),
+			CorrectnessFailure: math.Min(1, float64(n)*binomTail(k, bad, k-t+1)),
+		}
+	}
+	if !complete {
+		for k := 2; k < n-1; k++ {
+			lo := max(k/2+1, c+1)
+			for t := lo; t <= k; t++ {
+				pl := evaluate(k, t)
+				if pl.SecurityFailure > math.Ldexp(1, -securityBits) {
+					continue // larger t is more secure: keep looking
+				}
+				if pl.CorrectnessFailure <= math.Ldexp(1, -correctnessBits) {
+					return pl, nil
+				}
+				break // larger t is only less robust
+			}
+		}
+	}
+	k := n - 1
+	t := max(k/2+1, c+1)
+	if t > k {
+		return Plan{}, fmt.Errorf("secagg: %d corrupt clients of %d leave no safe threshold", c, n)
+	}
+	return evaluate(k, t), nil
+}
+
+// hyperTail returns Pr[X ≥ t] for X ~ Hypergeometric(population N, K
+// successes, n draws).
+func hyperTail(N, K, n, t int) float64 {
+	sum := 0.0
+	for x := max(t, 0); x <= min(K, n); x++ {
+		sum += math.Exp(lchoose(K, x) + lchoose(N-K, n-x) - lchoose(N, n))
+	}
+	return sum
+}
+
+// binomTail returns Pr[X ≥ t] for X ~ Binomial(n, p).
+func binomTail(n int, p float64, t int) float64 {
+	if t <= 0 {
+		return 1
+	}
+	if p == 0 {
+		return 0
+	}
+	sum := 0.0
+	for x := t; x <= n; x++ {
+		sum += math.Exp(lchoose(n, x) + float64(x)*math.Log(p) + float64(n-x)*math.Log1p(-p))
+	}
+	return sum
+}
+
+func lchoose(n, k int) float64 {
+	if k < 0 || k > n {
+		return math.Inf(-1)
+	}
+	a, _ := math.Lgamma(float64(n + 1))
+	b, _ := math.Lgamma(float64(k + 1))
+	c, _ := math.Lgamma(float64(n - k + 1))
+	return a - b - c
+}

@@ -1,0 +1,428 @@
+package secagg
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"filippo.io/edwards25519"
+
+	"github.com/fl-secure/fl-secure/internal/field"
+	"github.com/fl-secure/fl-secure/internal/prg"
+)
+
+// Server is the coordinator's side of a round: it relays messages, keeps a
+// running sum of the masked inputs (O(d) memory, whatever the number of
+// clients), and removes the masks once enough clients have revealed their
+// shares. Each Handle method validates a message completely before it
+// changes any state, so a malformed or hostile message is rejected with an
+// error and leaves the round as it was. The phase-closing methods
+// (AdvertList, ForwardedShares, ConsistencyRequest, UnmaskRequest, Aggregate)
+// move the round on.
+type Server struct {
+	p      Params
+	roster []ed25519.PublicKey
+	phase  phase
+
+	adverts map[uint32]*Advert
+
+	// Fixed by AdvertList.
+	list   []Advert
+	digest [32]byte
+	g      *graph
+
+	shares map[uint32]*Shares // by sender
+
+	// Fixed by ForwardedShares.
+	u2  []uint32
+	sum []uint64
+	in  map[uint32]bool // senders of masked inputs
+
+	// Fixed by ConsistencyRequest.
+	u3   []uint32
+	sigs map[uint32]Signature
+
+	// Fixed by UnmaskRequest.
+	responses map[uint32]*UnmaskResponse
+}
+
+// NewServer returns the server of one round. roster holds every client's
+// Ed25519 identity key, in identifier order.
+func NewServer(p Params, roster []ed25519.PublicKey) (*Server, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkRoster(p, roster); err != nil {
+		return nil, err
+	}
+	return &Server{
+		p: p, roster: cloneRoster(roster), phase: phaseAdvertise,
+		adverts: make(map[uint32]*Advert),
+	}, nil
+}
+
+func (s *Server) expect(ph phase, round uint64, sender uint32, what string) error {
+	if s.phase != ph {
+		return fmt.Errorf("%w: server: %s from client %d arrived during %v", ErrProtocol, what, sender, s.phase)
+	}
+	if round != s.p.Round {
+		return fmt.Errorf("%w: server: %s from client %d is for round %d, this is round %d", ErrProtocol, what, sender, round, s.p.Round)
+	}
+	if sender < 1 || int(sender) > s.p.Clients {
+		return fmt.Errorf("%w: server: %s from client id %d, out of range [1, %d]", ErrProtocol, what, sender, s.p.Clients)
+	}
+	return nil
+}
+
+// HandleAdvert records a client's signed key advert.
+func (s *Server) HandleAdvert(a *Advert) error {
+	if err := s.expect(phaseAdvertise, a.Round, a.Sender, "advert"); err != nil {
+		return err
+	}
+	if _, dup := s.adverts[a.Sender]; dup {
+		return fmt.Errorf("%w: server: second advert from client %d", ErrProtocol, a.Sender)
+	}
+	if !verify(s.roster[a.Sender-1], advertSigned(a), a.Sig[:]) {
+		return fmt.Errorf("%w: server: advert from client %d has an invalid signature", ErrProtocol, a.Sender)
+	}
+	v := *a
+	s.adverts[a.Sender] = &v
+	return nil
+}
+
+// AdvertList closes key advertisement and returns the list to broadcast.
+func (s *Server) AdvertList() (*AdvertList, error) {
+	if s.phase != phaseAdvertise {
+		return nil, fmt.Errorf("secagg: server: AdvertList called during %v", s.phase)
+	}
+	if len(s.adverts) < s.p.Threshold+1 {
+		return nil, fmt.Errorf("%w: %d clients advertised keys, need at least Threshold+1 = %d", ErrBelowThreshold, len(s.adverts), s.p.Threshold+1)
+	}
+	ids := sortedKeys(s.adverts)
+	s.list = make([]Advert, len(ids))
+	for i, id := range ids {
+		s.list[i] = *s.adverts[id]
+	}
+	s.digest = advertDigest(s.p.Round, s.list)
+	s.g = newGraph(ids, s.p.Degree, s.digest)
+	s.shares = make(map[uint32]*Shares)
+	s.phase = phaseShare
+	return &AdvertList{Round: s.p.Round, Adverts: slices.Clone(s.list)}, nil
+}
+
+// HandleShares records a client's sealed shares. They must be addressed to
+// exactly the client's neighbours, in increasing order.
+func (s *Server) HandleShares(m *Shares) error {
+	if err := s.expect(phaseShare, m.Round, m.Sender, "shares"); err != nil {
+		return err
+	}
+	if !s.g.contains(m.Sender) {
+		return fmt.Errorf("%w: server: shares from client %d, which did not advertise keys", ErrProtocol, m.Sender)
+	}
+	if _, dup := s.shares[m.Sender]; dup {
+		return fmt.Errorf("%w: server: second shares message from client %d", ErrProtocol, m.Sender)
+	}
+	nb := s.g.neighbours(m.Sender)
+	if len(m.Shares) != len(nb) {
+		return fmt.Errorf("%w: server: client %d sent %d shares, it has %d neighbours", ErrProtocol, m.Sender, len(m.Shares), len(nb))
+	}
+	for i := range nb {
+		if m.Shares[i].Peer != nb[i] {
+			return fmt.Errorf("%w: server: client %d addressed share %d to client %d, want neighbour %d", ErrProtocol, m.Sender, i, m.Shares[i].Peer, nb[i])
+		}
+	}
+	v := *m
+	v.Shares = slices.Clone(m.Shares)
+	s.shares[m.Sender] = &v
+	return nil
+}
+
+// ForwardedShares closes key sharing and returns, for each client that sent
+// shares, the shares addressed to it by other such clients.
+func (s *Server) ForwardedShares() (map[uint32]*ForwardedShares, error) {
+	if s.phase != phaseShare {
+		return nil, fmt.Errorf("secagg: server: ForwardedShares called during %v", s.phase)
+	}
+	if len(s.shares) < s.p.Threshold+1 {
+		return nil, fmt.Errorf("%w: %d clients shared keys, need at least Threshold+1 = %d", ErrBelowThreshold, len(s.shares), s.p.Threshold+1)
+	}
+	s.u2 = sortedKeys(s.shares)
+	out := make(map[uint32]*ForwardedShares, len(s.u2))
+	for _, v := range s.u2 {
+		out[v] = &ForwardedShares{Round: s.p.Round, Recipient: v}
+	}
+	for _, w := range s.u2 { // increasing sender order within each message
+		for _, sh := range s.shares[w].Shares {
+			if f, ok := out[sh.Peer]; ok {
+				f.Shares = append(f.Shares, SealedShare{Peer: w, Ciphertext: sh.Ciphertext})
+			}
+		}
+	}
+	s.sum = make([]uint64, s.p.Length)
+	s.in = make(map[uint32]bool)
+	s.phase = phaseMask
+	return out, nil
+}
+
+// HandleMaskedInput adds a client's masked input to the running sum.
+func (s *Server) HandleMaskedInput(m *MaskedInput) error {
+	if err := s.expect(phaseMask, m.Round, m.Sender, "masked input"); err != nil {
+		return err
+	}
+	if _, ok := s.shares[m.Sender]; !ok {
+		return fmt.Errorf("%w: server: masked input from client %d, which did not share keys", ErrProtocol, m.Sender)
+	}
+	if s.in[m.Sender] {
+		return fmt.Errorf("%w: server: second masked input from client %d", ErrProtocol, m.Sender)
+	}
+	if m.Bits != s.p.Bits {
+		return fmt.Errorf("%w: server: masked input from client %d is over Z_2^%d, want Z_2^%d", ErrProtocol, m.Sender, m.Bits, s.p.Bits)
+	}
+	if err := checkVector(s.p, m.Vector, "masked input from client "+strconv.Itoa(int(m.Sender))); err != nil {
+		return err
+	}
+	addInto(s.sum, m.Vector, s.p.Bits)
+	s.in[m.Sender] = true
+	return nil
+}
+
+func addInto(dst, v []uint64, bits int) {
+	for i := range dst {
+		dst[i] += v[i]
+	}
+	if bits == 32 {
+		for i := range dst {
+			dst[i] &= 0xffffffff
+		}
+	}
+}
+
+// ConsistencyRequest closes input collection and returns the survivor set
+// U3 to send to each survivor.
+func (s *Server) ConsistencyRequest() (*ConsistencyRequest, error) {
+	if s.phase != phaseMask {
+		return nil, fmt.Errorf("secagg: server: ConsistencyRequest called during %v", s.phase)
+	}
+	if q := quorum(s.p, len(s.list)); len(s.in) < q {
+		return nil, fmt.Errorf("%w: %d masked inputs, consistency quorum is %d", ErrBelowThreshold, len(s.in), q)
+	}
+	s.u3 = sortedKeys(s.in)
+	s.sigs = make(map[uint32]Signature)
+	s.phase = phaseConsistency
+	return &ConsistencyRequest{Round: s.p.Round, Survivors: slices.Clone(s.u3)}, nil
+}
+
+// HandleSignature records a survivor's consistency signature.
+func (s *Server) HandleSignature(m *ConsistencySignature) error {
+	if err := s.expect(phaseConsistency, m.Round, m.Sender, "consistency signature"); err != nil {
+		return err
+	}
+	if !s.in[m.Sender] {
+		return fmt.Errorf("%w: server: consistency signature from client %d, which is not a survivor", ErrProtocol, m.Sender)
+	}
+	if _, dup := s.sigs[m.Sender]; dup {
+		return fmt.Errorf("%w: server: second consistency signature from client %d", ErrProtocol, m.Sender)
+	}
+	if !verify(s.roster[m.Sender-1], consistencySigned(s.p.Round, &s.digest, s.u3), m.Sig[:]) {
+		return fmt.Errorf("%w: server: consistency signature from client %d is invalid", ErrProtocol, m.Sender)
+	}
+	s.sigs[m.Sender] = Signature{Signer: m.Sender, Sig: m.Sig}
+	return nil
+}
+
+// UnmaskRequest closes the consistency check and returns the request to
+// send to every client that signed.
+func (s *Server) UnmaskRequest() (*UnmaskRequest, error) {
+	if s.phase != phaseConsistency {
+		return nil, fmt.Errorf("secagg: server: UnmaskRequest called during %v", s.phase)
+	}
+	if q := quorum(s.p, len(s.list)); len(s.sigs) < q {
+		return nil, fmt.Errorf("%w: %d consistency signatures, quorum is %d", ErrBelowThreshold, len(s.sigs), q)
+	}
+	req := &UnmaskRequest{Round: s.p.Round, Survivors: slices.Clone(s.u3)}
+	for _, id := range sortedKeys(s.sigs) {
+		req.Signatures = append(req.Signatures, s.sigs[id])
+	}
+	s.responses = make(map[uint32]*UnmaskResponse)
+	s.phase = phaseUnmask
+	return req, nil
+}
+
+// partners returns the clients whose shares v holds: its neighbours that
+// sent shares.
+func (s *Server) partners(v uint32) []uint32 {
+	var out []uint32
+	for _, w := range s.g.neighbours(v) {
+		if _, ok := s.shares[w]; ok {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HandleUnmask records a client's revealed shares. The response must hold
+// exactly one share per partner, in increasing order, of the kind the
+// survivor set calls for.
+func (s *Server) HandleUnmask(m *UnmaskResponse) error {
+	if err := s.expect(phaseUnmask, m.Round, m.Sender, "unmask response"); err != nil {
+		return err
+	}
+	if _, ok := s.sigs[m.Sender]; !ok {
+		return fmt.Errorf("%w: server: unmask response from client %d, which did not sign the survivor set", ErrProtocol, m.Sender)
+	}
+	if _, dup := s.responses[m.Sender]; dup {
+		return fmt.Errorf("%w: server: second unmask response from client %d", ErrProtocol, m.Sender)
+	}
+	want := s.partners(m.Sender)
+	if len(m.Shares) != len(want) {
+		return fmt.Errorf("%w: server: client %d revealed %d shares, it holds %d", ErrProtocol, m.Sender, len(m.Shares), len(want))
+	}
+	var sc edwards25519.Scalar
+	for i, sh := range m.Shares {
+		if sh.Owner != want[i] {
+			return fmt.Errorf("%w: server: client %d revealed a share of client %d at position %d, want client %d", ErrProtocol, m.Sender, sh.Owner, i, want[i])
+		}
+		kind := MaskKeyShare
+		if s.in[sh.Owner] {
+			kind = SelfShare
+		}
+		if sh.Kind != kind {
+			return fmt.Errorf("%w: server: client %d revealed a %v share of client %d, want %v", ErrProtocol, m.Sender, sh.Kind, sh.Owner, kind)
+		}
+		if _, err := sc.SetCanonicalBytes(sh.Value[:]); err != nil {
+			return fmt.Errorf("%w: server: client %d revealed a non-canonical share of client %d", ErrProtocol, m.Sender, sh.Owner)
+		}
+	}
+	v := *m
+	v.Shares = slices.Clone(m.Shares)
+	s.responses[m.Sender] = &v
+	return nil
+}
+
+// Aggregate reconstructs the self-mask seeds of the survivors and the
+// mask-agreement keys of the clients that dropped after sharing keys,
+// removes every remaining mask, and returns Σ_{u∈U3} x_u over Z_{2^Bits}.
+// If some secret has fewer than Threshold revealed shares it returns an
+// error wrapping ErrBelowThreshold and the server keeps accepting unmask
+// responses.
+func (s *Server) Aggregate() ([]uint64, error) {
+	if s.phase != phaseUnmask {
+		return nil, fmt.Errorf("secagg: server: Aggregate called during %v", s.phase)
+	}
+	// Gather the revealed shares by owner.
+	got := make(map[uint32][]field.Share)
+	for _, holder := range sortedKeys(s.responses) {
+		for _, sh := range s.responses[holder].Shares {
+			var y edwards25519.Scalar
+			if _, err := y.SetCanonicalBytes(sh.Value[:]); err != nil {
+				panic("secagg: internal error: unchecked share")
+			}
+			got[sh.Owner] = append(got[sh.Owner], field.Share{X: holder, Y: y})
+		}
+	}
+	var dropped []uint32
+	for _, v := range s.u2 {
+		if !s.in[v] {
+			dropped = append(dropped, v)
+		}
+	}
+	for _, v := range slices.Concat(s.u3, dropped) {
+		if n := len(got[v]); n < s.p.Threshold {
+			return nil, fmt.Errorf("%w: %d shares revealed for client %d, threshold is %d", ErrBelowThreshold, n, v, s.p.Threshold)
+		}
+	}
+
+	lagrange := make(map[string][]edwards25519.Scalar)
+	reconstruct := func(owner uint32) *edwards25519.Scalar {
+		shares := got[owner][:s.p.Threshold]
+		xs := make([]string, len(shares))
+		ys := make([]*edwards25519.Scalar, len(shares))
+		for i := range shares {
+			xs[i] = strconv.Itoa(int(shares[i].X))
+			ys[i] = &shares[i].Y
+		}
+		k := strings.Join(xs, ",")
+		lam, ok := lagrange[k]
+		if !ok {
+			ids := make([]uint32, len(shares))
+			for i := range shares {
+				ids[i] = shares[i].X
+			}
+			var err error
+			if lam, err = field.LagrangeAtZero(ids); err != nil {
+				panic("secagg: internal error: " + err.Error())
+			}
+			lagrange[k] = lam
+		}
+		return field.Interpolate(lam, ys)
+	}
+
+	masks := make([]prg.Mask, 0, len(s.u3)+len(dropped)*s.p.Degree)
+	for _, u := range s.u3 {
+		beta := reconstruct(u)
+		c := selfCommit(beta, s.p.Round, u)
+		if subtle.ConstantTimeCompare(c[:], s.adverts[u].SelfCommit[:]) != 1 {
+			return nil, fmt.Errorf("%w: self-mask seed of client %d reconstructed from revealed shares does not match its commitment: a share holder lied", ErrProtocol, u)
+		}
+		masks = append(masks, prg.Mask{Key: selfSeed(beta, s.p.Round, u), Subtract: true})
+	}
+	for _, v := range dropped {
+		priv := maskPrivateKey(reconstruct(v), s.p.Round, v)
+		if subtle.ConstantTimeCompare(priv.PublicKey().Bytes(), s.adverts[v].MaskKey[:]) != 1 {
+			return nil, fmt.Errorf("%w: mask key of dropped client %d reconstructed from revealed shares does not match its advert: a share holder lied", ErrProtocol, v)
+		}
+		for _, u := range s.g.neighbours(v) {
+			if !s.in[u] {
+				continue
+			}
+			pub, err := ecdh.X25519().NewPublicKey(s.adverts[u].MaskKey[:])
+			if err != nil {
+				return nil, fmt.Errorf("%w: mask key of client %d: %v", ErrProtocol, u, err)
+			}
+			seed, err := pairSeed(priv, pub, s.p.Round, v, u)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			// u added +PRG(s_uv) if u < v and −PRG(s_uv) if u > v.
+			masks = append(masks, prg.Mask{Key: seed, Subtract: u < v})
+		}
+	}
+	applyParallel(s.sum, s.p.Bits, masks)
+	clear(masks)
+	s.phase = phaseDone
+	return slices.Clone(s.sum), nil
+}
+
+// applyParallel splits the vector into one coordinate range per core and
+// expands every mask over each range independently (AES-CTR is seekable), so
+// the working space is O(d) plus a small buffer per core.
+func applyParallel(v []uint64, bits int, masks []prg.Mask) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(v)/4096))
+	step := (len(v) + workers - 1) / workers
+	step = (step + 3) &^ 3 // whole AES blocks per range
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(v); lo += step {
+		hi := min(lo+step, len(v))
+		wg.Go(func() { prg.Apply(v[lo:hi], bits, lo, masks) })
+	}
+	wg.Wait()
+}
+
+// Survivors returns U3, the clients whose inputs are in the sum (nil before
+// ConsistencyRequest).
+func (s *Server) Survivors() []uint32 { return slices.Clone(s.u3) }
+
+func sortedKeys[V any](m map[uint32]V) []uint32 {
+	ids := make([]uint32, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
