@@ -1,5 +1,5 @@
 // Package secaggtest holds deterministic helpers for testing secagg: a seeded
-// randomness source and an in-memory driver that runs one round with a
+// randomness source, deterministic identities, and an in-memory round with a
 // chosen dropout pattern. They are for tests and known-answer tests only:
 // production code takes its randomness from crypto/rand.
 package secaggtest
@@ -7,10 +7,9 @@ package secaggtest
 import (
 	"crypto/ed25519"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 
+	"github.com/fl-secure/fl-secure/internal/localround"
 	"github.com/fl-secure/fl-secure/internal/prg"
 	"github.com/fl-secure/fl-secure/secagg"
 )
@@ -37,151 +36,28 @@ func Identities(n int, seed uint64) ([]ed25519.PrivateKey, []ed25519.PublicKey) 
 	return keys, roster
 }
 
-// Phase names the step after which a client drops out.
-type Phase int
+// Phase says when a client drops out.
+type Phase = localround.Phase
 
-// A client that drops "after" a phase sends that phase's message and nothing
-// later. Stay never drops.
+// Dropout phases.
 const (
-	Stay Phase = iota
-	BeforeAdvert
-	AfterAdvert
-	AfterShares
-	AfterMaskedInput
-	AfterConsistency
+	Stay             = localround.Stay
+	BeforeAdvert     = localround.BeforeAdvert
+	AfterAdvert      = localround.AfterAdvert
+	AfterShares      = localround.AfterShares
+	AfterMaskedInput = localround.AfterMaskedInput
+	AfterConsistency = localround.AfterConsistency
 )
 
 // Result is what Run observed.
-type Result struct {
-	Sum       []uint64 // nil if the round failed
-	Survivors []uint32
-	Err       error // the error that ended the round, if any
-}
+type Result = localround.Result
 
-// Run drives one honest round in memory: clients[i] has id i+1 and input
-// inputs[i]; drop[i] says when it drops out. Every message is encoded and
-// decoded on the way, as a transport would. Errors from individual clients
-// that are below-threshold refusals are collected as the round's error.
+// Run drives one honest round in memory with deterministic identities and
+// randomness derived from seed: the client with id i+1 has input inputs[i]
+// and drops out as drop[i] says.
 func Run(p secagg.Params, inputs [][]uint64, drop []Phase, seed uint64) Result {
 	keys, roster := Identities(p.Clients, seed)
-	srv, err := secagg.NewServer(p, roster)
-	if err != nil {
-		return Result{Err: err}
-	}
-	clients := make([]*secagg.Client, p.Clients)
-	for i := range clients {
-		clients[i], err = secagg.NewClient(p, uint32(i+1), keys[i], roster, Rand(seed*1000+uint64(i)))
-		if err != nil {
-			return Result{Err: err}
-		}
-	}
-	alive := func(i int, after Phase) bool { return drop[i] == Stay || drop[i] > after }
-	var errs []error
-	fail := func(e error) Result { return Result{Err: errors.Join(append([]error{e}, errs...)...)} }
-
-	for i, c := range clients {
-		if !alive(i, BeforeAdvert) {
-			continue
-		}
-		a, err := c.AdvertiseKeys()
-		if err != nil {
-			return fail(err)
-		}
-		if err := srv.HandleAdvert(roundTrip(a, new(secagg.Advert))); err != nil {
-			return fail(err)
-		}
-	}
-	list, err := srv.AdvertList()
-	if err != nil {
-		return fail(err)
-	}
-	for i, c := range clients {
-		if !alive(i, AfterAdvert) {
-			continue
-		}
-		sh, err := c.ShareKeys(roundTrip(list, new(secagg.AdvertList)))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := srv.HandleShares(roundTrip(sh, new(secagg.Shares))); err != nil {
-			return fail(err)
-		}
-	}
-	fwd, err := srv.ForwardedShares()
-	if err != nil {
-		return fail(err)
-	}
-	for i, c := range clients {
-		f, ok := fwd[c.ID()]
-		if !ok || !alive(i, AfterShares) {
-			continue
-		}
-		m, err := c.MaskInput(roundTrip(f, new(secagg.ForwardedShares)), inputs[i])
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := srv.HandleMaskedInput(roundTrip(m, new(secagg.MaskedInput))); err != nil {
-			return fail(err)
-		}
-	}
-	creq, err := srv.ConsistencyRequest()
-	if err != nil {
-		return fail(err)
-	}
-	u3 := creq.Survivors
-	for _, id := range u3 {
-		i := int(id - 1)
-		if !alive(i, AfterMaskedInput) {
-			continue
-		}
-		sig, err := clients[i].CheckConsistency(roundTrip(creq, new(secagg.ConsistencyRequest)))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := srv.HandleSignature(roundTrip(sig, new(secagg.ConsistencySignature))); err != nil {
-			return fail(err)
-		}
-	}
-	ureq, err := srv.UnmaskRequest()
-	if err != nil {
-		return fail(err)
-	}
-	for _, s := range ureq.Signatures {
-		i := int(s.Signer - 1)
-		if !alive(i, AfterConsistency) {
-			continue
-		}
-		r, err := clients[i].Unmask(roundTrip(ureq, new(secagg.UnmaskRequest)))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := srv.HandleUnmask(roundTrip(r, new(secagg.UnmaskResponse))); err != nil {
-			return fail(err)
-		}
-	}
-	sum, err := srv.Aggregate()
-	if err != nil {
-		return fail(err)
-	}
-	return Result{Sum: sum, Survivors: u3}
-}
-
-type message interface {
-	MarshalBinary() ([]byte, error)
-	UnmarshalBinary([]byte) error
-}
-
-func roundTrip[M message](in message, out M) M {
-	b, err := in.MarshalBinary()
-	if err != nil {
-		panic(fmt.Sprintf("secaggtest: encoding %T: %v", in, err))
-	}
-	if err := out.UnmarshalBinary(b); err != nil {
-		panic(fmt.Sprintf("secaggtest: decoding %T: %v", out, err))
-	}
-	return out
+	return localround.Run(p, keys, roster, inputs, drop, func(i int) io.Reader {
+		return Rand(seed*1_000_003 + uint64(i))
+	})
 }
