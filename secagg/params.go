@@ -32,7 +32,9 @@ type Params struct {
 	// t from the tolerated dropout and corruption rates.
 	Degree int
 	// Corrupt is the number of clients that may collude with the server. It
-	// must be below Threshold, and it raises the consistency-check quorum.
+	// raises the consistency-check quorum; on the complete graph it must be
+	// below Threshold. On a sparse graph, Recommend bounds the chance that
+	// some client has Threshold corrupt neighbours.
 	Corrupt int
 	// Length is d, the number of ring elements in each input.
 	Length int
@@ -53,8 +55,10 @@ func (p Params) Validate() error {
 		return fmt.Errorf("secagg: Threshold = %d ≤ Degree/2 = %d/2: two disjoint groups of neighbours could each recover a different secret of the same client", p.Threshold, p.Degree)
 	case p.Corrupt < 0:
 		return fmt.Errorf("secagg: Corrupt = %d is negative", p.Corrupt)
-	case p.Corrupt >= p.Threshold:
-		return fmt.Errorf("secagg: Corrupt = %d ≥ Threshold = %d: colluding clients could recover an honest client's secrets", p.Corrupt, p.Threshold)
+	case p.Degree == p.Clients-1 && p.Corrupt >= p.Threshold:
+		return fmt.Errorf("secagg: Corrupt = %d ≥ Threshold = %d on the complete graph: colluding clients could recover an honest client's secrets", p.Corrupt, p.Threshold)
+	case p.Corrupt >= p.Clients:
+		return fmt.Errorf("secagg: Corrupt = %d, want fewer than Clients = %d", p.Corrupt, p.Clients)
 	case p.Length < 1 || p.Length > MaxLength:
 		return fmt.Errorf("secagg: Length = %d, want 1 ≤ d ≤ %d", p.Length, MaxLength)
 	case p.Bits != 32 && p.Bits != 64:
@@ -107,7 +111,7 @@ const (
 //	security:    n · Pr[Hypergeometric(n−1, c, k) ≥ t] ≤ 2^-40
 //	correctness: n · Pr[Binomial(k, dropout+corruption) > k − t] ≤ 2^-20
 //
-// (union bounds over clients), subject to k/2 < t ≤ k and c < t. Recommend
+// (union bounds over clients), subject to k/2 < t ≤ k. Recommend
 // returns the smallest such k, and the smallest t for it. If complete is
 // true, or no k < n−1 qualifies, it returns the complete graph (classic
 // SecAgg) with the smallest safe t, and reports its failure probabilities.
@@ -121,8 +125,10 @@ func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) 
 	if !(corruption >= 0 && corruption < 0.5) {
 		return Plan{}, fmt.Errorf("secagg: corruption rate %v, want 0 ≤ rate < 0.5", corruption)
 	}
-	if dropout+corruption >= 0.5 {
-		return Plan{}, errors.New("secagg: dropout + corruption rates must stay below 0.5 for a consistency quorum to exist")
+	// The honest survivors, a fraction 1−dropout−corruption, must outnumber
+	// the consistency quorum (n+c)/2.
+	if dropout+1.5*corruption >= 0.5 {
+		return Plan{}, errors.New("secagg: dropout + 1.5·corruption must stay below 0.5, or the honest survivors cannot reach the consistency quorum")
 	}
 	c := int(math.Ceil(corruption * float64(n)))
 	bad := dropout + corruption
@@ -135,8 +141,7 @@ func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) 
 	}
 	if !complete {
 		for k := 2; k < n-1; k++ {
-			lo := max(k/2+1, c+1)
-			for t := lo; t <= k; t++ {
+			for t := k/2 + 1; t <= k; t++ {
 				pl := evaluate(k, t)
 				if pl.SecurityFailure > math.Ldexp(1, -securityBits) {
 					continue // larger t is more secure: keep looking
