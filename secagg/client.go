@@ -303,9 +303,12 @@ func cloneShares(v any) *Shares {
 // with its self mask PRG(b_u) and a pairwise mask ±PRG(s_{u,v}) for each
 // neighbour v that sent shares: + if u < v, − if u > v (Bonawitz et al.
 // 2017, Fig. 4, round 2). input must have Params.Length entries in
-// [0, 2^Bits); it is not modified.
+// [0, 2^Bits); it is not modified. A retry with identical forwarded shares
+// returns the masked input of the first call, whatever input it passes: a
+// client commits to one input per round. The returned message must not be
+// modified.
 func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, error) {
-	key := requestKey(fwd, u64sBytes(input))
+	key := requestKey(fwd)
 	if prev, err := c.begin(phaseMask, fwd.Round, key); err != nil || prev != nil {
 		return cloneMasked(prev), err
 	}
@@ -376,7 +379,7 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	out := &MaskedInput{Round: c.p.Round, Sender: c.id, Bits: c.p.Bits, Vector: y}
 	c.held, c.partners = held, partners
 	c.finish(phaseMask, key, out)
-	return cloneMasked(out), nil
+	return out, nil
 }
 
 func cloneMasked(v any) *MaskedInput {
@@ -386,14 +389,6 @@ func cloneMasked(v any) *MaskedInput {
 	m := *v.(*MaskedInput)
 	m.Vector = slices.Clone(m.Vector)
 	return &m
-}
-
-func u64sBytes(v []uint64) []byte {
-	b := make([]byte, 0, 8*len(v))
-	for _, x := range v {
-		b = append(b, byte(x), byte(x>>8), byte(x>>16), byte(x>>24), byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56))
-	}
-	return b
 }
 
 func checkVector(p Params, v []uint64, what string) error {
