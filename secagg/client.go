@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 
 	"filippo.io/edwards25519"
 
+	"github.com/fl-secure/fl-secure/internal/edsig"
 	"github.com/fl-secure/fl-secure/internal/field"
 	"github.com/fl-secure/fl-secure/internal/prg"
 )
@@ -41,7 +43,7 @@ type Client struct {
 	p        Params
 	id       uint32
 	identity ed25519.PrivateKey
-	roster   []ed25519.PublicKey
+	roster   *Roster
 	rand     io.Reader
 
 	phase phase
@@ -62,6 +64,7 @@ type Client struct {
 	digest     [32]byte
 	adverts    map[uint32]*Advert // U1 as this client saw it
 	neighbours []uint32
+	aeads      map[uint32]cipher.AEAD // share encryption, by neighbour
 
 	// MaskInput.
 	partners []uint32 // neighbours whose shares this client holds, sorted
@@ -74,14 +77,14 @@ type Client struct {
 type heldShares struct{ sigma, beta edwards25519.Scalar }
 
 // NewClient returns the client with identifier id (1..n) for one round.
-// identity is its long-term Ed25519 key, whose public half must be
-// roster[id−1]; roster holds every client's identity key, in identifier
-// order. rand supplies all randomness; nil means crypto/rand.
-func NewClient(p Params, id uint32, identity ed25519.PrivateKey, roster []ed25519.PublicKey, rnd io.Reader) (*Client, error) {
+// identity is its long-term Ed25519 key, whose public half must be the
+// roster's entry for id. rand supplies all randomness; nil means
+// crypto/rand.
+func NewClient(p Params, id uint32, identity ed25519.PrivateKey, roster *Roster, rnd io.Reader) (*Client, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkRoster(p, roster); err != nil {
+	if err := roster.check(p); err != nil {
 		return nil, err
 	}
 	if id < 1 || int(id) > p.Clients {
@@ -90,7 +93,7 @@ func NewClient(p Params, id uint32, identity ed25519.PrivateKey, roster []ed2551
 	if len(identity) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("secagg: identity key has length %d, want %d", len(identity), ed25519.PrivateKeySize)
 	}
-	if !bytes.Equal(identity.Public().(ed25519.PublicKey), roster[id-1]) {
+	if !bytes.Equal(identity.Public().(ed25519.PublicKey), roster.keys[id-1].Bytes()) {
 		return nil, fmt.Errorf("secagg: identity key of client %d does not match its roster entry", id)
 	}
 	if rnd == nil {
@@ -99,28 +102,8 @@ func NewClient(p Params, id uint32, identity ed25519.PrivateKey, roster []ed2551
 	return &Client{
 		p: p, id: id, rand: rnd,
 		identity: slices.Clone(identity),
-		roster:   cloneRoster(roster),
+		roster:   roster,
 	}, nil
-}
-
-func checkRoster(p Params, roster []ed25519.PublicKey) error {
-	if len(roster) != p.Clients {
-		return fmt.Errorf("secagg: roster has %d keys, want Clients = %d", len(roster), p.Clients)
-	}
-	for i, k := range roster {
-		if len(k) != ed25519.PublicKeySize {
-			return fmt.Errorf("secagg: roster key of client %d has length %d, want %d", i+1, len(k), ed25519.PublicKeySize)
-		}
-	}
-	return nil
-}
-
-func cloneRoster(r []ed25519.PublicKey) []ed25519.PublicKey {
-	out := make([]ed25519.PublicKey, len(r))
-	for i := range r {
-		out[i] = slices.Clone(r[i])
-	}
-	return out
 }
 
 // ID returns the client's identifier.
@@ -207,9 +190,10 @@ func cloneAdvert(v any) *Advert {
 	return &a
 }
 
-// checkAdverts verifies an advert list against the roster: identifiers in
-// range and strictly increasing, every signature valid for this round.
-func checkAdverts(p Params, roster []ed25519.PublicKey, list *AdvertList) error {
+// checkAdverts checks the shape of an advert list: identifiers in range and
+// strictly increasing, every advert for this round. Signatures are checked
+// by the caller, which knows whose adverts it will use.
+func checkAdverts(p Params, list *AdvertList) error {
 	for i := range list.Adverts {
 		a := &list.Adverts[i]
 		if a.Sender < 1 || int(a.Sender) > p.Clients {
@@ -221,22 +205,23 @@ func checkAdverts(p Params, roster []ed25519.PublicKey, list *AdvertList) error 
 		if a.Round != p.Round {
 			return fmt.Errorf("%w: advert from client %d is for round %d, this is round %d", ErrProtocol, a.Sender, a.Round, p.Round)
 		}
-		if !verify(roster[a.Sender-1], advertSigned(a), a.Sig[:]) {
-			return fmt.Errorf("%w: advert from client %d has an invalid signature", ErrProtocol, a.Sender)
-		}
 	}
 	return nil
 }
 
 // ShareKeys checks the advert list, derives the neighbour graph, and returns
 // its Shamir shares of σ and β, one sealed share per neighbour (Bonawitz et
-// al. 2017, Fig. 4, round 1; Bell et al. 2020, §4).
+// al. 2017, Fig. 4, round 1; Bell et al. 2020, §4). It verifies the
+// signature of every neighbour's advert, the only keys it will use; on the
+// complete graph that is every advert. A forged advert of a non-neighbour
+// could only change the graph seed, which omitting adverts already can
+// (SECURITY.md, "Graph choice").
 func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	key := requestKey(list)
 	if prev, err := c.begin(phaseShare, list.Round, key); err != nil || prev != nil {
 		return cloneShares(prev), err
 	}
-	if err := checkAdverts(c.p, c.roster, list); err != nil {
+	if err := checkAdverts(c.p, list); err != nil {
 		return nil, fmt.Errorf("secagg: client %d: %w", c.id, err)
 	}
 	adverts := make(map[uint32]*Advert, len(list.Adverts))
@@ -255,6 +240,14 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	digest := advertDigest(c.p.Round, list.Adverts)
 	g := newGraph(ids, c.p.Degree, digest)
 	nb := g.neighbours(c.id)
+	entries := make([]edsig.Entry, len(nb))
+	for i, v := range nb {
+		a := adverts[v]
+		entries[i] = edsig.Entry{Pub: c.roster.keys[v-1], Msg: advertSigned(a), Sig: a.Sig[:]}
+	}
+	if bad := edsig.Invalid(entries); len(bad) > 0 {
+		return nil, fmt.Errorf("%w: client %d: advert from client %d has an invalid signature", ErrProtocol, c.id, nb[bad[0]])
+	}
 
 	sigmaShares, err := field.Split(c.rand, c.sigma, c.p.Threshold, nb)
 	if err != nil {
@@ -265,6 +258,7 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 		return nil, err
 	}
 	out := &Shares{Round: c.p.Round, Sender: c.id, Shares: make([]SealedShare, len(nb))}
+	aeads := make(map[uint32]cipher.AEAD, len(nb))
 	var plain [shareSize]byte
 	for i, v := range nb {
 		peer, err := ecdh.X25519().NewPublicKey(adverts[v].EncKey[:])
@@ -275,6 +269,7 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
 		}
+		aeads[v] = aead
 		copy(plain[:32], sigmaShares[i].Y.Bytes())
 		copy(plain[32:], betaShares[i].Y.Bytes())
 		out.Shares[i].Peer = v
@@ -285,7 +280,7 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 		sigmaShares[i].Y, betaShares[i].Y = edwards25519.Scalar{}, edwards25519.Scalar{}
 	}
 
-	c.digest, c.adverts, c.neighbours = digest, adverts, nb
+	c.digest, c.adverts, c.neighbours, c.aeads = digest, adverts, nb, aeads
 	c.finish(phaseShare, key, out)
 	return cloneShares(out), nil
 }
@@ -315,8 +310,18 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	if fwd.Recipient != c.id {
 		return nil, fmt.Errorf("%w: client %d: shares forwarded for client %d", ErrProtocol, c.id, fwd.Recipient)
 	}
-	if err := checkVector(c.p, input, "input"); err != nil {
-		return nil, err
+	if len(input) != c.p.Length {
+		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
+	}
+	// y is the copy that gets masked; the range check rides on the copy.
+	y := make([]uint64, len(input))
+	var acc uint64
+	for i, x := range input {
+		acc |= x
+		y[i] = x
+	}
+	if acc&^ringMask(c.p.Bits) != 0 {
+		return nil, checkVector(c.p, input, "input")
 	}
 	// All shape checks come before the first decryption.
 	seen := make(map[uint32]bool, len(fwd.Shares))
@@ -336,15 +341,8 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	partners := make([]uint32, 0, len(fwd.Shares))
 	var plain [shareSize]byte
 	for _, s := range fwd.Shares {
-		peer, err := ecdh.X25519().NewPublicKey(c.adverts[s.Peer].EncKey[:])
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: encryption key of client %d: %v", ErrProtocol, c.id, s.Peer, err)
-		}
-		aead, err := shareAEAD(c.encPriv, peer, c.p.Round, s.Peer, c.id)
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
-		}
-		if _, err := aead.Open(plain[:0], shareNonce(s.Peer, c.id), s.Ciphertext[:], shareAD(c.p.Round, s.Peer, c.id, &c.digest)); err != nil {
+		// The key agreed in ShareKeys serves both directions.
+		if _, err := c.aeads[s.Peer].Open(plain[:0], shareNonce(s.Peer, c.id), s.Ciphertext[:], shareAD(c.p.Round, s.Peer, c.id, &c.digest)); err != nil {
 			return nil, fmt.Errorf("%w: client %d: sealed share from client %d failed authentication", ErrProtocol, c.id, s.Peer)
 		}
 		h := new(heldShares)
@@ -372,7 +370,6 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 		}
 		masks = append(masks, prg.Mask{Key: seed, Subtract: c.id > v})
 	}
-	y := slices.Clone(input)
 	prg.Apply(y, c.p.Bits, 0, masks)
 	clear(masks)
 
@@ -396,9 +393,16 @@ func checkVector(p Params, v []uint64, what string) error {
 		return fmt.Errorf("secagg: %s has length %d, want Length = %d", what, len(v), p.Length)
 	}
 	if p.Bits == 32 {
-		for i, x := range v {
-			if x>>32 != 0 {
-				return fmt.Errorf("secagg: %s[%d] = %d is outside Z_2^32", what, i, x)
+		// OR-reduce first (branch-free); find the culprit only on failure.
+		var acc uint64
+		for _, x := range v {
+			acc |= x
+		}
+		if acc>>32 != 0 {
+			for i, x := range v {
+				if x>>32 != 0 {
+					return fmt.Errorf("secagg: %s[%d] = %d is outside Z_2^32", what, i, x)
+				}
 			}
 		}
 	}
@@ -484,7 +488,6 @@ func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 	if !slices.Equal(req.Survivors, c.survivors) {
 		return nil, fmt.Errorf("%w: client %d: unmask request names a survivor set other than the one this client signed", ErrProtocol, c.id)
 	}
-	msg := consistencySigned(c.p.Round, &c.digest, c.survivors)
 	signers := make(map[uint32]bool, len(req.Signatures))
 	for _, s := range req.Signatures {
 		if _, ok := slices.BinarySearch(c.survivors, s.Signer); !ok {
@@ -493,13 +496,21 @@ func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 		if signers[s.Signer] {
 			return nil, fmt.Errorf("%w: client %d: two consistency signatures from client %d", ErrProtocol, c.id, s.Signer)
 		}
-		if !verify(c.roster[s.Signer-1], msg, s.Sig[:]) {
-			return nil, fmt.Errorf("%w: client %d: consistency signature from client %d is invalid for this survivor set", ErrProtocol, c.id, s.Signer)
-		}
 		signers[s.Signer] = true
 	}
-	if q := quorum(c.p, len(c.adverts)); len(signers) < q {
-		return nil, fmt.Errorf("%w: client %d: %d valid consistency signatures, quorum is %d", ErrBelowThreshold, c.id, len(signers), q)
+	q := quorum(c.p, len(c.adverts))
+	if len(req.Signatures) < q {
+		return nil, fmt.Errorf("%w: client %d: %d consistency signatures, quorum is %d", ErrBelowThreshold, c.id, len(req.Signatures), q)
+	}
+	// A quorum of valid signatures is all this client needs, and all it
+	// checks: the first q, in one batch. Any invalid one among them aborts.
+	msg := consistencySigned(c.p.Round, &c.digest, c.survivors)
+	entries := make([]edsig.Entry, q)
+	for i, s := range req.Signatures[:q] {
+		entries[i] = edsig.Entry{Pub: c.roster.keys[s.Signer-1], Msg: msg, Sig: s.Sig[:]}
+	}
+	if bad := edsig.Invalid(entries); len(bad) > 0 {
+		return nil, fmt.Errorf("%w: client %d: consistency signature from client %d is invalid for this survivor set", ErrProtocol, c.id, req.Signatures[bad[0]].Signer)
 	}
 	out := &UnmaskResponse{Round: c.p.Round, Sender: c.id, Shares: make([]RevealedShare, len(c.partners))}
 	for i, v := range c.partners {
@@ -538,5 +549,5 @@ func (c *Client) forget() {
 		*c.sigma = edwards25519.Scalar{}
 		*c.beta = edwards25519.Scalar{}
 	}
-	c.encPriv, c.maskPriv = nil, nil
+	c.encPriv, c.maskPriv, c.aeads = nil, nil, nil
 }

@@ -19,10 +19,11 @@ func Example() {
 
 	// Each hospital holds its long-term identity key; everyone holds the roster.
 	keys := make([]ed25519.PrivateKey, p.Clients)
-	roster := make([]ed25519.PublicKey, p.Clients)
+	public := make([]ed25519.PublicKey, p.Clients)
 	for i := range keys {
-		roster[i], keys[i], _ = ed25519.GenerateKey(nil)
+		public[i], keys[i], _ = ed25519.GenerateKey(nil)
 	}
+	roster, _ := secagg.NewRoster(public)
 	server, _ := secagg.NewServer(p, roster)
 	clients := make([]*secagg.Client, p.Clients)
 	for i := range clients {

@@ -3,7 +3,6 @@ package secagg
 import (
 	"crypto/cipher"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
@@ -189,8 +188,4 @@ func consistencySigned(round uint64, digest *[32]byte, survivors []uint32) []byt
 		b = binary.BigEndian.AppendUint32(b, id)
 	}
 	return b
-}
-
-func verify(pub ed25519.PublicKey, msg, sig []byte) bool {
-	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
 }

@@ -315,16 +315,7 @@ func (m *MaskedInput) MarshalBinary() ([]byte, error) {
 	w.U8(uint8(m.Bits))
 	w.U32(uint32(len(m.Vector)))
 	w.Grow(len(m.Vector) * ws)
-	out := w.Tail(len(m.Vector) * ws)
-	if ws == 4 {
-		for i, x := range m.Vector {
-			binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
-		}
-	} else {
-		for i, x := range m.Vector {
-			binary.LittleEndian.PutUint64(out[8*i:], x)
-		}
-	}
+	putWords(w.Tail(len(m.Vector)*ws), m.Vector, ws)
 	return w.Finish(), nil
 }
 
@@ -346,17 +337,42 @@ func (m *MaskedInput) UnmarshalBinary(b []byte) error {
 		return err
 	}
 	v.Vector = make([]uint64, n)
-	if ws == 4 {
-		for i := range v.Vector {
-			v.Vector[i] = uint64(binary.LittleEndian.Uint32(raw[4*i:]))
-		}
-	} else {
-		for i := range v.Vector {
-			v.Vector[i] = binary.LittleEndian.Uint64(raw[8*i:])
-		}
-	}
+	getWords(v.Vector, raw, ws)
 	*m = v
 	return nil
+}
+
+// putWords writes v as little-endian words of ws bytes; the loops re-slice
+// so that the compiler drops the bounds checks.
+func putWords(out []byte, v []uint64, ws int) {
+	le := binary.LittleEndian
+	if ws == 4 {
+		for len(v) > 0 && len(out) >= 4 {
+			le.PutUint32(out[:4], uint32(v[0]))
+			v, out = v[1:], out[4:]
+		}
+		return
+	}
+	for len(v) > 0 && len(out) >= 8 {
+		le.PutUint64(out[:8], v[0])
+		v, out = v[1:], out[8:]
+	}
+}
+
+// getWords is the inverse of putWords.
+func getWords(v []uint64, raw []byte, ws int) {
+	le := binary.LittleEndian
+	if ws == 4 {
+		for len(v) > 0 && len(raw) >= 4 {
+			v[0] = uint64(le.Uint32(raw[:4]))
+			v, raw = v[1:], raw[4:]
+		}
+		return
+	}
+	for len(v) > 0 && len(raw) >= 8 {
+		v[0] = le.Uint64(raw[:8])
+		v, raw = v[1:], raw[8:]
+	}
 }
 
 func putIDs(w *wire.Writer, ids []uint32) {

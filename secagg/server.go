@@ -2,19 +2,18 @@ package secagg
 
 import (
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/subtle"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"filippo.io/edwards25519"
 
+	"github.com/fl-secure/fl-secure/internal/edsig"
 	"github.com/fl-secure/fl-secure/internal/field"
 	"github.com/fl-secure/fl-secure/internal/prg"
+	"github.com/fl-secure/fl-secure/internal/wire"
 )
 
 // Server is the coordinator's side of a round: it relays messages, keeps a
@@ -27,7 +26,7 @@ import (
 // move the round on.
 type Server struct {
 	p      Params
-	roster []ed25519.PublicKey
+	roster *Roster
 	phase  phase
 
 	adverts map[uint32]*Advert
@@ -52,17 +51,16 @@ type Server struct {
 	responses map[uint32]*UnmaskResponse
 }
 
-// NewServer returns the server of one round. roster holds every client's
-// Ed25519 identity key, in identifier order.
-func NewServer(p Params, roster []ed25519.PublicKey) (*Server, error) {
+// NewServer returns the server of one round among the clients of roster.
+func NewServer(p Params, roster *Roster) (*Server, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkRoster(p, roster); err != nil {
+	if err := roster.check(p); err != nil {
 		return nil, err
 	}
 	return &Server{
-		p: p, roster: cloneRoster(roster), phase: phaseAdvertise,
+		p: p, roster: roster, phase: phaseAdvertise,
 		adverts: make(map[uint32]*Advert),
 	}, nil
 }
@@ -88,7 +86,7 @@ func (s *Server) HandleAdvert(a *Advert) error {
 	if _, dup := s.adverts[a.Sender]; dup {
 		return fmt.Errorf("%w: server: second advert from client %d", ErrProtocol, a.Sender)
 	}
-	if !verify(s.roster[a.Sender-1], advertSigned(a), a.Sig[:]) {
+	if !edsig.Verify(s.roster.keys[a.Sender-1], advertSigned(a), a.Sig[:]) {
 		return fmt.Errorf("%w: server: advert from client %d has an invalid signature", ErrProtocol, a.Sender)
 	}
 	v := *a
@@ -172,35 +170,66 @@ func (s *Server) ForwardedShares() (map[uint32]*ForwardedShares, error) {
 
 // HandleMaskedInput adds a client's masked input to the running sum.
 func (s *Server) HandleMaskedInput(m *MaskedInput) error {
-	if err := s.expect(phaseMask, m.Round, m.Sender, "masked input"); err != nil {
+	if err := s.checkMaskedInput(m.Round, m.Sender, m.Bits); err != nil {
 		return err
-	}
-	if _, ok := s.shares[m.Sender]; !ok {
-		return fmt.Errorf("%w: server: masked input from client %d, which did not share keys", ErrProtocol, m.Sender)
-	}
-	if s.in[m.Sender] {
-		return fmt.Errorf("%w: server: second masked input from client %d", ErrProtocol, m.Sender)
-	}
-	if m.Bits != s.p.Bits {
-		return fmt.Errorf("%w: server: masked input from client %d is over Z_2^%d, want Z_2^%d", ErrProtocol, m.Sender, m.Bits, s.p.Bits)
 	}
 	if err := checkVector(s.p, m.Vector, "masked input from client "+strconv.Itoa(int(m.Sender))); err != nil {
 		return err
 	}
-	addInto(s.sum, m.Vector, s.p.Bits)
+	// Entries are below 2^Bits, so uint64 accumulators cannot lose the sum
+	// modulo 2^Bits; Aggregate reduces once.
+	sum := s.sum[:len(m.Vector)]
+	for i, x := range m.Vector {
+		sum[i] += x
+	}
 	s.in[m.Sender] = true
 	return nil
 }
 
-func addInto(dst, v []uint64, bits int) {
-	for i := range dst {
-		dst[i] += v[i]
+// HandleEncodedMaskedInput is HandleMaskedInput on the wire encoding: it
+// checks the header and length, then adds the words straight from b to the
+// running sum, with no decoded copy of the vector. Transports should prefer
+// it; both accept and refuse exactly the same messages.
+func (s *Server) HandleEncodedMaskedInput(b []byte) error {
+	r := wire.NewReader(b, "secagg: decoding MaskedInput")
+	r.Header(tagMaskedInput, version)
+	round := r.U64("round")
+	sender := r.U32("sender")
+	bits := int(r.U8("bits"))
+	if r.Err() == nil && bits != 32 && bits != 64 {
+		r.Fail("bits: %d, want 32 or 64", bits)
 	}
-	if bits == 32 {
-		for i := range dst {
-			dst[i] &= 0xffffffff
-		}
+	ws := max(bits/8, 1)
+	n := r.Count("vector", MaxLength, ws)
+	raw := r.Slice("vector", n*ws)
+	if err := r.Done(); err != nil {
+		return err
 	}
+	if err := s.checkMaskedInput(round, sender, bits); err != nil {
+		return err
+	}
+	if n != s.p.Length {
+		return fmt.Errorf("secagg: masked input from client %d has length %d, want Length = %d", sender, n, s.p.Length)
+	}
+	prg.AddWords(s.sum, raw, bits)
+	s.in[sender] = true
+	return nil
+}
+
+func (s *Server) checkMaskedInput(round uint64, sender uint32, bits int) error {
+	if err := s.expect(phaseMask, round, sender, "masked input"); err != nil {
+		return err
+	}
+	if _, ok := s.shares[sender]; !ok {
+		return fmt.Errorf("%w: server: masked input from client %d, which did not share keys", ErrProtocol, sender)
+	}
+	if s.in[sender] {
+		return fmt.Errorf("%w: server: second masked input from client %d", ErrProtocol, sender)
+	}
+	if bits != s.p.Bits {
+		return fmt.Errorf("%w: server: masked input from client %d is over Z_2^%d, want Z_2^%d", ErrProtocol, sender, bits, s.p.Bits)
+	}
+	return nil
 }
 
 // ConsistencyRequest closes input collection and returns the survivor set
@@ -229,7 +258,7 @@ func (s *Server) HandleSignature(m *ConsistencySignature) error {
 	if _, dup := s.sigs[m.Sender]; dup {
 		return fmt.Errorf("%w: server: second consistency signature from client %d", ErrProtocol, m.Sender)
 	}
-	if !verify(s.roster[m.Sender-1], consistencySigned(s.p.Round, &s.digest, s.u3), m.Sig[:]) {
+	if !edsig.Verify(s.roster.keys[m.Sender-1], consistencySigned(s.p.Round, &s.digest, s.u3), m.Sig[:]) {
 		return fmt.Errorf("%w: server: consistency signature from client %d is invalid", ErrProtocol, m.Sender)
 	}
 	s.sigs[m.Sender] = Signature{Signer: m.Sender, Sig: m.Sig}
@@ -393,25 +422,14 @@ func (s *Server) Aggregate() ([]uint64, error) {
 			masks = append(masks, prg.Mask{Key: seed, Subtract: u < v})
 		}
 	}
-	applyParallel(s.sum, s.p.Bits, masks)
+	prg.ApplyParallel(s.sum, s.p.Bits, masks)
 	clear(masks)
+	mask := ringMask(s.p.Bits)
+	for i := range s.sum {
+		s.sum[i] &= mask
+	}
 	s.phase = phaseDone
 	return slices.Clone(s.sum), nil
-}
-
-// applyParallel splits the vector into one coordinate range per core and
-// expands every mask over each range independently (AES-CTR is seekable), so
-// the working space is O(d) plus a small buffer per core.
-func applyParallel(v []uint64, bits int, masks []prg.Mask) {
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(v)/4096))
-	step := (len(v) + workers - 1) / workers
-	step = (step + 3) &^ 3 // whole AES blocks per range
-	var wg sync.WaitGroup
-	for lo := 0; lo < len(v); lo += step {
-		hi := min(lo+step, len(v))
-		wg.Go(func() { prg.Apply(v[lo:hi], bits, lo, masks) })
-	}
-	wg.Wait()
 }
 
 // Survivors returns U3, the clients whose inputs are in the sum (nil before

@@ -45,7 +45,7 @@ type Result struct {
 // Run drives one honest round: the client with id i+1 has identity keys[i],
 // input inputs[i] and randomness rand(i) (crypto/rand if rand is nil), and
 // drops out as drop[i] says.
-func Run(p secagg.Params, keys []ed25519.PrivateKey, roster []ed25519.PublicKey, inputs [][]uint64, drop []Phase, rand func(i int) io.Reader) Result {
+func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inputs [][]uint64, drop []Phase, rand func(i int) io.Reader) Result {
 	if len(keys) != p.Clients || len(inputs) != p.Clients || len(drop) != p.Clients {
 		return Result{Err: fmt.Errorf("localround: %d keys, %d inputs, %d dropout entries for %d clients", len(keys), len(inputs), len(drop), p.Clients)}
 	}
@@ -152,7 +152,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster []ed25519.PublicKey,
 			refusals = append(refusals, err)
 			continue
 		}
-		if err := server(func() error { return recv(b, new(secagg.MaskedInput), srv.HandleMaskedInput) }); err != nil {
+		if err := server(func() error { return srv.HandleEncodedMaskedInput(b) }); err != nil {
 			return fail(err)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"fmt"
+	"runtime"
+	"sync"
 )
 
 // KeySize is the size of a mask seed in bytes.
@@ -69,6 +71,40 @@ func Apply(dst []uint64, bits int, offset int, masks []Mask) {
 		}
 	}
 	clear(buf)
+}
+
+// AddWords adds the little-endian words of src (bits/8 bytes each) to dst,
+// without reducing: for bits = 32 the entries of dst stay correct modulo
+// 2^32 and may be reduced once at the end (2^32 divides 2^64). len(src)
+// must be len(dst)·bits/8.
+func AddWords(dst []uint64, src []byte, bits int) {
+	if len(src) != len(dst)*wordSize(bits) {
+		panic("prg: internal error: AddWords length mismatch")
+	}
+	if bits == 32 {
+		addKeystream32(dst, src, false)
+	} else {
+		addWords64(dst, src, false)
+	}
+}
+
+// ApplyParallel is Apply over the whole vector, split into one coordinate
+// range per core (AES-CTR is seekable), for vectors long enough to gain from
+// it. The working space is one small buffer per core.
+func ApplyParallel(v []uint64, bits int, masks []Mask) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(v)/16384))
+	if workers == 1 {
+		Apply(v, bits, 0, masks)
+		return
+	}
+	step := (len(v) + workers - 1) / workers
+	step = (step + 3) &^ 3 // whole AES blocks per range
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(v); lo += step {
+		hi := min(lo+step, len(v))
+		wg.Go(func() { Apply(v[lo:hi], bits, lo, masks) })
+	}
+	wg.Wait()
 }
 
 // Keystream writes the raw keystream of key starting at byte offset into dst.

@@ -7,6 +7,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Writer appends fields to a byte slice.
@@ -15,12 +16,19 @@ type Writer struct{ b []byte }
 // NewWriter returns a Writer whose buffer has capacity for n bytes.
 func NewWriter(n int) *Writer { return &Writer{b: make([]byte, 0, n)} }
 
-func (w *Writer) U8(v uint8)        { w.b = append(w.b, v) }
-func (w *Writer) U32(v uint32)      { w.b = binary.BigEndian.AppendUint32(w.b, v) }
-func (w *Writer) U64(v uint64)      { w.b = binary.BigEndian.AppendUint64(w.b, v) }
-func (w *Writer) Bytes(v []byte)    { w.b = append(w.b, v...) }
-func (w *Writer) Finish() []byte    { return w.b }
-func (w *Writer) Grow(n int)        { w.b = append(w.b, make([]byte, n)...) }
+func (w *Writer) U8(v uint8)     { w.b = append(w.b, v) }
+func (w *Writer) U32(v uint32)   { w.b = binary.BigEndian.AppendUint32(w.b, v) }
+func (w *Writer) U64(v uint64)   { w.b = binary.BigEndian.AppendUint64(w.b, v) }
+func (w *Writer) Bytes(v []byte) { w.b = append(w.b, v...) }
+func (w *Writer) Finish() []byte { return w.b }
+
+// Grow appends n zero bytes without a temporary buffer.
+func (w *Writer) Grow(n int) {
+	w.b = slices.Grow(w.b, n)
+	w.b = w.b[:len(w.b)+n]
+	clear(w.b[len(w.b)-n:])
+}
+
 func (w *Writer) Tail(n int) []byte { return w.b[len(w.b)-n:] }
 
 // Reader consumes fields from a message. The first failure is kept and every

@@ -23,7 +23,7 @@ func Rand(seed uint64) io.Reader {
 }
 
 // Identities returns n deterministic Ed25519 identities and their roster.
-func Identities(n int, seed uint64) ([]ed25519.PrivateKey, []ed25519.PublicKey) {
+func Identities(n int, seed uint64) ([]ed25519.PrivateKey, *secagg.Roster) {
 	r := Rand(seed ^ 0x1d)
 	keys := make([]ed25519.PrivateKey, n)
 	roster := make([]ed25519.PublicKey, n)
@@ -33,7 +33,11 @@ func Identities(n int, seed uint64) ([]ed25519.PrivateKey, []ed25519.PublicKey) 
 		keys[i] = ed25519.NewKeyFromSeed(s[:])
 		roster[i] = keys[i].Public().(ed25519.PublicKey)
 	}
-	return keys, roster
+	rr, err := secagg.NewRoster(roster)
+	if err != nil {
+		panic("secaggtest: " + err.Error())
+	}
+	return keys, rr
 }
 
 // Phase says when a client drops out.
