@@ -378,3 +378,29 @@ func TestPhaseOrder(t *testing.T) {
 	m := &secagg.MaskedInput{Round: 42, Sender: 1, Bits: 32, Vector: make([]uint64, 16)}
 	wantProtocolError(t, s.srv.HandleMaskedInput(m), "arrived during AdvertiseKeys")
 }
+
+func TestAttackForgedNeighbourAdvertSparse(t *testing.T) {
+	// On a sparse graph a client verifies exactly the adverts whose keys it
+	// uses: its neighbours'. The server forges client 2's encryption key;
+	// the forgery changes the advert digest and so the graph, and in that
+	// graph client 2 has exactly k = 4 neighbours, each of which refuses.
+	p := secagg.Params{Round: 3, Clients: 12, Threshold: 3, Degree: 4, Length: 4, Bits: 64}
+	s := newStepper(t, p)
+	list := s.advertise()
+	forged := *list
+	forged.Adverts = slices.Clone(list.Adverts)
+	forged.Adverts[1].EncKey[3] ^= 4
+	refused := 0
+	for _, c := range s.clients[2:] {
+		if _, err := c.ShareKeys(&forged); err != nil {
+			wantProtocolError(t, err, "advert from client 2 has an invalid signature")
+			refused++
+		}
+	}
+	if _, err := s.clients[0].ShareKeys(&forged); err != nil {
+		refused++
+	}
+	if refused != 4 {
+		t.Fatalf("%d clients refused the forged advert, want client 2's 4 neighbours", refused)
+	}
+}

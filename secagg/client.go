@@ -148,7 +148,7 @@ func requestKey(m encoding.BinaryMarshaler, extra ...[]byte) [32]byte {
 }
 
 // AdvertiseKeys generates the round's keys and returns the signed advert
-// (Bonawitz et al. 2017, Fig. 4, round 0).
+// (Bonawitz et al. 2017, round 0, AdvertiseKeys).
 func (c *Client) AdvertiseKeys() (*Advert, error) {
 	var key [32]byte
 	if prev, err := c.begin(phaseAdvertise, c.p.Round, key); err != nil || prev != nil {
@@ -211,7 +211,7 @@ func checkAdverts(p Params, list *AdvertList) error {
 
 // ShareKeys checks the advert list, derives the neighbour graph, and returns
 // its Shamir shares of σ and β, one sealed share per neighbour (Bonawitz et
-// al. 2017, Fig. 4, round 1; Bell et al. 2020, §4). It verifies the
+// al. 2017, round 1, ShareKeys; Bell et al. 2020). It verifies the
 // signature of every neighbour's advert, the only keys it will use; on the
 // complete graph that is every advert. A forged advert of a non-neighbour
 // could only change the graph seed, which omitting adverts already can
@@ -297,7 +297,7 @@ func cloneShares(v any) *Shares {
 // MaskInput opens the shares its neighbours sent, and returns input masked
 // with its self mask PRG(b_u) and a pairwise mask ±PRG(s_{u,v}) for each
 // neighbour v that sent shares: + if u < v, − if u > v (Bonawitz et al.
-// 2017, Fig. 4, round 2). input must have Params.Length entries in
+// 2017, round 2, MaskedInputCollection). input must have Params.Length entries in
 // [0, 2^Bits); it is not modified. A retry with identical forwarded shares
 // returns the masked input of the first call, whatever input it passes: a
 // client commits to one input per round. The returned message must not be
@@ -423,7 +423,7 @@ func checkIDs(ids []uint32, n int, what string) error {
 }
 
 // CheckConsistency checks the survivor set U3 and signs it (Bonawitz et al.
-// 2017, Fig. 4, round 3). The client refuses a set that leaves out itself,
+// 2017, round 3, ConsistencyCheck). The client refuses a set that leaves out itself,
 // that names a neighbour whose shares were withheld from it, that is smaller
 // than the consistency quorum, or that keeps fewer than Threshold of the
 // neighbours holding its shares (its self mask could then never be removed,
@@ -478,7 +478,7 @@ func cloneSig(v any) *ConsistencySignature {
 // Unmask checks that a quorum of clients signed the same survivor set this
 // client signed, then reveals, for each neighbour whose shares it holds, the
 // self-mask share if that neighbour survived and the mask-key share if not
-// (Bonawitz et al. 2017, Fig. 4, round 4). It answers once per round, so it
+// (Bonawitz et al. 2017, round 4, Unmasking). It answers once per round, so it
 // never reveals both shares of one neighbour.
 func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 	key := requestKey(req)

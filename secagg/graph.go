@@ -9,7 +9,7 @@ import (
 
 // graph is the neighbour graph of a round: the Harary graph H(k, m) over the
 // m clients that advertised keys, with positions assigned by a uniformly
-// random permutation (Bell et al. 2020, §3.1, "random Harary graph"). Node at
+// random permutation (the "random Harary graph" of Bell et al. 2020). Node at
 // position p is adjacent to positions p±1, …, p±⌊k/2⌋ (mod m), and for odd k
 // also to p+m/2; for odd k and odd m the degree is rounded up to k+1.
 //

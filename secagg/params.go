@@ -74,7 +74,7 @@ func (p Params) Validate() error {
 // before it reveals any share, when m clients advertised keys. Any two sets
 // of more than (m+c)/2 signers share more than c signers, hence an honest
 // one; an honest client signs one survivor set per round, so at most one
-// survivor set can ever reach the quorum (Bonawitz et al. 2017, §4, round
+// survivor set can ever reach the quorum (Bonawitz et al. 2017, round
 // ConsistencyCheck, strengthened from "t signatures" to a majority bound so
 // that it holds for any t).
 func quorum(p Params, m int) int {
@@ -94,8 +94,8 @@ type Plan struct {
 }
 
 // Targets of Recommend: statistical security 2^-40 and a round failure
-// probability of at most 2^-20, the values of Bell et al. 2020, §5 (they use
-// σ = 40 and η = 20..30).
+// probability of at most 2^-20, the statistical security and correctness
+// parameters σ = 40 and η = 20 of the kind Bell et al. 2020 use to size k.
 const (
 	securityBits    = 40
 	correctnessBits = 20
@@ -104,7 +104,7 @@ const (
 // Recommend derives the neighbour degree k and threshold t for n clients of
 // which a fraction dropout may drop out and a fraction corruption may collude
 // with the server, following Bell et al., "Secure Single-Server Aggregation
-// with (Poly)Logarithmic Overhead", CCS 2020, §4–5: on the random Harary
+// with (Poly)Logarithmic Overhead", CCS 2020: on their random Harary
 // graph each client's neighbourhood is a uniformly random k-subset of the
 // other n−1 clients, so with c = ⌈corruption·n⌉ corrupt clients
 //

@@ -10,7 +10,7 @@
 //	[8]( −(Σ z_i·S_i)·B + Σ z_i·R_i + Σ (z_i·k_i)·A_i ) = 0,
 //
 // (Bernstein, Duif, Lange, Schwabe, Yang, "High-speed high-security
-// signatures", CHES 2011, §5), which a batch containing an invalid
+// signatures", CHES 2011, batch verification), which a batch containing an invalid
 // signature passes with probability at most 2^-128. A single verification is
 // the batch of one, so a signature is accepted alone exactly when it is
 // accepted in any batch (up to that probability): the server and every

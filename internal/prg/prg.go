@@ -1,6 +1,6 @@
 // Package prg expands 128-bit seeds into masks over Z_{2^b} with the AES-128
-// keystream in counter mode (NIST SP 800-38A, §6.5), the PRG of Bonawitz et
-// al., CCS 2017, §4. Coordinate i of a mask is the little-endian word at byte
+// keystream in counter mode (NIST SP 800-38A, §6.5), the PRG that expands
+// the seeds of Bonawitz et al., CCS 2017. Coordinate i of a mask is the little-endian word at byte
 // offset i·b/8 of the keystream of AES-128-CTR under the seed with an all-zero
 // initial counter block. Each seed is derived for one purpose in one round, so
 // a (key, counter) pair is never reused.

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestUsageAndMisuse(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stdout+stderr
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"help"}, 0, "fl-secure simulate"},
+		{[]string{"version"}, 0, "fl-secure"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"simulate", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"simulate", "-h"}, 0, "Usage: fl-secure simulate"},
+		{[]string{"simulate", "-n", "2"}, 2, "clients = 2"},
+		{[]string{"simulate", "--dropout", "1.5"}, 2, "dropout = 1.5"},
+		{[]string{"simulate", "-n", "10", "-k", "9", "-t", "4"}, 2, "Threshold = 4 ≤ Degree/2"},
+		{[]string{"simulate", "--bits", "16"}, 2, "Bits = 16"},
+		{[]string{"simulate", "--clip", "0"}, 2, "Clip = 0"},
+		{[]string{"simulate", "extra"}, 2, `unexpected argument "extra"`},
+	} {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
+	}
+}
+
+func TestSimulateTable(t *testing.T) {
+	code, out, errOut := runCLI("simulate", "-n", "6", "-r", "2", "-d", "50", "--dropout", "0.2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "max error") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if !strings.Contains(errOut, "n=6 k=5") {
+		t.Errorf("parameters not reported on stderr:\n%s", errOut)
+	}
+}
+
+func TestSimulateJSON(t *testing.T) {
+	code, out, errOut := runCLI("simulate", "-n", "12", "-k", "4", "-t", "3", "-r", "3", "-d", "40", "--bits", "64", "--json", "--dropout", "0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	rows := 0
+	for dec.More() {
+		var r struct {
+			Round, Survivors int
+			MaxError         float64 `json:"max_error"`
+			ErrorBound       float64 `json:"error_bound"`
+			Status           string
+		}
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != "ok" || r.Survivors != 12 || r.MaxError > r.ErrorBound {
+			t.Fatalf("row %+v", r)
+		}
+		rows++
+	}
+	if rows != 3 {
+		t.Fatalf("%d rows", rows)
+	}
+}
+
+// TestBinary builds the command and runs it as a user would.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "fl-secure")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "simulate", "-r", "1", "-d", "100")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("simulate: %v\n%s", err, e.String())
+	}
+	if !strings.Contains(o.String(), "ok") || strings.Contains(o.String(), "fl-secure:") {
+		t.Fatalf("stdout should hold only the table:\n%s", o.String())
+	}
+	err := exec.Command(bin, "simulate", "--clients", "1").Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("misuse exit: %v", err)
+	}
+	_ = os.Remove(bin)
+}
