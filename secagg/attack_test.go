@@ -13,14 +13,14 @@ import (
 // stepper drives a round by hand so that tests can play a malicious server
 // or client between any two steps.
 type stepper struct {
-	t       *testing.T
+	t       testing.TB
 	p       secagg.Params
 	clients []*secagg.Client
 	srv     *secagg.Server
 	inputs  [][]uint64
 }
 
-func newStepper(t *testing.T, p secagg.Params) *stepper {
+func newStepper(t testing.TB, p secagg.Params) *stepper {
 	t.Helper()
 	keys, roster := secaggtest.Identities(p.Clients, 5)
 	s := &stepper{t: t, p: p, clients: make([]*secagg.Client, p.Clients), inputs: make([][]uint64, p.Clients)}
@@ -40,7 +40,7 @@ func newStepper(t *testing.T, p secagg.Params) *stepper {
 	return s
 }
 
-func must[T any](t *testing.T) func(T, error) T {
+func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/secagg"
+	"github.com/fl-secure/fl-secure/secagg/secaggtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/messages from a fresh round")
@@ -220,3 +221,59 @@ func FuzzConsistencyRequest(f *testing.F)   { fuzzDecoder(f, "ConsistencyRequest
 func FuzzConsistencySignature(f *testing.F) { fuzzDecoder(f, "ConsistencySignature") }
 func FuzzUnmaskRequest(f *testing.F)        { fuzzDecoder(f, "UnmaskRequest") }
 func FuzzUnmaskResponse(f *testing.F)       { fuzzDecoder(f, "UnmaskResponse") }
+
+// FuzzEncodedMaskedInput checks that the server's direct path for encoded
+// masked inputs accepts and refuses exactly what decoding followed by
+// HandleMaskedInput does, and adds the same values.
+func FuzzEncodedMaskedInput(f *testing.F) {
+	for _, b := range seeds(f, "MaskedInput") {
+		f.Add(b)
+	}
+	p := secagg.Params{Round: 9, Clients: 5, Threshold: 3, Degree: 4, Length: 6, Bits: 32}
+	s := newStepper(f, p)
+	var adverts []*secagg.Advert
+	for _, c := range s.clients {
+		a, _ := c.AdvertiseKeys()
+		adverts = append(adverts, a)
+		s.srv.HandleAdvert(a)
+	}
+	list, _ := s.srv.AdvertList()
+	var shares []*secagg.Shares
+	for _, c := range s.clients {
+		sh, _ := c.ShareKeys(list)
+		shares = append(shares, sh)
+	}
+	_, roster := secaggtest.Identities(p.Clients, 5)
+	fresh := func() *secagg.Server {
+		srv, _ := secagg.NewServer(p, roster)
+		for _, a := range adverts {
+			srv.HandleAdvert(a)
+		}
+		srv.AdvertList()
+		for _, sh := range shares {
+			srv.HandleShares(sh)
+		}
+		srv.ForwardedShares()
+		return srv
+	}
+	zero := make([]uint64, p.Length)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, bsrv := fresh(), fresh()
+		errA := a.HandleEncodedMaskedInput(b)
+		var m secagg.MaskedInput
+		errB := m.UnmarshalBinary(b)
+		if errB == nil {
+			errB = bsrv.HandleMaskedInput(&m)
+		}
+		if (errA == nil) != (errB == nil) {
+			t.Fatalf("direct path: %v; decode+handle: %v", errA, errB)
+		}
+		if errA == nil {
+			// Both servers now refuse a second input from the same sender.
+			again := &secagg.MaskedInput{Round: m.Round, Sender: m.Sender, Bits: m.Bits, Vector: zero}
+			if a.HandleMaskedInput(again) == nil || bsrv.HandleMaskedInput(again) == nil {
+				t.Fatal("a second input from the same sender was accepted")
+			}
+		}
+	})
+}
