@@ -313,15 +313,8 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	if len(input) != c.p.Length {
 		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
 	}
-	// y is the copy that gets masked; the range check rides on the copy.
-	y := make([]uint64, len(input))
-	var acc uint64
-	for i, x := range input {
-		acc |= x
-		y[i] = x
-	}
-	if acc&^ringMask(c.p.Bits) != 0 {
-		return nil, checkVector(c.p, input, "input")
+	if err := checkVector(c.p, input, "input"); err != nil {
+		return nil, err
 	}
 	// All shape checks come before the first decryption.
 	seen := make(map[uint32]bool, len(fwd.Shares))
@@ -370,6 +363,8 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 		}
 		masks = append(masks, prg.Mask{Key: seed, Subtract: c.id > v})
 	}
+	// Cloning does not zero the new vector first, unlike make and copy.
+	y := slices.Clone(input)
 	prg.Apply(y, c.p.Bits, 0, masks)
 	clear(masks)
 

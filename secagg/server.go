@@ -3,10 +3,12 @@ package secagg
 import (
 	"crypto/ecdh"
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
-	"strings"
+	"sync"
 
 	"filippo.io/edwards25519"
 
@@ -367,29 +369,55 @@ func (s *Server) Aggregate() ([]uint64, error) {
 		}
 	}
 
+	// Lagrange coefficients depend only on the holders used. On the
+	// complete graph an owner's first t holders are the first t responders,
+	// or the first t+1 without the owner itself: both come from one O(t²)
+	// computation for the first t+1 responders (field.LagrangeWithout), not
+	// one per owner. Other holder sets are computed once each and cached.
+	responders := sortedKeys(s.responses)
+	base := responders[:min(len(responders), s.p.Threshold+1)]
+	baseLambda, err := field.LagrangeAtZero(base)
+	if err != nil {
+		panic("secagg: internal error: " + err.Error())
+	}
 	lagrange := make(map[string][]edwards25519.Scalar)
-	reconstruct := func(owner uint32) *edwards25519.Scalar {
-		shares := got[owner][:s.p.Threshold]
-		xs := make([]string, len(shares))
-		ys := make([]*edwards25519.Scalar, len(shares))
-		for i := range shares {
-			xs[i] = strconv.Itoa(int(shares[i].X))
-			ys[i] = &shares[i].Y
-		}
-		k := strings.Join(xs, ",")
-		lam, ok := lagrange[k]
-		if !ok {
-			ids := make([]uint32, len(shares))
-			for i := range shares {
-				ids[i] = shares[i].X
+	coefficients := func(ids []uint32) []edwards25519.Scalar {
+		if len(base) == len(ids)+1 {
+			// ids ⊂ base? Then at most one base element is missing.
+			skip := -1
+			for i, j := 0, 0; i < len(base); i++ {
+				if j < len(ids) && base[i] == ids[j] {
+					j++
+				} else if skip < 0 {
+					skip = i
+				} else {
+					skip = -2
+					break
+				}
 			}
-			var err error
+			if skip >= 0 {
+				return field.LagrangeWithout(baseLambda, base, skip)
+			}
+		}
+		key := fmt.Sprint(ids)
+		lam, ok := lagrange[key]
+		if !ok {
 			if lam, err = field.LagrangeAtZero(ids); err != nil {
 				panic("secagg: internal error: " + err.Error())
 			}
-			lagrange[k] = lam
+			lagrange[key] = lam
 		}
-		return field.Interpolate(lam, ys)
+		return lam
+	}
+	reconstruct := func(owner uint32) *edwards25519.Scalar {
+		shares := got[owner][:s.p.Threshold]
+		ids := make([]uint32, len(shares))
+		ys := make([]*edwards25519.Scalar, len(shares))
+		for i := range shares {
+			ids[i] = shares[i].X
+			ys[i] = &shares[i].Y
+		}
+		return field.Interpolate(coefficients(ids), ys)
 	}
 
 	masks := make([]prg.Mask, 0, len(s.u3)+len(dropped)*s.p.Degree)
@@ -401,27 +429,53 @@ func (s *Server) Aggregate() ([]uint64, error) {
 		}
 		masks = append(masks, prg.Mask{Key: selfSeed(beta, s.p.Round, u), Subtract: true})
 	}
+	// Pairwise masks left by the dropped clients: one X25519 agreement per
+	// (dropped, surviving neighbour) pair, spread over all cores.
+	type pair struct {
+		v, u uint32
+		priv *ecdh.PrivateKey
+	}
+	var pairs []pair
 	for _, v := range dropped {
 		priv := maskPrivateKey(reconstruct(v), s.p.Round, v)
 		if subtle.ConstantTimeCompare(priv.PublicKey().Bytes(), s.adverts[v].MaskKey[:]) != 1 {
 			return nil, fmt.Errorf("%w: mask key of dropped client %d reconstructed from revealed shares does not match its advert: a share holder lied", ErrProtocol, v)
 		}
 		for _, u := range s.g.neighbours(v) {
-			if !s.in[u] {
-				continue
+			if s.in[u] {
+				pairs = append(pairs, pair{v, u, priv})
 			}
-			pub, err := ecdh.X25519().NewPublicKey(s.adverts[u].MaskKey[:])
-			if err != nil {
-				return nil, fmt.Errorf("%w: mask key of client %d: %v", ErrProtocol, u, err)
-			}
-			seed, err := pairSeed(priv, pub, s.p.Round, v, u)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
-			}
-			// u added +PRG(s_uv) if u < v and −PRG(s_uv) if u > v.
-			masks = append(masks, prg.Mask{Key: seed, Subtract: u < v})
 		}
 	}
+	pairMasks := make([]prg.Mask, len(pairs))
+	pairErrs := make([]error, len(pairs))
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(pairs)/16))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(pairs); i += workers {
+				pr := pairs[i]
+				pub, err := ecdh.X25519().NewPublicKey(s.adverts[pr.u].MaskKey[:])
+				if err != nil {
+					pairErrs[i] = fmt.Errorf("%w: mask key of client %d: %v", ErrProtocol, pr.u, err)
+					continue
+				}
+				seed, err := pairSeed(pr.priv, pub, s.p.Round, pr.v, pr.u)
+				if err != nil {
+					pairErrs[i] = fmt.Errorf("%w: %v", ErrProtocol, err)
+					continue
+				}
+				// u added +PRG(s_uv) if u < v and −PRG(s_uv) if u > v.
+				pairMasks[i] = prg.Mask{Key: seed, Subtract: pr.u < pr.v}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(pairErrs...); err != nil {
+		return nil, err
+	}
+	masks = append(masks, pairMasks...)
+	clear(pairMasks)
 	prg.ApplyParallel(s.sum, s.p.Bits, masks)
 	clear(masks)
 	mask := ringMask(s.p.Bits)

@@ -196,3 +196,31 @@ func Interpolate(lambda []edwards25519.Scalar, ys []*edwards25519.Scalar) *edwar
 	}
 	return s
 }
+
+// LagrangeWithout derives, from the coefficients lambda of the set xs, the
+// coefficients of xs without its element at index k, in O(len(xs)) and one
+// inversion instead of O(len(xs)²): for S = T \ {x_k} and i ≠ k,
+//
+//	λ_i^S = λ_i^T · (x_k − x_i) / x_k,
+//
+// since λ_i^T = λ_i^S · x_k/(x_k − x_i). The result is in xs order with
+// index k removed.
+func LagrangeWithout(lambda []edwards25519.Scalar, xs []uint32, k int) []edwards25519.Scalar {
+	if len(lambda) != len(xs) || k < 0 || k >= len(xs) {
+		panic("field: internal error: LagrangeWithout arguments")
+	}
+	xk := scalarFromUint32(xs[k])
+	inv := edwards25519.NewScalar().Invert(xk)
+	out := make([]edwards25519.Scalar, 0, len(xs)-1)
+	var f edwards25519.Scalar
+	for i := range xs {
+		if i == k {
+			continue
+		}
+		f.Subtract(xk, scalarFromUint32(xs[i]))
+		f.Multiply(&f, inv)
+		out = append(out, edwards25519.Scalar{})
+		out[len(out)-1].Multiply(&lambda[i], &f)
+	}
+	return out
+}

@@ -127,3 +127,18 @@ func TestAccumulated(t *testing.T) {
 		t.Fatalf("accumulated hash %s, want %s", got, want)
 	}
 }
+
+func TestLagrangeWithout(t *testing.T) {
+	xs := []uint32{3, 4, 9, 12, 70, 71}
+	lam, _ := LagrangeAtZero(xs)
+	for k := range xs {
+		rest := slices.Delete(slices.Clone(xs), k, k+1)
+		want, _ := LagrangeAtZero(rest)
+		got := LagrangeWithout(lam, xs, k)
+		for i := range want {
+			if got[i].Equal(&want[i]) != 1 {
+				t.Fatalf("dropping index %d: coefficient %d differs", k, i)
+			}
+		}
+	}
+}
