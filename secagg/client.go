@@ -64,7 +64,8 @@ type Client struct {
 	digest     [32]byte
 	adverts    map[uint32]*Advert // U1 as this client saw it
 	neighbours []uint32
-	aeads      map[uint32]cipher.AEAD // share encryption, by neighbour
+	aeads      map[uint32]cipher.AEAD       // share encryption, by neighbour
+	seeds      map[uint32][prg.KeySize]byte // pairwise mask seeds, by neighbour
 
 	// MaskInput.
 	partners []uint32 // neighbours whose shares this client holds, sorted
@@ -257,6 +258,18 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The pairwise mask seeds are agreed now, while the client waits for its
+	// neighbours' shares; MaskInput then only expands them.
+	seeds := make(map[uint32][prg.KeySize]byte, len(nb))
+	for _, v := range nb {
+		peer, err := ecdh.X25519().NewPublicKey(adverts[v].MaskKey[:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: client %d: mask key of client %d: %v", ErrProtocol, c.id, v, err)
+		}
+		if seeds[v], err = pairSeed(c.maskPriv, peer, c.p.Round, c.id, v); err != nil {
+			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		}
+	}
 	out := &Shares{Round: c.p.Round, Sender: c.id, Shares: make([]SealedShare, len(nb))}
 	aeads := make(map[uint32]cipher.AEAD, len(nb))
 	var plain [shareSize]byte
@@ -280,7 +293,7 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 		sigmaShares[i].Y, betaShares[i].Y = edwards25519.Scalar{}, edwards25519.Scalar{}
 	}
 
-	c.digest, c.adverts, c.neighbours, c.aeads = digest, adverts, nb, aeads
+	c.digest, c.adverts, c.neighbours, c.aeads, c.seeds = digest, adverts, nb, aeads, seeds
 	c.finish(phaseShare, key, out)
 	return cloneShares(out), nil
 }
@@ -313,10 +326,11 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	if len(input) != c.p.Length {
 		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
 	}
-	if err := checkVector(c.p, input, "input"); err != nil {
-		return nil, err
+	if len(input) != c.p.Length {
+		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
 	}
-	// All shape checks come before the first decryption.
+	// All shape checks come before the first decryption; the range of the
+	// input's values is checked while it is masked, below, in the same pass.
 	seen := make(map[uint32]bool, len(fwd.Shares))
 	for _, s := range fwd.Shares {
 		if _, ok := slices.BinarySearch(c.neighbours, s.Peer); !ok {
@@ -353,23 +367,18 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	masks := make([]prg.Mask, 0, len(partners)+1)
 	masks = append(masks, prg.Mask{Key: selfSeed(c.beta, c.p.Round, c.id)})
 	for _, v := range partners {
-		peer, err := ecdh.X25519().NewPublicKey(c.adverts[v].MaskKey[:])
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: mask key of client %d: %v", ErrProtocol, c.id, v, err)
-		}
-		seed, err := pairSeed(c.maskPriv, peer, c.p.Round, c.id, v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
-		}
-		masks = append(masks, prg.Mask{Key: seed, Subtract: c.id > v})
+		masks = append(masks, prg.Mask{Key: c.seeds[v], Subtract: c.id > v})
 	}
-	// Cloning does not zero the new vector first, unlike make and copy.
-	y := slices.Clone(input)
-	prg.Apply(y, c.p.Bits, 0, masks)
+	y := make([]uint64, len(input))
+	or := prg.ApplyFrom(y, input, c.p.Bits, masks)
 	clear(masks)
+	if or&^ringMask(c.p.Bits) != 0 {
+		return nil, checkVector(c.p, input, "input")
+	}
 
 	out := &MaskedInput{Round: c.p.Round, Sender: c.id, Bits: c.p.Bits, Vector: y}
 	c.held, c.partners = held, partners
+	clear(c.seeds) // no longer needed: the masks are applied
 	c.finish(phaseMask, key, out)
 	return out, nil
 }
@@ -544,5 +553,5 @@ func (c *Client) forget() {
 		*c.sigma = edwards25519.Scalar{}
 		*c.beta = edwards25519.Scalar{}
 	}
-	c.encPriv, c.maskPriv, c.aeads = nil, nil, nil
+	c.encPriv, c.maskPriv, c.aeads, c.seeds = nil, nil, nil, nil
 }

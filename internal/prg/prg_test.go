@@ -160,3 +160,28 @@ func TestUint64nUniform(t *testing.T) {
 		t.Fatalf("chi-square %.1f > 37.0: counts %v", chi, counts)
 	}
 }
+
+func TestApplyFromMatchesApply(t *testing.T) {
+	masks := []Mask{{Key: [16]byte{4}}, {Key: [16]byte{5}, Subtract: true}}
+	for _, bits := range []int{32, 64} {
+		src := make([]uint64, 3000)
+		for i := range src {
+			src[i] = uint64(i) * 0x9e3779b9 & 0xffffffff
+		}
+		want := append([]uint64(nil), src...)
+		Apply(want, bits, 0, masks)
+		got := make([]uint64, len(src))
+		if or := ApplyFrom(got, src, bits, masks); or>>32 != 0 {
+			t.Fatalf("or = %x", or)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("bits %d coordinate %d differs", bits, i)
+			}
+		}
+		src[1234] = 1 << 40
+		if or := ApplyFrom(got, src, bits, nil); or>>32 == 0 {
+			t.Fatal("an out-of-range word was not reported")
+		}
+	}
+}
