@@ -369,8 +369,9 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	for _, v := range partners {
 		masks = append(masks, prg.Mask{Key: c.seeds[v], Subtract: c.id > v})
 	}
+	// A long vector is masked on all cores (AES-CTR is seekable).
 	y := make([]uint64, len(input))
-	or := prg.ApplyFrom(y, input, c.p.Bits, masks)
+	or := prg.ApplyFromParallel(y, input, c.p.Bits, masks)
 	clear(masks)
 	if or&^ringMask(c.p.Bits) != 0 {
 		return nil, checkVector(c.p, input, "input")

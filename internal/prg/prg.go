@@ -91,10 +91,10 @@ func apply(dst, src []uint64, bits int, offset int, masks []Mask) (or uint64) {
 				addWords64(d, b, masks[i].Subtract)
 			}
 		}
-	}
-	if w == 4 {
-		for i := range dst {
-			dst[i] &= 0xffffffff
+		if w == 4 { // reduce while the chunk is in cache
+			for i := range d {
+				d[i] &= 0xffffffff
+			}
 		}
 	}
 	clear(buf)
@@ -120,19 +120,33 @@ func AddWords(dst []uint64, src []byte, bits int) {
 // range per core (AES-CTR is seekable), for vectors long enough to gain from
 // it. The working space is one small buffer per core.
 func ApplyParallel(v []uint64, bits int, masks []Mask) {
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(v)/16384))
-	if workers == 1 {
-		Apply(v, bits, 0, masks)
-		return
+	ApplyFromParallel(v, nil, bits, masks)
+}
+
+// ApplyFromParallel is ApplyFrom split across cores like ApplyParallel; src
+// may be nil to mask dst in place.
+func ApplyFromParallel(dst, src []uint64, bits int, masks []Mask) (or uint64) {
+	if src != nil && len(src) != len(dst) {
+		panic("prg: internal error: ApplyFrom length mismatch")
 	}
-	step := (len(v) + workers - 1) / workers
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(dst)/65536))
+	step := (len(dst) + workers - 1) / workers
 	step = (step + 3) &^ 3 // whole AES blocks per range
+	ors := make([]uint64, workers)
 	var wg sync.WaitGroup
-	for lo := 0; lo < len(v); lo += step {
-		hi := min(lo+step, len(v))
-		wg.Go(func() { Apply(v[lo:hi], bits, lo, masks) })
+	for w, lo := 0, 0; lo < len(dst); w, lo = w+1, lo+step {
+		hi := min(lo+step, len(dst))
+		var s []uint64
+		if src != nil {
+			s = src[lo:hi]
+		}
+		wg.Go(func() { ors[w] = apply(dst[lo:hi], s, bits, lo, masks) })
 	}
 	wg.Wait()
+	for _, o := range ors {
+		or |= o
+	}
+	return or
 }
 
 // Keystream writes the raw keystream of key starting at byte offset into dst.

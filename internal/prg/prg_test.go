@@ -185,3 +185,22 @@ func TestApplyFromMatchesApply(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyFromParallelMatches(t *testing.T) {
+	masks := []Mask{{Key: [16]byte{6}}, {Key: [16]byte{7}, Subtract: true}}
+	for _, n := range []int{1, 5, 70_000, 300_001} {
+		src := make([]uint64, n)
+		for i := range src {
+			src[i] = uint64(i) & 0xffffffff
+		}
+		want := make([]uint64, n)
+		ApplyFrom(want, src, 32, masks)
+		got := make([]uint64, n)
+		ApplyFromParallel(got, src, 32, masks)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("n %d coordinate %d differs", n, i)
+			}
+		}
+	}
+}
