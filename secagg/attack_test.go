@@ -404,3 +404,31 @@ func TestAttackForgedNeighbourAdvertSparse(t *testing.T) {
 		t.Fatalf("%d clients refused the forged advert, want client 2's 4 neighbours", refused)
 	}
 }
+
+func TestNilMessagesRefused(t *testing.T) {
+	s := newStepper(t, smallParams)
+	c := s.clients[0]
+	if _, err := c.ShareKeys(nil); err == nil {
+		t.Error("ShareKeys(nil) accepted")
+	}
+	if _, err := c.MaskInput(nil, nil); err == nil {
+		t.Error("MaskInput(nil) accepted")
+	}
+	if _, err := c.CheckConsistency(nil); err == nil {
+		t.Error("CheckConsistency(nil) accepted")
+	}
+	if _, err := c.Unmask(nil); err == nil {
+		t.Error("Unmask(nil) accepted")
+	}
+	for name, err := range map[string]error{
+		"HandleAdvert":      s.srv.HandleAdvert(nil),
+		"HandleShares":      s.srv.HandleShares(nil),
+		"HandleMaskedInput": s.srv.HandleMaskedInput(nil),
+		"HandleSignature":   s.srv.HandleSignature(nil),
+		"HandleUnmask":      s.srv.HandleUnmask(nil),
+	} {
+		if err == nil {
+			t.Errorf("%s(nil) accepted", name)
+		}
+	}
+}

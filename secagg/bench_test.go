@@ -237,8 +237,17 @@ func BenchmarkAggregate(b *testing.B) {
 			round := uint64(0)
 			for b.Loop() {
 				b.StopTimer()
-				round++
-				srv := serverBeforeAggregate(b, secagg.Params{Round: round, Clients: c.n, Threshold: c.t, Degree: c.k, Length: c.d, Bits: 32}, c.n/10)
+				// With k = 7 a round can fall below threshold (a client loses
+				// t of its neighbours); such rounds are set up again.
+				var srv *secagg.Server
+				var err error
+				for try := 0; srv == nil; try++ {
+					round++
+					srv, err = serverBeforeAggregate(b, secagg.Params{Round: round, Clients: c.n, Threshold: c.t, Degree: c.k, Length: c.d, Bits: 32}, c.n/10)
+					if err != nil && (!errors.Is(err, secagg.ErrBelowThreshold) || try > 100) {
+						b.Fatal(err)
+					}
+				}
 				runtime.GC()
 				b.StartTimer()
 				sum, err := srv.Aggregate()
@@ -253,29 +262,44 @@ func BenchmarkAggregate(b *testing.B) {
 
 // serverBeforeAggregate runs a round with the last `dropped` clients leaving
 // after their shares, up to the point where only Aggregate remains.
-func serverBeforeAggregate(b *testing.B, p secagg.Params, dropped int) *secagg.Server {
+func serverBeforeAggregate(b *testing.B, p secagg.Params, dropped int) (*secagg.Server, error) {
 	cs, srv, fwd := shareAll(b, p, 2)
 	alive := cs[:p.Clients-dropped]
 	in := make([]uint64, p.Length)
 	for _, c := range alive {
 		m, err := c.MaskInput(fwd[c.ID()], in)
 		if err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
-		srv.HandleMaskedInput(m)
+		if err := srv.HandleMaskedInput(m); err != nil {
+			return nil, err
+		}
 	}
-	creq, _ := srv.ConsistencyRequest()
+	creq, err := srv.ConsistencyRequest()
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range alive {
-		s, _ := c.CheckConsistency(creq)
-		srv.HandleSignature(s)
+		s, err := c.CheckConsistency(creq)
+		if err != nil {
+			return nil, err
+		}
+		if err := srv.HandleSignature(s); err != nil {
+			return nil, err
+		}
 	}
-	ureq, _ := srv.UnmaskRequest()
+	ureq, err := srv.UnmaskRequest()
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range alive {
 		r, err := c.Unmask(ureq)
 		if err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
-		srv.HandleUnmask(r)
+		if err := srv.HandleUnmask(r); err != nil {
+			return nil, err
+		}
 	}
-	return srv
+	return srv, nil
 }

@@ -218,6 +218,9 @@ func checkAdverts(p Params, list *AdvertList) error {
 // could only change the graph seed, which omitting adverts already can
 // (SECURITY.md, "Graph choice").
 func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
+	if list == nil {
+		return nil, fmt.Errorf("secagg: client %d: nil advert list", c.id)
+	}
 	key := requestKey(list)
 	if prev, err := c.begin(phaseShare, list.Round, key); err != nil || prev != nil {
 		return cloneShares(prev), err
@@ -316,6 +319,9 @@ func cloneShares(v any) *Shares {
 // client commits to one input per round. The returned message must not be
 // modified.
 func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, error) {
+	if fwd == nil {
+		return nil, fmt.Errorf("secagg: client %d: nil forwarded shares", c.id)
+	}
 	key := requestKey(fwd)
 	if prev, err := c.begin(phaseMask, fwd.Round, key); err != nil || prev != nil {
 		return cloneMasked(prev), err
@@ -434,6 +440,9 @@ func checkIDs(ids []uint32, n int, what string) error {
 // neighbours holding its shares (its self mask could then never be removed,
 // and its input would be mixed with too few others).
 func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignature, error) {
+	if req == nil {
+		return nil, fmt.Errorf("secagg: client %d: nil consistency request", c.id)
+	}
 	key := requestKey(req)
 	if prev, err := c.begin(phaseConsistency, req.Round, key); err != nil || prev != nil {
 		return cloneSig(prev), err
@@ -486,6 +495,9 @@ func cloneSig(v any) *ConsistencySignature {
 // (Bonawitz et al. 2017, round 4, Unmasking). It answers once per round, so it
 // never reveals both shares of one neighbour.
 func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("secagg: client %d: nil unmask request", c.id)
+	}
 	key := requestKey(req)
 	if prev, err := c.begin(phaseUnmask, req.Round, key); err != nil || prev != nil {
 		return cloneUnmask(prev), err

@@ -314,8 +314,7 @@ func (m *MaskedInput) MarshalBinary() ([]byte, error) {
 	w.U32(m.Sender)
 	w.U8(uint8(m.Bits))
 	w.U32(uint32(len(m.Vector)))
-	w.Grow(len(m.Vector) * ws)
-	putWords(w.Tail(len(m.Vector)*ws), m.Vector, ws)
+	putWords(w.Extend(len(m.Vector)*ws), m.Vector, ws)
 	return w.Finish(), nil
 }
 
@@ -342,16 +341,26 @@ func (m *MaskedInput) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// putWords writes v as little-endian words of ws bytes; the loops re-slice
-// so that the compiler drops the bounds checks.
+// putWords writes v as little-endian words of ws bytes, four at a time over
+// re-sliced views so that the compiler drops the bounds checks.
 func putWords(out []byte, v []uint64, ws int) {
 	le := binary.LittleEndian
 	if ws == 4 {
+		for len(v) >= 4 && len(out) >= 16 {
+			le.PutUint64(out[0:8], uint64(uint32(v[0]))|v[1]<<32)
+			le.PutUint64(out[8:16], uint64(uint32(v[2]))|v[3]<<32)
+			v, out = v[4:], out[16:]
+		}
 		for len(v) > 0 && len(out) >= 4 {
 			le.PutUint32(out[:4], uint32(v[0]))
 			v, out = v[1:], out[4:]
 		}
 		return
+	}
+	for len(v) >= 2 && len(out) >= 16 {
+		le.PutUint64(out[0:8], v[0])
+		le.PutUint64(out[8:16], v[1])
+		v, out = v[2:], out[16:]
 	}
 	for len(v) > 0 && len(out) >= 8 {
 		le.PutUint64(out[:8], v[0])

@@ -82,6 +82,9 @@ func (s *Server) expect(ph phase, round uint64, sender uint32, what string) erro
 
 // HandleAdvert records a client's signed key advert.
 func (s *Server) HandleAdvert(a *Advert) error {
+	if a == nil {
+		return fmt.Errorf("secagg: server: nil advert")
+	}
 	if err := s.expect(phaseAdvertise, a.Round, a.Sender, "advert"); err != nil {
 		return err
 	}
@@ -119,6 +122,9 @@ func (s *Server) AdvertList() (*AdvertList, error) {
 // HandleShares records a client's sealed shares. They must be addressed to
 // exactly the client's neighbours, in increasing order.
 func (s *Server) HandleShares(m *Shares) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil shares")
+	}
 	if err := s.expect(phaseShare, m.Round, m.Sender, "shares"); err != nil {
 		return err
 	}
@@ -172,6 +178,9 @@ func (s *Server) ForwardedShares() (map[uint32]*ForwardedShares, error) {
 
 // HandleMaskedInput adds a client's masked input to the running sum.
 func (s *Server) HandleMaskedInput(m *MaskedInput) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil masked input")
+	}
 	if err := s.checkMaskedInput(m.Round, m.Sender, m.Bits); err != nil {
 		return err
 	}
@@ -251,6 +260,9 @@ func (s *Server) ConsistencyRequest() (*ConsistencyRequest, error) {
 
 // HandleSignature records a survivor's consistency signature.
 func (s *Server) HandleSignature(m *ConsistencySignature) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil consistency signature")
+	}
 	if err := s.expect(phaseConsistency, m.Round, m.Sender, "consistency signature"); err != nil {
 		return err
 	}
@@ -301,6 +313,9 @@ func (s *Server) partners(v uint32) []uint32 {
 // exactly one share per partner, in increasing order, of the kind the
 // survivor set calls for.
 func (s *Server) HandleUnmask(m *UnmaskResponse) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil unmask response")
+	}
 	if err := s.expect(phaseUnmask, m.Round, m.Sender, "unmask response"); err != nil {
 		return err
 	}

@@ -22,14 +22,16 @@ func (w *Writer) U64(v uint64)   { w.b = binary.BigEndian.AppendUint64(w.b, v) }
 func (w *Writer) Bytes(v []byte) { w.b = append(w.b, v...) }
 func (w *Writer) Finish() []byte { return w.b }
 
-// Grow appends n zero bytes without a temporary buffer.
-func (w *Writer) Grow(n int) {
-	w.b = slices.Grow(w.b, n)
+// Extend appends n bytes and returns them for the caller to fill; they are
+// zero when the Writer was created with room for them (NewWriter's buffer
+// comes zeroed), and the caller must overwrite all of them in any case.
+func (w *Writer) Extend(n int) []byte {
+	if cap(w.b)-len(w.b) < n {
+		w.b = slices.Grow(w.b, n)
+	}
 	w.b = w.b[:len(w.b)+n]
-	clear(w.b[len(w.b)-n:])
+	return w.b[len(w.b)-n:]
 }
-
-func (w *Writer) Tail(n int) []byte { return w.b[len(w.b)-n:] }
 
 // Reader consumes fields from a message. The first failure is kept and every
 // later read returns zero values, so a decoder reads all fields and checks
