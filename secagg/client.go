@@ -261,35 +261,50 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The pairwise mask seeds are agreed now, while the client waits for its
-	// neighbours' shares; MaskInput then only expands them.
-	seeds := make(map[uint32][prg.KeySize]byte, len(nb))
-	for _, v := range nb {
-		peer, err := ecdh.X25519().NewPublicKey(adverts[v].MaskKey[:])
+	// Two X25519 agreements per neighbour, spread over the cores: one keys
+	// the sealed shares (both directions), one gives the pairwise mask seed,
+	// agreed now so that MaskInput only expands it.
+	type agreed struct {
+		aead cipher.AEAD
+		seed [prg.KeySize]byte
+		err  error
+	}
+	ag := make([]agreed, len(nb))
+	forEach(len(nb), func(i int) {
+		v := nb[i]
+		encPeer, err := ecdh.X25519().NewPublicKey(adverts[v].EncKey[:])
 		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: mask key of client %d: %v", ErrProtocol, c.id, v, err)
+			ag[i].err = fmt.Errorf("%w: client %d: encryption key of client %d: %v", ErrProtocol, c.id, v, err)
+			return
 		}
-		if seeds[v], err = pairSeed(c.maskPriv, peer, c.p.Round, c.id, v); err != nil {
-			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		maskPeer, err := ecdh.X25519().NewPublicKey(adverts[v].MaskKey[:])
+		if err != nil {
+			ag[i].err = fmt.Errorf("%w: client %d: mask key of client %d: %v", ErrProtocol, c.id, v, err)
+			return
 		}
+		if ag[i].aead, err = shareAEAD(c.encPriv, encPeer, c.p.Round, c.id, v); err != nil {
+			ag[i].err = fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+			return
+		}
+		if ag[i].seed, err = pairSeed(c.maskPriv, maskPeer, c.p.Round, c.id, v); err != nil {
+			ag[i].err = fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
+		}
+	})
+	seeds := make(map[uint32][prg.KeySize]byte, len(nb))
+	aeads := make(map[uint32]cipher.AEAD, len(nb))
+	for i, v := range nb {
+		if ag[i].err != nil {
+			return nil, ag[i].err
+		}
+		seeds[v], aeads[v] = ag[i].seed, ag[i].aead
 	}
 	out := &Shares{Round: c.p.Round, Sender: c.id, Shares: make([]SealedShare, len(nb))}
-	aeads := make(map[uint32]cipher.AEAD, len(nb))
 	var plain [shareSize]byte
 	for i, v := range nb {
-		peer, err := ecdh.X25519().NewPublicKey(adverts[v].EncKey[:])
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: encryption key of client %d: %v", ErrProtocol, c.id, v, err)
-		}
-		aead, err := shareAEAD(c.encPriv, peer, c.p.Round, c.id, v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: client %d: %v", ErrProtocol, c.id, err)
-		}
-		aeads[v] = aead
 		copy(plain[:32], sigmaShares[i].Y.Bytes())
 		copy(plain[32:], betaShares[i].Y.Bytes())
 		out.Shares[i].Peer = v
-		aead.Seal(out.Shares[i].Ciphertext[:0], shareNonce(c.id, v), plain[:], shareAD(c.p.Round, c.id, v, &digest))
+		aeads[v].Seal(out.Shares[i].Ciphertext[:0], shareNonce(c.id, v), plain[:], shareAD(c.p.Round, c.id, v, &digest))
 	}
 	clear(plain[:])
 	for i := range sigmaShares {

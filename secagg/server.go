@@ -464,28 +464,21 @@ func (s *Server) Aggregate() ([]uint64, error) {
 	}
 	pairMasks := make([]prg.Mask, len(pairs))
 	pairErrs := make([]error, len(pairs))
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(pairs)/16))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(pairs); i += workers {
-				pr := pairs[i]
-				pub, err := ecdh.X25519().NewPublicKey(s.adverts[pr.u].MaskKey[:])
-				if err != nil {
-					pairErrs[i] = fmt.Errorf("%w: mask key of client %d: %v", ErrProtocol, pr.u, err)
-					continue
-				}
-				seed, err := pairSeed(pr.priv, pub, s.p.Round, pr.v, pr.u)
-				if err != nil {
-					pairErrs[i] = fmt.Errorf("%w: %v", ErrProtocol, err)
-					continue
-				}
-				// u added +PRG(s_uv) if u < v and −PRG(s_uv) if u > v.
-				pairMasks[i] = prg.Mask{Key: seed, Subtract: pr.u < pr.v}
-			}
-		})
-	}
-	wg.Wait()
+	forEach(len(pairs), func(i int) {
+		pr := pairs[i]
+		pub, err := ecdh.X25519().NewPublicKey(s.adverts[pr.u].MaskKey[:])
+		if err != nil {
+			pairErrs[i] = fmt.Errorf("%w: mask key of client %d: %v", ErrProtocol, pr.u, err)
+			return
+		}
+		seed, err := pairSeed(pr.priv, pub, s.p.Round, pr.v, pr.u)
+		if err != nil {
+			pairErrs[i] = fmt.Errorf("%w: %v", ErrProtocol, err)
+			return
+		}
+		// u added +PRG(s_uv) if u < v and −PRG(s_uv) if u > v.
+		pairMasks[i] = prg.Mask{Key: seed, Subtract: pr.u < pr.v}
+	})
 	if err := errors.Join(pairErrs...); err != nil {
 		return nil, err
 	}
@@ -504,6 +497,28 @@ func (s *Server) Aggregate() ([]uint64, error) {
 // Survivors returns U3, the clients whose inputs are in the sum (nil before
 // ConsistencyRequest).
 func (s *Server) Survivors() []uint32 { return slices.Clone(s.u3) }
+
+// forEach calls f(0), …, f(n−1), spread over the available cores when n is
+// large enough for that to pay (each call is at least one X25519 agreement).
+// f must only write to its own index.
+func forEach(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/2)
+	if workers < 2 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
 
 func sortedKeys[V any](m map[uint32]V) []uint32 {
 	ids := make([]uint32, 0, len(m))
