@@ -79,6 +79,26 @@ func (s *stepper) mask(fwd map[uint32]*secagg.ForwardedShares) {
 	}
 }
 
+// survivorSets runs the round to the consistency check and returns the true
+// survivor set and the same set without client 7, as a lying server would.
+func (s *stepper) survivorSets() (all, without7 *secagg.ConsistencyRequest) {
+	s.mask(s.share(s.advertise()))
+	all = must[*secagg.ConsistencyRequest](s.t)(s.srv.ConsistencyRequest())
+	return all, &secagg.ConsistencyRequest{Round: all.Round, Survivors: all.Survivors[:len(all.Survivors)-1]}
+}
+
+// signAll has every client sign the server's survivor set and returns the
+// server's unmask request.
+func (s *stepper) signAll() *secagg.UnmaskRequest {
+	creq := must[*secagg.ConsistencyRequest](s.t)(s.srv.ConsistencyRequest())
+	for _, c := range s.clients {
+		if err := s.srv.HandleSignature(must[*secagg.ConsistencySignature](s.t)(c.CheckConsistency(creq))); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return must[*secagg.UnmaskRequest](s.t)(s.srv.UnmaskRequest())
+}
+
 func wantProtocolError(t *testing.T, err error, substr string) {
 	t.Helper()
 	if !errors.Is(err, secagg.ErrProtocol) {
@@ -158,9 +178,7 @@ func TestAttackDifferentSurvivorSets(t *testing.T) {
 	// that everybody survived, hoping to collect client 7's mask-key shares
 	// from the first group and its self-mask shares from the second.
 	s := newStepper(t, smallParams)
-	s.mask(s.share(s.advertise()))
-	all := must[*secagg.ConsistencyRequest](t)(s.srv.ConsistencyRequest())
-	without7 := &secagg.ConsistencyRequest{Round: 42, Survivors: all.Survivors[:6]}
+	all, without7 := s.survivorSets()
 	sigsA := []secagg.Signature{}
 	sigsB := []secagg.Signature{}
 	for i, c := range s.clients {
@@ -198,9 +216,7 @@ func TestAttackSurvivorReportedDropped(t *testing.T) {
 	// (so its pairwise masks can be removed) but never its self-mask shares:
 	// y_7 stays hidden behind PRG(b_7).
 	s := newStepper(t, smallParams)
-	s.mask(s.share(s.advertise()))
-	all := must[*secagg.ConsistencyRequest](t)(s.srv.ConsistencyRequest())
-	without7 := &secagg.ConsistencyRequest{Round: 42, Survivors: all.Survivors[:6]}
+	all, without7 := s.survivorSets()
 
 	// Client 7 itself refuses to sign a set that leaves it out.
 	_, err := s.clients[6].CheckConsistency(without7)
@@ -310,13 +326,7 @@ func TestAttackBadSurvivorSets(t *testing.T) {
 func TestServerRejectsBadUnmaskResponses(t *testing.T) {
 	s := newStepper(t, smallParams)
 	s.mask(s.share(s.advertise()))
-	creq := must[*secagg.ConsistencyRequest](t)(s.srv.ConsistencyRequest())
-	for _, c := range s.clients {
-		if err := s.srv.HandleSignature(must[*secagg.ConsistencySignature](t)(c.CheckConsistency(creq))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ureq := must[*secagg.UnmaskRequest](t)(s.srv.UnmaskRequest())
+	ureq := s.signAll()
 	resp := must[*secagg.UnmaskResponse](t)(s.clients[0].Unmask(ureq))
 	for _, tc := range []struct {
 		name   string
@@ -348,13 +358,7 @@ func TestLyingShareHolderDetected(t *testing.T) {
 	// longer matches the commitment in the survivor's advert.
 	s := newStepper(t, smallParams)
 	s.mask(s.share(s.advertise()))
-	creq := must[*secagg.ConsistencyRequest](t)(s.srv.ConsistencyRequest())
-	for _, c := range s.clients {
-		if err := s.srv.HandleSignature(must[*secagg.ConsistencySignature](t)(c.CheckConsistency(creq))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ureq := must[*secagg.UnmaskRequest](t)(s.srv.UnmaskRequest())
+	ureq := s.signAll()
 	for i, c := range s.clients {
 		r := must[*secagg.UnmaskResponse](t)(c.Unmask(ureq))
 		if i == 0 {
