@@ -132,8 +132,15 @@ Flags:
 	fmt.Fprintf(stderr, "fl-secure: %s: n=%d k=%d t=%d corrupt≤%d, ring Z_2^%d, clip %g, scale 2^%g\n",
 		kind, p.Clients, p.Degree, p.Threshold, p.Corrupt, p.Bits, c.Clip, log2(pl.Quant.Scale))
 	if r := pl.Recommended; r != nil {
-		fmt.Fprintf(stderr, "fl-secure: derived for dropout %g, corruption %g: security failure ≤ %.2g, round failure ≤ %.2g\n",
-			c.Dropout, c.Corruption, r.SecurityFailure, r.CorrectnessFailure)
+		sec := fmt.Sprintf("≤ %.2g", r.SecurityFailure)
+		if c.Corruption == 0 {
+			sec = "none (no colluding clients assumed)"
+		}
+		fmt.Fprintf(stderr, "fl-secure: derived for dropout %g, corruption %g: security failure %s, round failure ≤ %.2g\n",
+			c.Dropout, c.Corruption, sec, r.CorrectnessFailure)
+	}
+	if p.Degree < p.Clients-1 && c.Corruption > 0 {
+		fmt.Fprintln(stderr, "fl-secure: warning: a coordinator that colludes with clients can bias the SecAgg+ graph by omitting adverts; use --complete against an active coordinator (SECURITY.md, \"Graph choice\")")
 	}
 
 	const row = "%5v %7v %7v %9v %9v %9v %9v %9v  %s\n"
