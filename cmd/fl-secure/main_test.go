@@ -34,6 +34,7 @@ func TestUsageAndMisuse(t *testing.T) {
 		{[]string{"simulate", "--bits", "16"}, 2, "Bits = 16"},
 		{[]string{"simulate", "--clip", "0"}, 2, "Clip = 0"},
 		{[]string{"simulate", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"simulate", "-n", "60000", "-d", "100000000"}, 2, "GiB in one process"},
 	} {
 		code, out, errOut := runCLI(tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {

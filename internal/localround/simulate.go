@@ -44,6 +44,11 @@ func (c Config) Validate() error {
 	case c.MaxWeight < 1:
 		return fmt.Errorf("max weight = %d, want at least 1", c.MaxWeight)
 	}
+	// Every client's update, encoding and masked copy live in this one
+	// process: about 24 bytes per coordinate per client.
+	if need := 24 * float64(c.Clients) * float64(c.Dim+1); need > 16<<30 {
+		return fmt.Errorf("clients × dim = %d × %d needs about %.0f GiB in one process, more than the 16 GiB a simulation may use", c.Clients, c.Dim, need/(1<<30))
+	}
 	return nil
 }
 
