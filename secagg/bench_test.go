@@ -91,9 +91,9 @@ func BenchmarkRound(b *testing.B) {
 	}
 }
 
-// shareAll runs rounds 0 and 1 of an honest round with fresh clients and
-// returns them with the server and the forwarded shares.
-func shareAll(b *testing.B, p secagg.Params, seed uint64) ([]*secagg.Client, *secagg.Server, map[uint32]*secagg.ForwardedShares) {
+// shareKeys runs rounds 0 and 1 of an honest round with fresh clients; the
+// server is left to close key sharing.
+func shareKeys(b *testing.B, p secagg.Params, seed uint64) ([]*secagg.Client, *secagg.Server) {
 	keys, roster := secaggtest.Identities(p.Clients, seed)
 	srv, _ := secagg.NewServer(p, roster)
 	cs := make([]*secagg.Client, p.Clients)
@@ -110,18 +110,18 @@ func shareAll(b *testing.B, p secagg.Params, seed uint64) ([]*secagg.Client, *se
 		}
 		srv.HandleShares(s)
 	}
-	fwd, err := srv.ForwardedShares()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return cs, srv, fwd
+	return cs, srv
 }
 
 // maskSetup runs a round up to masking among k+1 clients (the complete
 // graph, so client 1 has k neighbours) and returns client 1 and its shares.
 func maskSetup(b *testing.B, k, d int, round uint64) (*secagg.Client, *secagg.ForwardedShares, []uint64) {
 	p := secagg.Params{Round: round, Clients: k + 1, Threshold: k/2 + 1, Degree: k, Length: d, Bits: 32}
-	cs, _, fwd := shareAll(b, p, 1)
+	cs, srv := shareKeys(b, p, 1)
+	fwd, err := srv.ForwardedShares()
+	if err != nil {
+		b.Fatal(err)
+	}
 	return cs[0], fwd[1], make([]uint64, d)
 }
 
@@ -261,45 +261,20 @@ func BenchmarkAggregate(b *testing.B) {
 }
 
 // serverBeforeAggregate runs a round with the last `dropped` clients leaving
-// after their shares, up to the point where only Aggregate remains.
+// after their shares, up to the point where only Aggregate remains. Any
+// refusal is returned, so that the caller can set the round up again.
 func serverBeforeAggregate(b *testing.B, p secagg.Params, dropped int) (*secagg.Server, error) {
-	cs, srv, fwd := shareAll(b, p, 2)
-	alive := cs[:p.Clients-dropped]
-	in := make([]uint64, p.Length)
-	for _, c := range alive {
-		m, err := c.MaskInput(fwd[c.ID()], in)
-		if err != nil {
-			return nil, err
-		}
-		if err := srv.HandleMaskedInput(m); err != nil {
-			return nil, err
-		}
+	cs, srv := shareKeys(b, p, 2)
+	shared := make(map[uint32]bool, len(cs))
+	inputs := make([][]uint64, len(cs))
+	for i, c := range cs {
+		shared[c.ID()] = true
+		inputs[i] = make([]uint64, p.Length)
 	}
-	creq, err := srv.ConsistencyRequest()
-	if err != nil {
+	alive := func(i, _ int) bool { return i < p.Clients-dropped }
+	_, refusals, err := runToUnmask(b, srv, cs, inputs, shared, alive)
+	if err := errors.Join(append([]error{err}, refusals...)...); err != nil {
 		return nil, err
-	}
-	for _, c := range alive {
-		s, err := c.CheckConsistency(creq)
-		if err != nil {
-			return nil, err
-		}
-		if err := srv.HandleSignature(s); err != nil {
-			return nil, err
-		}
-	}
-	ureq, err := srv.UnmaskRequest()
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range alive {
-		r, err := c.Unmask(ureq)
-		if err != nil {
-			return nil, err
-		}
-		if err := srv.HandleUnmask(r); err != nil {
-			return nil, err
-		}
 	}
 	return srv, nil
 }

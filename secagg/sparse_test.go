@@ -136,11 +136,23 @@ type roundResult struct {
 // finishRound runs rounds 2–4 for the clients that shared keys, dropping
 // them as alive says, and returns the server's result.
 func finishRound(t *testing.T, srv *secagg.Server, cs []*secagg.Client, inputs [][]uint64, shared map[uint32]bool, alive func(i, after int) bool) roundResult {
+	survivors, refusals, err := runToUnmask(t, srv, cs, inputs, shared, alive)
+	if err != nil {
+		return roundResult{err: errors.Join(append([]error{err}, refusals...)...)}
+	}
+	sum, err := srv.Aggregate()
+	return roundResult{sum: sum, survivors: survivors, err: err}
+}
+
+// runToUnmask runs rounds 2–4 up to the last unmask response: clients that
+// shared keys take part until alive(i, phase) is false (2 masked input, 3
+// signing, 4 unmasking). It returns the survivor set, the clients' refusals
+// and the error of a server phase that could not close.
+func runToUnmask(tb testing.TB, srv *secagg.Server, cs []*secagg.Client, inputs [][]uint64, shared map[uint32]bool, alive func(i, after int) bool) (survivors []uint32, refusals []error, err error) {
 	fwd, err := srv.ForwardedShares()
 	if err != nil {
-		return roundResult{err: err}
+		return nil, nil, err
 	}
-	var refusals []error
 	for i, c := range cs {
 		if !shared[c.ID()] || !alive(i, 2) {
 			continue
@@ -151,12 +163,12 @@ func finishRound(t *testing.T, srv *secagg.Server, cs []*secagg.Client, inputs [
 			continue
 		}
 		if err := srv.HandleMaskedInput(m); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	creq, err := srv.ConsistencyRequest()
 	if err != nil {
-		return roundResult{err: err}
+		return nil, refusals, err
 	}
 	for _, id := range creq.Survivors {
 		if !alive(int(id-1), 3) {
@@ -168,12 +180,12 @@ func finishRound(t *testing.T, srv *secagg.Server, cs []*secagg.Client, inputs [
 			continue
 		}
 		if err := srv.HandleSignature(sig); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	ureq, err := srv.UnmaskRequest()
 	if err != nil {
-		return roundResult{err: errors.Join(append([]error{err}, refusals...)...)}
+		return nil, refusals, err
 	}
 	for _, s := range ureq.Signatures {
 		if !alive(int(s.Signer-1), 4) {
@@ -181,12 +193,11 @@ func finishRound(t *testing.T, srv *secagg.Server, cs []*secagg.Client, inputs [
 		}
 		resp, err := cs[s.Signer-1].Unmask(ureq)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		if err := srv.HandleUnmask(resp); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	sum, err := srv.Aggregate()
-	return roundResult{sum: sum, survivors: creq.Survivors, err: err}
+	return creq.Survivors, refusals, nil
 }
