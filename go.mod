@@ -9,4 +9,4 @@ require (
 
 require golang.org/x/sys v0.50.0
 
-require gonum.org/v1/gonum v0.17.0 // indirect
+require gonum.org/v1/gonum v0.17.0

@@ -106,3 +106,69 @@ func TestRDPPruningIsExact(t *testing.T) {
 		}
 	}
 }
+
+func TestPLDAgainstDPAccounting(t *testing.T) {
+	exact := map[string]float64{}
+	for _, row := range vectorRows(t, "gaussian_exact_q1.csv") {
+		exact[row["noise_multiplier"]+"/"+row["steps"]+"/"+row["delta"]] = num(t, row, "epsilon_exact")
+	}
+	for _, row := range vectorRows(t, "pld.csv") {
+		t.Run(rowName(row), func(t *testing.T) {
+			a, err := NewPLDAccountant(AddRemove, num(t, row, "value_discretization_interval"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Compose(rowEvent(t, row)); err != nil {
+				t.Fatal(err)
+			}
+			eps, err := a.Epsilon(num(t, row, "delta"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := num(t, row, "epsilon_pld")
+			if d := math.Abs(eps - ref); d > 1e-3*ref+1e-4 {
+				t.Errorf("ε = %.10g, reference %.10g (off by %.3g)", eps, ref, d)
+			}
+			if ex, ok := exact[row["noise_multiplier"]+"/"+row["steps"]+"/"+row["delta"]]; ok && row["sampling_prob"] == "1.0" {
+				if eps < ex {
+					t.Errorf("ε = %.15g is below the exact %.15g", eps, ex)
+				}
+			}
+			if testing.Verbose() {
+				t.Logf("ε = %.10g, reference %.10g, rel %.3g", eps, ref, (eps-ref)/ref)
+			}
+		})
+	}
+}
+
+// BenchmarkPLDAllRows runs every row of pld.csv (one accountant per row,
+// as a user would); the target is under 5 s in total on one core.
+func BenchmarkPLDAllRows(b *testing.B) {
+	rows := vectorRows(b, "pld.csv")
+	for b.Loop() {
+		for _, row := range rows {
+			a, _ := NewPLDAccountant(AddRemove, num(b, row, "value_discretization_interval"))
+			if err := a.Compose(rowEvent(b, row)); err != nil {
+				b.Fatal(err)
+			}
+			eps, _ := a.Epsilon(num(b, row, "delta"))
+			sinkFloat += eps
+		}
+	}
+	b.ReportMetric(float64(len(rows)), "rows")
+}
+
+// BenchmarkRDPAllRows is the same for rdp.csv; the target is under 10 ms
+// for any one row.
+func BenchmarkRDPAllRows(b *testing.B) {
+	rows := vectorRows(b, "rdp.csv")
+	for b.Loop() {
+		for _, row := range rows {
+			a := NewRDPAccountant(AddRemove)
+			a.Compose(rowEvent(b, row))
+			eps, _ := a.Epsilon(num(b, row, "delta"))
+			sinkFloat += eps
+		}
+	}
+	b.ReportMetric(float64(len(rows)), "rows")
+}
