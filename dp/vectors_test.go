@@ -172,3 +172,50 @@ func BenchmarkRDPAllRows(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(rows)), "rows")
 }
+
+func TestCalibrateAgainstDPAccounting(t *testing.T) {
+	for _, row := range vectorRows(t, "calibrate.csv") {
+		name := row["accountant"] + "/eps=" + row["target_epsilon"] + "/delta=" + row["target_delta"] + "/T=" + row["steps"] + "/q=" + row["sampling_prob"]
+		t.Run(name, func(t *testing.T) {
+			if testing.Short() && row["accountant"] == "pld" && row["steps"] == "1000" {
+				t.Skip("slow PLD row in -short mode")
+			}
+			target := num(t, row, "target_epsilon")
+			c, err := Calibrate(row["accountant"], AddRemove, GaussianMechanism, target,
+				num(t, row, "target_delta"), int(num(t, row, "steps")), num(t, row, "sampling_prob"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := num(t, row, "noise_multiplier")
+			q := num(t, row, "sampling_prob")
+			exact := true // does the reference's accountant agree with ours here?
+			if row["accountant"] == "rdp" && q < 1 {
+				a := NewRDPAccountant(AddRemove)
+				a.Compose(Event{GaussianMechanism, c.NoiseMultiplier, q, int(num(t, row, "steps"))})
+				_, order, _ := a.EpsilonAndOrder(num(t, row, "target_delta"))
+				exact = order == math.Trunc(order)
+			}
+			rel := (c.NoiseMultiplier - ref) / ref
+			if exact && math.Abs(rel) > 1e-5 {
+				t.Errorf("noise multiplier %.10g, reference %.10g (rel %.2g)", c.NoiseMultiplier, ref, rel)
+			}
+			if !exact && rel > 1e-5 {
+				// At a fractional optimal order the exact RDP is tighter than
+				// dp_accounting's bound, so the multiplier may only be lower.
+				t.Errorf("noise multiplier %.10g above the reference %.10g (rel %.2g)", c.NoiseMultiplier, ref, rel)
+			}
+			if c.Epsilon > target {
+				t.Errorf("achieved ε %v above the target %v", c.Epsilon, target)
+			}
+			// Check the reported ε independently.
+			e, _ := Epsilon(row["accountant"], AddRemove, num(t, row, "target_delta"),
+				Event{GaussianMechanism, c.NoiseMultiplier, num(t, row, "sampling_prob"), int(num(t, row, "steps"))})
+			if e != c.Epsilon {
+				t.Errorf("reported ε %v, recomputed %v", c.Epsilon, e)
+			}
+			if testing.Verbose() {
+				t.Logf("z = %.10g (reference %.10g), ε = %.10g", c.NoiseMultiplier, ref, c.Epsilon)
+			}
+		})
+	}
+}
