@@ -4,6 +4,8 @@
 // Usage:
 //
 //	fl-secure simulate [flags]   secure-aggregation rounds among in-process clients
+//	fl-secure dp …               privacy accounting and planning
+//	fl-secure budget …           show, audit and recover privacy ledgers
 //	fl-secure version            print the version
 //
 // Run "fl-secure help" or "fl-secure simulate -h" for the flags.
@@ -26,6 +28,11 @@ const usage = `fl-secure: privacy-preserving federated learning for hospitals
 Usage:
   fl-secure simulate [flags]   run secure-aggregation rounds among in-process
                                clients and check every unmasked sum
+  fl-secure dp epsilon|calibrate|plan
+                               privacy accounting: ε of a run, the noise for
+                               a target ε, a preflight of privacy settings
+  fl-secure budget show|audit|recover
+                               read, verify and repair a privacy ledger
   fl-secure version            print the version
   fl-secure help               print this help
 
@@ -33,6 +40,9 @@ Examples:
   fl-secure simulate
   fl-secure simulate -n 100 -k 7 -t 4 -d 100000 --dropout 0.1
   fl-secure simulate -n 50 --complete --rounds 3 --json
+  fl-secure dp epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5
+  fl-secure dp plan --epsilon 4 --delta 1e-6 --rounds 50 --sites 8 --clip 1
+  fl-secure budget audit --ledger privacy.jsonl --key KEY
 
 Run "fl-secure simulate -h" for the simulate flags.
 `
@@ -48,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "simulate":
 		return simulate(args[1:], stdout, stderr)
+	case "dp":
+		return dpCmd(args[1:], stdout, stderr)
+	case "budget":
+		return budgetCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "fl-secure", version())
 		return 0

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/fl-secure/fl-secure/dp"
+)
+
+const dpUsage = `Usage:
+  fl-secure dp epsilon   --noise-multiplier S --sampling-rate Q --steps T --delta D
+                         [--accountant rdp|pld] [--neighbouring add-remove|replace] [--json]
+  fl-secure dp calibrate --epsilon E --delta D --steps T --sampling-rate Q
+                         [--accountant rdp|pld] [--neighbouring …] [--json]
+  fl-secure dp plan      --epsilon E --delta D --rounds R --sites N [--threshold T]
+                         [--colluders C] [--records M] [--clip C] [--dim D] [--bits B] [--json]
+
+Examples:
+  fl-secure dp epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5
+  fl-secure dp calibrate --epsilon 3 --delta 1e-5 --steps 1000 --sampling-rate 0.01 --accountant pld
+  fl-secure dp plan --epsilon 4 --delta 1e-6 --rounds 50 --sites 8 --threshold 6 --colluders 1 --clip 1
+`
+
+// errMisuse marks errors in how the command was called (exit 2).
+var errMisuse = errors.New("misuse")
+
+// usageError is a misuse error whose text names the problem.
+type usageError string
+
+func (e usageError) Error() string        { return string(e) }
+func (e usageError) Is(target error) bool { return target == errMisuse }
+
+func usagef(format string, a ...any) error { return usageError(fmt.Sprintf(format, a...)) }
+
+func fail(stderr io.Writer, err error, hint string) int {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(stderr, "fl-secure: error: %s\n", line)
+	}
+	if hint != "" {
+		fmt.Fprintf(stderr, "fl-secure: hint: %s\n", hint)
+	}
+	if errors.Is(err, errMisuse) {
+		return 2
+	}
+	return 1
+}
+
+// newFlags returns a flag set that reports to stderr, and a function that
+// parses args and checks the required flags were given.
+func newFlags(name, help string, stderr io.Writer) (*flag.FlagSet, func(args []string, required ...string) (bool, error)) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, help)
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	parse := func(args []string, required ...string) (bool, error) {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return true, nil
+			}
+			return false, usageError(err.Error())
+		}
+		if fs.NArg() > 0 {
+			return false, usagef("unexpected argument %q", fs.Arg(0))
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, r := range required {
+			if !set[r] {
+				return false, usagef("missing --%s", r)
+			}
+		}
+		return false, nil
+	}
+	return fs, parse
+}
+
+func dpCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, dpUsage)
+		return 2
+	}
+	switch args[0] {
+	case "epsilon":
+		return dpEpsilon(args[1:], stdout, stderr)
+	case "calibrate":
+		return dpCalibrate(args[1:], stdout, stderr)
+	case "plan":
+		return dpPlan(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, dpUsage)
+		return 0
+	}
+	return fail(stderr, usagef("unknown dp command %q", args[0]), `run "fl-secure dp help"`)
+}
+
+type accountantFlags struct {
+	accountant, relation string
+	asJSON               bool
+}
+
+func (a *accountantFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.accountant, "accountant", "rdp", "accountant: rdp (Rényi DP, Mironov–Talwar–Zhang 2019) or pld (privacy loss distributions)")
+	fs.StringVar(&a.relation, "neighbouring", "add-remove", "neighbouring relation: add-remove or replace")
+	fs.BoolVar(&a.asJSON, "json", false, "print a JSON object")
+}
+
+func (a *accountantFlags) parse() (dp.Neighbouring, error) {
+	if a.accountant != dp.RDP && a.accountant != dp.PLD {
+		return 0, usagef("--accountant %q: want rdp or pld", a.accountant)
+	}
+	n, err := dp.ParseNeighbouring(a.relation)
+	if err != nil {
+		return 0, usagef("--neighbouring %q: want add-remove or replace", a.relation)
+	}
+	return n, nil
+}
+
+// checkRange returns a misuse error naming the flag when ok is false.
+func checkRange(name string, v float64, ok bool, want string) error {
+	if !ok || math.IsNaN(v) {
+		return usagef("--%s %v: want %s", name, v, want)
+	}
+	return nil
+}
+
+func dpEpsilon(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("dp epsilon", "Usage: fl-secure dp epsilon --noise-multiplier S --sampling-rate Q --steps T --delta D [flags]\n\nPrints the ε spent by T steps of the (Poisson-subsampled) Gaussian mechanism.\n", stderr)
+	var af accountantFlags
+	af.register(fs)
+	z := fs.Float64("noise-multiplier", 0, "noise standard deviation divided by the clipping norm")
+	q := fs.Float64("sampling-rate", 1, "Poisson sampling rate (1: every record or site takes part)")
+	steps := fs.Int("steps", 0, "number of steps (rounds)")
+	delta := fs.Float64("delta", 0, "target δ")
+	if help, err := parse(args, "noise-multiplier", "steps", "delta"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure dp epsilon -h"`)
+		}
+		return 0
+	}
+	rel, err := af.parse()
+	if err == nil {
+		err = errors.Join(
+			checkRange("noise-multiplier", *z, *z > 0 && !math.IsInf(*z, 0), "a positive number"),
+			checkRange("sampling-rate", *q, *q > 0 && *q <= 1, "a rate in (0, 1]"),
+			checkRange("steps", float64(*steps), *steps >= 1, "a positive count"),
+			checkRange("delta", *delta, *delta > 0 && *delta < 1, "a probability in (0, 1)"),
+		)
+	}
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	eps, err := dp.Epsilon(af.accountant, rel, *delta, dp.Event{Mechanism: dp.GaussianMechanism, NoiseMultiplier: *z, SamplingRate: *q, Count: *steps})
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if af.asJSON {
+		return printJSON(stdout, stderr, map[string]any{
+			"epsilon": eps, "delta": *delta, "noise_multiplier": *z, "sampling_rate": *q, "steps": *steps,
+			"accountant": af.accountant, "neighbouring": rel.String(), "mechanism": dp.GaussianMechanism,
+		})
+	}
+	fmt.Fprintln(stdout, formatFloat(eps))
+	fmt.Fprintf(stderr, "fl-secure: ε at δ = %g, %s accountant, %s neighbours\n", *delta, af.accountant, rel)
+	return 0
+}
+
+func dpCalibrate(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("dp calibrate", "Usage: fl-secure dp calibrate --epsilon E --delta D --steps T --sampling-rate Q [flags]\n\nPrints the smallest noise multiplier whose ε after T steps is at most E.\n", stderr)
+	var af accountantFlags
+	af.register(fs)
+	target := fs.Float64("epsilon", 0, "target ε for the whole run")
+	q := fs.Float64("sampling-rate", 1, "Poisson sampling rate")
+	steps := fs.Int("steps", 0, "number of steps (rounds)")
+	delta := fs.Float64("delta", 0, "target δ")
+	if help, err := parse(args, "epsilon", "steps", "delta"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure dp calibrate -h"`)
+		}
+		return 0
+	}
+	rel, err := af.parse()
+	if err == nil {
+		err = errors.Join(
+			checkRange("epsilon", *target, *target > 0 && !math.IsInf(*target, 0), "a positive number"),
+			checkRange("sampling-rate", *q, *q > 0 && *q <= 1, "a rate in (0, 1]"),
+			checkRange("steps", float64(*steps), *steps >= 1, "a positive count"),
+			checkRange("delta", *delta, *delta > 0 && *delta < 1, "a probability in (0, 1)"),
+		)
+	}
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	c, err := dp.Calibrate(af.accountant, rel, dp.GaussianMechanism, *target, *delta, *steps, *q)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if af.asJSON {
+		return printJSON(stdout, stderr, map[string]any{
+			"noise_multiplier": c.NoiseMultiplier, "epsilon": c.Epsilon, "target_epsilon": *target, "delta": *delta,
+			"sampling_rate": *q, "steps": *steps, "accountant": af.accountant, "neighbouring": rel.String(),
+		})
+	}
+	fmt.Fprintln(stdout, formatFloat(c.NoiseMultiplier))
+	fmt.Fprintf(stderr, "fl-secure: achieves ε = %.6g ≤ %g at δ = %g (%s accountant, %s neighbours)\n", c.Epsilon, *target, *delta, af.accountant, rel)
+	return 0
+}
+
+func formatFloat(x float64) string {
+	return fmt.Sprintf("%.10g", x)
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fail(stderr, err, "")
+	}
+	return 0
+}
+
+// plan is the result of dp plan.
+type plan struct {
+	Epsilon           float64  `json:"epsilon"`
+	Delta             float64  `json:"delta"`
+	Rounds            int      `json:"rounds"`
+	Sites             int      `json:"sites"`
+	Threshold         int      `json:"threshold"`
+	Colluders         int      `json:"colluders"`
+	HonestSurvivors   int      `json:"honest_survivors"`
+	Clip              float64  `json:"clip"`
+	Dim               int      `json:"dim"`
+	Bits              int      `json:"bits"`
+	NoiseMultiplier   float64  `json:"noise_multiplier"`
+	Sigma             float64  `json:"sigma"`
+	SiteSigma         float64  `json:"site_sigma"`
+	SumSigmaAllSites  float64  `json:"sum_sigma_all_sites"`
+	Grid              float64  `json:"grid_step"`
+	AchievedEpsilon   float64  `json:"achieved_epsilon"`
+	NoiseToSignal     float64  `json:"noise_to_signal"`
+	WrapProbability   float64  `json:"wrap_probability"`
+	Level             string   `json:"level"`
+	Neighbouring      string   `json:"neighbouring"`
+	Accountant        string   `json:"accountant"`
+	Warnings          []string `json:"warnings"`
+	RecordsPerSite    int      `json:"records_per_site,omitempty"`
+	EffectiveMultiple float64  `json:"effective_noise_multiplier"`
+}
+
+func dpPlan(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("dp plan", `Usage: fl-secure dp plan --epsilon E --delta D --rounds R --sites N [flags]
+
+A preflight for client-level DP under secure aggregation: every site takes
+part in every round, clips its update to --clip, and adds a share of discrete
+Gaussian noise sized so that the threshold's honest survivors (threshold −
+colluders) alone reach the σ the accountant needs. Prints σ, each site's
+share, the expected noise-to-signal ratio, and warnings about dangerous
+settings.
+`, stderr)
+	var p plan
+	fs.Float64Var(&p.Epsilon, "epsilon", 0, "target ε for the whole run")
+	fs.Float64Var(&p.Delta, "delta", 0, "target δ")
+	fs.IntVar(&p.Rounds, "rounds", 0, "number of rounds")
+	fs.IntVar(&p.Sites, "sites", 0, "number of sites (hospitals) n")
+	fs.IntVar(&p.Threshold, "threshold", 0, "fewest surviving sites a round may finish with (default ⌈2n/3⌉)")
+	fs.IntVar(&p.Colluders, "colluders", 0, "sites assumed to collude with the coordinator")
+	fs.IntVar(&p.RecordsPerSite, "records", 0, "records per site (for the δ check)")
+	fs.Float64Var(&p.Clip, "clip", 0, "L2 norm each site's update is clipped to (required: without it there is no guarantee)")
+	fs.IntVar(&p.Dim, "dim", 1000, "model size (coordinates)")
+	fs.IntVar(&p.Bits, "bits", 32, "secure-aggregation ring width")
+	asJSON := fs.Bool("json", false, "print a JSON object")
+	if help, err := parse(args, "epsilon", "delta", "rounds", "sites"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure dp plan -h"`)
+		}
+		return 0
+	}
+	if p.Threshold == 0 {
+		p.Threshold = (2*p.Sites + 2) / 3
+	}
+	err := errors.Join(
+		checkRange("epsilon", p.Epsilon, p.Epsilon > 0 && !math.IsInf(p.Epsilon, 0), "a positive number"),
+		checkRange("delta", p.Delta, p.Delta > 0 && p.Delta < 1, "a probability in (0, 1)"),
+		checkRange("rounds", float64(p.Rounds), p.Rounds >= 1, "a positive count"),
+		checkRange("sites", float64(p.Sites), p.Sites >= 1, "a positive count"),
+		checkRange("threshold", float64(p.Threshold), p.Threshold >= 1 && p.Threshold <= p.Sites, "between 1 and --sites"),
+		checkRange("colluders", float64(p.Colluders), p.Colluders >= 0 && p.Colluders < p.Threshold, "at least 0 and below --threshold"),
+		checkRange("clip", p.Clip, p.Clip >= 0 && !math.IsInf(p.Clip, 0), "a non-negative number"),
+		checkRange("dim", float64(p.Dim), p.Dim >= 1, "a positive count"),
+	)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	p.Level, p.Neighbouring, p.Accountant = string(dp.ClientLevel), dp.AddRemove.String(), dp.RDP
+	p.HonestSurvivors = p.Threshold - p.Colluders
+	warn := func(format string, a ...any) { p.Warnings = append(p.Warnings, fmt.Sprintf(format, a...)) }
+	if p.Clip == 0 {
+		return fail(stderr, errors.New("no clipping (--clip 0): a site's update has unbounded sensitivity and no ε holds"), "pass --clip, the L2 norm each site's update is clipped to")
+	}
+	if p.Epsilon > 10 {
+		warn("whole-run ε = %g is above 10: the guarantee is weak", p.Epsilon)
+	}
+	if 2*p.Threshold <= p.Sites {
+		warn("threshold %d ≤ n/2 = %g: two disjoint halves of the sites could each finish a round", p.Threshold, float64(p.Sites)/2)
+	}
+	if p.Sites < 3 {
+		warn("%d sites: with fewer than 3, each site can subtract its own update from the sum and learn the other's", p.Sites)
+	}
+	if p.RecordsPerSite > 0 && p.Delta >= 1/float64(p.RecordsPerSite*p.Sites) {
+		warn("δ = %g is not below 1/(records in all sites) = %.3g", p.Delta, 1/float64(p.RecordsPerSite*p.Sites))
+	}
+	if p.Colluders == 0 && p.Sites >= 3 {
+		warn("no colluding sites assumed: a site that colludes with the coordinator can remove its own noise share")
+	}
+	c, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, p.Epsilon, p.Delta, p.Rounds, 1)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	p.NoiseMultiplier = c.NoiseMultiplier
+	// Raise σ until the distributed mechanism's effective multiplier (after
+	// rounding and the KLS τ term) meets the calibrated one.
+	sigma := c.NoiseMultiplier * p.Clip
+	var dn *dp.DistributedNoise
+	for i := 0; i < 50; i++ {
+		dn, err = dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: p.Clip, Clients: p.Sites, Threshold: p.Threshold,
+			Colluders: p.Colluders, Dim: p.Dim, Bits: p.Bits})
+		if err != nil {
+			return fail(stderr, err, "")
+		}
+		if dn.NoiseMultiplier >= c.NoiseMultiplier {
+			break
+		}
+		sigma *= c.NoiseMultiplier / dn.NoiseMultiplier * (1 + 1e-9)
+	}
+	p.Sigma, p.SiteSigma, p.SumSigmaAllSites, p.Grid = sigma, dn.LocalSigma, dn.SumSigma, dn.Gamma
+	p.EffectiveMultiple, p.WrapProbability = dn.NoiseMultiplier, dn.WrapProbability
+	p.AchievedEpsilon, _ = dp.Epsilon(dp.RDP, dp.AddRemove, p.Delta, dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: dn.NoiseMultiplier, SamplingRate: 1, Count: p.Rounds})
+	// Noise in the sum against the largest signal the sum can carry (all
+	// sites' clipped updates aligned): ‖noise‖₂ ≈ σ_sum·√d, ‖signal‖₂ ≤ n·C.
+	p.NoiseToSignal = dn.SumSigma * math.Sqrt(float64(p.Dim)) / (float64(p.Sites) * p.Clip)
+	if p.NoiseToSignal > 1 {
+		warn("expected noise-to-signal ratio %.3g > 1: the noise in the sum outweighs even perfectly aligned updates; train for fewer rounds, add sites, or accept a larger ε", p.NoiseToSignal)
+	}
+	if *asJSON {
+		if p.Warnings == nil {
+			p.Warnings = []string{}
+		}
+		return printJSON(stdout, stderr, p)
+	}
+	fmt.Fprintf(stdout, "privacy          client-level, %s neighbours: (ε = %g, δ = %g) over %d rounds (%s accountant: ε = %.6g)\n",
+		p.Neighbouring, p.Epsilon, p.Delta, p.Rounds, p.Accountant, p.AchievedEpsilon)
+	fmt.Fprintf(stdout, "noise multiplier %.6g (σ / clip)\n", p.NoiseMultiplier)
+	fmt.Fprintf(stdout, "σ in the sum     %.6g  (reached by the %d honest survivors alone: threshold %d − colluders %d)\n", p.Sigma, p.HonestSurvivors, p.Threshold, p.Colluders)
+	fmt.Fprintf(stdout, "each site adds   %.6g  (discrete Gaussian on a grid of step 2^%.0f, %d-bit ring)\n", p.SiteSigma, math.Log2(p.Grid), p.Bits)
+	fmt.Fprintf(stdout, "σ if all %d sites survive  %.6g\n", p.Sites, p.SumSigmaAllSites)
+	fmt.Fprintf(stdout, "noise-to-signal  %.3g  (‖noise‖ ≈ σ·√d against n·clip, d = %d)\n", p.NoiseToSignal, p.Dim)
+	fmt.Fprintf(stdout, "wraparound       ≤ %.2g per round\n", p.WrapProbability)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(stderr, "fl-secure: warning: %s\n", w)
+	}
+	return 0
+}
