@@ -80,7 +80,7 @@ type DistributedNoise struct {
 // probability 1 − WrapBeta: n·(C/γ + 1) (every client's coordinates are at
 // most its L2 norm after rounding) plus k·√n·σ_int with
 // k = √(2 ln(2d/WrapBeta)) (a sum of discrete Gaussians is sub-Gaussian,
-// CKS 2020 Prop. 16; union bound over d coordinates) must stay below 2^(b−1).
+// CKS 2020 §2, where N_Z(0, σ²) is shown σ-sub-Gaussian; union bound over d coordinates) must stay below 2^(b−1).
 func Distribute(cfg DistributedConfig) (*DistributedNoise, error) {
 	switch {
 	case !(cfg.Sigma > 0) || math.IsInf(cfg.Sigma, 0):

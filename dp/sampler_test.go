@@ -94,7 +94,7 @@ func TestDiscreteGaussianDistribution(t *testing.T) {
 			if p := chiSquare(t, counts, probs, n); p < pFail {
 				t.Errorf("chi-square p = %.3g < %g", p, pFail)
 			}
-			// The variance of N_Z(0, σ²) is at most σ² (CKS 2020 Prop. 19);
+			// The variance of N_Z(0, σ²) is at most σ² (CKS 2020 §2);
 			// the sample variance must not exceed it by more than 5
 			// standard errors (p < 1e-6).
 			v := sumSq / float64(n)
