@@ -339,6 +339,10 @@ func ReadLedger(path string) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dp: reading ledger: %w", err)
 	}
+	return parseLedger(data)
+}
+
+func parseLedger(data []byte) ([]Entry, error) {
 	var entries []Entry
 	off := 0
 	for lineNo := 1; off < len(data); lineNo++ {

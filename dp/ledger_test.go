@@ -222,3 +222,29 @@ func TestLedgerBadFiles(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadLedger: arbitrary bytes must give entries or an error, never a
+// panic, and verification of whatever parses must not panic either.
+func FuzzReadLedger(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "ledger", "*.jsonl"))
+	if len(seeds) == 0 {
+		f.Fatal("no seed ledgers in testdata/ledger")
+	}
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := parseLedger(data)
+		if err == nil && len(entries) == 0 {
+			t.Fatal("no entries and no error")
+		}
+		if err == nil {
+			verifyEntries(entries, pub)
+		}
+	})
+}

@@ -70,6 +70,10 @@ type Event struct {
 	Count           int
 }
 
+// minMultiplier bounds Event.NoiseMultiplier from below: one unsampled step
+// at 0.01 already costs ε in the thousands.
+const minMultiplier = 0.01
+
 // maxCount bounds Event.Count; compositions beyond it are a caller bug.
 const maxCount = 1 << 30
 
@@ -82,6 +86,9 @@ func (e Event) Validate() error {
 	}
 	if !(e.NoiseMultiplier > 0) || math.IsInf(e.NoiseMultiplier, 0) {
 		return fmt.Errorf("dp: noise multiplier must be positive and finite, got %v", e.NoiseMultiplier)
+	}
+	if e.NoiseMultiplier < minMultiplier || e.NoiseMultiplier > maxMultiplier {
+		return fmt.Errorf("dp: noise multiplier %v is outside [%g, %g], where no accountant here is meaningful", e.NoiseMultiplier, minMultiplier, maxMultiplier)
 	}
 	if !(e.SamplingRate > 0 && e.SamplingRate <= 1) {
 		return fmt.Errorf("dp: sampling rate must be in (0, 1], got %v", e.SamplingRate)

@@ -118,7 +118,7 @@ func epsilonFor(hs func(float64) float64, delta float64) float64 {
 	lo, hi := 0.0, 1.0
 	for hs(hi) > delta {
 		lo, hi = hi, 2*hi
-		if hi > 1e6 {
+		if hi > 1e12 {
 			return math.Inf(1)
 		}
 	}
@@ -265,9 +265,17 @@ func subsampledPLD(z, q float64, count int, add bool, interval float64) *discret
 				return -math.Expm1(eps)
 			}
 			// x_ε with loss(x_ε) = ε; δ = q·Φ̄((x−1)/z) − (e^ε − 1 + q)·Φ̄(x/z).
-			c := (math.Expm1(eps) + q) / q
-			x := s2*math.Log(c) + 0.5
-			return max(q*phiBar((x-1)/z)-(math.Expm1(eps)+q)*phiBar(x/z), 0)
+			// log(e^ε − 1 + q), stable for large ε.
+			lc := math.Log(math.Expm1(eps) + q)
+			if eps > 1 {
+				lc = eps + math.Log1p((q-1)*math.Exp(-eps))
+			}
+			x := s2*(lc-math.Log(q)) + 0.5
+			d := q*phiBar((x-1)/z) - math.Exp(lc+logPhiBar(x/z))
+			if !(d > 0) {
+				return 0
+			}
+			return d
 		}
 		lmin, lmax = math.Log1p(-q), loss(1+k*z)
 	} else {
@@ -279,14 +287,18 @@ func subsampledPLD(z, q float64, count int, add bool, interval float64) *discret
 			// δ = (1 − e^ε(1−q))·Φ(x'/z) − e^ε·q·Φ((x'−1)/z).
 			c := (math.Expm1(-eps) + q) / q
 			x := s2*math.Log(c) + 0.5
-			return max((1-math.Exp(eps)*(1-q))*phiBar(-x/z)-math.Exp(eps)*q*phiBar((1-x)/z), 0)
+			d := (1-math.Exp(eps)*(1-q))*phiBar(-x/z) - math.Exp(eps)*q*phiBar((1-x)/z)
+			if !(d > 0) {
+				return 0
+			}
+			return d
 		}
 		lmin, lmax = -loss(k*z), -math.Log1p(-q)
 	}
 	// Widen the interval until one step fits in maxSingle points and the
 	// composition in maxGrid.
 	iv := interval
-	for (lmax-lmin)/iv > maxSingle && iv < 0.05 {
+	for (lmax-lmin)/iv > maxSingle && iv < 1 {
 		iv *= 2
 	}
 	for {
@@ -294,7 +306,7 @@ func subsampledPLD(z, q float64, count int, add bool, interval float64) *discret
 		hi := int(math.Ceil(lmax / iv))
 		one := connectTheDots(hs, lo, hi, iv)
 		wlo, whi := one.chernoffWindow(count)
-		if whi-wlo+1 <= maxGrid || iv >= 0.05 {
+		if whi-wlo+1 <= maxGrid || iv >= 1 {
 			return one.selfCompose(count, wlo, whi)
 		}
 		iv *= 2

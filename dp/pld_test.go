@@ -95,3 +95,26 @@ func TestPLDBelowRDP(t *testing.T) {
 		}
 	}
 }
+
+// Across extreme parameters both accountants return finite answers, PLD
+// never above RDP (it is the tighter analysis) and never NaN.
+func TestAccountantsAtExtremes(t *testing.T) {
+	for _, z := range []float64{0.01, 0.05, 0.3, 3, 100} {
+		for _, q := range []float64{0.001, 0.5, 0.99, 1} {
+			for _, steps := range []int{1, 7, 300} {
+				e := Event{GaussianMechanism, z, q, steps}
+				r, err := Epsilon(RDP, AddRemove, 1e-6, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := Epsilon(PLD, AddRemove, 1e-6, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if math.IsNaN(r) || math.IsNaN(p) || p > r*(1+1e-9)+1e-12 || p < 0 {
+					t.Errorf("z=%v q=%v T=%d: RDP ε %v, PLD ε %v", z, q, steps, r, p)
+				}
+			}
+		}
+	}
+}

@@ -35,6 +35,13 @@ func rdpStep(e Event, n Neighbouring, alpha float64) float64 {
 	if alpha == math.Trunc(alpha) && alpha <= 1<<20 {
 		return logAInt(q, z, int(alpha)) / (alpha - 1)
 	}
+	if quadPanels(z, alpha) > maxPanels {
+		// Too peaked to integrate cheaply (z below about 0.05): RDP is
+		// nondecreasing in the order (Mironov 2017, Prop. 9), so the exact
+		// value at the next integer order is a valid upper bound.
+		c := math.Ceil(alpha)
+		return logAInt(q, z, int(c)) / (c - 1)
+	}
 	return logAFrac(q, z, alpha) / (alpha - 1)
 }
 
@@ -102,11 +109,9 @@ func logAFrac(q, sigma, alpha float64) float64 {
 		}
 		return -z*z/(2*s2) - lnorm + alpha*(a+math.Log1p(math.Exp(b-a)))
 	}
-	lo := -10*sigma - 1
-	hi := alpha + 10*sigma + 1
-	w := min(sigma, s2) / 2
-	n := int(math.Ceil((hi - lo) / w))
-	w = (hi - lo) / float64(n)
+	lo, hi := quadRange(sigma, alpha)
+	n := quadPanels(sigma, alpha)
+	w := (hi - lo) / float64(n)
 	// Scan the panel edges and midpoints for the maximum; panels whose three
 	// sample points all lie e^−45 below it are skipped. The panels are
 	// narrower than the integrand's curvature scale, so a skipped panel
@@ -130,6 +135,20 @@ func logAFrac(q, sigma, alpha float64) float64 {
 		sum += ps * w / 2
 	}
 	return m + math.Log(sum)
+}
+
+// maxPanels bounds the quadrature's work per order.
+const maxPanels = 20000
+
+func quadRange(sigma, alpha float64) (lo, hi float64) {
+	return -10*sigma - 1, alpha + 10*sigma + 1
+}
+
+// quadPanels returns the number of panels of width at most min(σ, σ²)/2
+// that cover quadRange.
+func quadPanels(sigma, alpha float64) int {
+	lo, hi := quadRange(sigma, alpha)
+	return int(math.Ceil((hi - lo) / (min(sigma, sigma*sigma) / 2)))
 }
 
 // 16-point Gauss–Legendre nodes and weights on [−1, 1] (Abramowitz and
