@@ -4,7 +4,6 @@
 package dptest
 
 import (
-	"encoding/binary"
 	"io"
 
 	"github.com/fl-secure/fl-secure/internal/prg"
@@ -12,9 +11,4 @@ import (
 
 // Rand returns a deterministic randomness source: the AES-CTR keystream of
 // seed. For known-answer tests only.
-func Rand(seed uint64) io.Reader {
-	var k [prg.KeySize]byte
-	binary.BigEndian.PutUint64(k[:], seed)
-	k[15] = 0xd9
-	return prg.NewReader(&k)
-}
+func Rand(seed uint64) io.Reader { return prg.Seeded(seed, 0xd9) }

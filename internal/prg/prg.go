@@ -248,6 +248,16 @@ type Reader struct{ s cipher.Stream }
 // NewReader returns a keystream reader for key, starting at offset 0.
 func NewReader(key *[KeySize]byte) *Reader { return &Reader{s: newStream(key, 0)} }
 
+// Seeded returns the keystream of a key made from seed and a one-byte
+// domain, so that test packages seeded alike still draw different streams.
+// For deterministic tests only.
+func Seeded(seed uint64, domain byte) *Reader {
+	var k [KeySize]byte
+	binary.BigEndian.PutUint64(k[:], seed)
+	k[KeySize-1] = domain
+	return NewReader(&k)
+}
+
 // Read fills p with keystream; it never fails.
 func (r *Reader) Read(p []byte) (int, error) {
 	clear(p)

@@ -6,7 +6,6 @@ package secaggtest
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
 	"io"
 
 	"github.com/fl-secure/fl-secure/internal/localround"
@@ -16,11 +15,7 @@ import (
 
 // Rand returns a deterministic randomness source: the AES-CTR keystream of
 // seed. For known-answer tests only.
-func Rand(seed uint64) io.Reader {
-	var k [prg.KeySize]byte
-	binary.BigEndian.PutUint64(k[:], seed)
-	return prg.NewReader(&k)
-}
+func Rand(seed uint64) io.Reader { return prg.Seeded(seed, 0) }
 
 // Identities returns n deterministic Ed25519 identities and their roster.
 func Identities(n int, seed uint64) ([]ed25519.PrivateKey, *secagg.Roster) {
