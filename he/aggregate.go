@@ -1,0 +1,433 @@
+package he
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/he/hefloat"
+	"github.com/tuneinsight/lattigo/v5/mhe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+)
+
+// maxValues bounds an update's length.
+const maxValues = 1 << 26
+
+type submission struct {
+	round uint64
+	party int
+	dim   int
+	cts   [][2]ring.Poly
+}
+
+// parseSubmission decodes and verifies a client's signed submission.
+func parseSubmission(p *Params, roster []ed25519.PublicKey, crs [32]byte, b []byte) (*submission, error) {
+	if len(b) < 8+64 {
+		return nil, fmt.Errorf("%w: submission: %d bytes", ErrMalformed, len(b))
+	}
+	body, sig := b[:len(b)-64], b[len(b)-64:]
+	r := newReader(body, kindSubmission, p.cfg.Preset.ID, "submission")
+	s := &submission{round: r.u64("round"), party: int(r.u32("party")), dim: int(r.u32("length"))}
+	k := int(r.u32("ciphertext count"))
+	n := p.p.N()
+	if r.err == nil {
+		switch {
+		case s.party < 1 || s.party > p.cfg.Parties:
+			r.fail("party %d outside [1, %d]", s.party, p.cfg.Parties)
+		case s.dim < 1 || s.dim > maxValues:
+			r.fail("length %d outside [1, 2^26]", s.dim)
+		case k != (s.dim+n-1)/n:
+			r.fail("%d ciphertexts for %d values, want %d", k, s.dim, (s.dim+n-1)/n)
+		case len(r.b) != k*p.CiphertextBytes():
+			// Check the size before decoding anything.
+			r.fail("%d bytes of ciphertext, want %d", len(r.b), k*p.CiphertextBytes())
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	// The signature is checked before the polynomials are decoded: a forged
+	// submission costs one hash and one verification.
+	if !ed25519.Verify(roster[s.party-1], submissionDigest(crs, body[8:]), sig) {
+		return nil, fmt.Errorf("%w: submission from party %d: bad signature (or another group)", ErrProtocol, s.party)
+	}
+	moduli := p.p.Q()
+	s.cts = make([][2]ring.Poly, k)
+	for c := range s.cts {
+		s.cts[c][0] = r.poly(n, moduli, fmt.Sprintf("ciphertext %d", c))
+		s.cts[c][1] = r.poly(n, moduli, fmt.Sprintf("ciphertext %d", c))
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sumSubmissions verifies submissions for round and returns their sum and
+// contributors, refusing duplicates and mismatched lengths.
+func sumSubmissions(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64, subs [][]byte) ([][2]ring.Poly, []int, int, error) {
+	var sum [][2]ring.Poly
+	var who []int
+	dim := 0
+	seen := map[int]bool{}
+	rq := p.p.RingQ()
+	for _, b := range subs {
+		s, err := parseSubmission(p, roster, crs, b)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if s.round != round {
+			return nil, nil, 0, fmt.Errorf("%w: submission from party %d is for round %d, not %d", ErrProtocol, s.party, s.round, round)
+		}
+		if seen[s.party] {
+			return nil, nil, 0, fmt.Errorf("%w: two submissions from party %d", ErrProtocol, s.party)
+		}
+		seen[s.party] = true
+		if sum == nil {
+			sum, dim = s.cts, s.dim
+		} else {
+			if s.dim != dim {
+				return nil, nil, 0, fmt.Errorf("%w: party %d sent %d values, others %d", ErrProtocol, s.party, s.dim, dim)
+			}
+			for c := range sum {
+				rq.Add(sum[c][0], s.cts[c][0], sum[c][0])
+				rq.Add(sum[c][1], s.cts[c][1], sum[c][1])
+			}
+		}
+		who = append(who, s.party)
+	}
+	sort.Ints(who)
+	return sum, who, dim, nil
+}
+
+// An Aggregator is the coordinator's side of one round: it checks and adds
+// submissions, asks t decryptors for shares of the sum, and combines them.
+// It holds no key and can decrypt nothing by itself.
+type Aggregator struct {
+	params *Params
+	roster []ed25519.PublicKey
+	crs    [32]byte
+	round  uint64
+	subs   [][]byte
+	who    map[int]bool
+	dim    int
+	sum    [][2]ring.Poly
+	req    *request
+}
+
+// NewAggregator starts a round for a group whose common reference string
+// is crs (every party's CRS()).
+func NewAggregator(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64) (*Aggregator, error) {
+	if len(roster) != p.cfg.Parties {
+		return nil, fmt.Errorf("he: roster has %d keys for %d parties", len(roster), p.cfg.Parties)
+	}
+	return &Aggregator{params: p, roster: slices.Clone(roster), crs: crs, round: round, who: map[int]bool{}}, nil
+}
+
+// Add verifies a submission and adds it to the running sum.
+func (a *Aggregator) Add(sub []byte) error {
+	if a.req != nil {
+		return fmt.Errorf("%w: submission after the decryption request", ErrProtocol)
+	}
+	s, err := parseSubmission(a.params, a.roster, a.crs, sub)
+	if err != nil {
+		return err
+	}
+	if s.round != a.round {
+		return fmt.Errorf("%w: submission for round %d in round %d", ErrProtocol, s.round, a.round)
+	}
+	if a.who[s.party] {
+		return fmt.Errorf("%w: second submission from party %d", ErrProtocol, s.party)
+	}
+	if a.sum == nil {
+		a.sum, a.dim = s.cts, s.dim
+	} else {
+		if s.dim != a.dim {
+			return fmt.Errorf("%w: party %d sent %d values, others %d", ErrProtocol, s.party, s.dim, a.dim)
+		}
+		rq := a.params.p.RingQ()
+		for c := range a.sum {
+			rq.Add(a.sum[c][0], s.cts[c][0], a.sum[c][0])
+			rq.Add(a.sum[c][1], s.cts[c][1], a.sum[c][1])
+		}
+	}
+	a.who[s.party] = true
+	a.subs = append(a.subs, sub)
+	return nil
+}
+
+// Contributors returns the parties whose submissions are in the sum.
+func (a *Aggregator) Contributors() []int {
+	var w []int
+	for id := range a.who {
+		w = append(w, id)
+	}
+	sort.Ints(w)
+	return w
+}
+
+type request struct {
+	round      uint64
+	decryptors []int
+	subs       [][]byte
+}
+
+// Request returns the decryption request to send to the first t of the
+// available parties (sorted by id). It fails with ErrTooFewDecryptors if
+// fewer than t are available and with ErrRefused if fewer than
+// MinContributors clients submitted. Each request is final: a decryptor
+// that has answered one request for a round answers no other.
+func (a *Aggregator) Request(available []int) ([]byte, error) {
+	cfg := a.params.cfg
+	if len(a.who) < cfg.MinContributors {
+		return nil, fmt.Errorf("%w: %d clients submitted, fewer than the %d a sum must hold", ErrRefused, len(a.who), cfg.MinContributors)
+	}
+	set := map[int]bool{}
+	for _, id := range available {
+		if id >= 1 && id <= cfg.Parties {
+			set[id] = true
+		}
+	}
+	if len(set) < cfg.Threshold {
+		return nil, fmt.Errorf("%w: %d of %d key holders available, %d needed", ErrTooFewDecryptors, len(set), cfg.Parties, cfg.Threshold)
+	}
+	var dec []int
+	for id := range set {
+		dec = append(dec, id)
+	}
+	sort.Ints(dec)
+	a.req = &request{round: a.round, decryptors: dec[:cfg.Threshold], subs: a.subs}
+	return a.req.encode(a.params), nil
+}
+
+func (r *request) encode(p *Params) []byte {
+	size := 16 + 4*len(r.decryptors)
+	for _, s := range r.subs {
+		size += 4 + len(s)
+	}
+	w := newWriter(kindRequest, p.cfg.Preset.ID, size)
+	w.u64(r.round)
+	w.u32(uint32(len(r.decryptors)))
+	for _, d := range r.decryptors {
+		w.u32(uint32(d))
+	}
+	w.u32(uint32(len(r.subs)))
+	for _, s := range r.subs {
+		w.bytes(s)
+	}
+	return w.b
+}
+
+func parseRequest(p *Params, b []byte) (*request, error) {
+	r := newReader(b, kindRequest, p.cfg.Preset.ID, "decryption request")
+	q := &request{round: r.u64("round")}
+	nd := int(r.u32("decryptor count"))
+	if r.err == nil && nd != p.cfg.Threshold {
+		r.fail("%d decryptors, want exactly the threshold %d", nd, p.cfg.Threshold)
+	}
+	for i := 0; i < nd && r.err == nil; i++ {
+		id := int(r.u32("decryptor"))
+		if id < 1 || id > p.cfg.Parties || (i > 0 && id <= q.decryptors[i-1]) {
+			r.fail("decryptor %d out of range or out of order", id)
+		}
+		q.decryptors = append(q.decryptors, id)
+	}
+	ns := int(r.u32("submission count"))
+	if r.err == nil && (ns < 1 || ns > p.cfg.Parties) {
+		r.fail("%d submissions for %d parties", ns, p.cfg.Parties)
+	}
+	for i := 0; i < ns && r.err == nil; i++ {
+		q.subs = append(q.subs, r.bytes("submission", maxMessage))
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// DecryptShare answers a decryption request with this party's share of the
+// decryption of the sum, after checking that
+//   - this party has not answered for this round before (any two
+//     decrypting sets share a party, since t > N/2, so no sum is ever
+//     decrypted twice and no two sums of one round are both decrypted);
+//   - it is one of the request's t decryptors;
+//   - the request carries at least MinContributors distinct clients'
+//     submissions for the round, each signed by its client; the sum is
+//     recomputed here from them, never taken from the coordinator;
+//   - the key's decryption budget (MaxDecryptions/2 ciphertexts per party,
+//     so fewer than MaxDecryptions in all) is not spent.
+//
+// The share is a collective key switch to the zero key (Mouchet et al.
+// 2021, §4.4) of the additive share derived from this party's threshold
+// key for the request's decrypting set, flooded with Gaussian noise of
+// σ = SmudgingSigma (see Params).
+func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
+	if pt.threshold == nil {
+		return nil, fmt.Errorf("%w: DecryptShare before setup finished", ErrProtocol)
+	}
+	p := pt.params
+	q, err := parseRequest(p, req)
+	if err != nil {
+		return nil, err
+	}
+	if pt.decrypted[q.round] {
+		return nil, fmt.Errorf("%w: this party already helped decrypt round %d", ErrRefused, q.round)
+	}
+	if !slices.Contains(q.decryptors, pt.id) {
+		return nil, fmt.Errorf("%w: party %d is not among the request's decryptors %v", ErrRefused, pt.id, q.decryptors)
+	}
+	sum, who, dim, err := sumSubmissions(p, pt.roster, pt.crs, q.round, q.subs)
+	if err != nil {
+		return nil, err
+	}
+	if len(who) < p.cfg.MinContributors {
+		return nil, fmt.Errorf("%w: the sum holds %d client(s) %v, fewer than %d", ErrRefused, len(who), who, p.cfg.MinContributors)
+	}
+	if pt.decCount+len(sum) > p.cfg.MaxDecryptions/2 {
+		return nil, fmt.Errorf("%w: the key's decryption budget (%d ciphertexts per party) is spent; run setup again", ErrRefused, p.cfg.MaxDecryptions/2)
+	}
+	// Commit to the refusal state before computing anything from the key.
+	pt.decrypted[q.round] = true
+	pt.decCount += len(sum)
+
+	points := make([]mhe.ShamirPublicPoint, p.cfg.Parties)
+	for i := range points {
+		points[i] = mhe.ShamirPublicPoint(i + 1)
+	}
+	active := make([]mhe.ShamirPublicPoint, len(q.decryptors))
+	for i, d := range q.decryptors {
+		active[i] = mhe.ShamirPublicPoint(d)
+	}
+	cmb := mhe.NewCombiner(*p.p.GetRLWEParameters(), mhe.ShamirPublicPoint(pt.id), points, p.cfg.Threshold)
+	add := rlwe.NewSecretKey(p.p)
+	if err := cmb.GenAdditiveShare(active, mhe.ShamirPublicPoint(pt.id), *pt.threshold, add); err != nil {
+		return nil, fmt.Errorf("he: internal error: %w", err)
+	}
+	defer func() {
+		for _, row := range add.Value.Q.Coeffs {
+			clear(row)
+		}
+	}()
+	cks, err := mhe.NewKeySwitchProtocol(p.p, ring.DiscreteGaussian{Sigma: 0, Bound: 0})
+	if err != nil {
+		return nil, fmt.Errorf("he: internal error: %w", err)
+	}
+	flood, err := floodSampler(p)
+	if err != nil {
+		return nil, err
+	}
+	zero := rlwe.NewSecretKey(p.p)
+	level := p.p.MaxLevel()
+	rq := p.p.RingQ().AtLevel(level)
+	noise := rq.NewPoly()
+	w := newWriter(kindShare, p.cfg.Preset.ID, 16+len(sum)*p.CiphertextBytes()/2)
+	w.u64(q.round)
+	w.u32(uint32(pt.id))
+	w.u32(uint32(len(sum)))
+	ct := rlwe.NewCiphertext(p.p, 1, level)
+	for c := range sum {
+		ct.Value[0].Copy(sum[c][0])
+		ct.Value[1].Copy(sum[c][1])
+		sh := cks.AllocateShare(level)
+		cks.GenShare(add, zero, ct, &sh)
+		flood.Read(noise)
+		rq.NTT(noise, noise)
+		rq.Add(sh.Value, noise, sh.Value)
+		w.poly(sh.Value)
+	}
+	_ = dim
+	return w.b, nil
+}
+
+// floodSampler returns the smudging sampler: a Gaussian of σ_f rounded to
+// the integers, truncated only at 40σ (mass beyond: below 2^−1150 per
+// coefficient), on a blake2b XOF keyed from crypto/rand.
+func floodSampler(p *Params) (ring.Sampler, error) {
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		return nil, fmt.Errorf("he: randomness: %w", err)
+	}
+	s, err := ring.NewSampler(prng, p.p.RingQ(), ring.DiscreteGaussian{Sigma: p.flood, Bound: 40 * p.flood}, false)
+	if err != nil {
+		return nil, fmt.Errorf("he: internal error: %w", err)
+	}
+	return s, nil
+}
+
+// Combine adds the t decryption shares to the sum and decodes it. It needs
+// exactly one share from each of the request's decryptors.
+func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
+	if a.req == nil {
+		return nil, fmt.Errorf("%w: Combine before Request", ErrProtocol)
+	}
+	p := a.params
+	if len(shares) < len(a.req.decryptors) {
+		return nil, fmt.Errorf("%w: %d of %d decryption shares", ErrTooFewDecryptors, len(shares), len(a.req.decryptors))
+	}
+	n := p.p.N()
+	k := len(a.sum)
+	level := p.p.MaxLevel()
+	rq := p.p.RingQ().AtLevel(level)
+	combined := make([]ring.Poly, k)
+	got := map[int]bool{}
+	for _, b := range shares {
+		r := newReader(b, kindShare, p.cfg.Preset.ID, "decryption share")
+		round := r.u64("round")
+		id := int(r.u32("party"))
+		kk := int(r.u32("ciphertext count"))
+		if r.err == nil {
+			switch {
+			case round != a.round:
+				r.fail("round %d, want %d", round, a.round)
+			case !slices.Contains(a.req.decryptors, id):
+				r.fail("party %d is not a decryptor of this request", id)
+			case got[id]:
+				r.fail("second share from party %d", id)
+			case kk != k:
+				r.fail("%d ciphertext shares, want %d", kk, k)
+			case len(r.b) != k*n*len(p.p.Q())*8:
+				r.fail("%d bytes of shares, want %d", len(r.b), k*n*len(p.p.Q())*8)
+			}
+		}
+		polys := make([]ring.Poly, k)
+		for c := 0; c < k && r.err == nil; c++ {
+			polys[c] = r.poly(n, p.p.Q(), fmt.Sprintf("share %d", c))
+		}
+		if err := r.done(); err != nil {
+			return nil, err
+		}
+		got[id] = true
+		for c := range polys {
+			if combined[c].Coeffs == nil {
+				combined[c] = polys[c]
+			} else {
+				rq.Add(combined[c], polys[c], combined[c])
+			}
+		}
+	}
+	if len(got) != len(a.req.decryptors) {
+		return nil, fmt.Errorf("%w: shares from %d of the %d decryptors", ErrTooFewDecryptors, len(got), len(a.req.decryptors))
+	}
+	ecd := hefloat.NewEncoder(p.p)
+	out := make([]float64, 0, k*n)
+	buf := make([]float64, n)
+	pt := hefloat.NewPlaintext(p.p, level)
+	scale := math.Exp2(float64(p.logS))
+	for c := 0; c < k; c++ {
+		// Key-switched to the zero key, the ciphertext's first part is the
+		// plaintext: c0 + Σ shares = m + e + smudging.
+		rq.Add(a.sum[c][0], combined[c], pt.Value)
+		pt.IsBatched = false
+		pt.IsNTT = true
+		pt.Scale = rlwe.NewScale(scale)
+		if err := ecd.Decode(pt, buf); err != nil {
+			return nil, fmt.Errorf("he: internal error: decoding: %w", err)
+		}
+		out = append(out, buf...)
+	}
+	return out[:a.dim], nil
+}
