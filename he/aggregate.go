@@ -337,6 +337,9 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 		flood.Read(noise)
 		rq.NTT(noise, noise)
 		rq.Add(sh.Value, noise, sh.Value)
+		// GenShare leaves lazily reduced residues; the encoding requires
+		// every residue below its modulus.
+		rq.Reduce(sh.Value, sh.Value)
 		w.poly(sh.Value)
 	}
 	_ = dim

@@ -2,6 +2,7 @@ package he
 
 import (
 	"bytes"
+	"encoding/binary"
 	"crypto/ed25519"
 	"errors"
 	"math"
@@ -128,5 +129,198 @@ func TestDoubleDecryptionRefused(t *testing.T) {
 	_, _, err := g.round(t, 7, []int{1, 2, 3}, []int{3, 4, 5}, 100, rng)
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("second decryption in round 7: %v", err)
+	}
+}
+
+func TestPresetsWithinStandard(t *testing.T) {
+	for _, pr := range Presets {
+		p, err := NewParams(Config{Preset: pr, Parties: 3, Threshold: 2})
+		if err != nil {
+			t.Fatalf("%s: %v", pr.Name, err)
+		}
+		if p.LogN() != pr.LogN || p.LogQP() > float64(pr.Bound) {
+			t.Errorf("%s: LogN %d, log2 QP %.2f above the 128-bit bound %d", pr.Name, p.LogN(), p.LogQP(), pr.Bound)
+		}
+		want := map[int]int{12: 109, 13: 218, 14: 438, 15: 881}[pr.LogN]
+		if pr.Bound != want {
+			t.Errorf("%s: bound %d, the standard's is %d", pr.Name, pr.Bound, want)
+		}
+	}
+}
+
+func TestParamsRejects(t *testing.T) {
+	for _, c := range []Config{
+		{Preset: Preset{ID: 9, Name: "x"}, Parties: 5, Threshold: 3},
+		{Preset: Compact, Parties: 1, Threshold: 1},
+		{Preset: Compact, Parties: 5, Threshold: 2},
+		{Preset: Compact, Parties: 5, Threshold: 6},
+		{Preset: Compact, Parties: 5, Threshold: 3, MinContributors: 1},
+		{Preset: Compact, Parties: 5, Threshold: 3, MaxAbsSum: -1},
+		{Preset: Compact, Parties: 5, Threshold: 3, MaxAbsSum: 1e12},
+		{Preset: Compact, Parties: 5, Threshold: 3, MaxDecryptions: -1},
+	} {
+		if _, err := NewParams(c); err == nil {
+			t.Errorf("NewParams(%+v) accepted", c)
+		}
+	}
+}
+
+// Every preset decrypts a sum within its stated precision, for random
+// contributor sets and random t-subsets of decryptors.
+func TestRandomSubsets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, pr := range []Preset{Compact, N13} {
+		g := newGroup(t, Config{Preset: pr, Parties: 7, Threshold: 4, MinContributors: 2})
+		for r := uint64(1); r <= 4; r++ {
+			contrib := rng.Perm(7)[:2+rng.IntN(6)]
+			dec := rng.Perm(7)[:4+rng.IntN(4)]
+			for i := range contrib {
+				contrib[i]++
+			}
+			for i := range dec {
+				dec[i]++
+			}
+			sortInts(dec)
+			got, want, err := g.round(t, r, contrib, dec, 1+rng.IntN(3*g.params.ValuesPerCiphertext()), rng)
+			if err != nil {
+				t.Fatalf("%s round %d (contributors %v, decryptors %v): %v", pr.Name, r, contrib, dec, err)
+			}
+			if e := maxErr(got, want); e > g.params.MaxError() {
+				t.Errorf("%s round %d: max error %g above bound %g", pr.Name, r, e, g.params.MaxError())
+			}
+		}
+	}
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// Dropouts: clients that never submit are left out; decryption needs t
+// decryptors, and below that fails with ErrTooFewDecryptors.
+func TestDropouts(t *testing.T) {
+	g := newGroup(t, Config{Preset: Compact, Parties: 5, Threshold: 3, MinContributors: 2})
+	rng := rand.New(rand.NewPCG(7, 8))
+	// Two hospitals never submit; three decryptors remain.
+	got, want, err := g.round(t, 1, []int{1, 3, 5}, []int{1, 3, 5}, 300, rng)
+	if err != nil || maxErr(got, want) > g.params.MaxError() {
+		t.Fatalf("with two offline: %v", err)
+	}
+	// Only two key holders remain: too few.
+	_, _, err = g.round(t, 2, []int{1, 3, 5}, []int{1, 3}, 300, rng)
+	if !errors.Is(err, ErrTooFewDecryptors) {
+		t.Fatalf("two decryptors: %v", err)
+	}
+	// A decryptor that vanishes after the request: Combine fails, revealing
+	// nothing, and the round cannot be retried with another set.
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 3)
+	for _, c := range []int{1, 2, 3} {
+		sub, _ := g.parties[c-1].Encrypt(3, []float64{1, 2, 3}, NoNoise)
+		agg.Add(sub)
+	}
+	req, err := agg.Request([]int{1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := g.parties[0].DecryptShare(req)
+	s2, _ := g.parties[1].DecryptShare(req)
+	if _, err := agg.Combine([][]byte{s1, s2}); !errors.Is(err, ErrTooFewDecryptors) {
+		t.Errorf("combine with two of three shares: %v", err)
+	}
+}
+
+// The coordinator asks for one client's own ciphertext to be decrypted, or
+// a sum of fewer than MinContributors clients: refused.
+func TestSingleCiphertextRefused(t *testing.T) {
+	g := newGroup(t, Config{Preset: Compact, Parties: 5, Threshold: 3})
+	sub, err := g.parties[0].Encrypt(1, []float64{0.25, -0.5}, NoNoise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A forged request: the aggregator would refuse, so build it by hand.
+	req := (&request{round: 1, decryptors: []int{1, 2, 3}, subs: [][]byte{sub}}).encode(g.params)
+	for _, d := range []int{1, 2, 3} {
+		if _, err := g.parties[d-1].DecryptShare(req); !errors.Is(err, ErrRefused) {
+			t.Errorf("party %d decrypted a single client's ciphertext: %v", d, err)
+		}
+	}
+	// The same submission listed three times is not three clients.
+	req = (&request{round: 1, decryptors: []int{1, 2, 3}, subs: [][]byte{sub, sub, sub}}).encode(g.params)
+	if _, err := g.parties[1].DecryptShare(req); !errors.Is(err, ErrProtocol) {
+		t.Errorf("duplicated submission: %v", err)
+	}
+	// A submission re-signed for another round cannot be replayed: the
+	// request's round must match every submission's.
+	other, _ := g.parties[1].Encrypt(2, []float64{1, 1}, NoNoise)
+	third, _ := g.parties[2].Encrypt(2, []float64{1, 1}, NoNoise)
+	req = (&request{round: 2, decryptors: []int{1, 2, 3}, subs: [][]byte{sub, other, third}}).encode(g.params)
+	if _, err := g.parties[2].DecryptShare(req); !errors.Is(err, ErrProtocol) {
+		t.Errorf("round-1 submission in a round-2 sum: %v", err)
+	}
+	// A party not named among the decryptors refuses.
+	a, _ := NewAggregator(g.params, g.roster, g.crs, 5)
+	for _, c := range []int{1, 2, 3} {
+		s, _ := g.parties[c-1].Encrypt(5, []float64{1}, NoNoise)
+		a.Add(s)
+	}
+	req, _ = a.Request([]int{1, 2, 3})
+	if _, err := g.parties[4].DecryptShare(req); !errors.Is(err, ErrRefused) {
+		t.Errorf("outsider decrypted: %v", err)
+	}
+}
+
+func TestBadSubmissionsRejected(t *testing.T) {
+	g := newGroup(t, Config{Preset: Compact, Parties: 3, Threshold: 2})
+	sub, err := g.parties[0].Encrypt(1, []float64{1, 2, 3}, NoNoise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+	cases := map[string][]byte{
+		"empty":      nil,
+		"header":     sub[:8],
+		"truncated":  sub[:len(sub)-1],
+		"extended":   append(append([]byte{}, sub...), 0),
+		"oversized":  append(append([]byte{}, sub[:len(sub)-64]...), append(make([]byte, 8*4096), sub[len(sub)-64:]...)...),
+		"bad magic":  append([]byte("XLHE"), sub[4:]...),
+		"bad preset": append(append(append([]byte{}, sub[:6]...), 2), sub[7:]...),
+	}
+	flip := append([]byte{}, sub...)
+	flip[100] ^= 1
+	cases["flipped bit"] = flip
+	// A coefficient at or above the modulus, re-signed so that only the
+	// range check can catch it.
+	big := append([]byte{}, sub[:len(sub)-64]...)
+	binary.LittleEndian.PutUint64(big[28:], g.params.p.Q()[0])
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	cases["residue at the modulus"] = append(big, ed25519.Sign(key, submissionDigest(g.crs, big[8:]))...)
+	for name, b := range cases {
+		if err := agg.Add(b); err == nil {
+			t.Errorf("%s submission accepted", name)
+		}
+	}
+	for i := 0; i < len(sub); i += 97 {
+		if err := agg.Add(sub[:i]); err == nil {
+			t.Fatalf("truncation to %d bytes accepted", i)
+		}
+	}
+	if err := agg.Add(cases["residue at the modulus"]); !errors.Is(err, ErrMalformed) {
+		t.Errorf("residue at the modulus: %v", err)
+	}
+	if err := agg.Add(sub); err != nil {
+		t.Fatalf("valid submission: %v", err)
+	}
+	if err := agg.Add(sub); !errors.Is(err, ErrProtocol) {
+		t.Errorf("second submission from one party: %v", err)
+	}
+	if _, err := g.parties[1].Encrypt(1, []float64{math.NaN()}, NoNoise); err == nil {
+		t.Error("NaN encrypted")
+	}
+	if _, err := g.parties[1].Encrypt(1, []float64{1}, nil); err == nil {
+		t.Error("nil noise accepted")
 	}
 }

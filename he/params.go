@@ -172,7 +172,9 @@ func NewParams(cfg Config) (*Params, error) {
 	}
 	return &Params{
 		cfg: cfg, p: p, logS: logS, flood: flood, bound: bound,
-		errMax: noise / math.Exp2(float64(logS)),
+		// Plus float64 rounding of the decoded value and of a sum of up to
+		// Parties values computed in float64 for comparison.
+		errMax: noise/math.Exp2(float64(logS)) + float64(cfg.Parties+2)*0x1p-52*cfg.MaxAbsSum,
 		secBit: 64 - 0.5*math.Log2(math.E),
 	}, nil
 }
