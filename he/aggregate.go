@@ -293,13 +293,20 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 	// Commit to the refusal state before computing anything from the key.
 	pt.decrypted[q.round] = true
 	pt.decCount += len(sum)
+	_ = dim
+	return pt.share(q.round, q.decryptors, sum)
+}
 
+// share computes the party's key-switch share of each ciphertext of sum for
+// the decrypting set; DecryptShare has done every check.
+func (pt *Party) share(round uint64, decryptors []int, sum [][2]ring.Poly) ([]byte, error) {
+	p := pt.params
 	points := make([]mhe.ShamirPublicPoint, p.cfg.Parties)
 	for i := range points {
 		points[i] = mhe.ShamirPublicPoint(i + 1)
 	}
-	active := make([]mhe.ShamirPublicPoint, len(q.decryptors))
-	for i, d := range q.decryptors {
+	active := make([]mhe.ShamirPublicPoint, len(decryptors))
+	for i, d := range decryptors {
 		active[i] = mhe.ShamirPublicPoint(d)
 	}
 	cmb := mhe.NewCombiner(*p.p.GetRLWEParameters(), mhe.ShamirPublicPoint(pt.id), points, p.cfg.Threshold)
@@ -325,14 +332,14 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 	rq := p.p.RingQ().AtLevel(level)
 	noise := rq.NewPoly()
 	w := newWriter(kindShare, p.cfg.Preset.ID, 16+len(sum)*p.CiphertextBytes()/2)
-	w.u64(q.round)
+	w.u64(round)
 	w.u32(uint32(pt.id))
 	w.u32(uint32(len(sum)))
 	ct := rlwe.NewCiphertext(p.p, 1, level)
+	sh := cks.AllocateShare(level)
 	for c := range sum {
 		ct.Value[0].Copy(sum[c][0])
 		ct.Value[1].Copy(sum[c][1])
-		sh := cks.AllocateShare(level)
 		cks.GenShare(add, zero, ct, &sh)
 		flood.Read(noise)
 		rq.NTT(noise, noise)
@@ -342,7 +349,6 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 		rq.Reduce(sh.Value, sh.Value)
 		w.poly(sh.Value)
 	}
-	_ = dim
 	return w.b, nil
 }
 

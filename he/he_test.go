@@ -2,8 +2,8 @@ package he
 
 import (
 	"bytes"
-	"encoding/binary"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
