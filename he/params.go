@@ -153,7 +153,7 @@ func NewParams(cfg Config) (*Params, error) {
 	// σ_f = bound·√(D·N) makes it at most 1, so any key-recovery attack
 	// succeeds with probability at most √(p·e) if it would succeed with p
 	// without decryption results (Rényi probability preservation; Bai,
-	// Langlois, Lepoint, Stehlé, Steinfeld, ASIACRYPT 2015, Lemma 2.9):
+	// Langlois, Lepoint, Stehlé, Steinfeld, ASIACRYPT 2015):
 	// 2^−128 becomes 2^−63.3. This follows the differential-privacy view of
 	// IND-CPA^D security in Li, Micciancio, Schultz, Sorrell, CRYPTO 2022.
 	flood := bound * math.Sqrt(float64(cfg.MaxDecryptions)*n)
