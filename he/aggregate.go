@@ -319,35 +319,28 @@ func (pt *Party) share(round uint64, decryptors []int, sum [][2]ring.Poly) ([]by
 			clear(row)
 		}
 	}()
-	cks, err := mhe.NewKeySwitchProtocol(p.p, ring.DiscreteGaussian{Sigma: 0, Bound: 0})
-	if err != nil {
-		return nil, fmt.Errorf("he: internal error: %w", err)
-	}
 	flood, err := floodSampler(p)
 	if err != nil {
 		return nil, err
 	}
-	zero := rlwe.NewSecretKey(p.p)
 	level := p.p.MaxLevel()
 	rq := p.p.RingQ().AtLevel(level)
 	noise := rq.NewPoly()
+	sh := rq.NewPoly()
 	w := newWriter(kindShare, p.cfg.Preset.ID, 16+len(sum)*p.CiphertextBytes()/2)
 	w.u64(round)
 	w.u32(uint32(pt.id))
 	w.u32(uint32(len(sum)))
-	ct := rlwe.NewCiphertext(p.p, 1, level)
-	sh := cks.AllocateShare(level)
 	for c := range sum {
-		ct.Value[0].Copy(sum[c][0])
-		ct.Value[1].Copy(sum[c][1])
-		cks.GenShare(add, zero, ct, &sh)
+		// The key-switch share to the zero key (what lattigo's
+		// mhe.KeySwitchProtocol.GenShare computes, with our smudging in
+		// place of its fresh error): c1·s_i + e_flood, in the NTT domain,
+		// with s_i held in NTT and Montgomery form.
+		rq.MulCoeffsMontgomery(sum[c][1], add.Value.Q, sh)
 		flood.Read(noise)
 		rq.NTT(noise, noise)
-		rq.Add(sh.Value, noise, sh.Value)
-		// GenShare leaves lazily reduced residues; the encoding requires
-		// every residue below its modulus.
-		rq.Reduce(sh.Value, sh.Value)
-		w.poly(sh.Value)
+		rq.Add(sh, noise, sh)
+		w.poly(sh)
 	}
 	return w.b, nil
 }
