@@ -324,3 +324,28 @@ func TestBadSubmissionsRejected(t *testing.T) {
 		t.Error("nil noise accepted")
 	}
 }
+
+// The stated precision holds for 2, 5 and 20 clients, every one
+// contributing, values in [−1, 1].
+func TestPrecisionByClients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{2, 5, 20} {
+		if testing.Short() && n == 20 {
+			continue
+		}
+		g := newGroup(t, Config{Preset: Compact, Parties: n, Threshold: n/2 + 1})
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i + 1
+		}
+		got, want, err := g.round(t, 1, all, all, 2*g.params.ValuesPerCiphertext(), rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := maxErr(got, want)
+		if e > g.params.MaxError() {
+			t.Errorf("n=%d: max error %g above the bound %g", n, e, g.params.MaxError())
+		}
+		t.Logf("n=%d t=%d: max abs error %.3g, bound %.3g (%s)", n, n/2+1, e, g.params.MaxError(), g.params)
+	}
+}
