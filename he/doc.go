@@ -88,7 +88,8 @@
 // them all). Encryption and decryption are not constant time with respect
 // to the plaintext in lattigo's encoder; keys are handled by lattigo's
 // ring arithmetic. Decryptors must persist their decrypted-rounds state
-// across restarts; the protocol layer does.
+// across restarts: MarshalState / RestoreParty carry it with the threshold
+// key share, and must be saved before a decryption share is sent.
 //
 // # Precision
 //

@@ -1,6 +1,8 @@
 package he
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"testing"
 )
@@ -91,6 +93,44 @@ func FuzzAdverts(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrProtocol) {
 			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
+
+func FuzzSetup(f *testing.F) {
+	p, _ := NewParams(Config{Preset: Compact, Parties: 2, Threshold: 2})
+	keys := []ed25519.PrivateKey{ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)), ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))}
+	roster := []ed25519.PublicKey{keys[0].Public().(ed25519.PublicKey), keys[1].Public().(ed25519.PublicKey)}
+	a, _ := NewParty(p, 1, keys[0], roster)
+	b, _ := NewParty(p, 2, keys[1], roster)
+	ads := [][]byte{a.Advert(), b.Advert()}
+	ma, err := a.Setup(ads)
+	if err != nil {
+		f.Fatal(err)
+	}
+	mb, _ := b.Setup(ads)
+	f.Add(mb)
+	crs := a.CRS()
+	f.Fuzz(func(t *testing.T, m []byte) {
+		out, err := parseSetup(p, roster, crs, [][]byte{ma, m})
+		if (out == nil) == (err == nil) {
+			t.Fatalf("setup %v with error %v", out != nil, err)
+		}
+	})
+}
+
+func FuzzState(f *testing.F) {
+	g := newGroup(f, Config{Preset: Compact, Parties: 2, Threshold: 2})
+	st, err := g.parties[0].MarshalState()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(st)
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pt, err := RestoreParty(g.params, key, g.roster, b)
+		if (pt == nil) == (err == nil) {
+			t.Fatalf("party %v with error %v", pt != nil, err)
 		}
 	})
 }

@@ -349,3 +349,81 @@ func TestPrecisionByClients(t *testing.T) {
 		t.Logf("n=%d t=%d: max abs error %.3g, bound %.3g (%s)", n, n/2+1, e, g.params.MaxError(), g.params)
 	}
 }
+
+// A party restored from its saved state decrypts, and still refuses a
+// round it already helped decrypt before the restart.
+func TestPartyStateSurvivesRestart(t *testing.T) {
+	g := newGroup(t, Config{Preset: Compact, Parties: 3, Threshold: 2})
+	rng := rand.New(rand.NewPCG(11, 12))
+	if _, _, err := g.round(t, 1, []int{1, 2, 3}, []int{1, 2}, 100, rng); err != nil {
+		t.Fatal(err)
+	}
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	for i, pt := range g.parties {
+		st, err := pt.MarshalState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
+		if g.parties[i], err = RestoreParty(g.params, k, g.roster, st); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			for _, cut := range []int{0, 7, 100, len(st) - 1} {
+				if _, err := RestoreParty(g.params, key, g.roster, st[:cut]); !errors.Is(err, ErrMalformed) {
+					t.Errorf("state cut to %d bytes: %v", cut, err)
+				}
+			}
+		}
+	}
+	if _, _, err := g.round(t, 1, []int{1, 2, 3}, []int{1, 2}, 100, rng); !errors.Is(err, ErrRefused) {
+		t.Errorf("round 1 again after restart: %v", err)
+	}
+	got, want, err := g.round(t, 2, []int{1, 2, 3}, []int{2, 3}, 100, rng)
+	if err != nil || maxErr(got, want) > g.params.MaxError() {
+		t.Errorf("round 2 after restart: %v", err)
+	}
+}
+
+// Setup needs every party: a missing advert or setup message is an error
+// naming it, and a setup message signed over another advert set is refused.
+func TestSetupNeedsEveryParty(t *testing.T) {
+	p, _ := NewParams(Config{Preset: Compact, Parties: 3, Threshold: 2})
+	keys := make([]ed25519.PrivateKey, 3)
+	roster := make([]ed25519.PublicKey, 3)
+	for i := range keys {
+		keys[i] = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
+		roster[i] = keys[i].Public().(ed25519.PublicKey)
+	}
+	parties := make([]*Party, 3)
+	adverts := make([][]byte, 3)
+	for i := range parties {
+		parties[i], _ = NewParty(p, i+1, keys[i], roster)
+		adverts[i] = parties[i].Advert()
+	}
+	if _, err := parties[0].Setup(adverts[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("setup with 2 of 3 adverts: %v", err)
+	}
+	swapped := [][]byte{adverts[1], adverts[0], adverts[2]}
+	if _, err := parties[0].Setup(swapped); !errors.Is(err, ErrProtocol) {
+		t.Errorf("setup with adverts out of order: %v", err)
+	}
+	setup := make([][]byte, 3)
+	for i := range parties {
+		setup[i], _ = parties[i].Setup(adverts)
+	}
+	if err := parties[0].Finish(setup[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("finish with 2 of 3 setup messages: %v", err)
+	}
+	// A fresh party 3 with another nonce: its setup message is bound to a
+	// different CRS, so the others refuse it.
+	p3, _ := NewParty(p, 3, keys[2], roster)
+	alt := [][]byte{adverts[0], adverts[1], p3.Advert()}
+	m3, _ := p3.Setup(alt)
+	if err := parties[0].Finish([][]byte{setup[0], setup[1], m3}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("setup message over another advert set: %v", err)
+	}
+	if err := parties[0].Finish(setup); err != nil {
+		t.Errorf("complete setup: %v", err)
+	}
+}

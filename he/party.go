@@ -436,3 +436,86 @@ func submissionDigest(crs [32]byte, body []byte) []byte {
 // CRS returns the group's common reference string (available after Setup),
 // which the coordinator needs to check submissions.
 func (pt *Party) CRS() [32]byte { return pt.crs }
+
+// kindState marks a party's saved state.
+const kindState = 6
+
+// MarshalState returns the party's state after setup: its threshold key
+// share (secret: store it encrypted at rest), the collective public key,
+// the CRS, and its record of decrypted rounds and ciphertexts, which must
+// survive restarts for the one-decryption-per-round rule to hold. Save it
+// after Finish and after every DecryptShare, before sending the share.
+func (pt *Party) MarshalState() ([]byte, error) {
+	if pt.threshold == nil {
+		return nil, fmt.Errorf("%w: no state before setup finished", ErrProtocol)
+	}
+	p := pt.params
+	rounds := make([]uint64, 0, len(pt.decrypted))
+	for r := range pt.decrypted {
+		rounds = append(rounds, r)
+	}
+	slices.Sort(rounds)
+	w := newWriter(kindState, p.cfg.Preset.ID, 3*p.CiphertextBytes()/2+64+8*len(rounds))
+	w.u32(uint32(pt.id))
+	w.u32(uint32(p.cfg.Parties))
+	w.u32(uint32(p.cfg.Threshold))
+	w.b = append(w.b, pt.crs[:]...)
+	w.poly(pt.cpk.Value[0].Q)
+	w.poly(pt.cpk.Value[1].Q)
+	w.poly(pt.threshold.Poly.Q)
+	w.u64(uint64(pt.decCount))
+	w.u32(uint32(len(rounds)))
+	for _, r := range rounds {
+		w.u64(r)
+	}
+	return w.b, nil
+}
+
+// RestoreParty rebuilds a party from MarshalState's output.
+func RestoreParty(p *Params, identity ed25519.PrivateKey, roster []ed25519.PublicKey, state []byte) (*Party, error) {
+	r := newReader(state, kindState, p.cfg.Preset.ID, "party state")
+	id := int(r.u32("party"))
+	if n, t := int(r.u32("parties")), int(r.u32("threshold")); r.err == nil && (n != p.cfg.Parties || t != p.cfg.Threshold) {
+		r.fail("state is for %d-of-%d, parameters are %d-of-%d", t, n, p.cfg.Threshold, p.cfg.Parties)
+	}
+	crs := r.take(32, "CRS")
+	n := p.p.N()
+	pk0 := r.poly(n, p.p.Q(), "public key")
+	pk1 := r.poly(n, p.p.Q(), "public key")
+	share := r.poly(n, p.p.Q(), "threshold share")
+	count := r.u64("decryption count")
+	nr := int(r.u32("round count"))
+	if r.err == nil && (nr < 0 || nr > len(r.b)/8) {
+		r.fail("%d rounds in %d bytes", nr, len(r.b))
+	}
+	rounds := make([]uint64, 0, max(nr, 0))
+	for i := 0; i < nr && r.err == nil; i++ {
+		rounds = append(rounds, r.u64("round"))
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	if count > uint64(p.cfg.MaxDecryptions) {
+		return nil, fmt.Errorf("%w: party state: %d decryptions, above the budget %d", ErrMalformed, count, p.cfg.MaxDecryptions)
+	}
+	pt, err := NewParty(p, id, identity, roster)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range pt.sk.Value.Q.Coeffs {
+		clear(row)
+	}
+	pt.sk = nil
+	copy(pt.crs[:], crs)
+	pt.cpk = rlwe.NewPublicKey(p.p)
+	pt.cpk.Value[0].Q.Copy(pk0)
+	pt.cpk.Value[1].Q.Copy(pk1)
+	thr := mhe.NewThresholdizer(p.p).AllocateThresholdSecretShare()
+	thr.Poly.Q.Copy(share)
+	pt.threshold = &thr
+	pt.decCount = int(count)
+	for _, rd := range rounds {
+		pt.decrypted[rd] = true
+	}
+	return pt, nil
+}
