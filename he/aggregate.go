@@ -26,11 +26,10 @@ type submission struct {
 
 // parseSubmission decodes and verifies a client's signed submission.
 func parseSubmission(p *Params, roster []ed25519.PublicKey, crs [32]byte, b []byte) (*submission, error) {
-	if len(b) < 8+64 {
-		return nil, fmt.Errorf("%w: submission: %d bytes", ErrMalformed, len(b))
+	r, body, sig, err := signed(p, b, kindSubmission, "submission")
+	if err != nil {
+		return nil, err
 	}
-	body, sig := b[:len(b)-64], b[len(b)-64:]
-	r := newReader(body, kindSubmission, p.cfg.Preset.ID, "submission")
 	s := &submission{round: r.u64("round"), party: int(r.u32("party")), dim: int(r.u32("length"))}
 	k := int(r.u32("ciphertext count"))
 	n := p.p.N()

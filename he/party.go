@@ -110,12 +110,25 @@ func NewParty(p *Params, id int, identity ed25519.PrivateKey, roster []ed25519.P
 // ID returns the party's id.
 func (pt *Party) ID() int { return pt.id }
 
-func (pt *Party) header() []byte {
+func (pt *Party) header() []byte { return groupHeader(pt.params) }
+
+// groupHeader binds a signature to the preset, N and t.
+func groupHeader(p *Params) []byte {
 	var b [12]byte
-	b[0] = pt.params.cfg.Preset.ID
-	binary.LittleEndian.PutUint32(b[4:], uint32(pt.params.cfg.Parties))
-	binary.LittleEndian.PutUint32(b[8:], uint32(pt.params.cfg.Threshold))
+	b[0] = p.cfg.Preset.ID
+	binary.LittleEndian.PutUint32(b[4:], uint32(p.cfg.Parties))
+	binary.LittleEndian.PutUint32(b[8:], uint32(p.cfg.Threshold))
 	return b[:]
+}
+
+// signed splits a signed message into its body, read from after the
+// header, and its trailing Ed25519 signature.
+func signed(p *Params, b []byte, kind byte, what string) (*reader, []byte, []byte, error) {
+	if len(b) < 8+ed25519.SignatureSize {
+		return nil, nil, nil, fmt.Errorf("%w: %s: %d bytes", ErrMalformed, what, len(b))
+	}
+	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
+	return newReader(body, kind, p.cfg.Preset.ID, what), body, sig, nil
 }
 
 // Advert returns the party's first setup message: a fresh nonce for the
@@ -144,17 +157,13 @@ func parseAdverts(p *Params, roster []ed25519.PublicKey, adverts [][]byte) ([]ad
 	if len(adverts) != p.cfg.Parties {
 		return nil, fmt.Errorf("%w: %d adverts for %d parties (setup needs every party)", ErrProtocol, len(adverts), p.cfg.Parties)
 	}
-	var hdr [12]byte
-	hdr[0] = p.cfg.Preset.ID
-	binary.LittleEndian.PutUint32(hdr[4:], uint32(p.cfg.Parties))
-	binary.LittleEndian.PutUint32(hdr[8:], uint32(p.cfg.Threshold))
+	hdr := groupHeader(p)
 	out := make([]advert, len(adverts))
 	for i, b := range adverts {
-		if len(b) < 8+64 {
-			return nil, fmt.Errorf("%w: advert %d: %d bytes", ErrMalformed, i+1, len(b))
+		r, body, sig, err := signed(p, b, kindAdvert, fmt.Sprintf("advert %d", i+1))
+		if err != nil {
+			return nil, err
 		}
-		body, sig := b[:len(b)-64], b[len(b)-64:]
-		r := newReader(body, kindAdvert, p.cfg.Preset.ID, fmt.Sprintf("advert %d", i+1))
 		id := int(r.u32("party"))
 		nonce := r.take(32, "nonce")
 		pub := r.bytes("HPKE key", hpkePublicKeySize)
@@ -164,7 +173,7 @@ func parseAdverts(p *Params, roster []ed25519.PublicKey, adverts [][]byte) ([]ad
 		if id != i+1 {
 			return nil, fmt.Errorf("%w: advert %d is from party %d", ErrProtocol, i+1, id)
 		}
-		if !ed25519.Verify(roster[i], append([]byte(domainAdvert+string(hdr[:])), body[8:]...), sig) {
+		if !ed25519.Verify(roster[i], append([]byte(domainAdvert+string(hdr)), body[8:]...), sig) {
 			return nil, fmt.Errorf("%w: advert %d: bad signature", ErrProtocol, id)
 		}
 		k, err := kem.NewPublicKey(pub)
@@ -271,11 +280,10 @@ func parseSetup(p *Params, roster []ed25519.PublicKey, crs [32]byte, msgs [][]by
 	shareLen := n*len(moduli)*8 + 2*1120 // sealed share: plaintext + encapsulation + tag, generously
 	out := make([]setupMsg, len(msgs))
 	for i, b := range msgs {
-		if len(b) < 8+64 {
-			return nil, fmt.Errorf("%w: setup message %d: %d bytes", ErrMalformed, i+1, len(b))
+		r, body, sig, err := signed(p, b, kindSetup, fmt.Sprintf("setup message %d", i+1))
+		if err != nil {
+			return nil, err
 		}
-		body, sig := b[:len(b)-64], b[len(b)-64:]
-		r := newReader(body, kindSetup, p.cfg.Preset.ID, fmt.Sprintf("setup message %d", i+1))
 		id := int(r.u32("party"))
 		pk := r.poly(n, moduli, "public-key share")
 		sealed := make([][]byte, p.cfg.Parties)
