@@ -387,3 +387,10 @@ func (g *DiscreteGaussian) AddToRing(s *Sampler, v []uint64, bits int) error {
 	}
 	return nil
 }
+
+// Bernoulli returns true with probability q (0 ≤ q ≤ 1), comparing a
+// 53-bit uniform with q: for Poisson sampling of records, where q is a
+// public rate and a 2^−53 bias is immaterial.
+func (s *Sampler) Bernoulli(q float64) bool {
+	return float64(s.u64()>>11)*0x1p-53 < q
+}

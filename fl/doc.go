@@ -1,6 +1,35 @@
-// Package fl will own learning: datasets (CSV, the embedded clinical sets),
-// partitioners (IID, Dirichlet non-IID), built-in models with local
-// (DP-)SGD, FedAvg arithmetic, evaluation, and .npy / safetensors I/O.
+// Package fl is fl-secure's learning layer: data sets (CSV with a named
+// label column; the embedded breast-cancer and diabetes tables, provenance
+// in datasets/README.md), stratified splits and site partitions (IID,
+// Dirichlet label skew), federated feature standardization from summed
+// statistics, models with flat parameter vectors (logistic, softmax and
+// linear regression, a one-hidden-layer tanh MLP), local SGD with optional
+// FedProx, clipped per-example gradient sums over a Poisson sample for
+// DP-SGD, and evaluation (accuracy, ROC AUC, log loss, RMSE, R²).
 //
-// It must not know which secure mode is used. Not built yet.
+// It does not know which secure mode carries its updates, and it imports
+// neither protocol, secagg nor he.
+//
+// # Guarantees
+//
+// fl computes updates; the privacy guarantee depends on how they are
+// noised and accounted, which the round code decides:
+//
+//   - Record level is sound only when a round's update is a sum of clipped
+//     per-example gradients of one Poisson-sampled batch (ClippedGradientSum
+//     at every site, noised in the aggregate): one DP-SGD step over the union
+//     of the sites' data, accounted as the subsampled Gaussian with that
+//     rate.
+//   - Several local steps per round (LocalSGD) give record-level DP only if
+//     each hospital adds full DP-SGD noise at every local step and accounts
+//     for it in its own ledger; otherwise the whole update must be clipped
+//     and the guarantee is client level. Multi-step local training with
+//     noise only in the aggregate never gives record-level DP.
+//
+// Shuffling and partitioning use math/rand/v2 with a caller's seed: they
+// simulate data, never produce secrets. Record sampling for DP-SGD uses the
+// dp package's CSPRNG.
+//
+// Not built yet: FedAvg orchestration (the round lives in protocol), and
+// .npy / safetensors model files.
 package fl
