@@ -30,6 +30,11 @@
 // simulate data, never produce secrets. Record sampling for DP-SGD uses the
 // dp package's CSPRNG.
 //
-// Not built yet: FedAvg orchestration (the round lives in protocol), and
-// .npy / safetensors model files.
+// Model and update files: NumPy .npy (read v1–v3, f4/f8/i4/i8; written
+// v1.0) and safetensors (F32/F64/I32/I64 read, F32/F64 written), with
+// strict size checks, so a hospital training with PyTorch or scikit-learn
+// can hand fl-secure its update.
+//
+// Not built yet: the FedAvg round and the simulator's training job (the
+// round lives in protocol).
 package fl
