@@ -14,8 +14,18 @@ type DistributedConfig struct {
 	// Sigma is the target standard deviation of the noise in the sum, in the
 	// units of the updates (noise multiplier × Clip).
 	Sigma float64
-	// Clip is the L2 norm each client's update is clipped to.
+	// Clip is the L2 sensitivity of a client's contribution: the norm its
+	// update is clipped to (client level), or the per-record clipping norm
+	// when a client sends a sum of clipped per-record gradients (record
+	// level).
 	Clip float64
+	// ClientNorm bounds the L2 norm of one client's whole vector, for the
+	// ring-wraparound bound; 0 means Clip (client level).
+	ClientNorm float64
+	// Gamma, if positive, fixes the grid step (a power of two) instead of
+	// deriving it from Bits: for pipelines without a ring (threshold CKKS),
+	// where Bits is then ignored and WrapProbability is 0.
+	Gamma float64
 	// Clients is the number of clients that add noise (n).
 	Clients int
 	// Threshold is the fewest survivors a round may finish with (t).
@@ -95,8 +105,12 @@ func Distribute(cfg DistributedConfig) (*DistributedNoise, error) {
 		return nil, fmt.Errorf("dp: %d colluders leave no honest survivor at threshold %d", cfg.Colluders, cfg.Threshold)
 	case cfg.Dim < 1:
 		return nil, fmt.Errorf("dp: update length %d", cfg.Dim)
-	case cfg.Bits < 8 || cfg.Bits > 62:
+	case cfg.Gamma == 0 && (cfg.Bits < 8 || cfg.Bits > 62):
 		return nil, fmt.Errorf("dp: ring width %d bits outside [8, 62]", cfg.Bits)
+	case cfg.Gamma < 0 || math.IsNaN(cfg.Gamma) || (cfg.Gamma > 0 && math.Log2(cfg.Gamma) != math.Trunc(math.Log2(cfg.Gamma))):
+		return nil, fmt.Errorf("dp: grid step %v is not a power of two", cfg.Gamma)
+	case cfg.ClientNorm < 0 || math.IsNaN(cfg.ClientNorm) || math.IsInf(cfg.ClientNorm, 0):
+		return nil, fmt.Errorf("dp: client norm bound %v", cfg.ClientNorm)
 	case cfg.RoundingBeta < 0 || cfg.RoundingBeta >= 1:
 		return nil, fmt.Errorf("dp: rounding β must be in [0, 1), got %v", cfg.RoundingBeta)
 	case cfg.WrapBeta < 0 || cfg.WrapBeta >= 1:
@@ -110,16 +124,23 @@ func Distribute(cfg DistributedConfig) (*DistributedNoise, error) {
 	m := cfg.Threshold - cfg.Colluders
 	local := cfg.Sigma / math.Sqrt(float64(m))
 	k := math.Sqrt(2 * math.Log(2*d/wrapBeta))
-	half := math.Exp2(float64(cfg.Bits - 1))
-	// Need n·(C/γ + 1) + k·√n·local/γ < 2^(b−1), i.e.
-	// γ > (n·C + k·√n·local) / (2^(b−1) − n).
-	if half <= n+1 {
-		return nil, fmt.Errorf("dp: a %d-bit ring cannot hold the sum of %d clients", cfg.Bits, cfg.Clients)
+	norm := cfg.ClientNorm
+	if norm == 0 {
+		norm = cfg.Clip
 	}
-	need := (n*cfg.Clip + k*math.Sqrt(n)*local) / (half - n - 1)
-	gamma := math.Exp2(math.Ceil(math.Log2(need)))
-	if gamma == need {
-		gamma *= 2
+	half := math.Exp2(float64(cfg.Bits - 1))
+	gamma := cfg.Gamma
+	if gamma == 0 {
+		// Need n·(‖x‖/γ + 1) + k·√n·local/γ < 2^(b−1), i.e.
+		// γ > (n·‖x‖ + k·√n·local) / (2^(b−1) − n).
+		if half <= n+1 {
+			return nil, fmt.Errorf("dp: a %d-bit ring cannot hold the sum of %d clients", cfg.Bits, cfg.Clients)
+		}
+		need := (n*norm + k*math.Sqrt(n)*local) / (half - n - 1)
+		gamma = math.Exp2(math.Ceil(math.Log2(need)))
+		if gamma == need {
+			gamma *= 2
+		}
 	}
 	sigmaInt := local / gamma
 	if sigmaInt < 1 {
@@ -143,8 +164,11 @@ func Distribute(cfg DistributedConfig) (*DistributedNoise, error) {
 	}
 	s2.Mul(s2, s2)
 	// Sub-Gaussian tail of all n shares plus the worst-case signal.
-	margin := half - n*(cInt+1)
-	wrap := 2 * d * math.Exp(-margin*margin/(2*n*sigmaInt*sigmaInt))
+	var wrap float64
+	if cfg.Gamma == 0 {
+		margin := half - n*(norm/gamma+1)
+		wrap = 2 * d * math.Exp(-margin*margin/(2*n*sigmaInt*sigmaInt))
+	}
 	return &DistributedNoise{
 		Gamma:           gamma,
 		LocalSigma:      local,
@@ -157,6 +181,27 @@ func Distribute(cfg DistributedConfig) (*DistributedNoise, error) {
 		SumSigma:        math.Sqrt(n) * local,
 		WrapProbability: math.Min(wrap, 1),
 	}, nil
+}
+
+// PlanDistributed returns the distributed plan whose effective noise
+// multiplier is at least z: it starts from σ = z·Clip and raises σ until
+// rounding and KLS's τ term are paid for.
+func PlanDistributed(z float64, cfg DistributedConfig) (*DistributedNoise, error) {
+	if !(z > 0) || math.IsInf(z, 0) {
+		return nil, fmt.Errorf("dp: noise multiplier %v", z)
+	}
+	cfg.Sigma = z * cfg.Clip
+	for i := 0; i < 60; i++ {
+		p, err := Distribute(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if p.NoiseMultiplier >= z {
+			return p, nil
+		}
+		cfg.Sigma *= z / p.NoiseMultiplier * (1 + 1e-9)
+	}
+	return nil, fmt.Errorf("dp: could not reach noise multiplier %v: rounding dominates; use a finer grid", z)
 }
 
 // roundedL2 bounds the L2 norm of a randomized rounding of a vector of norm

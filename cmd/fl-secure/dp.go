@@ -324,21 +324,14 @@ settings.
 		return fail(stderr, err, "")
 	}
 	p.NoiseMultiplier = c.NoiseMultiplier
-	// Raise σ until the distributed mechanism's effective multiplier (after
+	// σ rises until the distributed mechanism's effective multiplier (after
 	// rounding and the KLS τ term) meets the calibrated one.
-	sigma := c.NoiseMultiplier * p.Clip
-	var dn *dp.DistributedNoise
-	for i := 0; i < 50; i++ {
-		dn, err = dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: p.Clip, Clients: p.Sites, Threshold: p.Threshold,
-			Colluders: p.Colluders, Dim: p.Dim, Bits: p.Bits})
-		if err != nil {
-			return fail(stderr, err, "")
-		}
-		if dn.NoiseMultiplier >= c.NoiseMultiplier {
-			break
-		}
-		sigma *= c.NoiseMultiplier / dn.NoiseMultiplier * (1 + 1e-9)
+	dn, err := dp.PlanDistributed(c.NoiseMultiplier, dp.DistributedConfig{Clip: p.Clip, Clients: p.Sites,
+		Threshold: p.Threshold, Colluders: p.Colluders, Dim: p.Dim, Bits: p.Bits})
+	if err != nil {
+		return fail(stderr, err, "")
 	}
+	sigma := dn.LocalSigma * math.Sqrt(float64(dn.Honest))
 	p.Sigma, p.SiteSigma, p.SumSigmaAllSites, p.Grid = sigma, dn.LocalSigma, dn.SumSigma, dn.Gamma
 	p.EffectiveMultiple, p.WrapProbability = dn.NoiseMultiplier, dn.WrapProbability
 	p.AchievedEpsilon, _ = dp.Epsilon(dp.RDP, dp.AddRemove, p.Delta, dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: dn.NoiseMultiplier, SamplingRate: 1, Count: p.Rounds})
