@@ -44,9 +44,13 @@ type Config struct {
 	// a majority of the sites, at least 3).
 	MinCohort int
 	Rounds    int
-	Model     string
-	Hidden    int
-	Clip      float64 // per-record (record level) or per-update (client level) L2 bound
+	// PlanRounds is how many rounds the noise is calibrated for (0:
+	// Rounds). With more Rounds than PlanRounds the coordinator's ledger
+	// refuses the round that would pass its cap.
+	PlanRounds int
+	Model      string
+	Hidden     int
+	Clip       float64 // per-record (record level) or per-update (client level) L2 bound
 	// LearningRate is the server step on the mean clipped gradient (record
 	// level) or the local SGD step (client level).
 	LearningRate float64
@@ -147,6 +151,12 @@ func (c *Config) defaults(nSites int) error {
 	if c.Bits == 0 {
 		c.Bits = 32
 	}
+	if c.PlanRounds == 0 {
+		c.PlanRounds = c.Rounds
+	}
+	if c.PlanRounds < 1 {
+		return fmt.Errorf("protocol: noise planned for %d rounds", c.PlanRounds)
+	}
 	return nil
 }
 
@@ -196,28 +206,24 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 	vecs := make([][]float64, n)
 	for i := range sites {
 		all[i] = i
-		vecs[i] = fl.LocalStats(sites[i]).Vector()
+		vecs[i] = fl.LocalStats(withLabel(sites[i])).Vector()
 	}
 	sv, err := statsSum.sum(1<<62, all, vecs, false)
 	if err != nil {
 		return nil, fmt.Errorf("protocol: aggregating statistics: %w", err)
 	}
-	st, err := fl.StatsFromVector(sv, d0)
-	if err != nil {
-		return nil, err
-	}
-	std, err := fl.NewStandardizer(st)
+	std, ymean, yscale, err := standardizer(sv, d0, task)
 	if err != nil {
 		return nil, err
 	}
 	local := make([]*fl.Dataset, n)
 	maxRows := 0
 	for i := range sites {
-		local[i] = std.Apply(sites[i])
+		local[i] = scaleLabels(std.Apply(sites[i]), ymean, yscale)
 		maxRows = max(maxRows, local[i].Rows())
 	}
-	test = std.Apply(test)
-	totalRows := math.Round(st.Count)
+	test = scaleLabels(std.Apply(test), ymean, yscale)
+	totalRows := math.Round(sv[0])
 
 	sum := &Summary{Mode: cfg.Mode, DP: cfg.DP, Disclosed: disclosed}
 	var event dp.Event
@@ -232,7 +238,7 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 	}
 	if cfg.DP {
 		sum.Level, sum.Delta = cfg.Level, cfg.Delta
-		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
+		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.PlanRounds, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -407,11 +413,93 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 	if sum.Test, err = fl.Evaluate(model, w, test); err != nil {
 		return nil, err
 	}
+	sum.Test.RMSE *= yscale
+	for i := range sum.Rounds {
+		sum.Rounds[i].Test.RMSE *= yscale
+	}
 	if cfg.DP {
 		sum.Epsilon = coord.Spent()
 	}
 	sum.Model = w
 	return sum, nil
+}
+
+// withLabel returns d with, for regression, the label as a last feature, so
+// that its mean and variance are aggregated with the features'.
+func withLabel(d *fl.Dataset) *fl.Dataset {
+	if d.Task != fl.Regression {
+		return d
+	}
+	out := *d
+	out.Features = append(append([]string(nil), d.Features...), d.Label)
+	out.X = make([][]float64, len(d.X))
+	for i, x := range d.X {
+		out.X[i] = append(append([]float64(nil), x...), d.Y[i])
+	}
+	return &out
+}
+
+// standardizer turns the summed statistics into a feature standardizer
+// and, for regression, the label's mean and scale.
+func standardizer(sv []float64, d int, task fl.Task) (*fl.Standardizer, float64, float64, error) {
+	dd := d
+	if task == fl.Regression {
+		dd++
+	}
+	st, err := fl.StatsFromVector(sv, dd)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	std, err := fl.NewStandardizer(st)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if task != fl.Regression {
+		return std, 0, 1, nil
+	}
+	ym, ys := std.Mean[d], std.Scale[d]
+	std.Mean, std.Scale = std.Mean[:d], std.Scale[:d]
+	return std, ym, ys, nil
+}
+
+// scaleLabels standardizes regression labels (RMSE is reported back in
+// the original units).
+func scaleLabels(d *fl.Dataset, mean, scale float64) *fl.Dataset {
+	if d.Task != fl.Regression {
+		return d
+	}
+	out := *d
+	out.Y = make([]float64, len(d.Y))
+	for i, y := range d.Y {
+		out.Y[i] = (y - mean) / scale
+	}
+	return &out
+}
+
+// Baseline trains without federation or privacy on train (standardized
+// with its own statistics) and evaluates on test: the reference rows of
+// the simulator's table (centralized, or one hospital alone).
+func Baseline(modelName string, hidden int, train, test *fl.Dataset, seed uint64) (fl.Metrics, error) {
+	std, ym, ys, err := standardizer(fl.LocalStats(withLabel(train)).Vector(), train.Dim(), train.Task)
+	if err != nil {
+		return fl.Metrics{}, err
+	}
+	tr, te := scaleLabels(std.Apply(train), ym, ys), scaleLabels(std.Apply(test), ym, ys)
+	m, err := fl.NewModel(modelName, train.Task, train.Dim(), max(train.Classes, test.Classes), hidden)
+	if err != nil {
+		return fl.Metrics{}, err
+	}
+	w := m.Init(seed)
+	up, _, err := fl.LocalSGD(m, w, tr, fl.TrainConfig{Epochs: 100, BatchSize: 16, LearningRate: 0.05, Seed: seed})
+	if err != nil {
+		return fl.Metrics{}, err
+	}
+	for i := range w {
+		w[i] += up[i]
+	}
+	r, err := fl.Evaluate(m, w, te)
+	r.RMSE *= ys
+	return r, err
 }
 
 func newSummer(cfg Config, n, d int, maxAbs float64, samplers []*dp.Sampler, grid *dp.GridGaussian, gamma float64) (summer, error) {

@@ -3,7 +3,8 @@
 //
 // Usage:
 //
-//	fl-secure simulate [flags]   secure-aggregation rounds among in-process clients
+//	fl-secure simulate [flags]   federated training with secure aggregation and DP
+//	fl-secure secagg [flags]     secure-aggregation rounds among in-process clients
 //	fl-secure dp …               privacy accounting and planning
 //	fl-secure budget …           show, audit and recover privacy ledgers
 //	fl-secure version            print the version
@@ -26,8 +27,10 @@ import (
 const usage = `fl-secure: privacy-preserving federated learning for hospitals
 
 Usage:
-  fl-secure simulate [flags]   run secure-aggregation rounds among in-process
-                               clients and check every unmasked sum
+  fl-secure simulate [flags]   federated training of hospitals on embedded
+                               clinical data, with secure aggregation and DP
+  fl-secure secagg [flags]     secure-aggregation rounds among in-process
+                               clients, checking every unmasked sum
   fl-secure dp epsilon|calibrate|plan
                                privacy accounting: ε of a run, the noise for
                                a target ε, a preflight of privacy settings
@@ -38,13 +41,13 @@ Usage:
 
 Examples:
   fl-secure simulate
-  fl-secure simulate -n 100 -k 7 -t 4 -d 100000 --dropout 0.1
-  fl-secure simulate -n 50 --complete --rounds 3 --json
+  fl-secure simulate --data diabetes --mode he --epsilon 1
+  fl-secure secagg -n 100 -k 7 -t 4 -d 100000 --dropout 0.1
   fl-secure dp epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5
   fl-secure dp plan --epsilon 4 --delta 1e-6 --rounds 50 --sites 8 --clip 1
   fl-secure budget audit --ledger privacy.jsonl --key KEY
 
-Run "fl-secure simulate -h" for the simulate flags.
+Run "fl-secure simulate -h" (or any command with -h) for its flags.
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -57,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "simulate":
+		return simulateFL(args[1:], stdout, stderr)
+	case "secagg":
 		return simulate(args[1:], stdout, stderr)
 	case "dp":
 		return dpCmd(args[1:], stdout, stderr)
@@ -90,7 +95,7 @@ func intVar(fs *flag.FlagSet, p *int, short, long string, v int, help string) {
 }
 
 func simulate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs := flag.NewFlagSet("secagg", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := localround.Config{Bits: 32, Clip: 1, MaxWeight: 1000}
 	intVar(fs, &c.Clients, "n", "clients", 10, "number of clients `n`")
@@ -106,7 +111,7 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the simulated data and dropouts (keys and masks always use crypto/rand)")
 	asJSON := fs.Bool("json", false, "print one JSON object per round instead of a table")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: fl-secure simulate [flags]
+		fmt.Fprint(stderr, `Usage: fl-secure secagg [flags]
 
 Runs rounds of secure aggregation (SecAgg+, or SecAgg with --complete) among
 in-process clients holding random weighted updates, drops clients at random
@@ -135,7 +140,7 @@ Flags:
 	pl, err := localround.NewPlan(c)
 	if err != nil {
 		fmt.Fprintf(stderr, "fl-secure: error: %v\n", err)
-		fmt.Fprintln(stderr, "fl-secure: hint: run \"fl-secure simulate -h\" for the flags and their ranges")
+		fmt.Fprintln(stderr, "fl-secure: hint: run \"fl-secure secagg -h\" for the flags and their ranges")
 		return 2
 	}
 	p := pl.Params

@@ -26,15 +26,15 @@ func TestUsageAndMisuse(t *testing.T) {
 		{[]string{"help"}, 0, "fl-secure simulate"},
 		{[]string{"version"}, 0, "fl-secure"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"simulate", "--bogus"}, 2, "flag provided but not defined"},
-		{[]string{"simulate", "-h"}, 0, "Usage: fl-secure simulate"},
-		{[]string{"simulate", "-n", "2"}, 2, "clients = 2"},
-		{[]string{"simulate", "--dropout", "1.5"}, 2, "dropout = 1.5"},
-		{[]string{"simulate", "-n", "10", "-k", "9", "-t", "4"}, 2, "Threshold = 4 ≤ Degree/2"},
-		{[]string{"simulate", "--bits", "16"}, 2, "Bits = 16"},
-		{[]string{"simulate", "--clip", "0"}, 2, "Clip = 0"},
-		{[]string{"simulate", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"simulate", "-n", "60000", "-d", "100000000"}, 2, "GiB in one process"},
+		{[]string{"secagg", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"secagg", "-h"}, 0, "Usage: fl-secure secagg"},
+		{[]string{"secagg", "-n", "2"}, 2, "clients = 2"},
+		{[]string{"secagg", "--dropout", "1.5"}, 2, "dropout = 1.5"},
+		{[]string{"secagg", "-n", "10", "-k", "9", "-t", "4"}, 2, "Threshold = 4 ≤ Degree/2"},
+		{[]string{"secagg", "--bits", "16"}, 2, "Bits = 16"},
+		{[]string{"secagg", "--clip", "0"}, 2, "Clip = 0"},
+		{[]string{"secagg", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"secagg", "-n", "60000", "-d", "100000000"}, 2, "GiB in one process"},
 	} {
 		code, out, errOut := runCLI(tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
@@ -44,7 +44,7 @@ func TestUsageAndMisuse(t *testing.T) {
 }
 
 func TestSimulateTable(t *testing.T) {
-	code, out, errOut := runCLI("simulate", "-n", "6", "-r", "2", "-d", "50", "--dropout", "0.2")
+	code, out, errOut := runCLI("secagg", "-n", "6", "-r", "2", "-d", "50", "--dropout", "0.2")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -58,7 +58,7 @@ func TestSimulateTable(t *testing.T) {
 }
 
 func TestSimulateJSON(t *testing.T) {
-	code, out, errOut := runCLI("simulate", "-n", "12", "-k", "4", "-t", "3", "-r", "3", "-d", "40", "--bits", "64", "--json", "--dropout", "0")
+	code, out, errOut := runCLI("secagg", "-n", "12", "-k", "4", "-t", "3", "-r", "3", "-d", "40", "--bits", "64", "--json", "--dropout", "0")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -93,7 +93,7 @@ func TestBinary(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "simulate", "-r", "1", "-d", "100")
+	cmd := exec.Command(bin, "secagg", "-r", "1", "-d", "100")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Run(); err != nil {
@@ -102,7 +102,7 @@ func TestBinary(t *testing.T) {
 	if !strings.Contains(o.String(), "ok") || strings.Contains(o.String(), "fl-secure:") {
 		t.Fatalf("stdout should hold only the table:\n%s", o.String())
 	}
-	err := exec.Command(bin, "simulate", "--clients", "1").Run()
+	err := exec.Command(bin, "secagg", "--clients", "1").Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("misuse exit: %v", err)
 	}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The main job's default, at a fixed seed: the accuracy target and the ε
+// bound, and every ledger it writes passes `budget audit` while a copy
+// with one changed digit fails it.
+func TestSimulateDefault(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI("simulate", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var s simSummary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	fed := s.Table[len(s.Table)-1]
+	best := 0.0
+	for _, r := range s.Table {
+		if strings.Contains(r.Setting, "alone") && r.Test.Accuracy > best {
+			best = r.Test.Accuracy
+		}
+	}
+	if fed.Test.Accuracy < 0.95 || fed.Test.Accuracy < best || fed.Epsilon == nil || *fed.Epsilon > 3 || !fed.Private {
+		t.Errorf("federated secagg + DP: %+v (best hospital alone %.3f)", fed, best)
+	}
+	if len(s.Audit) != 6 {
+		t.Fatalf("%d audit commands", len(s.Audit))
+	}
+	for _, cmd := range s.Audit {
+		f := strings.Fields(cmd)
+		if code, _, errOut := runCLI(f[1:]...); code != 0 {
+			t.Errorf("%s: exit %d: %s", cmd, code, errOut)
+		}
+	}
+	// One changed digit in a copy of the coordinator's ledger.
+	f := strings.Fields(s.Audit[0])
+	data, _ := os.ReadFile(f[4])
+	i := strings.Index(string(data), `"epsilon":0.`)
+	if i < 0 {
+		t.Fatal("no epsilon in the ledger")
+	}
+	b := []byte(string(data))
+	b[i+len(`"epsilon":0.`)] ^= 1 // flip a digit
+	copyPath := dir + "/tampered.jsonl"
+	os.WriteFile(copyPath, b, 0o600)
+	if code, _, errOut := runCLI("budget", "audit", "--ledger", copyPath, "--key", f[6]); code != 1 || !strings.Contains(errOut, "entry 1") {
+		t.Errorf("tampered copy: exit %d: %s", code, errOut)
+	}
+}
+
+func TestSimulateTableAndMisuse(t *testing.T) {
+	code, out, errOut := runCLI("simulate", "--data", "diabetes", "--dir", t.TempDir(), "--rounds", "10")
+	if code != 0 || !strings.Contains(out, "RMSE") || !strings.Contains(out, "coordinator ledger:") || !strings.Contains(out, "not covered by ε") {
+		t.Errorf("diabetes table: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI("simulate", "--mode", "plain", "--rounds", "3", "--no-compare")
+	if code != 0 || !strings.Contains(out, "NOT PRIVATE") || !strings.Contains(errOut, "NOT PRIVATE") {
+		t.Errorf("plain: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"simulate", "--mode", "fax"}, 1, `unknown mode "fax"`},
+		{[]string{"simulate", "--data", "/no/such.csv"}, 2, "--label"},
+		{[]string{"simulate", "--data", "/no/such.csv", "--label", "y"}, 1, "no such file"},
+		{[]string{"simulate", "--sites", "0"}, 2, "--sites 0"},
+		{[]string{"simulate", "--epsilon", "-1"}, 2, "--epsilon -1"},
+		{[]string{"simulate", "--sites", "2"}, 1, "at least 3"},
+		{[]string{"simulate", "--bogus"}, 2, "flag provided but not defined"},
+	} {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
+	}
+}
