@@ -41,7 +41,7 @@ Flags:
 `
 
 type simFlags struct {
-	data, label, model, mode, level, dir string
+	data, label, model, mode, level, dir  string
 	sites, rounds, hidden, colluders      int
 	minCohort, epochs, batch              int
 	alpha, testFrac, eps, delta, clip, lr float64
@@ -294,4 +294,3 @@ func isTerminal(w io.Writer) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
-
