@@ -35,6 +35,5 @@
 // strict size checks, so a hospital training with PyTorch or scikit-learn
 // can hand fl-secure its update.
 //
-// Not built yet: the FedAvg round and the simulator's training job (the
-// round lives in protocol).
+// The federated round itself lives in package protocol.
 package fl

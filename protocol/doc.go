@@ -1,9 +1,48 @@
-// Package protocol will own the round as the coordinator and the hospital
-// clients run it, independent of transport: selection, budget gates, local
-// training (through fl), clipping and noise (through dp), secure aggregation
-// (secagg or he), the minimum-cohort rule, ledger entries and checkpoints;
-// with an in-memory transport for simulation and gRPC over mutual TLS.
+// Package protocol is the federated round: selection, budget gates, local
+// training (through fl), clipping and noise (through dp), secure
+// aggregation (secagg or he), the minimum-cohort rule, ledger entries and
+// checkpoints. It holds no cryptography of its own.
 //
-// It holds no cryptography of its own. Not built yet: today's in-memory
-// secagg round lives in internal/localround.
+// # One round
+//
+//  1. Sites that are online and whose own ledger accepts the round's charge
+//     join; a site whose budget is spent sits the round out.
+//  2. The coordinator's ledger must accept the charge too; otherwise the run
+//     stops there (status budget-refused) before any site touches its data.
+//  3. Fewer than MinCohort sites: the round is skipped, nothing is computed
+//     or opened, nothing is charged.
+//  4. Each site computes its vector: at record level the sum of its records'
+//     clipped gradients at the global model (full-batch DP-SGD, Abadi et al.
+//     2016 with sampling rate 1: one step over the union of the sites'
+//     data); at client level a local-SGD update (optionally FedProx)
+//     clipped as a whole.
+//  5. Each site adds its share of the distributed discrete Gaussian noise,
+//     sized by dp.PlanDistributed so that MinCohort − Colluders honest
+//     sites alone reach the calibrated σ: in secagg mode on integers after
+//     randomized rounding to the grid (wraparound bounded by dp.Distribute),
+//     in he mode on the grid before CKKS encoding.
+//  6. Only the sum is opened (SecAgg over the complete graph, or threshold
+//     CKKS decryption by a majority of the sites).
+//  7. The coordinator's and every participating site's ledgers record the
+//     round (fsync'ed) before the model is updated; then a checkpoint
+//     (safetensors, written atomically) is saved.
+//
+// # Guarantees and disclosures
+//
+// Record level: (ε, δ) for one patient record, add-remove, by the RDP
+// accountant on the discrete Gaussian with the effective multiplier of
+// Kairouz–Liu–Steinke; every round uses all records (rate 1), because
+// Poisson subsampling is not accounted for integer noise (see dp). Client
+// level: (ε, δ) for a hospital's whole data set, which with few hospitals
+// needs much more noise per unit of signal. Not covered by ε and disclosed
+// to the coordinator: the total number of records and each feature's (and
+// for regression the label's) mean and variance, from the federated
+// standardization.
+//
+// # Transport
+//
+// Today the round runs in-process: secagg through internal/localround
+// (every message encoded and decoded on the way) and he through its
+// message API. The network transport (gRPC over mutual TLS) will drive the
+// same steps.
 package protocol
