@@ -26,8 +26,9 @@
 //     and the guarantee is client level. Multi-step local training with
 //     noise only in the aggregate never gives record-level DP.
 //
-// Shuffling and partitioning use math/rand/v2 with a caller's seed: they
-// simulate data, never produce secrets. Record sampling for DP-SGD uses the
+// Shuffling, partitioning, local SGD's batch order and the MLP's initial
+// weights use math/rand/v2 with a caller's seed: they simulate data or pick
+// public values, never produce secrets, and no guarantee relies on them. Record sampling for DP-SGD uses the
 // dp package's CSPRNG.
 //
 // Model and update files: NumPy .npy (read v1–v3, f4/f8/i4/i8; written

@@ -1,7 +1,8 @@
 // Package localround runs one secagg round among in-process clients, with a
 // chosen dropout pattern and per-party timings. It is the in-memory driver
-// behind `fl-secure simulate` and the secagg tests: each message is encoded
-// and decoded on its way, as a transport would.
+// behind `fl-secure secagg`, the simulator's secagg mode and the secagg
+// tests: each message is encoded and decoded on its way, as a transport
+// would.
 package localround
 
 import (
