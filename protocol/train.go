@@ -298,7 +298,16 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 			sum.SiteKeys = append(sum.SiteKeys, k)
 		}
 	}
-	trainSum, err := newSummer(cfg, n, d, float64(totalRows)*cfg.Clip*4+1024, samplers, noiseGrid, gamma)
+	// Without DP, client-level FedAvg weights updates by sample counts
+	// (McMahan et al., AISTATS 2017), and the counts travel inside the
+	// secure sum as one more coordinate. With DP, updates are averaged
+	// unweighted: a weight would multiply a hospital's sensitivity.
+	weighted := cfg.Level == dp.ClientLevel && !cfg.DP
+	dim := d
+	if weighted {
+		dim++
+	}
+	trainSum, err := newSummer(cfg, n, dim, float64(totalRows)*cfg.Clip*4+1024, samplers, noiseGrid, gamma)
 	if err != nil {
 		return nil, err
 	}
@@ -369,6 +378,13 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 						return nil, err
 					}
 				}
+				if weighted {
+					rows := float64(local[i].Rows())
+					for k := range up {
+						up[k] *= rows
+					}
+					up = append(up, rows)
+				}
 				vecs[j] = up
 			}
 		}
@@ -388,9 +404,12 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 			}
 			res.Epsilon = coord.Spent()
 		}
-		if cfg.Level == dp.RecordLevel {
+		switch {
+		case cfg.Level == dp.RecordLevel:
 			scale = -cfg.LearningRate / totalRows
-		} else {
+		case weighted:
+			scale = 1 / agg[d]
+		default:
 			scale = 1 / float64(len(part))
 		}
 		for k := range w {
