@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -63,6 +64,14 @@ type Config struct {
 	Seed    uint64
 	// Dir receives the ledgers, public keys and checkpoints.
 	Dir string
+	// Rand, if set, supplies each site's randomness for noise, rounding and
+	// record sampling instead of crypto/rand. For reproducible tests only.
+	Rand func(site int) io.Reader
+	// AverageFrom, if positive, makes the final model the average of the
+	// published models from that round on (tail averaging: post-processing
+	// of released models, so it costs no privacy, and it averages out
+	// noise). 0 means the second half of the run; −1 keeps the last model.
+	AverageFrom int
 	// Progress, if set, is called after every round.
 	Progress func(r RoundResult)
 }
@@ -191,7 +200,11 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 	d := model.NumParams()
 	samplers := make([]*dp.Sampler, n)
 	for i := range samplers {
-		if samplers[i], err = dp.NewSampler(nil); err != nil {
+		var src io.Reader
+		if cfg.Rand != nil {
+			src = cfg.Rand(i)
+		}
+		if samplers[i], err = dp.NewSampler(src); err != nil {
 			return nil, err
 		}
 	}
@@ -317,6 +330,12 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 
 	w := model.Init(cfg.Seed)
 	sim := mrand.New(mrand.NewPCG(cfg.Seed, 0xd20))
+	from := cfg.AverageFrom
+	if from == 0 {
+		from = cfg.Rounds/2 + 1
+	}
+	avg := make([]float64, len(w))
+	averaged := 0
 	for r := 1; r <= cfg.Rounds; r++ {
 		res := RoundResult{Round: r}
 		charge := func(participants int) dp.Charge {
@@ -421,6 +440,12 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 			}
 		}
 		res.Status = "ok"
+		if from > 0 && r >= from {
+			averaged++
+			for k := range avg {
+				avg[k] += (w[k] - avg[k]) / float64(averaged)
+			}
+		}
 		if res.Test, err = fl.Evaluate(model, w, test); err != nil {
 			return nil, err
 		}
@@ -428,6 +453,9 @@ func Train(cfg Config, sites []*fl.Dataset, test *fl.Dataset) (*Summary, error) 
 		if cfg.Progress != nil {
 			cfg.Progress(res)
 		}
+	}
+	if averaged > 0 {
+		w = avg
 	}
 	if sum.Test, err = fl.Evaluate(model, w, test); err != nil {
 		return nil, err

@@ -1,12 +1,14 @@
 package protocol
 
 import (
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/dptest"
 	"github.com/fl-secure/fl-secure/fl"
 )
 
@@ -28,7 +30,7 @@ func wdbcSites(t testing.TB, seed uint64) ([]*fl.Dataset, *fl.Dataset) {
 
 func baseConfig(t *testing.T, mode Mode) Config {
 	return Config{Mode: mode, Level: dp.RecordLevel, DP: true, Epsilon: 3, Delta: 1e-5, Rounds: 30, Model: "logistic",
-		Clip: 1, LearningRate: 2, Dir: t.TempDir()}
+		Clip: 1, LearningRate: 1, Dir: t.TempDir(), Rand: func(i int) io.Reader { return dptest.Rand(uint64(100 + i)) }}
 }
 
 // The default simulation's privacy and accuracy, in both secure modes.
@@ -198,7 +200,7 @@ func TestDiabetes(t *testing.T) {
 	sites, _ := fl.PartitionDirichlet(tr, 5, 0.5, 10, 0)
 	c, _ := Baseline("linear", 0, tr, te, 0)
 	cfg := baseConfig(t, SecAgg)
-	cfg.Model, cfg.LearningRate = "linear", 1
+	cfg.Model = "linear"
 	s, err := Train(cfg, sites, te)
 	if err != nil {
 		t.Fatal(err)

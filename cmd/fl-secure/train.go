@@ -46,6 +46,7 @@ type simFlags struct {
 	minCohort, epochs, batch              int
 	alpha, testFrac, eps, delta, clip, lr float64
 	dropout, prox                         float64
+	average                               int
 	seed                                  uint64
 	asJSON, noCompare                     bool
 }
@@ -83,7 +84,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.delta, "delta", 1e-5, "δ")
 	fs.StringVar(&f.level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
 	fs.Float64Var(&f.clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
-	fs.Float64Var(&f.lr, "lr", 0, "learning rate (default 2 for classification, 1 for regression; 0.1 at client level)")
+	fs.Float64Var(&f.lr, "lr", 0, "learning rate (default 1 at record level, 0.1 at client level)")
 	fs.IntVar(&f.epochs, "local-epochs", 1, "local epochs per round (client level)")
 	fs.IntVar(&f.batch, "batch", 16, "local batch size (client level)")
 	fs.Float64Var(&f.prox, "prox", 0, "FedProx μ (client level)")
@@ -92,6 +93,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.minCohort, "min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed of the data split and simulated dropouts (keys, masks and noise always use crypto/rand)")
 	fs.StringVar(&f.dir, "dir", "", "directory for ledgers, keys and checkpoints (default: fl-secure-runs/<time>)")
+	fs.IntVar(&f.average, "average-from", 0, "final model: average of the models from this round on (0: second half; -1: last model)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the whole summary as JSON")
 	fs.BoolVar(&f.noCompare, "no-compare", false, "skip the comparison rows")
 	if help, err := parse(args); help || err != nil {
@@ -135,10 +137,7 @@ func runSimulation(f simFlags, stderr io.Writer) (*simSummary, error) {
 		f.model = map[fl.Task]string{fl.Binary: "logistic", fl.Multiclass: "softmax", fl.Regression: "linear"}[d.Task]
 	}
 	if f.lr == 0 {
-		f.lr = 2
-		if d.Task == fl.Regression {
-			f.lr = 1
-		}
+		f.lr = 1
 		if f.level == "client" {
 			f.lr = 0.1
 		}
@@ -177,7 +176,7 @@ func runSimulation(f simFlags, stderr io.Writer) (*simSummary, error) {
 		Mode: protocol.Mode(f.mode), Level: dp.Level(f.level), DP: f.eps > 0, Epsilon: f.eps, Delta: f.delta,
 		Colluders: f.colluders, MinCohort: f.minCohort, Rounds: f.rounds, Model: f.model, Hidden: f.hidden,
 		Clip: f.clip, LearningRate: f.lr, LocalEpochs: f.epochs, BatchSize: f.batch, ProxMu: f.prox,
-		Dropout: f.dropout, Seed: f.seed, Dir: dir,
+		Dropout: f.dropout, Seed: f.seed, Dir: dir, AverageFrom: f.average,
 	}
 	if cfg.Mode == protocol.Plain && cfg.DP {
 		fmt.Fprintln(stderr, "fl-secure: warning: --mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
