@@ -155,6 +155,23 @@ func softmaxInPlace(z []float64) {
 	}
 }
 
+// crossEntropy returns −log softmax(z)[y] and overwrites z with the
+// gradient of that loss with respect to z: softmax(z) − e_y.
+func crossEntropy(z []float64, y int) float64 {
+	mx := math.Inf(-1)
+	for _, v := range z {
+		mx = math.Max(mx, v)
+	}
+	var s float64
+	for _, v := range z {
+		s += math.Exp(v - mx)
+	}
+	loss := mx + math.Log(s) - z[y]
+	softmaxInPlace(z)
+	z[y] -= 1
+	return loss
+}
+
 func (m softmax) Predict(w, x, out []float64) {
 	m.logits(w, x, out)
 	softmaxInPlace(out)
@@ -163,21 +180,9 @@ func (m softmax) Predict(w, x, out []float64) {
 func (m softmax) Grad(w, x []float64, y float64, g []float64) float64 {
 	p := make([]float64, m.c)
 	m.logits(w, x, p)
-	mx := math.Inf(-1)
-	for _, v := range p {
-		mx = math.Max(mx, v)
-	}
-	var lse float64
-	for _, v := range p {
-		lse += math.Exp(v - mx)
-	}
-	loss := mx + math.Log(lse) - p[int(y)]
-	softmaxInPlace(p)
+	loss := crossEntropy(p, int(y))
 	for k := range p {
 		r := p[k]
-		if k == int(y) {
-			r -= 1
-		}
 		row := g[k*(m.d+1) : (k+1)*(m.d+1)]
 		for i, v := range x {
 			row[i] += r * v
@@ -248,18 +253,8 @@ func (m mlp) Grad(w, x []float64, y float64, g []float64) float64 {
 		loss = logLoss1(z[0], y)
 		dz[0] = sigmoid(z[0]) - y
 	case Multiclass:
-		mx := math.Inf(-1)
-		for _, v := range z {
-			mx = math.Max(mx, v)
-		}
-		var s float64
-		for _, v := range z {
-			s += math.Exp(v - mx)
-		}
-		loss = mx + math.Log(s) - z[int(y)]
 		copy(dz, z)
-		softmaxInPlace(dz)
-		dz[int(y)] -= 1
+		loss = crossEntropy(dz, int(y))
 	default:
 		r := z[0] - y
 		loss = r * r / 2
