@@ -1,0 +1,786 @@
+package protocol
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol/wire"
+	"github.com/fl-secure/fl-secure/secagg"
+)
+
+// MaxMessage bounds every gRPC message in either direction (256 MiB: a
+// d = 2^24 vector of 64-bit ring elements with room to spare).
+const MaxMessage = 256 << 20
+
+// wireVersion is the protocol version a Hello must carry.
+const wireVersion = 1
+
+// Engine phases of a secagg round on the wire.
+const (
+	phaseAdvert = iota
+	phaseShares
+	phaseMasked
+	phaseConsistency
+	phaseUnmask
+)
+
+// CoordinatorConfig configures a network coordinator.
+type CoordinatorConfig struct {
+	Cert, Key, CA string
+	Roster        *Roster
+	Mode          Mode // SecAgg or Plain over the network
+	Rounds        int
+	Epsilon       float64 // 0: no DP (refused by sites unless they allow it)
+	Delta         float64
+	Clip          float64
+	LearningRate  float64
+	Model         string
+	Features      int
+	Classes       int
+	Hidden        int
+	MinCohort     int
+	Colluders     int
+	Bits          int
+	PhaseTimeout  time.Duration
+	// JoinWait is how long the coordinator waits for every site before
+	// starting a round with those connected (at least MinCohort).
+	JoinWait time.Duration
+	State    string // directory: ledger, ledger key, statistics, checkpoints
+	Logger   *slog.Logger
+	Progress func(RoundResult)
+}
+
+// A Coordinator drives rounds over the sites' sessions.
+type Coordinator struct {
+	cfg      CoordinatorConfig
+	log      *slog.Logger
+	mu       sync.Mutex
+	sessions map[int]*session
+	changed  chan struct{}
+	srv      *grpc.Server
+	attempt  uint64 // distinguishes secagg sessions of one round
+	wire.UnimplementedCoordinatorServer
+}
+
+// sessionID makes a fresh secure-aggregation round identifier for training
+// round r: secagg binds every key and signature to it, and no identifier
+// is ever reused, even across restarts (the attempt counter starts at a
+// random value).
+func (c *Coordinator) sessionID(r int) uint64 {
+	c.attempt++
+	return uint64(r)<<20 | c.attempt&(1<<20-1)
+}
+
+// roundOf returns the training round of a session identifier.
+func roundOf(session uint64) int { return int(session >> 20) }
+
+type session struct {
+	site  int
+	inbox chan *wire.SiteMessage
+	send  func(*wire.CoordinatorMessage) error
+	done  chan struct{}
+}
+
+// NewCoordinator validates cfg and prepares the gRPC server (TLS 1.3,
+// client certificates checked against the roster before any message).
+func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
+	if cfg.Roster == nil {
+		return nil, errors.New("protocol: coordinator needs a roster")
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = SecAgg
+	}
+	if cfg.Mode != SecAgg && cfg.Mode != Plain {
+		return nil, fmt.Errorf("protocol: mode %q is not served over the network yet (secagg, plain)", cfg.Mode)
+	}
+	n := len(cfg.Roster.Sites)
+	if cfg.MinCohort == 0 {
+		cfg.MinCohort = max(3, n/2+1)
+	}
+	if cfg.MinCohort < 3 || cfg.MinCohort > n || cfg.Colluders < 0 || cfg.Colluders >= cfg.MinCohort {
+		return nil, fmt.Errorf("protocol: minimum cohort %d with %d colluders for %d sites", cfg.MinCohort, cfg.Colluders, n)
+	}
+	if cfg.Rounds < 1 || !(cfg.Clip > 0) || !(cfg.LearningRate > 0) || cfg.Features < 1 {
+		return nil, fmt.Errorf("protocol: rounds %d, clip %v, learning rate %v, features %d", cfg.Rounds, cfg.Clip, cfg.LearningRate, cfg.Features)
+	}
+	if cfg.Epsilon > 0 && cfg.Mode == Plain {
+		return nil, errors.New("protocol: DP needs secagg: in plain mode the coordinator sees every update")
+	}
+	if cfg.Bits == 0 {
+		cfg.Bits = 32
+	}
+	if cfg.PhaseTimeout == 0 {
+		cfg.PhaseTimeout = 30 * time.Second
+	}
+	if cfg.Classes == 0 {
+		cfg.Classes = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.State == "" {
+		return nil, errors.New("protocol: coordinator needs a state directory")
+	}
+	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1)}
+	var rb [8]byte
+	rand.Read(rb[:])
+	c.attempt = uint64(rb[0]) | uint64(rb[1])<<8 | uint64(rb[2]&0x0f)<<16
+	c.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
+	wire.RegisterCoordinatorServer(c.srv, c)
+	return c, nil
+}
+
+// Serve accepts sessions on lis until Stop.
+func (c *Coordinator) Serve(lis net.Listener) error { return c.srv.Serve(lis) }
+
+// Stop closes every session and the listener.
+func (c *Coordinator) Stop() { c.srv.Stop() }
+
+// Session implements the gRPC service: it authenticates the site by its
+// certificate, checks its Hello, and relays its messages to the round
+// driver until the stream ends.
+func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
+	p, ok := peer.FromContext(stream.Context())
+	if !ok {
+		return errors.New("protocol: no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return errors.New("protocol: session without a client certificate")
+	}
+	site, ok := c.cfg.Roster.siteForCert(ti.State.PeerCertificates[0].Raw)
+	if !ok {
+		return errors.New("protocol: certificate not on the roster")
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHello()
+	if h == nil || int(h.Site) != site || h.Version != wireVersion {
+		c.log.Warn("bad hello", "site", site)
+		return fmt.Errorf("protocol: the first message must be Hello from site %d, version %d", site, wireVersion)
+	}
+	var sendMu sync.Mutex
+	s := &session{site: site, inbox: make(chan *wire.SiteMessage, 64), done: make(chan struct{}),
+		send: func(m *wire.CoordinatorMessage) error {
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			return stream.Send(m)
+		}}
+	if err := s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Welcome{Welcome: &wire.Welcome{Site: uint32(site), Mode: string(c.cfg.Mode)}}}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if old, ok := c.sessions[site]; ok {
+		close(old.done)
+	}
+	c.sessions[site] = s
+	c.mu.Unlock()
+	c.notify()
+	c.log.Info("site connected", "site", site)
+	defer func() {
+		c.mu.Lock()
+		if c.sessions[site] == s {
+			delete(c.sessions, site)
+		}
+		c.mu.Unlock()
+		c.notify()
+		c.log.Info("site disconnected", "site", site)
+	}()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		select {
+		case s.inbox <- m:
+		case <-s.done:
+			return nil
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (c *Coordinator) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// connected returns the connected sites, sorted.
+func (c *Coordinator) connected() []*session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*session
+	for _, s := range c.sessions {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].site < out[j].site })
+	return out
+}
+
+// waitFor waits until every site is connected, or JoinWait has passed with
+// at least want connected.
+func (c *Coordinator) waitFor(ctx context.Context, want int) ([]*session, error) {
+	deadline := time.Now().Add(c.cfg.JoinWait)
+	for {
+		s := c.connected()
+		if len(s) == len(c.cfg.Roster.Sites) || (len(s) >= want && time.Now().After(deadline)) {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// coordState is what survives a coordinator restart.
+type coordState struct {
+	Mean  []float64 `json:"mean"`
+	Scale []float64 `json:"scale"`
+	Rows  float64   `json:"rows"`
+}
+
+// Run waits for sites and runs the federation: a statistics round (if not
+// done before a restart), then training rounds until Rounds have been
+// charged or the budget refuses. After a crash it resumes from the ledger
+// and the last checkpoint: a round charged but not checkpointed is not run
+// again (its budget is spent) and the model resumes from the checkpoint
+// before it.
+func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+		return nil, err
+	}
+	model, err := fl.NewModel(cfg.Model, fl.Binary, cfg.Features, cfg.Classes, cfg.Hidden)
+	if cfg.Classes > 2 {
+		model, err = fl.NewModel(cfg.Model, fl.Multiclass, cfg.Features, cfg.Classes, cfg.Hidden)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := model.NumParams()
+	sum := &Summary{Mode: cfg.Mode, DP: cfg.Epsilon > 0, Disclosed: disclosed}
+	var ledger *dp.Ledger
+	var plan *dp.DistributedNoise
+	next := 1
+	w := model.Init(0)
+	if cfg.Epsilon > 0 {
+		sum.Level, sum.Delta = dp.RecordLevel, cfg.Delta
+		ledger, err = c.openLedger()
+		if err != nil {
+			return nil, err
+		}
+		defer ledger.Close()
+		sum.Ledger = filepath.Join(cfg.State, "coordinator-ledger.jsonl")
+		sum.LedgerKey = base64.StdEncoding.EncodeToString(ledgerPub(cfg.State))
+		entries, err := dp.ReadLedger(sum.Ledger)
+		if err != nil {
+			return nil, err
+		}
+		if last := entries[len(entries)-1]; last.Kind == "charge" {
+			next = last.Round + 1
+			// Resume from the newest checkpoint at or before the last charge.
+			for r := last.Round; r >= 1; r-- {
+				if m, err := readCheckpoint(cfg.State, r); err == nil && len(m) == d {
+					w = m
+					break
+				}
+			}
+			c.log.Info("resuming", "next_round", next, "spent", ledger.Spent())
+		}
+		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
+		if err != nil {
+			return nil, err
+		}
+		n := len(cfg.Roster.Sites)
+		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dp.DistributedConfig{Clip: cfg.Clip, ClientNorm: cfg.Clip * 1e5,
+			Clients: n, Threshold: cfg.MinCohort, Colluders: cfg.Colluders, Dim: d, Bits: cfg.Bits})
+		if err != nil {
+			return nil, err
+		}
+		sum.NoiseMultiplier, sum.SiteSigma = plan.NoiseMultiplier, plan.LocalSigma
+	}
+
+	// Federated standardization (once; kept across restarts).
+	var st coordState
+	statePath := filepath.Join(cfg.State, "statistics.json")
+	if b, err := os.ReadFile(statePath); err == nil && json.Unmarshal(b, &st) == nil && len(st.Mean) == cfg.Features {
+		c.log.Info("statistics loaded", "rows", st.Rows)
+	} else {
+		for {
+			sess, err := c.waitFor(ctx, cfg.MinCohort)
+			if err != nil {
+				return nil, err
+			}
+			v, _, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16)}, nil)
+			if err != nil {
+				c.log.Warn("statistics round failed; retrying", "err", err)
+				continue
+			}
+			stats, err := fl.StatsFromVector(v, cfg.Features)
+			if err != nil {
+				return nil, err
+			}
+			std, err := fl.NewStandardizer(stats)
+			if err != nil {
+				return nil, err
+			}
+			st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
+			b, _ := json.Marshal(st)
+			if err := writeAtomic(statePath, b); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+
+	for r := next; r <= cfg.Rounds; r++ {
+		res := RoundResult{Round: r}
+		sess, err := c.waitFor(ctx, cfg.MinCohort)
+		if err != nil {
+			return nil, err
+		}
+		start := &wire.RoundStart{Round: c.sessionID(r), Kind: wire.RoundStart_TRAIN, Model: w, Length: uint32(d), Bits: uint32(cfg.Bits),
+			Clip: cfg.Clip, MinCohort: uint32(cfg.MinCohort), Colluders: uint32(cfg.Colluders), ModelName: cfg.Model,
+			Mean: st.Mean, Scale: st.Scale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16)}
+		var charge func(int) error
+		if plan != nil {
+			start.Gamma, start.SiteSigma, start.Bits = plan.Gamma, plan.LocalSigma, uint32(cfg.Bits)
+			ch := dp.Charge{RunID: "federation", Round: r, Level: dp.RecordLevel,
+				Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
+				Sigma: plan.LocalSigma * math.Sqrt(float64(plan.Honest)), Clip: cfg.Clip, Participants: len(cfg.Roster.Sites), Colluders: cfg.Colluders}
+			if _, err := ledger.Preview(ch); err != nil {
+				res.Status, res.Epsilon = "budget-refused", ledger.Spent()
+				sum.Rounds = append(sum.Rounds, res)
+				c.log.Info("round refused by the budget", "round", r, "err", err)
+				break
+			}
+			charge = func(survivors int) error {
+				ch.Survivors = survivors
+				_, err := ledger.Charge(ch)
+				return err
+			}
+		}
+		agg, n, err := c.secureSum(ctx, sess, start, charge)
+		if err != nil {
+			res.Status, res.Participants = "failed", n
+			c.log.Warn("round failed", "round", r, "err", err)
+			sum.Rounds = append(sum.Rounds, res)
+			if errors.Is(err, ErrCohort) {
+				res.Status = "below-cohort"
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(res)
+			}
+			if ledger != nil && ledgerHas(sum.Ledger, r) {
+				continue // charged, result lost: the round is spent
+			}
+			r-- // nothing was charged: try the round again
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		for k := range w {
+			w[k] -= cfg.LearningRate / st.Rows * agg[k]
+		}
+		if err := checkpoint(cfg.State, r, w, spent(ledger)); err != nil {
+			return nil, err
+		}
+		res.Status, res.Participants, res.Epsilon = "ok", n, spent(ledger)
+		sum.Rounds = append(sum.Rounds, res)
+		for _, s := range sess {
+			s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_End{End: &wire.RoundEnd{Round: start.Round, Status: "ok", Model: w, Epsilon: res.Epsilon}}})
+		}
+		c.log.Info("round done", "round", r, "participants", n, "epsilon", res.Epsilon)
+		if cfg.Progress != nil {
+			cfg.Progress(res)
+		}
+	}
+	sum.Model, sum.Epsilon = w, spent(ledger)
+	for _, s := range c.connected() {
+		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
+	}
+	return sum, nil
+}
+
+// ErrCohort is returned when fewer sites than the minimum cohort remain.
+var ErrCohort = errors.New("protocol: fewer sites than the minimum cohort")
+
+func spent(l *dp.Ledger) float64 {
+	if l == nil {
+		return 0
+	}
+	return l.Spent()
+}
+
+func ledgerHas(path string, round int) bool {
+	es, err := dp.ReadLedger(path)
+	if err != nil {
+		return true // be conservative: treat as charged
+	}
+	for _, e := range es {
+		if e.Kind == "charge" && e.Round == round {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Coordinator) openLedger() (*dp.Ledger, error) {
+	path := filepath.Join(c.cfg.State, "coordinator-ledger.jsonl")
+	keyPath := filepath.Join(c.cfg.State, "ledger-key.pem")
+	if _, err := os.Stat(path); err == nil {
+		key, err := readKey(keyPath)
+		if err != nil {
+			return nil, err
+		}
+		return dp.OpenLedger(path, key)
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return nil, err
+	}
+	os.WriteFile(filepath.Join(c.cfg.State, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
+	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: c.cfg.Delta, Cap: c.cfg.Epsilon})
+}
+
+func ledgerPub(state string) []byte {
+	k, err := readKey(filepath.Join(state, "ledger-key.pem"))
+	if err != nil {
+		return nil
+	}
+	return k.Public().(ed25519.PublicKey)
+}
+
+// collect gathers one message per site from sess until all have answered
+// or the phase times out; silent or disconnected sites are dropouts.
+func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*wire.SiteMessage) bool) map[int]*wire.SiteMessage {
+	out := map[int]*wire.SiteMessage{}
+	deadline := time.NewTimer(c.cfg.PhaseTimeout)
+	defer deadline.Stop()
+	type got struct {
+		site int
+		m    *wire.SiteMessage
+	}
+	ch := make(chan got, len(sess))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range sess {
+		wg.Add(1)
+		go func(s *session) {
+			defer wg.Done()
+			for {
+				select {
+				case m := <-s.inbox:
+					if want(m) {
+						ch <- got{s.site, m}
+						return
+					}
+					if r := m.GetRefuse(); r != nil {
+						ch <- got{s.site, m}
+						return
+					}
+					if m.GetJoin() != nil {
+						continue
+					}
+					c.log.Warn("unexpected message ignored", "site", s.site, "msg", fmt.Sprintf("%T", m.Body))
+				case <-s.done:
+					return
+				case <-stop:
+					return
+				}
+			}
+		}(s)
+	}
+	for len(out) < len(sess) {
+		select {
+		case g := <-ch:
+			out[g.site] = g.m
+		case <-deadline.C:
+			close(stop)
+			wg.Wait()
+			return out
+		case <-ctx.Done():
+			close(stop)
+			wg.Wait()
+			return out
+		}
+	}
+	close(stop)
+	wg.Wait()
+	return out
+}
+
+func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
+	return func(m *wire.SiteMessage) bool {
+		e := m.GetEngine()
+		return e != nil && e.Round == round && e.Phase == phase
+	}
+}
+
+// secureSum runs one secagg (or plain) session among the connected sites
+// and returns the unmasked sum. charge, if set, is called with the number
+// of survivors after the masked inputs are in and before anything is
+// unmasked: privacy is charged before release.
+func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, error) {
+	members := make([]uint32, len(sess))
+	for i, s := range sess {
+		members[i] = uint32(s.site)
+	}
+	start.Members = members
+	start.Threshold = uint32(len(sess)/2 + 1)
+	for _, s := range sess {
+		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
+	}
+	round := start.Round
+	if c.cfg.Mode == Plain {
+		got := c.collect(ctx, sess, func(m *wire.SiteMessage) bool {
+			p := m.GetPlain()
+			return p != nil && p.Round == round && len(p.Vector) == int(start.Length)
+		})
+		out := make([]float64, start.Length)
+		n := 0
+		for _, m := range got {
+			if p := m.GetPlain(); p != nil {
+				n++
+				for i, x := range p.Vector {
+					out[i] += x
+				}
+			}
+		}
+		if n < c.cfg.MinCohort {
+			return nil, n, ErrCohort
+		}
+		return out, n, nil
+	}
+	ids := c.cfg.Roster.identities()
+	pubs := make([]ed25519.PublicKey, len(sess))
+	for i, s := range sess {
+		pubs[i] = ids[s.site-1]
+	}
+	roster, err := secagg.NewRoster(pubs)
+	if err != nil {
+		return nil, 0, err
+	}
+	p := secagg.Params{Round: round, Clients: len(sess), Threshold: len(sess)/2 + 1, Degree: len(sess) - 1,
+		Corrupt: min(c.cfg.Colluders, len(sess)/2), Length: int(start.Length), Bits: int(start.Bits)}
+	if err := p.Validate(); err != nil {
+		return nil, 0, err
+	}
+	srv, err := secagg.NewServer(p, roster)
+	if err != nil {
+		return nil, 0, err
+	}
+	client := map[int]int{} // site → secagg client id
+	for i, s := range sess {
+		client[s.site] = i + 1
+	}
+	bySite := map[int]*session{}
+	for _, s := range sess {
+		bySite[s.site] = s
+	}
+	sendEngine := func(site int, phase uint32, b []byte) {
+		bySite[site].send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: round, Phase: phase, Payload: b}}})
+	}
+	handle := func(phase uint32, f func(site int, b []byte) error) []int {
+		got := c.collect(ctx, sess, engineFor(round, phase))
+		var ok []int
+		for site, m := range got {
+			if m.GetRefuse() != nil {
+				c.log.Info("site refused", "site", site, "round", round, "reason", m.GetRefuse().Reason)
+				continue
+			}
+			if err := f(site, m.GetEngine().Payload); err != nil {
+				c.log.Warn("bad message", "site", site, "phase", phase, "err", err)
+				continue
+			}
+			ok = append(ok, site)
+		}
+		sort.Ints(ok)
+		return ok
+	}
+	// Phase 0: adverts.
+	adv := handle(phaseAdvert, func(_ int, b []byte) error {
+		var m secagg.Advert
+		if err := m.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		return srv.HandleAdvert(&m)
+	})
+	if len(adv) < c.cfg.MinCohort {
+		c.log.Debug("adverts", "n", len(adv))
+		return nil, len(adv), fmt.Errorf("%w: %d adverts", ErrCohort, len(adv))
+	}
+	list, err := srv.AdvertList()
+	if err != nil {
+		return nil, len(adv), err
+	}
+	lb, _ := list.MarshalBinary()
+	for _, site := range adv {
+		sendEngine(site, phaseAdvert, lb)
+	}
+	// Phase 1: shares.
+	sh := handle(phaseShares, func(_ int, b []byte) error {
+		var m secagg.Shares
+		if err := m.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		return srv.HandleShares(&m)
+	})
+	if len(sh) < c.cfg.MinCohort {
+		return nil, len(sh), fmt.Errorf("%w: %d share messages", ErrCohort, len(sh))
+	}
+	fwd, err := srv.ForwardedShares()
+	if err != nil {
+		return nil, len(sh), err
+	}
+	for _, site := range sh {
+		if f, ok := fwd[uint32(client[site])]; ok {
+			b, _ := f.MarshalBinary()
+			sendEngine(site, phaseShares, b)
+		}
+	}
+	// Phase 2: masked inputs.
+	handle(phaseMasked, func(_ int, b []byte) error { return srv.HandleEncodedMaskedInput(b) })
+	creq, err := srv.ConsistencyRequest()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrCohort, err)
+	}
+	survivors := srv.Survivors()
+	if len(survivors) < c.cfg.MinCohort {
+		return nil, len(survivors), fmt.Errorf("%w: %d masked inputs", ErrCohort, len(survivors))
+	}
+	// Charge before anything can be unmasked.
+	if charge != nil {
+		if err := charge(len(survivors)); err != nil {
+			return nil, len(survivors), err
+		}
+	}
+	cb, _ := creq.MarshalBinary()
+	for _, id := range survivors {
+		sendEngine(int(members[id-1]), phaseMasked, cb)
+	}
+	// Phase 3: consistency signatures.
+	handle(phaseConsistency, func(_ int, b []byte) error {
+		var m secagg.ConsistencySignature
+		if err := m.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		return srv.HandleSignature(&m)
+	})
+	ureq, err := srv.UnmaskRequest()
+	if err != nil {
+		return nil, len(survivors), err
+	}
+	ub, _ := ureq.MarshalBinary()
+	for _, s := range ureq.Signatures {
+		sendEngine(int(members[s.Signer-1]), phaseConsistency, ub)
+	}
+	// Phase 4: unmasking.
+	handle(phaseUnmask, func(_ int, b []byte) error {
+		var m secagg.UnmaskResponse
+		if err := m.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		return srv.HandleUnmask(&m)
+	})
+	raw, err := srv.Aggregate()
+	if err != nil {
+		return nil, len(survivors), err
+	}
+	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), nil
+}
+
+func decodeRing(raw []uint64, bits int, gamma float64) []float64 {
+	mask := ^uint64(0)
+	if bits < 64 {
+		mask = 1<<bits - 1
+	}
+	half := uint64(1) << (bits - 1)
+	out := make([]float64, len(raw))
+	for k, v := range raw {
+		v &= mask
+		x := float64(v)
+		if v >= half {
+			x = -float64((^v + 1) & mask)
+		}
+		out[k] = x * gamma
+	}
+	return out
+}
+
+func readCheckpoint(dir string, round int) ([]float64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "checkpoints", fmt.Sprintf("round-%04d.safetensors", round)))
+	if err != nil {
+		return nil, err
+	}
+	ts, _, err := fl.ReadSafetensors(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return ts["model"].Data, nil
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func loadStats(dir string) (coordState, error) {
+	var st coordState
+	b, err := os.ReadFile(filepath.Join(dir, "statistics.json"))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}

@@ -1,0 +1,385 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// A Roster lists the sites of a federation: their ids, the SHA-256 of
+// their TLS certificates, and their Ed25519 identity keys (which sign
+// secure-aggregation adverts and he submissions).
+type Roster struct {
+	Sites []RosterSite `json:"sites"`
+}
+
+// RosterSite is one site of a Roster.
+type RosterSite struct {
+	ID       int    `json:"id"`
+	CertHash string `json:"cert_sha256"` // hex SHA-256 of the DER certificate
+	Identity string `json:"identity"`    // base64 Ed25519 public key
+}
+
+// Provision writes a federation's kits under out: ca.pem, coordinator/
+// (certificate, key, roster, config template) and site-N/ for each site
+// (certificate, key, Ed25519 identity key, roster, the coordinator's pin,
+// config template). Private keys are written 0600. It refuses to write
+// into a directory that already holds a kit.
+func Provision(out string, sites int, hosts []string) error {
+	if sites < 3 || sites > 1000 {
+		return fmt.Errorf("protocol: %d sites: a federation needs 3 to 1000", sites)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ca.pem")); err == nil {
+		return fmt.Errorf("protocol: %s already holds a kit; refusing to overwrite it", out)
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1"}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	caPub, caKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: "fl-secure federation CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caPub, caKey)
+	if err != nil {
+		return err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	if err := writePEM(filepath.Join(out, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+		return err
+	}
+	issue := func(cn string, server bool) ([]byte, ed25519.PrivateKey, error) {
+		pub, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		t := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature}
+		if server {
+			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+			for _, h := range hosts {
+				if ip := net.ParseIP(h); ip != nil {
+					t.IPAddresses = append(t.IPAddresses, ip)
+				} else {
+					t.DNSNames = append(t.DNSNames, h)
+				}
+			}
+		} else {
+			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, t, ca, pub, caKey)
+		return der, key, err
+	}
+	coordDER, coordKey, err := issue("fl-secure coordinator", true)
+	if err != nil {
+		return err
+	}
+	pin := certHash(coordDER)
+	var roster Roster
+	type siteKit struct {
+		der      []byte
+		key      ed25519.PrivateKey
+		identity ed25519.PrivateKey
+	}
+	kits := make([]siteKit, sites)
+	for i := range kits {
+		der, key, err := issue(fmt.Sprintf("fl-secure site %d", i+1), false)
+		if err != nil {
+			return err
+		}
+		idPub, id, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		kits[i] = siteKit{der, key, id}
+		roster.Sites = append(roster.Sites, RosterSite{ID: i + 1, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub)})
+	}
+	rj, _ := json.MarshalIndent(roster, "", "  ")
+	cd := filepath.Join(out, "coordinator")
+	if err := os.MkdirAll(cd, 0o700); err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(cd, "cert.pem"), "CERTIFICATE", coordDER, 0o644); err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(cd, "key.pem"), coordKey); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cd, "roster.json"), rj, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cd, "coordinator.conf"), []byte(coordinatorTemplate), 0o644); err != nil {
+		return err
+	}
+	for i, k := range kits {
+		sd := filepath.Join(out, fmt.Sprintf("site-%d", i+1))
+		if err := os.MkdirAll(sd, 0o700); err != nil {
+			return err
+		}
+		if err := writePEM(filepath.Join(sd, "cert.pem"), "CERTIFICATE", k.der, 0o644); err != nil {
+			return err
+		}
+		if err := writeKey(filepath.Join(sd, "key.pem"), k.key); err != nil {
+			return err
+		}
+		if err := writeKey(filepath.Join(sd, "identity.pem"), k.identity); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(sd, "roster.json"), rj, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(sd, "coordinator.pin"), []byte(pin+"\n"), 0o644); err != nil {
+			return err
+		}
+		conf := fmt.Sprintf(siteTemplate, i+1, hosts[0])
+		if err := os.WriteFile(filepath.Join(sd, "client.conf"), []byte(conf), 0o644); err != nil {
+			return err
+		}
+		if err := writePEM(filepath.Join(sd, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n
+}
+
+func certHash(der []byte) string {
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:])
+}
+
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	defer f.Close()
+	return pem.Encode(f, &pem.Block{Type: typ, Bytes: der})
+}
+
+func writeKey(path string, key ed25519.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "PRIVATE KEY", der, 0o600)
+}
+
+// readKey loads an Ed25519 private key from a PKCS #8 PEM file.
+func readKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("protocol: %s holds no PEM private key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %s: %w", path, err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("protocol: %s is not an Ed25519 key", path)
+	}
+	return ek, nil
+}
+
+// LoadRoster reads a roster file and checks it.
+func LoadRoster(path string) (*Roster, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	var r Roster
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("protocol: roster %s: %w", path, err)
+	}
+	if len(r.Sites) < 3 {
+		return nil, fmt.Errorf("protocol: roster %s lists %d sites", path, len(r.Sites))
+	}
+	for i, s := range r.Sites {
+		if s.ID != i+1 {
+			return nil, fmt.Errorf("protocol: roster %s: entry %d has id %d", path, i+1, s.ID)
+		}
+		if k, err := base64.StdEncoding.DecodeString(s.Identity); err != nil || len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("protocol: roster %s: site %d identity key is not a base64 Ed25519 key", path, s.ID)
+		}
+		if h, err := hex.DecodeString(s.CertHash); err != nil || len(h) != 32 {
+			return nil, fmt.Errorf("protocol: roster %s: site %d certificate hash is not 32 hex bytes", path, s.ID)
+		}
+	}
+	return &r, nil
+}
+
+// identities returns the roster's Ed25519 keys in id order.
+func (r *Roster) identities() []ed25519.PublicKey {
+	out := make([]ed25519.PublicKey, len(r.Sites))
+	for i, s := range r.Sites {
+		out[i], _ = base64.StdEncoding.DecodeString(s.Identity)
+	}
+	return out
+}
+
+// siteForCert returns the roster id whose certificate hash is that of der.
+func (r *Roster) siteForCert(der []byte) (int, bool) {
+	h := certHash(der)
+	for _, s := range r.Sites {
+		if s.CertHash == h {
+			return s.ID, true
+		}
+	}
+	return 0, false
+}
+
+// serverTLS returns the coordinator's TLS 1.3 configuration: client
+// certificates must chain to the federation CA and be on the roster.
+func serverTLS(certFile, keyFile, caFile string, roster *Roster) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: coordinator certificate: %w", err)
+	}
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("protocol: no client certificate")
+			}
+			if _, ok := roster.siteForCert(raw[0]); !ok {
+				return errors.New("protocol: client certificate is not on the roster")
+			}
+			return nil
+		},
+	}, nil
+}
+
+// clientTLS returns a site's TLS 1.3 configuration: the coordinator's
+// certificate must chain to the federation CA and match the pin.
+func clientTLS(certFile, keyFile, caFile, pin, serverName string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: site certificate: %w", err)
+	}
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ServerName:   serverName,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || certHash(raw[0]) != pin {
+				return errors.New("protocol: the coordinator's certificate does not match the pin in this kit")
+			}
+			return nil
+		},
+	}, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("protocol: %s holds no certificate", caFile)
+	}
+	return pool, nil
+}
+
+const coordinatorTemplate = `# fl-secure coordinator configuration. Lines are "key = value"; # starts
+# a comment. Paths are relative to this file. Flags override every key.
+
+# Where sites connect (host:port).
+listen = 0.0.0.0:7443
+cert = cert.pem
+key = key.pem
+ca = ../ca.pem
+roster = roster.json
+
+# secagg (default), he, or plain (NOT PRIVATE: the coordinator sees every
+# update).
+mode = secagg
+rounds = 30
+# Whole-run privacy budget of the federation (record level).
+epsilon = 3
+delta = 1e-5
+clip = 1
+learning_rate = 1
+# The model: logistic, linear, softmax or mlp, and the feature count.
+model = logistic
+features = 30
+# Never open a sum of fewer sites; noise is sized for min_cohort − colluders
+# honest sites.
+min_cohort = 3
+colluders = 0
+# A site silent this long in a phase is a dropout.
+phase_timeout = 30s
+# Ledger, checkpoints and the ledger's signing key live here.
+state = state
+`
+
+const siteTemplate = `# fl-secure site configuration. Lines are "key = value"; # starts a
+# comment. Paths are relative to this file. Flags override every key.
+
+site = %d
+coordinator = %s:7443
+cert = cert.pem
+key = key.pem
+identity = identity.pem
+ca = ca.pem
+roster = roster.json
+pin_file = coordinator.pin
+
+# This hospital's own privacy budget: rounds that would pass it are refused,
+# whatever the coordinator asks.
+epsilon_cap = 3
+delta = 1e-5
+# The least noise this site accepts: it counts no more than min_cohort −
+# colluders honest sites, whatever the coordinator claims.
+min_cohort = 3
+colluders = 0
+
+# Local data: a CSV file with a header and a label column.
+data = local.csv
+label = malignant
+# This hospital's ledger.
+state = state
+`

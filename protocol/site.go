@@ -1,0 +1,533 @@
+package protocol
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol/wire"
+	"github.com/fl-secure/fl-secure/secagg"
+)
+
+// SiteConfig configures a hospital's client.
+type SiteConfig struct {
+	Site        int
+	Coordinator string // host:port
+	ServerName  string // TLS name of the coordinator (default: the host)
+	Cert, Key   string
+	Identity    string // Ed25519 identity key file (PKCS #8 PEM)
+	CA          string
+	Pin         string // hex SHA-256 of the coordinator's certificate
+	Roster      *Roster
+	// EpsilonCap is this hospital's own budget; 0 refuses every DP round
+	// and AllowNoDP decides rounds without noise.
+	EpsilonCap float64
+	Delta      float64
+	AllowNoDP  bool
+	// MinCohort and Colluders are this hospital's floors: it accounts its
+	// charge with no more honest sites than max(its, the coordinator's)
+	// MinCohort − Colluders.
+	MinCohort, Colluders int
+	Data                 *fl.Dataset
+	// Update, if set, is sent (clipped) instead of training on Data: an
+	// update trained elsewhere. ModelOut receives the global model after
+	// every round (.npy or .safetensors by extension).
+	Update   []float64
+	ModelOut string
+	State    string
+	Logger   *slog.Logger
+	// Rand, if set, replaces crypto/rand for noise and rounding (tests).
+	Rand func() *dp.Sampler
+}
+
+// A Site runs one hospital's side of the protocol.
+type Site struct {
+	cfg      SiteConfig
+	log      *slog.Logger
+	identity ed25519.PrivateKey
+	ledger   *dp.Ledger
+	sampler  *dp.Sampler
+	rounds   int // completed rounds
+}
+
+// NewSite loads the site's keys and ledger.
+func NewSite(cfg SiteConfig) (*Site, error) {
+	if cfg.Roster == nil || cfg.Site < 1 || cfg.Site > len(cfg.Roster.Sites) {
+		return nil, fmt.Errorf("protocol: site %d is not on the roster", cfg.Site)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	id, err := readKey(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	want, _ := base64.StdEncoding.DecodeString(cfg.Roster.Sites[cfg.Site-1].Identity)
+	if !id.Public().(ed25519.PublicKey).Equal(ed25519.PublicKey(want)) {
+		return nil, fmt.Errorf("protocol: identity key is not site %d's roster key", cfg.Site)
+	}
+	if cfg.State == "" {
+		return nil, errors.New("protocol: site needs a state directory")
+	}
+	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
+	if cfg.EpsilonCap > 0 {
+		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Rand != nil {
+		s.sampler = cfg.Rand()
+	} else if s.sampler, err = dp.NewSampler(nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSiteLedger(dir string, cap, delta float64) (*dp.Ledger, error) {
+	path := filepath.Join(dir, "site-ledger.jsonl")
+	keyPath := filepath.Join(dir, "ledger-key.pem")
+	if _, err := os.Stat(path); err == nil {
+		key, err := readKey(keyPath)
+		if err != nil {
+			return nil, err
+		}
+		return dp.OpenLedger(path, key)
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return nil, err
+	}
+	os.WriteFile(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
+	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: delta, Cap: cap})
+}
+
+// Close closes the site's ledger.
+func (s *Site) Close() {
+	if s.ledger != nil {
+		s.ledger.Close()
+	}
+}
+
+// Spent returns the ε this hospital's ledger has recorded.
+func (s *Site) Spent() float64 { return spent(s.ledger) }
+
+// Rounds returns the rounds completed.
+func (s *Site) Rounds() int { return s.rounds }
+
+// Run connects to the coordinator (dialling out only) and serves rounds
+// until ctx ends or the coordinator says goodbye, reconnecting with
+// exponential backoff (up to 30 s) after network failures.
+func (s *Site) Run(ctx context.Context) error {
+	host := s.cfg.ServerName
+	if host == "" {
+		host, _, _ = cutPort(s.cfg.Coordinator)
+	}
+	tc, err := clientTLS(s.cfg.Cert, s.cfg.Key, s.cfg.CA, s.cfg.Pin, host)
+	if err != nil {
+		return err
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		err := s.session(ctx, tc)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errGoodbye) {
+			return nil
+		}
+		if errors.Is(err, errFatal) {
+			return err
+		}
+		s.log.Warn("session ended; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+var (
+	errGoodbye = errors.New("protocol: coordinator said goodbye")
+	errFatal   = errors.New("protocol: fatal")
+)
+
+func cutPort(addr string) (string, string, bool) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i], addr[i+1:], true
+		}
+	}
+	return addr, "", false
+}
+
+func (s *Site) session(ctx context.Context, tc *tls.Config) error {
+	conn, err := grpc.NewClient(s.cfg.Coordinator, grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := wire.NewCoordinatorClient(conn).Session(sctx)
+	if err != nil {
+		return err
+	}
+	send := func(m *wire.SiteMessage) error { return stream.Send(m) }
+	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
+		return err
+	}
+	var r *siteRound
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch b := m.Body.(type) {
+		case *wire.CoordinatorMessage_Welcome:
+			if int(b.Welcome.Site) != s.cfg.Site {
+				return fmt.Errorf("%w: welcomed as site %d", errFatal, b.Welcome.Site)
+			}
+			s.log.Info("connected", "mode", b.Welcome.Mode)
+		case *wire.CoordinatorMessage_Start:
+			r = nil
+			nr, out, err := s.start(b.Start)
+			if err != nil {
+				s.log.Info("round refused", "round", roundOf(b.Start.Round), "reason", err.Error())
+				if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: b.Start.Round, Reason: err.Error()}}}); err != nil {
+					return err
+				}
+				continue
+			}
+			r = nr
+			for _, o := range out {
+				if err := send(o); err != nil {
+					return err
+				}
+			}
+		case *wire.CoordinatorMessage_Engine:
+			if r == nil || b.Engine.Round != r.start.Round {
+				s.log.Warn("engine message for no open round ignored")
+				continue
+			}
+			out, err := r.step(b.Engine)
+			if err != nil {
+				s.log.Warn("round abandoned", "round", roundOf(r.start.Round), "err", err)
+				r = nil
+				continue
+			}
+			if out != nil {
+				if err := send(out); err != nil {
+					return err
+				}
+			}
+		case *wire.CoordinatorMessage_End:
+			if b.End.Status == "ok" {
+				s.rounds++
+				if s.cfg.ModelOut != "" {
+					if err := writeModel(s.cfg.ModelOut, b.End.Model, roundOf(b.End.Round)); err != nil {
+						s.log.Error("writing the model", "err", err)
+					}
+				}
+			}
+			r = nil
+		case *wire.CoordinatorMessage_Bye:
+			return errGoodbye
+		}
+	}
+}
+
+// siteRound is the site's state in one secure-aggregation session.
+type siteRound struct {
+	s      *Site
+	start  *wire.RoundStart
+	client *secagg.Client
+	charge *dp.Charge
+}
+
+// start decides whether to take part in a round and, if so, returns the
+// round state and the messages to send (Join and the secagg advert, or the
+// plain vector).
+func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
+	r := &siteRound{s: s, start: st}
+	me := -1
+	for i, m := range st.Members {
+		if int(m) == s.cfg.Site {
+			me = i
+		}
+	}
+	if me < 0 {
+		return nil, nil, errors.New("not a member of this round")
+	}
+	if st.Kind == wire.RoundStart_TRAIN {
+		if st.SiteSigma == 0 {
+			if !s.cfg.AllowNoDP {
+				return nil, nil, errors.New("the round carries no DP noise and this site does not allow that")
+			}
+		} else {
+			ch, err := s.chargeFor(st)
+			if err != nil {
+				return nil, nil, err
+			}
+			if s.ledger == nil {
+				return nil, nil, errors.New("this site has no privacy budget (epsilon_cap)")
+			}
+			if _, err := s.ledger.Preview(ch); err != nil {
+				return nil, nil, err
+			}
+			r.charge = &ch
+		}
+	}
+	if st.Mode == string(Plain) {
+		if !s.cfg.AllowNoDP {
+			return nil, nil, errors.New("plain mode is NOT PRIVATE and this site does not allow it")
+		}
+		v, err := r.vector()
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, []*wire.SiteMessage{{Body: &wire.SiteMessage_Plain{Plain: &wire.PlainVector{Round: st.Round, Vector: v}}}}, nil
+	}
+	ids := s.cfg.Roster.identities()
+	pubs := make([]ed25519.PublicKey, len(st.Members))
+	for i, m := range st.Members {
+		if m < 1 || int(m) > len(ids) {
+			return nil, nil, fmt.Errorf("member %d is not on the roster", m)
+		}
+		pubs[i] = ids[m-1]
+	}
+	roster, err := secagg.NewRoster(pubs)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := secagg.Params{Round: st.Round, Clients: len(st.Members), Threshold: int(st.Threshold), Degree: len(st.Members) - 1,
+		Corrupt: min(int(st.Colluders), len(st.Members)/2), Length: int(st.Length), Bits: int(st.Bits)}
+	if p.Threshold <= len(st.Members)/2 {
+		return nil, nil, fmt.Errorf("threshold %d is not above half of %d members", p.Threshold, len(st.Members))
+	}
+	if r.client, err = secagg.NewClient(p, uint32(me+1), s.identity, roster, nil); err != nil {
+		return nil, nil, err
+	}
+	adv, err := r.client.AdvertiseKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	ab, _ := adv.MarshalBinary()
+	return r, []*wire.SiteMessage{
+		{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}},
+		engineMsg(st.Round, phaseAdvert, ab),
+	}, nil
+}
+
+func engineMsg(round uint64, phase uint32, b []byte) *wire.SiteMessage {
+	return &wire.SiteMessage{Body: &wire.SiteMessage_Engine{Engine: &wire.Engine{Round: round, Phase: phase, Payload: b}}}
+}
+
+// chargeFor recomputes the round's privacy charge from its public
+// parameters, counting no more honest sites than this site's own floors
+// allow, whatever the coordinator claims.
+func (s *Site) chargeFor(st *wire.RoundStart) (dp.Charge, error) {
+	k := max(int(st.MinCohort), s.cfg.MinCohort)
+	c := max(int(st.Colluders), s.cfg.Colluders)
+	if st.Gamma <= 0 || st.Clip <= 0 || st.Length == 0 {
+		return dp.Charge{}, errors.New("the round's noise parameters are incomplete")
+	}
+	if k > int(st.Sites) || c >= k {
+		return dp.Charge{}, fmt.Errorf("cohort %d with %d colluders among %d sites leaves no honest share", k, c, st.Sites)
+	}
+	sigma := st.SiteSigma * math.Sqrt(float64(k-c))
+	plan, err := dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: st.Clip, Clients: int(st.Sites), Threshold: k,
+		Colluders: c, Dim: int(st.Length), Gamma: st.Gamma})
+	if err != nil {
+		return dp.Charge{}, err
+	}
+	return dp.Charge{RunID: "federation", Round: roundOf(st.Round), Level: dp.RecordLevel,
+		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
+		Sigma: sigma, Clip: st.Clip, Participants: int(st.Sites), Colluders: c}, nil
+}
+
+// vector computes what the site contributes: statistics, or the sum of its
+// records' clipped gradients at the round's model, or its own update.
+func (r *siteRound) vector() ([]float64, error) {
+	st, cfg := r.start, r.s.cfg
+	if st.Kind == wire.RoundStart_STATISTICS {
+		if cfg.Data == nil {
+			// A site that only sends updates contributes no statistics.
+			return make([]float64, st.Length), nil
+		}
+		v := fl.LocalStats(cfg.Data).Vector()
+		if len(v) != int(st.Length) {
+			return nil, fmt.Errorf("statistics have %d values, the round wants %d", len(v), st.Length)
+		}
+		return v, nil
+	}
+	if cfg.Update != nil {
+		if len(cfg.Update) != int(st.Length) {
+			return nil, fmt.Errorf("the update has %d values, the model %d", len(cfg.Update), st.Length)
+		}
+		u := append([]float64(nil), cfg.Update...)
+		if err := dp.ClipL2(u, st.Clip, nil); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
+	if cfg.Data == nil {
+		return nil, errors.New("no data and no update")
+	}
+	if len(st.Mean) != cfg.Data.Dim() || len(st.Scale) != cfg.Data.Dim() {
+		return nil, fmt.Errorf("the round standardizes %d features, the data has %d", len(st.Mean), cfg.Data.Dim())
+	}
+	classes := max(cfg.Data.Classes, 2)
+	task := cfg.Data.Task
+	m, err := fl.NewModel(st.ModelName, task, cfg.Data.Dim(), classes, 16)
+	if err != nil {
+		return nil, err
+	}
+	if m.NumParams() != len(st.Model) || len(st.Model) != int(st.Length) {
+		return nil, fmt.Errorf("the model has %d parameters, this site's %s model %d", len(st.Model), st.ModelName, m.NumParams())
+	}
+	std := &fl.Standardizer{Mean: st.Mean, Scale: st.Scale}
+	g, _, err := fl.ClippedGradientSum(m, st.Model, std.Apply(cfg.Data), 1, st.Clip, r.s.sampler)
+	return g, err
+}
+
+// step handles one engine message from the coordinator.
+func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
+	st := r.start
+	switch e.Phase {
+	case phaseAdvert:
+		var m secagg.AdvertList
+		if err := m.UnmarshalBinary(e.Payload); err != nil {
+			return nil, err
+		}
+		out, err := r.client.ShareKeys(&m)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := out.MarshalBinary()
+		return engineMsg(st.Round, phaseShares, b), nil
+	case phaseShares:
+		var m secagg.ForwardedShares
+		if err := m.UnmarshalBinary(e.Payload); err != nil {
+			return nil, err
+		}
+		v, err := r.vector()
+		if err != nil {
+			return nil, err
+		}
+		in, err := r.quantize(v)
+		if err != nil {
+			return nil, err
+		}
+		// Charge this hospital's ledger before its data leaves.
+		if r.charge != nil {
+			if _, err := r.s.ledger.Charge(*r.charge); err != nil {
+				return nil, err
+			}
+		}
+		out, err := r.client.MaskInput(&m, in)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := out.MarshalBinary()
+		return engineMsg(st.Round, phaseMasked, b), nil
+	case phaseMasked:
+		var m secagg.ConsistencyRequest
+		if err := m.UnmarshalBinary(e.Payload); err != nil {
+			return nil, err
+		}
+		out, err := r.client.CheckConsistency(&m)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := out.MarshalBinary()
+		return engineMsg(st.Round, phaseConsistency, b), nil
+	case phaseConsistency:
+		var m secagg.UnmaskRequest
+		if err := m.UnmarshalBinary(e.Payload); err != nil {
+			return nil, err
+		}
+		out, err := r.client.Unmask(&m)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := out.MarshalBinary()
+		return engineMsg(st.Round, phaseUnmask, b), nil
+	}
+	return nil, fmt.Errorf("unknown phase %d", e.Phase)
+}
+
+// quantize rounds v to the round's grid and adds this site's noise share.
+func (r *siteRound) quantize(v []float64) ([]uint64, error) {
+	st := r.start
+	if st.Gamma <= 0 || math.Log2(st.Gamma) != math.Trunc(math.Log2(st.Gamma)) {
+		return nil, fmt.Errorf("grid step %v is not a power of two", st.Gamma)
+	}
+	ints, err := dp.Round(r.s.sampler, v, st.Gamma, math.Inf(1))
+	if err != nil {
+		return nil, err
+	}
+	var g *dp.DiscreteGaussian
+	if st.SiteSigma > 0 {
+		if g, err = dp.NewDiscreteGaussianSigma(st.SiteSigma / st.Gamma); err != nil {
+			return nil, err
+		}
+	}
+	mask := ^uint64(0)
+	if st.Bits < 64 {
+		mask = 1<<st.Bits - 1
+	}
+	out := make([]uint64, len(ints))
+	for i, x := range ints {
+		if g != nil {
+			x += g.Sample(r.s.sampler)
+		}
+		out[i] = uint64(x) & mask
+	}
+	return out, nil
+}
+
+func writeModel(path string, w []float64, round int) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if filepath.Ext(path) == ".npy" {
+		err = fl.WriteNPY(f, w, false)
+	} else {
+		err = fl.WriteSafetensors(f, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{len(w)}, Data: w}}, map[string]string{"round": fmt.Sprint(round)})
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
