@@ -365,6 +365,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 
+	failures := 0
 	for r := next; r <= cfg.Rounds; r++ {
 		res := RoundResult{Round: r}
 		sess, err := c.waitFor(ctx, cfg.MinCohort)
@@ -403,15 +404,25 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if cfg.Progress != nil {
 				cfg.Progress(res)
 			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			failures++
+			if failures > maxFailures {
+				return nil, fmt.Errorf("protocol: %d rounds in a row failed; last: %w", failures, err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(min(c.cfg.PhaseTimeout, time.Second)):
+			}
 			if ledger != nil && ledgerHas(sum.Ledger, r) {
 				continue // charged, result lost: the round is spent
 			}
 			r-- // nothing was charged: try the round again
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
 			continue
 		}
+		failures = 0
 		for k := range w {
 			w[k] -= cfg.LearningRate / st.Rows * agg[k]
 		}
@@ -434,6 +445,9 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	}
 	return sum, nil
 }
+
+// maxFailures bounds consecutive failed rounds before the run stops.
+const maxFailures = 20
 
 // ErrCohort is returned when fewer sites than the minimum cohort remain.
 var ErrCohort = errors.New("protocol: fewer sites than the minimum cohort")
@@ -617,8 +631,17 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	sendEngine := func(site int, phase uint32, b []byte) {
 		bySite[site].send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: round, Phase: phase, Payload: b}}})
 	}
+	// Each phase waits only for the sites still in the round.
+	active := sess
+	keep := func(sites []int) {
+		var a []*session
+		for _, site := range sites {
+			a = append(a, bySite[site])
+		}
+		active = a
+	}
 	handle := func(phase uint32, f func(site int, b []byte) error) []int {
-		got := c.collect(ctx, sess, engineFor(round, phase))
+		got := c.collect(ctx, active, engineFor(round, phase))
 		var ok []int
 		for site, m := range got {
 			if m.GetRefuse() != nil {
@@ -651,6 +674,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return nil, len(adv), err
 	}
 	lb, _ := list.MarshalBinary()
+	keep(adv)
 	for _, site := range adv {
 		sendEngine(site, phaseAdvert, lb)
 	}
@@ -669,12 +693,15 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	if err != nil {
 		return nil, len(sh), err
 	}
+	var fwdTo []int
 	for _, site := range sh {
 		if f, ok := fwd[uint32(client[site])]; ok {
 			b, _ := f.MarshalBinary()
 			sendEngine(site, phaseShares, b)
+			fwdTo = append(fwdTo, site)
 		}
 	}
+	keep(fwdTo)
 	// Phase 2: masked inputs.
 	handle(phaseMasked, func(_ int, b []byte) error { return srv.HandleEncodedMaskedInput(b) })
 	creq, err := srv.ConsistencyRequest()
@@ -692,9 +719,12 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		}
 	}
 	cb, _ := creq.MarshalBinary()
+	var surv []int
 	for _, id := range survivors {
 		sendEngine(int(members[id-1]), phaseMasked, cb)
+		surv = append(surv, int(members[id-1]))
 	}
+	keep(surv)
 	// Phase 3: consistency signatures.
 	handle(phaseConsistency, func(_ int, b []byte) error {
 		var m secagg.ConsistencySignature
@@ -708,9 +738,12 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return nil, len(survivors), err
 	}
 	ub, _ := ureq.MarshalBinary()
+	var signers []int
 	for _, s := range ureq.Signatures {
 		sendEngine(int(members[s.Signer-1]), phaseConsistency, ub)
+		signers = append(signers, int(members[s.Signer-1]))
 	}
+	keep(signers)
 	// Phase 4: unmasking.
 	handle(phaseUnmask, func(_ int, b []byte) error {
 		var m secagg.UnmaskResponse

@@ -143,3 +143,251 @@ func TestNetworkRounds(t *testing.T) {
 		s.Close()
 	}
 }
+
+// runSites starts sites in goroutines and returns a wait function.
+func runSites(t *testing.T, ctx context.Context, cfgs []SiteConfig) ([]*Site, func()) {
+	var wg sync.WaitGroup
+	var sites []*Site
+	for _, c := range cfgs {
+		s, err := NewSite(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Run(ctx)
+		}()
+	}
+	return sites, func() {
+		wg.Wait()
+		for _, s := range sites {
+			s.Close()
+		}
+	}
+}
+
+func okRounds(s *Summary) int {
+	n := 0
+	for _, r := range s.Rounds {
+		if r.Status == "ok" {
+			n++
+		}
+	}
+	return n
+}
+
+// A site that vanishes in any phase is a dropout: the round completes
+// with the survivors, and the vanished site's budget was charged only if
+// it sent its masked input.
+func TestNetworkDropoutInEachPhase(t *testing.T) {
+	for phase := 1; phase <= 5; phase++ {
+		t.Run(fmt.Sprintf("phase=%d", phase-1), func(t *testing.T) {
+			f := newFederation(t, 5, CoordinatorConfig{Rounds: 2, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+				PhaseTimeout: time.Second, JoinWait: 300 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var cfgs []SiteConfig
+			for i := 1; i <= 5; i++ {
+				c := f.siteConfig(i)
+				if i == 2 {
+					c.dropAt = phase
+				}
+				cfgs = append(cfgs, c)
+			}
+			_, wait := runSites(t, ctx, cfgs)
+			sum, err := f.coord.Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			wait()
+			if okRounds(sum) != 2 {
+				t.Errorf("rounds %+v", sum.Rounds)
+			}
+			pub, _ := dp.ParsePublicKey(sum.LedgerKey)
+			if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Entries != 3 {
+				t.Errorf("coordinator ledger: %+v %v", a, err)
+			}
+		})
+	}
+}
+
+// A site whose own budget is spent refuses and sends nothing; the others
+// go on; its ledger never passes its cap.
+func TestNetworkSiteBudget(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		if i == 4 {
+			c.EpsilonCap = 2
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	if okRounds(sum) != 4 {
+		t.Errorf("rounds %+v", sum.Rounds)
+	}
+	if sites[3].Spent() > 2 || sites[3].Rounds() == 4 {
+		t.Errorf("capped site spent %v over %d rounds", sites[3].Spent(), sites[3].Rounds())
+	}
+}
+
+// A site whose every engine message is corrupted: the coordinator names
+// the problem in its log, treats it as a dropout, and finishes.
+func TestNetworkMalformedMessages(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 2, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1, PhaseTimeout: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		c.corrupt = i == 5
+		cfgs = append(cfgs, c)
+	}
+	_, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	if okRounds(sum) != 2 {
+		t.Errorf("rounds %+v", sum.Rounds)
+	}
+}
+
+// A certificate that is not on the roster is refused before any message;
+// a coordinator whose certificate does not match a kit's pin is refused by
+// the site.
+func TestNetworkIdentityChecks(t *testing.T) {
+	f := newFederation(t, 4, CoordinatorConfig{Rounds: 1, Clip: 1, LearningRate: 1})
+	other := t.TempDir()
+	if err := Provision(other, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Site 1 of another federation, same roster id.
+	c := f.siteConfig(1)
+	od := filepath.Join(other, "site-1")
+	c.Cert, c.Key, c.CA = filepath.Join(od, "cert.pem"), filepath.Join(od, "key.pem"), filepath.Join(od, "ca.pem")
+	s, _ := NewSite(c)
+	tc, err := clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.session(ctx, tc); err == nil {
+		t.Error("a foreign certificate got a session")
+	}
+	if len(f.coord.connected()) != 0 {
+		t.Error("a foreign site is connected")
+	}
+	// A kit pinned to another coordinator.
+	c = f.siteConfig(2)
+	c.Pin = strings.Repeat("ab", 32)
+	s, _ = NewSite(c)
+	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	if err := s.session(ctx, tc); err == nil || !strings.Contains(err.Error(), "pin") {
+		t.Errorf("pin mismatch: %v", err)
+	}
+	// A site claiming another site's id in its Hello is refused.
+	c = f.siteConfig(3)
+	c.Site = 3
+	s, _ = NewSite(c)
+	s.cfg.Site = 4
+	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	if err := s.session(ctx, tc); err == nil {
+		t.Error("a site spoofing another id got a session")
+	}
+	// Provisioning refuses to overwrite a kit.
+	if err := Provision(other, 3, nil); err == nil {
+		t.Error("a kit was overwritten")
+	}
+	if fi, err := os.Stat(filepath.Join(other, "site-1", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("site key mode %v, %v", fi.Mode().Perm(), err)
+	}
+}
+
+// The coordinator is stopped mid-run and restarted on the same state and
+// address: the sites reconnect, training resumes after the last charged
+// round, and the ledger holds every round exactly once.
+func TestNetworkCoordinatorRestart(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 5, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		cfgs = append(cfgs, f.siteConfig(i))
+	}
+	_, wait := runSites(t, ctx, cfgs)
+	cctx, stop := context.WithCancel(ctx)
+	cfg := f.coord.cfg
+	cfg.Progress = func(r RoundResult) {
+		if r.Round == 2 {
+			stop() // "kill" after round 2 is charged and checkpointed
+		}
+	}
+	f.coord.cfg.Progress = cfg.Progress
+	if _, err := f.coord.Run(cctx); err == nil {
+		t.Fatal("the first coordinator finished")
+	}
+	f.coord.Stop()
+	cfg.Progress = nil
+	c2, err := NewCoordinator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lis net.Listener
+	for i := 0; i < 50; i++ {
+		if lis, err = net.Listen("tcp", f.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c2.Serve(lis)
+	defer c2.Stop()
+	sum, err := c2.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
+	a, err := dp.AuditLedger(sum.Ledger, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ := dp.ReadLedger(sum.Ledger)
+	seen := map[int]bool{}
+	for _, e := range es[1:] {
+		if seen[e.Round] {
+			t.Errorf("round %d charged twice", e.Round)
+		}
+		seen[e.Round] = true
+	}
+	for r := 1; r <= 5; r++ {
+		if !seen[r] {
+			t.Errorf("round %d never charged", r)
+		}
+	}
+	if a.Epsilon > 3 {
+		t.Errorf("ε %v", a.Epsilon)
+	}
+	if sum.Rounds[0].Round != 3 {
+		t.Errorf("resumed at round %d, want 3", sum.Rounds[0].Round)
+	}
+}

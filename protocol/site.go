@@ -52,6 +52,11 @@ type SiteConfig struct {
 	Logger   *slog.Logger
 	// Rand, if set, replaces crypto/rand for noise and rounding (tests).
 	Rand func() *dp.Sampler
+
+	// Fault injection for tests: vanish instead of sending the message of
+	// phase dropAt−1 (0: never), or corrupt every engine payload.
+	dropAt  int
+	corrupt bool
 }
 
 // A Site runs one hospital's side of the protocol.
@@ -195,7 +200,21 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 	if err != nil {
 		return err
 	}
-	send := func(m *wire.SiteMessage) error { return stream.Send(m) }
+	send := func(m *wire.SiteMessage) error {
+		if e := m.GetEngine(); e != nil {
+			if s.cfg.dropAt == int(e.Phase)+1 {
+				return fmt.Errorf("%w: test dropout at phase %d", errFatal, e.Phase)
+			}
+			if s.cfg.corrupt {
+				p := append([]byte(nil), e.Payload...)
+				for i := 0; i < len(p); i += 7 {
+					p[i] ^= 0x5a
+				}
+				m = engineMsg(e.Round, e.Phase, p[:len(p)/2])
+			}
+		}
+		return stream.Send(m)
+	}
 	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
 		return err
 	}
