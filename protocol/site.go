@@ -264,7 +264,9 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 			}
 		case *wire.CoordinatorMessage_End:
 			if b.End.Status == "ok" {
-				s.rounds++
+				if r != nil && r.start.Round == b.End.Round {
+					s.rounds++ // rounds this site took part in
+				}
 				if s.cfg.ModelOut != "" {
 					if err := writeModel(s.cfg.ModelOut, b.End.Model, roundOf(b.End.Round)); err != nil {
 						s.log.Error("writing the model", "err", err)
