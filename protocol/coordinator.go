@@ -49,19 +49,23 @@ type CoordinatorConfig struct {
 	Cert, Key, CA string
 	Roster        *Roster
 	Mode          Mode // SecAgg or Plain over the network
-	Rounds        int
-	Epsilon       float64 // 0: no DP (refused by sites unless they allow it)
-	Delta         float64
-	Clip          float64
-	LearningRate  float64
-	Model         string
-	Features      int
-	Classes       int
-	Hidden        int
-	MinCohort     int
-	Colluders     int
-	Bits          int
-	PhaseTimeout  time.Duration
+	// Level is dp.RecordLevel (sites send sums of clipped per-record
+	// gradients) or dp.ClientLevel (sites send one clipped update each,
+	// trained locally or elsewhere).
+	Level        dp.Level
+	Rounds       int
+	Epsilon      float64 // 0: no DP (refused by sites unless they allow it)
+	Delta        float64
+	Clip         float64
+	LearningRate float64
+	Model        string
+	Features     int
+	Classes      int
+	Hidden       int
+	MinCohort    int
+	Colluders    int
+	Bits         int
+	PhaseTimeout time.Duration
 	// JoinWait is how long the coordinator waits for every site before
 	// starting a round with those connected (at least MinCohort).
 	JoinWait time.Duration
@@ -128,6 +132,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.Bits == 0 {
 		cfg.Bits = 32
+	}
+	if cfg.Level == "" {
+		cfg.Level = dp.RecordLevel
+	}
+	if cfg.Level != dp.RecordLevel && cfg.Level != dp.ClientLevel {
+		return nil, fmt.Errorf("protocol: level %q is neither record nor client", cfg.Level)
 	}
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 30 * time.Second
@@ -296,7 +306,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	next := 1
 	w := model.Init(0)
 	if cfg.Epsilon > 0 {
-		sum.Level, sum.Delta = dp.RecordLevel, cfg.Delta
+		sum.Level, sum.Delta = cfg.Level, cfg.Delta
 		ledger, err = c.openLedger()
 		if err != nil {
 			return nil, err
@@ -319,17 +329,6 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			c.log.Info("resuming", "next_round", next, "spent", ledger.Spent())
 		}
-		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
-		if err != nil {
-			return nil, err
-		}
-		n := len(cfg.Roster.Sites)
-		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dp.DistributedConfig{Clip: cfg.Clip, ClientNorm: cfg.Clip * 1e5,
-			Clients: n, Threshold: cfg.MinCohort, Colluders: cfg.Colluders, Dim: d, Bits: cfg.Bits})
-		if err != nil {
-			return nil, err
-		}
-		sum.NoiseMultiplier, sum.SiteSigma = plan.NoiseMultiplier, plan.LocalSigma
 	}
 
 	// Federated standardization (once; kept across restarts).
@@ -366,6 +365,24 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	}
 
 	failures := 0
+	if cfg.Epsilon > 0 {
+		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
+		if err != nil {
+			return nil, err
+		}
+		// A site's vector is at most Clip (client level) or Clip times its
+		// records, which the statistics bound by the total.
+		norm := cfg.Clip * math.Max(st.Rows, 1)
+		if cfg.Level == dp.ClientLevel {
+			norm = cfg.Clip
+		}
+		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dp.DistributedConfig{Clip: cfg.Clip, ClientNorm: norm,
+			Clients: len(cfg.Roster.Sites), Threshold: cfg.MinCohort, Colluders: cfg.Colluders, Dim: d, Bits: cfg.Bits})
+		if err != nil {
+			return nil, err
+		}
+		sum.NoiseMultiplier, sum.SiteSigma = plan.NoiseMultiplier, plan.LocalSigma
+	}
 	for r := next; r <= cfg.Rounds; r++ {
 		res := RoundResult{Round: r}
 		sess, err := c.waitFor(ctx, cfg.MinCohort)
@@ -374,11 +391,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 		start := &wire.RoundStart{Round: c.sessionID(r), Kind: wire.RoundStart_TRAIN, Model: w, Length: uint32(d), Bits: uint32(cfg.Bits),
 			Clip: cfg.Clip, MinCohort: uint32(cfg.MinCohort), Colluders: uint32(cfg.Colluders), ModelName: cfg.Model,
-			Mean: st.Mean, Scale: st.Scale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16)}
+			Mean: st.Mean, Scale: st.Scale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
+			Level: string(cfg.Level)}
 		var charge func(int) error
 		if plan != nil {
 			start.Gamma, start.SiteSigma, start.Bits = plan.Gamma, plan.LocalSigma, uint32(cfg.Bits)
-			ch := dp.Charge{RunID: "federation", Round: r, Level: dp.RecordLevel,
+			ch := dp.Charge{RunID: "federation", Round: r, Level: cfg.Level,
 				Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
 				Sigma: plan.LocalSigma * math.Sqrt(float64(plan.Honest)), Clip: cfg.Clip, Participants: len(cfg.Roster.Sites), Colluders: cfg.Colluders}
 			if _, err := ledger.Preview(ch); err != nil {
@@ -424,7 +442,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 		failures = 0
 		for k := range w {
-			w[k] -= cfg.LearningRate / st.Rows * agg[k]
+			if cfg.Level == dp.ClientLevel {
+				w[k] += agg[k] / float64(n)
+			} else {
+				w[k] -= cfg.LearningRate / st.Rows * agg[k]
+			}
 		}
 		if err := checkpoint(cfg.State, r, w, spent(ledger)); err != nil {
 			return nil, err

@@ -384,7 +384,11 @@ func (s *Site) chargeFor(st *wire.RoundStart) (dp.Charge, error) {
 	if err != nil {
 		return dp.Charge{}, err
 	}
-	return dp.Charge{RunID: "federation", Round: roundOf(st.Round), Level: dp.RecordLevel,
+	level := dp.RecordLevel
+	if st.Level == string(dp.ClientLevel) {
+		level = dp.ClientLevel
+	}
+	return dp.Charge{RunID: "federation", Round: roundOf(st.Round), Level: level,
 		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
 		Sigma: sigma, Clip: st.Clip, Participants: int(st.Sites), Colluders: c}, nil
 }
@@ -404,7 +408,30 @@ func (r *siteRound) vector() ([]float64, error) {
 		}
 		return v, nil
 	}
+	if cfg.Update == nil && st.Level == string(dp.ClientLevel) && cfg.Data != nil {
+		// Client level with local data: one epoch of local SGD from the
+		// global model; the whole update is clipped below.
+		std := &fl.Standardizer{Mean: st.Mean, Scale: st.Scale}
+		m, err := fl.NewModel(st.ModelName, cfg.Data.Task, cfg.Data.Dim(), max(cfg.Data.Classes, 2), 16)
+		if err != nil {
+			return nil, err
+		}
+		if m.NumParams() != len(st.Model) {
+			return nil, fmt.Errorf("the model has %d parameters, this site's %s model %d", len(st.Model), st.ModelName, m.NumParams())
+		}
+		up, _, err := fl.LocalSGD(m, st.Model, std.Apply(cfg.Data), fl.TrainConfig{Epochs: 1, BatchSize: 16, LearningRate: 0.1, Seed: st.Round})
+		if err != nil {
+			return nil, err
+		}
+		if err := dp.ClipL2(up, st.Clip, nil); err != nil {
+			return nil, err
+		}
+		return up, nil
+	}
 	if cfg.Update != nil {
+		if st.Level != string(dp.ClientLevel) {
+			return nil, errors.New("an update trained elsewhere can only join a client-level federation")
+		}
 		if len(cfg.Update) != int(st.Length) {
 			return nil, fmt.Errorf("the update has %d values, the model %d", len(cfg.Update), st.Length)
 		}

@@ -449,21 +449,24 @@ type RoundStart struct {
 	Kind  RoundStart_Kind        `protobuf:"varint,2,opt,name=kind,proto3,enum=flsecure.v1.RoundStart_Kind" json:"kind,omitempty"`
 	Model []float64              `protobuf:"fixed64,3,rep,packed,name=model,proto3" json:"model,omitempty"`
 	// Secure-aggregation client i is site members[i-1].
-	Members       []uint32  `protobuf:"varint,4,rep,packed,name=members,proto3" json:"members,omitempty"`
-	Threshold     uint32    `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
-	Bits          uint32    `protobuf:"varint,6,opt,name=bits,proto3" json:"bits,omitempty"`
-	Length        uint32    `protobuf:"varint,7,opt,name=length,proto3" json:"length,omitempty"`
-	Gamma         float64   `protobuf:"fixed64,8,opt,name=gamma,proto3" json:"gamma,omitempty"`
-	SiteSigma     float64   `protobuf:"fixed64,9,opt,name=site_sigma,json=siteSigma,proto3" json:"site_sigma,omitempty"`
-	Clip          float64   `protobuf:"fixed64,10,opt,name=clip,proto3" json:"clip,omitempty"`
-	MinCohort     uint32    `protobuf:"varint,11,opt,name=min_cohort,json=minCohort,proto3" json:"min_cohort,omitempty"`
-	Colluders     uint32    `protobuf:"varint,12,opt,name=colluders,proto3" json:"colluders,omitempty"`
-	ModelName     string    `protobuf:"bytes,13,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
-	Mean          []float64 `protobuf:"fixed64,14,rep,packed,name=mean,proto3" json:"mean,omitempty"`
-	Scale         []float64 `protobuf:"fixed64,15,rep,packed,name=scale,proto3" json:"scale,omitempty"`
-	Sites         uint32    `protobuf:"varint,16,opt,name=sites,proto3" json:"sites,omitempty"`
-	Delta         float64   `protobuf:"fixed64,17,opt,name=delta,proto3" json:"delta,omitempty"`
-	Mode          string    `protobuf:"bytes,18,opt,name=mode,proto3" json:"mode,omitempty"`
+	Members   []uint32  `protobuf:"varint,4,rep,packed,name=members,proto3" json:"members,omitempty"`
+	Threshold uint32    `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Bits      uint32    `protobuf:"varint,6,opt,name=bits,proto3" json:"bits,omitempty"`
+	Length    uint32    `protobuf:"varint,7,opt,name=length,proto3" json:"length,omitempty"`
+	Gamma     float64   `protobuf:"fixed64,8,opt,name=gamma,proto3" json:"gamma,omitempty"`
+	SiteSigma float64   `protobuf:"fixed64,9,opt,name=site_sigma,json=siteSigma,proto3" json:"site_sigma,omitempty"`
+	Clip      float64   `protobuf:"fixed64,10,opt,name=clip,proto3" json:"clip,omitempty"`
+	MinCohort uint32    `protobuf:"varint,11,opt,name=min_cohort,json=minCohort,proto3" json:"min_cohort,omitempty"`
+	Colluders uint32    `protobuf:"varint,12,opt,name=colluders,proto3" json:"colluders,omitempty"`
+	ModelName string    `protobuf:"bytes,13,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	Mean      []float64 `protobuf:"fixed64,14,rep,packed,name=mean,proto3" json:"mean,omitempty"`
+	Scale     []float64 `protobuf:"fixed64,15,rep,packed,name=scale,proto3" json:"scale,omitempty"`
+	Sites     uint32    `protobuf:"varint,16,opt,name=sites,proto3" json:"sites,omitempty"`
+	Delta     float64   `protobuf:"fixed64,17,opt,name=delta,proto3" json:"delta,omitempty"`
+	Mode      string    `protobuf:"bytes,18,opt,name=mode,proto3" json:"mode,omitempty"`
+	// "record": sites send sums of clipped per-record gradients (full-batch
+	// DP-SGD); "client": sites send one clipped update each.
+	Level         string `protobuf:"bytes,19,opt,name=level,proto3" json:"level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +623,13 @@ func (x *RoundStart) GetDelta() float64 {
 func (x *RoundStart) GetMode() string {
 	if x != nil {
 		return x.Mode
+	}
+	return ""
+}
+
+func (x *RoundStart) GetLevel() string {
+	if x != nil {
+		return x.Level
 	}
 	return ""
 }
@@ -970,7 +980,7 @@ const file_flsecure_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\rR\aversion\"1\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\tR\x04mode\"\x80\x04\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\"\x96\x04\n" +
 	"\n" +
 	"RoundStart\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x120\n" +
@@ -994,7 +1004,8 @@ const file_flsecure_proto_rawDesc = "" +
 	"\x05scale\x18\x0f \x03(\x01R\x05scale\x12\x14\n" +
 	"\x05sites\x18\x10 \x01(\rR\x05sites\x12\x14\n" +
 	"\x05delta\x18\x11 \x01(\x01R\x05delta\x12\x12\n" +
-	"\x04mode\x18\x12 \x01(\tR\x04mode\"!\n" +
+	"\x04mode\x18\x12 \x01(\tR\x04mode\x12\x14\n" +
+	"\x05level\x18\x13 \x01(\tR\x05level\"!\n" +
 	"\x04Kind\x12\t\n" +
 	"\x05TRAIN\x10\x00\x12\x0e\n" +
 	"\n" +
