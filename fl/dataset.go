@@ -195,3 +195,24 @@ func (d *Dataset) Subset(idx []int) *Dataset {
 	}
 	return s
 }
+
+// WriteCSV writes d as CSV with a header, the label column last.
+func WriteCSV(w io.Writer, d *Dataset) error {
+	cw := csv.NewWriter(w)
+	head := append(append([]string(nil), d.Features...), d.Label)
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	rec := make([]string, len(head))
+	for i, x := range d.X {
+		for j, v := range x {
+			rec[j] = strconv.FormatFloat(v, 'g', -1, 64)
+		}
+		rec[len(x)] = strconv.FormatFloat(d.Y[i], 'g', -1, 64)
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

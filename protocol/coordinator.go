@@ -839,3 +839,36 @@ func loadStats(dir string) (coordState, error) {
 	}
 	return st, json.Unmarshal(b, &st)
 }
+
+// EvaluateState evaluates the newest checkpoint in a coordinator's state
+// directory on d, standardized with the federation's statistics. It
+// returns the metrics and the checkpoint's round.
+func EvaluateState(state, modelName string, hidden int, d *fl.Dataset) (fl.Metrics, int, error) {
+	st, err := loadStats(state)
+	if err != nil {
+		return fl.Metrics{}, 0, fmt.Errorf("protocol: no federation statistics in %s: %w", state, err)
+	}
+	if len(st.Mean) != d.Dim() {
+		return fl.Metrics{}, 0, fmt.Errorf("protocol: the federation has %d features, the data %d", len(st.Mean), d.Dim())
+	}
+	names, _ := filepath.Glob(filepath.Join(state, "checkpoints", "round-*.safetensors"))
+	if len(names) == 0 {
+		return fl.Metrics{}, 0, fmt.Errorf("protocol: no checkpoint in %s", state)
+	}
+	sort.Strings(names)
+	var round int
+	fmt.Sscanf(filepath.Base(names[len(names)-1]), "round-%d.safetensors", &round)
+	w, err := readCheckpoint(state, round)
+	if err != nil {
+		return fl.Metrics{}, 0, err
+	}
+	m, err := fl.NewModel(modelName, d.Task, d.Dim(), max(d.Classes, 2), hidden)
+	if err != nil {
+		return fl.Metrics{}, 0, err
+	}
+	if m.NumParams() != len(w) {
+		return fl.Metrics{}, 0, fmt.Errorf("protocol: checkpoint has %d parameters, a %s model %d", len(w), modelName, m.NumParams())
+	}
+	met, err := fl.Evaluate(m, w, (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(d))
+	return met, round, err
+}

@@ -36,6 +36,14 @@ Usage:
                                a target ε, a preflight of privacy settings
   fl-secure budget show|audit|recover
                                read, verify and repair a privacy ledger
+  fl-secure provision --sites N --out DIR
+                               a CA, the coordinator's kit and one kit per site
+  fl-secure coordinator --config FILE
+                               run a federation's coordinator (gRPC, mutual TLS)
+  fl-secure client --config FILE (--data F | --update F)
+                               run a hospital's client
+  fl-secure evaluate --state DIR --data F --label L
+                               evaluate a coordinator's newest checkpoint
   fl-secure version            print the version
   fl-secure help               print this help
 
@@ -67,6 +75,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return dpCmd(args[1:], stdout, stderr)
 	case "budget":
 		return budgetCmd(args[1:], stdout, stderr)
+	case "provision":
+		return provisionCmd(args[1:], stdout, stderr)
+	case "coordinator":
+		return coordinatorCmd(args[1:], stdout, stderr)
+	case "client":
+		return clientCmd(args[1:], stdout, stderr)
+	case "evaluate":
+		return evaluateCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "fl-secure", version())
 		return 0

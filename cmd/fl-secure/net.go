@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol"
+)
+
+// readConfig parses a "key = value" file (# starts a comment) into flag
+// values: every key is a flag name (underscores for hyphens), a flag given
+// on the command line wins, and paths are taken relative to the file.
+func readConfig(fs *flag.FlagSet, path string, pathKeys map[string]bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usagef("--config: %v", err)
+	}
+	defer f.Close()
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	dir := filepath.Dir(path)
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		t := strings.TrimSpace(sc.Text())
+		if i := strings.Index(t, "#"); i >= 0 {
+			t = strings.TrimSpace(t[:i])
+		}
+		if t == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			return usagef("%s:%d: want key = value, got %q", path, line, t)
+		}
+		k = strings.ReplaceAll(strings.TrimSpace(k), "_", "-")
+		v = strings.TrimSpace(v)
+		if fs.Lookup(k) == nil {
+			return usagef("%s:%d: unknown key %q", path, line, k)
+		}
+		if set[k] {
+			continue
+		}
+		if pathKeys[k] && v != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(dir, v)
+		}
+		if err := fs.Set(k, v); err != nil {
+			return usagef("%s:%d: %s: %v", path, line, k, err)
+		}
+	}
+	return sc.Err()
+}
+
+func provisionCmd(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("provision", `Usage: fl-secure provision --sites N --out DIR [--host NAME]...
+
+Creates a federation: a CA, the coordinator's certificate and key, and one
+kit per site (certificate, key, Ed25519 identity key, roster, the
+coordinator's pin, config template). Private keys are written 0600; an
+existing kit is never overwritten. Hand each site-N directory to its
+hospital over a trusted channel.
+`, stderr)
+	sites := fs.Int("sites", 0, "number of sites (3 to 1000)")
+	out := fs.String("out", "", "output directory")
+	var hosts multi
+	fs.Var(&hosts, "host", "the coordinator's DNS name or IP for its certificate (repeatable; default localhost and 127.0.0.1)")
+	demo := fs.String("demo-data", "", "for a walkthrough: split an embedded data set (wdbc) over the kits as site-N/local.csv, with coordinator/test.csv")
+	if help, err := parse(args, "sites", "out"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure provision -h"`)
+		}
+		return 0
+	}
+	if err := protocol.Provision(*out, *sites, hosts); err != nil {
+		return fail(stderr, err, "")
+	}
+	if *demo != "" {
+		if err := writeDemoData(*out, *demo, *sites); err != nil {
+			return fail(stderr, err, "")
+		}
+	}
+	fmt.Fprintf(stdout, "federation of %d sites written to %s: coordinator/ and site-1 … site-%d/\n", *sites, *out, *sites)
+	return 0
+}
+
+// writeDemoData splits an embedded data set over the kits (Dirichlet(0.5)
+// label skew, seed 0) and holds out a stratified 25 % test set.
+func writeDemoData(out, name string, sites int) error {
+	d, err := fl.LoadBuiltin(name)
+	if err != nil {
+		return err
+	}
+	tr, te, err := fl.StratifiedSplit(d, 0.25, 0)
+	if err != nil {
+		return err
+	}
+	parts, err := fl.PartitionDirichlet(tr, sites, 0.5, 10, 0)
+	if err != nil {
+		return err
+	}
+	write := func(path string, d *fl.Dataset) error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := fl.WriteCSV(f, d); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	for i, p := range parts {
+		if err := write(filepath.Join(out, fmt.Sprintf("site-%d", i+1), "local.csv"), p); err != nil {
+			return err
+		}
+	}
+	return write(filepath.Join(out, "coordinator", "test.csv"), te)
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func logger(stderr io.Writer, asJSON bool) *slog.Logger {
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(stderr, nil))
+}
+
+func coordinatorCmd(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("coordinator", `Usage: fl-secure coordinator --config FILE [flags]
+
+Runs the federation's coordinator: sites connect to it over TLS 1.3 with
+mutual authentication, and it drives the rounds (statistics, then
+training), charging its privacy ledger before anything is unmasked and
+checkpointing the model after every round. Restarted on the same state
+directory, it resumes after the last charged round.
+`, stderr)
+	config := fs.String("config", "", "configuration file (see coordinator.conf in a provisioned kit)")
+	listen := fs.String("listen", "0.0.0.0:7443", "address to listen on")
+	cert := fs.String("cert", "", "coordinator certificate")
+	key := fs.String("key", "", "coordinator key")
+	ca := fs.String("ca", "", "federation CA")
+	roster := fs.String("roster", "", "roster file")
+	mode := fs.String("mode", "secagg", "secagg or plain (NOT PRIVATE)")
+	level := fs.String("level", "record", "record or client")
+	rounds := fs.Int("rounds", 30, "training rounds")
+	eps := fs.Float64("epsilon", 3, "whole-run ε (0: no DP)")
+	delta := fs.Float64("delta", 1e-5, "δ")
+	clip := fs.Float64("clip", 1, "clipping norm")
+	lr := fs.Float64("learning-rate", 1, "learning rate (record level)")
+	model := fs.String("model", "logistic", "model")
+	features := fs.Int("features", 30, "number of features")
+	minCohort := fs.Int("min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
+	colluders := fs.Int("colluders", 0, "sites assumed to collude")
+	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
+	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
+	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
+	asJSON := fs.Bool("json", false, "JSON logs and summary")
+	if help, err := parse(args); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure coordinator -h"`)
+		}
+		return 0
+	}
+	if *config != "" {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true}); err != nil {
+			return fail(stderr, err, "")
+		}
+	}
+	r, err := protocol.LoadRoster(*roster)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if *mode == "plain" {
+		fmt.Fprintln(stderr, "fl-secure: warning: mode plain is NOT PRIVATE: the coordinator sees every site's update")
+		*eps = 0
+	}
+	log := logger(stderr, *asJSON)
+	tty := isTerminal(stderr)
+	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
+		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
+		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
+		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, JoinWait: *join, State: *state, Logger: log,
+		Progress: func(res protocol.RoundResult) {
+			if tty {
+				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
+			}
+		},
+	})
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	go c.Serve(lis)
+	defer c.Stop()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("listening", "addr", lis.Addr().String(), "mode", *mode, "sites", len(r.Sites))
+	sum, err := c.Run(ctx)
+	if err != nil {
+		return fail(stderr, err, "restarting on the same --state resumes after the last charged round")
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, sum)
+	}
+	ok := 0
+	for _, r := range sum.Rounds {
+		if r.Status == "ok" {
+			ok++
+		}
+	}
+	fmt.Fprintf(stdout, "%d rounds completed; ε spent %.4g (δ = %g, %s level)\n", ok, sum.Epsilon, *delta, *level)
+	if sum.Ledger != "" {
+		fmt.Fprintf(stdout, "ledger: %s\naudit:  fl-secure budget audit --ledger %s --key %s\n", sum.Ledger, sum.Ledger, sum.LedgerKey)
+	}
+	fmt.Fprintf(stdout, "model:  %s\n", filepath.Join(*state, "checkpoints"))
+	return 0
+}
+
+func clientCmd(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("client", `Usage: fl-secure client --config FILE (--data local.csv | --update update.npy) [flags]
+
+Runs a hospital's client: it dials out to the coordinator (no inbound
+connection is ever needed), checks the coordinator's certificate against
+the kit's pin, and takes part in rounds — refusing any round that would
+pass this hospital's own privacy budget, whatever the coordinator says,
+and charging its own ledger before its data leaves. Reconnects with
+backoff after network failures.
+`, stderr)
+	config := fs.String("config", "", "configuration file (see client.conf in a site kit)")
+	site := fs.Int("site", 0, "this site's id")
+	coord := fs.String("coordinator", "", "coordinator host:port")
+	serverName := fs.String("server-name", "", "TLS name of the coordinator (default: its host)")
+	cert := fs.String("cert", "", "site certificate")
+	key := fs.String("key", "", "site key")
+	identity := fs.String("identity", "", "Ed25519 identity key")
+	ca := fs.String("ca", "", "federation CA")
+	roster := fs.String("roster", "", "roster file")
+	pinFile := fs.String("pin-file", "", "file holding the coordinator's pin")
+	cap := fs.Float64("epsilon-cap", 3, "this hospital's own ε cap")
+	delta := fs.Float64("delta", 1e-5, "δ")
+	minCohort := fs.Int("min-cohort", 3, "count no more honest sites than min-cohort − colluders")
+	colluders := fs.Int("colluders", 0, "sites assumed to collude")
+	data := fs.String("data", "", "local CSV data")
+	label := fs.String("label", "", "label column of --data")
+	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
+	modelOut := fs.String("model-out", "", "write the global model here after every round (.npy or .safetensors)")
+	state := fs.String("state", "state", "state directory (this hospital's ledger)")
+	allowPlain := fs.Bool("allow-no-dp", false, "take part in rounds without DP noise or in plain mode (NOT PRIVATE)")
+	asJSON := fs.Bool("json", false, "JSON logs and summary")
+	if help, err := parse(args); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure client -h"`)
+		}
+		return 0
+	}
+	if *config != "" {
+		paths := map[string]bool{"cert": true, "key": true, "identity": true, "ca": true, "roster": true, "pin-file": true,
+			"state": true, "data": true, "update": true, "model-out": true}
+		if err := readConfig(fs, *config, paths); err != nil {
+			return fail(stderr, err, "")
+		}
+	}
+	if (*data == "") == (*update == "") {
+		return fail(stderr, usagef("give exactly one of --data and --update"), "")
+	}
+	r, err := protocol.LoadRoster(*roster)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	pin, err := os.ReadFile(*pinFile)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("reading the coordinator pin: %w", err), "")
+	}
+	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
+		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
+		AllowNoDP: *allowPlain, MinCohort: *minCohort, Colluders: *colluders, ModelOut: *modelOut, State: *state,
+		Logger: logger(stderr, *asJSON)}
+	if *data != "" {
+		if *label == "" {
+			return fail(stderr, usagef("--data needs --label"), "")
+		}
+		if cfg.Data, err = fl.LoadCSV(*data, *label, fl.Binary); err != nil {
+			return fail(stderr, err, "")
+		}
+	} else {
+		if cfg.Update, err = readVector(*update); err != nil {
+			return fail(stderr, err, "")
+		}
+	}
+	s, err := protocol.NewSite(cfg)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	defer s.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		return fail(stderr, err, "")
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, map[string]any{"site": *site, "rounds": s.Rounds(), "epsilon": s.Spent()})
+	}
+	fmt.Fprintf(stdout, "site %d: took part in %d rounds; this hospital's ε spent %.4g of %g\n", *site, s.Rounds(), s.Spent(), *cap)
+	return 0
+}
+
+func readVector(path string) ([]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if strings.HasSuffix(path, ".npy") {
+		v, _, err := fl.ReadNPY(f)
+		return v, err
+	}
+	ts, _, err := fl.ReadSafetensors(f)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) != 1 {
+		return nil, fmt.Errorf("%s holds %d tensors; want one", path, len(ts))
+	}
+	for _, t := range ts {
+		return t.Data, nil
+	}
+	return nil, nil
+}
+
+func evaluateCmd(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("evaluate", `Usage: fl-secure evaluate --state DIR --data test.csv --label L [--model logistic]
+
+Evaluates the newest checkpoint of a coordinator's state directory on a
+labelled CSV file, standardized with the federation's statistics.
+`, stderr)
+	state := fs.String("state", "", "the coordinator's state directory")
+	data := fs.String("data", "", "labelled CSV")
+	label := fs.String("label", "", "label column")
+	model := fs.String("model", "logistic", "model")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if help, err := parse(args, "state", "data", "label"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure evaluate -h"`)
+		}
+		return 0
+	}
+	d, err := fl.LoadCSV(*data, *label, fl.Binary)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	m, round, err := protocol.EvaluateState(*state, *model, 16, d)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, map[string]any{"round": round, "test": m})
+	}
+	fmt.Fprintf(stdout, "round %d model on %d rows: accuracy %.3f, AUC %.3f, log loss %.3f\n", round, d.Rows(), m.Accuracy, m.AUC, m.LogLoss)
+	return 0
+}

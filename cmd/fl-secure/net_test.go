@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fl-secure/fl-secure/fl"
+)
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestFederationProcesses runs the built binary as a coordinator and three
+// clients in separate processes, as the README walkthrough does, then
+// audits every ledger and evaluates the model.
+func TestFederationProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "fl-secure")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", dir, "--demo-data", "wdbc").CombinedOutput(); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	_, port, _ := strings.Cut(addr, ":")
+	coord := exec.Command(bin, "coordinator", "--config", filepath.Join(dir, "coordinator", "coordinator.conf"),
+		"--listen", addr, "--rounds", "8", "--join-wait", "20s", "--phase-timeout", "20s")
+	var cout, cerr bytes.Buffer
+	coord.Stdout, coord.Stderr = &cout, &cerr
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var clients []*exec.Cmd
+	outs := make([]*bytes.Buffer, 3)
+	for i := 1; i <= 3; i++ {
+		c := exec.Command(bin, "client", "--config", filepath.Join(dir, fmt.Sprintf("site-%d", i), "client.conf"),
+			"--coordinator", "localhost:"+port, "--model-out", filepath.Join(dir, fmt.Sprintf("site-%d", i), "global.npy"))
+		outs[i-1] = new(bytes.Buffer)
+		c.Stdout, c.Stderr = outs[i-1], outs[i-1]
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	done := make(chan error, 1)
+	go func() { done <- coord.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("coordinator: %v\n%s%s", err, cout.String(), cerr.String())
+		}
+	case <-time.After(3 * time.Minute):
+		coord.Process.Kill()
+		t.Fatalf("coordinator did not finish:\n%s", cerr.String())
+	}
+	for i, c := range clients {
+		if err := c.Wait(); err != nil {
+			t.Errorf("client %d: %v\n%s", i+1, err, outs[i].String())
+		}
+		if !strings.Contains(outs[i].String(), "took part in 8 rounds") {
+			t.Errorf("client %d output:\n%s", i+1, outs[i].String())
+		}
+	}
+	if !strings.Contains(cout.String(), "8 rounds completed") {
+		t.Fatalf("coordinator output:\n%s", cout.String())
+	}
+	// Audit the coordinator's ledger with the command it printed, and
+	// every hospital's.
+	line := cout.String()[strings.Index(cout.String(), "fl-secure budget audit"):]
+	f := strings.Fields(strings.SplitN(line, "\n", 2)[0])
+	audit := exec.Command(bin, f[1:]...)
+	audit.Dir = "."
+	if out, err := audit.CombinedOutput(); err != nil {
+		t.Errorf("audit: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i), "state")
+		key, _ := os.ReadFile(filepath.Join(sd, "ledger.pub"))
+		if out, err := exec.Command(bin, "budget", "audit", "--ledger", filepath.Join(sd, "site-ledger.jsonl"), "--key", strings.TrimSpace(string(key))).CombinedOutput(); err != nil {
+			t.Errorf("site %d audit: %v\n%s", i, err, out)
+		}
+		g, err := os.Open(filepath.Join(dir, fmt.Sprintf("site-%d", i), "global.npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _, err := fl.ReadNPY(g)
+		g.Close()
+		if err != nil || len(v) != 31 {
+			t.Errorf("site %d global model: %d values, %v", i, len(v), err)
+		}
+	}
+	out, err := exec.Command(bin, "evaluate", "--state", filepath.Join(dir, "coordinator", "state"),
+		"--data", filepath.Join(dir, "coordinator", "test.csv"), "--label", "malignant").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "round 8") {
+		t.Errorf("evaluate: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+func TestNetCommandsMisuse(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"provision", "--out", dir}, 2, "missing --sites"},
+		{[]string{"provision", "--sites", "2", "--out", dir}, 1, "3 to 1000"},
+		{[]string{"coordinator", "--config", "/no/such.conf"}, 2, "--config"},
+		{[]string{"client", "--config", "/no/such.conf"}, 2, "--config"},
+		{[]string{"evaluate", "--state", dir, "--data", "x.csv"}, 2, "missing --label"},
+	} {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
+	}
+	if code, _, _ := runCLI("provision", "--sites", "3", "--out", dir); code != 0 {
+		t.Fatal("provision failed")
+	}
+	if code, _, errOut := runCLI("provision", "--sites", "3", "--out", dir); code != 1 || !strings.Contains(errOut, "refusing to overwrite") {
+		t.Errorf("second provision: %d %s", code, errOut)
+	}
+	conf := filepath.Join(dir, "bad.conf")
+	os.WriteFile(conf, []byte("rounds = 3\nbogus_key = 1\n"), 0o600)
+	if code, _, errOut := runCLI("coordinator", "--config", conf); code != 2 || !strings.Contains(errOut, `unknown key "bogus-key"`) {
+		t.Errorf("bad config: %d %s", code, errOut)
+	}
+}
