@@ -292,10 +292,14 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, err
 	}
-	model, err := fl.NewModel(cfg.Model, fl.Binary, cfg.Features, cfg.Classes, cfg.Hidden)
-	if cfg.Classes > 2 {
-		model, err = fl.NewModel(cfg.Model, fl.Multiclass, cfg.Features, cfg.Classes, cfg.Hidden)
+	task := fl.Binary
+	switch {
+	case cfg.Model == "linear":
+		task = fl.Regression
+	case cfg.Classes > 2:
+		task = fl.Multiclass
 	}
+	model, err := fl.NewModel(cfg.Model, task, cfg.Features, cfg.Classes, cfg.Hidden)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +346,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			v, _, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16)}, nil)
+			v, _, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
 			if err != nil {
 				c.log.Warn("statistics round failed; retrying", "err", err)
 				continue
@@ -351,11 +355,17 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			std, err := fl.NewStandardizer(stats)
-			if err != nil {
-				return nil, err
+			if stats.Count < 2 {
+				// Sites that send updates trained elsewhere hold no data
+				// here: no standardization.
+				st = coordState{Mean: make([]float64, cfg.Features), Scale: ones(cfg.Features), Rows: 1}
+			} else {
+				std, err := fl.NewStandardizer(stats)
+				if err != nil {
+					return nil, err
+				}
+				st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
 			}
-			st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
 			b, _ := json.Marshal(st)
 			if err := writeAtomic(statePath, b); err != nil {
 				return nil, err
@@ -466,6 +476,14 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
 	}
 	return sum, nil
+}
+
+func ones(n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = 1
+	}
+	return v
 }
 
 // maxFailures bounds consecutive failed rounds before the run stops.

@@ -28,7 +28,7 @@ type federation struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newFederation(t *testing.T, n int, cfg CoordinatorConfig) *federation {
+func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 	t.Helper()
 	dir := t.TempDir()
 	if err := Provision(dir, n, nil); err != nil {

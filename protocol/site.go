@@ -12,10 +12,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
@@ -67,7 +69,11 @@ type Site struct {
 	ledger   *dp.Ledger
 	sampler  *dp.Sampler
 	rounds   int // completed rounds
+	sent     atomic.Int64
 }
+
+// BytesSent returns the bytes of protocol messages this site has sent.
+func (s *Site) BytesSent() int64 { return s.sent.Load() }
 
 // NewSite loads the site's keys and ledger.
 func NewSite(cfg SiteConfig) (*Site, error) {
@@ -213,6 +219,7 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 				m = engineMsg(e.Round, e.Phase, p[:len(p)/2])
 			}
 		}
+		s.sent.Add(int64(proto.Size(m)))
 		return stream.Send(m)
 	}
 	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
