@@ -8,9 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
 )
 
@@ -143,4 +145,118 @@ func TestNetCommandsMisuse(t *testing.T) {
 	if code, _, errOut := runCLI("coordinator", "--config", conf); code != 2 || !strings.Contains(errOut, `unknown key "bogus-key"`) {
 		t.Errorf("bad config: %d %s", code, errOut)
 	}
+}
+
+// TestCoordinatorKill9 kills the coordinator process with SIGKILL in the
+// middle of a run and starts it again on the same state: the clients
+// reconnect, the ledger verifies, and every round is charged exactly once.
+func TestCoordinatorKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "fl-secure")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", dir, "--demo-data", "wdbc").CombinedOutput(); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	_, port, _ := strings.Cut(addr, ":")
+	start := func() (*exec.Cmd, *syncBuffer) {
+		c := exec.Command(bin, "coordinator", "--config", filepath.Join(dir, "coordinator", "coordinator.conf"),
+			"--listen", addr, "--rounds", "12", "--join-wait", "30s", "--phase-timeout", "20s")
+		var out syncBuffer
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c, &out
+	}
+	coord, out := start()
+	var clients []*exec.Cmd
+	for i := 1; i <= 3; i++ {
+		c := exec.Command(bin, "client", "--config", filepath.Join(dir, fmt.Sprintf("site-%d", i), "client.conf"),
+			"--coordinator", "localhost:"+port)
+		c.Stdout, c.Stderr = new(bytes.Buffer), new(bytes.Buffer)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "round=4 ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no round 4:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	coord.Process.Kill() // SIGKILL: no clean-up of any kind
+	coord.Wait()
+	coord, out = start()
+	done := make(chan error, 1)
+	go func() { done <- coord.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("restarted coordinator: %v\n%s", err, out.String())
+		}
+	case <-time.After(3 * time.Minute):
+		coord.Process.Kill()
+		t.Fatalf("restarted coordinator did not finish:\n%s", out.String())
+	}
+	for _, c := range clients {
+		c.Wait()
+	}
+	if !strings.Contains(out.String(), "resuming") {
+		t.Errorf("the restart did not resume:\n%s", out.String())
+	}
+	ledger := filepath.Join(dir, "coordinator", "state", "coordinator-ledger.jsonl")
+	key, _ := os.ReadFile(filepath.Join(dir, "coordinator", "state", "ledger.pub"))
+	if o, err := exec.Command(bin, "budget", "audit", "--ledger", ledger, "--key", strings.TrimSpace(string(key))).CombinedOutput(); err != nil {
+		t.Fatalf("audit: %v\n%s", err, o)
+	}
+	es, err := readLedgerRounds(ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, r := range es {
+		seen[r]++
+	}
+	for r := 1; r <= 12; r++ {
+		if seen[r] != 1 {
+			t.Errorf("round %d charged %d times", r, seen[r])
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func readLedgerRounds(path string) ([]int, error) {
+	es, err := dp.ReadLedger(path)
+	if err != nil {
+		return nil, err
+	}
+	var r []int
+	for _, e := range es[1:] {
+		r = append(r, e.Round)
+	}
+	return r, nil
 }
