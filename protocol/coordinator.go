@@ -82,7 +82,8 @@ type Coordinator struct {
 	sessions map[int]*session
 	changed  chan struct{}
 	srv      *grpc.Server
-	attempt  uint64 // distinguishes secagg sessions of one round
+	attempt  uint64   // distinguishes secagg sessions of one round
+	crs      [32]byte // mode he: the group's common reference string
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -114,8 +115,8 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = SecAgg
 	}
-	if cfg.Mode != SecAgg && cfg.Mode != Plain {
-		return nil, fmt.Errorf("protocol: mode %q is not served over the network yet (secagg, plain)", cfg.Mode)
+	if cfg.Mode != SecAgg && cfg.Mode != Plain && cfg.Mode != HE {
+		return nil, fmt.Errorf("protocol: unknown mode %q (secagg, he, plain)", cfg.Mode)
 	}
 	n := len(cfg.Roster.Sites)
 	if cfg.MinCohort == 0 {
@@ -335,6 +336,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 
+	if cfg.Mode == HE {
+		if c.crs, err = c.heSetup(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	// Federated standardization (once; kept across restarts).
 	var st coordState
 	statePath := filepath.Join(cfg.State, "statistics.json")
@@ -349,6 +356,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			v, _, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
 			if err != nil {
 				c.log.Warn("statistics round failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(min(c.cfg.PhaseTimeout, time.Second)):
+				}
 				continue
 			}
 			stats, err := fl.StatsFromVector(v, cfg.Features)
@@ -386,8 +398,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		if cfg.Level == dp.ClientLevel {
 			norm = cfg.Clip
 		}
-		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dp.DistributedConfig{Clip: cfg.Clip, ClientNorm: norm,
-			Clients: len(cfg.Roster.Sites), Threshold: cfg.MinCohort, Colluders: cfg.Colluders, Dim: d, Bits: cfg.Bits})
+		dc := dp.DistributedConfig{Clip: cfg.Clip, ClientNorm: norm,
+			Clients: len(cfg.Roster.Sites), Threshold: cfg.MinCohort, Colluders: cfg.Colluders, Dim: d, Bits: cfg.Bits}
+		if cfg.Mode == HE {
+			dc.Gamma = math.Exp2(-24) // noise on the grid before CKKS encoding
+		}
+		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dc)
 		if err != nil {
 			return nil, err
 		}
@@ -615,6 +631,9 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	members := make([]uint32, len(sess))
 	for i, s := range sess {
 		members[i] = uint32(s.site)
+	}
+	if c.cfg.Mode == HE {
+		return c.heSum(ctx, sess, start, charge)
 	}
 	start.Members = members
 	start.Threshold = uint32(len(sess)/2 + 1)

@@ -391,3 +391,43 @@ func TestNetworkCoordinatorRestart(t *testing.T) {
 		t.Errorf("resumed at round %d, want 3", sum.Rounds[0].Round)
 	}
 }
+
+// Mode he over the network: the key ceremony with every site, then
+// statistics and training rounds decrypted by a majority; ledgers audit,
+// and the decryptors' state survives on disk.
+func TestNetworkHE(t *testing.T) {
+	const n = 5
+	f := newFederation(t, n, CoordinatorConfig{Mode: HE, Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= n; i++ {
+		cfgs = append(cfgs, f.siteConfig(i))
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	if okRounds(sum) != 4 || sum.Epsilon > 3 {
+		t.Fatalf("rounds %+v ε %v", sum.Rounds, sum.Epsilon)
+	}
+	st, _ := loadStats(f.coord.cfg.State)
+	m, _ := fl.NewModel("logistic", fl.Binary, 30, 2, 0)
+	met, _ := fl.Evaluate(m, sum.Model, (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(f.test))
+	if met.Accuracy < 0.9 {
+		t.Errorf("accuracy %.3f", met.Accuracy)
+	}
+	t.Logf("he over the network, 5 sites, 4 rounds: accuracy %.3f, ε %.3f", met.Accuracy, sum.Epsilon)
+	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
+	if _, err := dp.AuditLedger(sum.Ledger, pub); err != nil {
+		t.Error(err)
+	}
+	for i, s := range sites {
+		if _, err := os.Stat(filepath.Join(s.cfg.State, "he-party.bin")); err != nil {
+			t.Errorf("site %d: no saved threshold key: %v", i+1, err)
+		}
+	}
+}

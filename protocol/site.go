@@ -21,6 +21,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/he"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 	"github.com/fl-secure/fl-secure/secagg"
 )
@@ -70,6 +71,8 @@ type Site struct {
 	sampler  *dp.Sampler
 	rounds   int // completed rounds
 	sent     atomic.Int64
+	he       *he.Party // mode he: this site's threshold key
+	heSetup  *he.Party // during the key ceremony
 }
 
 // BytesSent returns the bytes of protocol messages this site has sent.
@@ -328,6 +331,13 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 			r.charge = &ch
 		}
 	}
+	if st.Mode == string(HE) {
+		out, err := s.heStart(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, out, nil
+	}
 	if st.Mode == string(Plain) {
 		if !s.cfg.AllowNoDP {
 			return nil, nil, errors.New("plain mode is NOT PRIVATE and this site does not allow it")
@@ -471,6 +481,9 @@ func (r *siteRound) vector() ([]float64, error) {
 // step handles one engine message from the coordinator.
 func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 	st := r.start
+	if st.Mode == string(HE) {
+		return r.s.heStep(r, e)
+	}
 	switch e.Phase {
 	case phaseAdvert:
 		var m secagg.AdvertList

@@ -156,7 +156,7 @@ directory, it resumes after the last charged round.
 	key := fs.String("key", "", "coordinator key")
 	ca := fs.String("ca", "", "federation CA")
 	roster := fs.String("roster", "", "roster file")
-	mode := fs.String("mode", "secagg", "secagg or plain (NOT PRIVATE)")
+	mode := fs.String("mode", "secagg", "secagg, he, or plain (NOT PRIVATE)")
 	level := fs.String("level", "record", "record or client")
 	rounds := fs.Int("rounds", 30, "training rounds")
 	eps := fs.Float64("epsilon", 3, "whole-run ε (0: no DP)")

@@ -34,6 +34,8 @@ type RoundStart_Kind int32
 const (
 	RoundStart_TRAIN      RoundStart_Kind = 0
 	RoundStart_STATISTICS RoundStart_Kind = 1
+	// Threshold CKKS key ceremony (mode he): every site takes part.
+	RoundStart_HE_SETUP RoundStart_Kind = 2
 )
 
 // Enum value maps for RoundStart_Kind.
@@ -41,10 +43,12 @@ var (
 	RoundStart_Kind_name = map[int32]string{
 		0: "TRAIN",
 		1: "STATISTICS",
+		2: "HE_SETUP",
 	}
 	RoundStart_Kind_value = map[string]int32{
 		"TRAIN":      0,
 		"STATISTICS": 1,
+		"HE_SETUP":   2,
 	}
 )
 
@@ -466,7 +470,10 @@ type RoundStart struct {
 	Mode      string    `protobuf:"bytes,18,opt,name=mode,proto3" json:"mode,omitempty"`
 	// "record": sites send sums of clipped per-record gradients (full-batch
 	// DP-SGD); "client": sites send one clipped update each.
-	Level         string `protobuf:"bytes,19,opt,name=level,proto3" json:"level,omitempty"`
+	Level string `protobuf:"bytes,19,opt,name=level,proto3" json:"level,omitempty"`
+	// Mode he: the CKKS preset and the bound on any coordinate of a sum.
+	HePreset      string  `protobuf:"bytes,20,opt,name=he_preset,json=hePreset,proto3" json:"he_preset,omitempty"`
+	HeMaxAbs      float64 `protobuf:"fixed64,21,opt,name=he_max_abs,json=heMaxAbs,proto3" json:"he_max_abs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -632,6 +639,20 @@ func (x *RoundStart) GetLevel() string {
 		return x.Level
 	}
 	return ""
+}
+
+func (x *RoundStart) GetHePreset() string {
+	if x != nil {
+		return x.HePreset
+	}
+	return ""
+}
+
+func (x *RoundStart) GetHeMaxAbs() float64 {
+	if x != nil {
+		return x.HeMaxAbs
+	}
+	return 0
 }
 
 type Join struct {
@@ -980,7 +1001,7 @@ const file_flsecure_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\rR\aversion\"1\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\tR\x04mode\"\x96\x04\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xdf\x04\n" +
 	"\n" +
 	"RoundStart\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x120\n" +
@@ -1005,11 +1026,15 @@ const file_flsecure_proto_rawDesc = "" +
 	"\x05sites\x18\x10 \x01(\rR\x05sites\x12\x14\n" +
 	"\x05delta\x18\x11 \x01(\x01R\x05delta\x12\x12\n" +
 	"\x04mode\x18\x12 \x01(\tR\x04mode\x12\x14\n" +
-	"\x05level\x18\x13 \x01(\tR\x05level\"!\n" +
+	"\x05level\x18\x13 \x01(\tR\x05level\x12\x1b\n" +
+	"\the_preset\x18\x14 \x01(\tR\bhePreset\x12\x1c\n" +
+	"\n" +
+	"he_max_abs\x18\x15 \x01(\x01R\bheMaxAbs\"/\n" +
 	"\x04Kind\x12\t\n" +
 	"\x05TRAIN\x10\x00\x12\x0e\n" +
 	"\n" +
-	"STATISTICS\x10\x01\"\x1c\n" +
+	"STATISTICS\x10\x01\x12\f\n" +
+	"\bHE_SETUP\x10\x02\"\x1c\n" +
 	"\x04Join\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"6\n" +
 	"\x06Refuse\x12\x14\n" +
