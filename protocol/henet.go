@@ -216,9 +216,11 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 			return nil, len(contributors), err
 		}
 	}
+	// The request names the first t contributors; only they are asked.
+	named := contributors[:params.Config().Threshold]
 	var ask []*session
 	for _, s := range sess {
-		for _, id := range contributors {
+		for _, id := range named {
 			if s.site == id {
 				ask = append(ask, s)
 				s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phaseHEDecrypt, Payload: req}}})
