@@ -30,7 +30,7 @@ import (
 
 // MaxMessage bounds every gRPC message in either direction (256 MiB: a
 // d = 2^24 vector of 64-bit ring elements with room to spare).
-const MaxMessage = 256 << 20
+var MaxMessage = 256 << 20
 
 // wireVersion is the protocol version a Hello must carry.
 const wireVersion = 1

@@ -431,3 +431,33 @@ func TestNetworkHE(t *testing.T) {
 		}
 	}
 }
+
+// An oversized message is refused by gRPC's limit before the round code
+// sees it: that site's session ends (a dropout) and the round goes on.
+func TestNetworkOversizedMessage(t *testing.T) {
+	old := MaxMessage
+	MaxMessage = 64 << 10
+	defer func() { MaxMessage = old }()
+	f := newFederation(t, 4, CoordinatorConfig{Mode: Plain, Level: dp.ClientLevel, Rounds: 1, Clip: 1, LearningRate: 1,
+		Model: "linear", Features: 999, PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 4; i++ {
+		c := f.siteConfig(i)
+		c.Data, c.EpsilonCap, c.AllowNoDP = nil, 0, true
+		c.Update = make([]float64, 1000)
+		c.oversize = i == 4 // 512 KB as doubles: over the 64 KB limit
+		cfgs = append(cfgs, c)
+	}
+	_, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	if okRounds(sum) != 1 || sum.Rounds[len(sum.Rounds)-1].Participants != 3 {
+		t.Errorf("rounds %+v", sum.Rounds)
+	}
+}

@@ -58,8 +58,9 @@ type SiteConfig struct {
 
 	// Fault injection for tests: vanish instead of sending the message of
 	// phase dropAt−1 (0: never), or corrupt every engine payload.
-	dropAt  int
-	corrupt bool
+	dropAt   int
+	corrupt  bool
+	oversize bool // send a plain vector far over the message limit
 }
 
 // A Site runs one hospital's side of the protocol.
@@ -221,6 +222,9 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 				}
 				m = engineMsg(e.Round, e.Phase, p[:len(p)/2])
 			}
+		}
+		if p := m.GetPlain(); p != nil && s.cfg.oversize {
+			m = &wire.SiteMessage{Body: &wire.SiteMessage_Plain{Plain: &wire.PlainVector{Round: p.Round, Vector: make([]float64, 1<<16)}}}
 		}
 		s.sent.Add(int64(proto.Size(m)))
 		return stream.Send(m)
