@@ -529,8 +529,16 @@ func ledgerHas(path string, round int) bool {
 }
 
 func (c *Coordinator) openLedger() (*dp.Ledger, error) {
-	path := filepath.Join(c.cfg.State, "coordinator-ledger.jsonl")
-	keyPath := filepath.Join(c.cfg.State, "ledger-key.pem")
+	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.Epsilon, c.cfg.Delta)
+}
+
+// openOrCreateLedger opens dir/name with the key in dir/ledger-key.pem, or
+// creates both (and dir/ledger.pub, the key to audit with). A crash
+// between creating the key and the ledger leaves a key and no ledger,
+// which the next start reuses.
+func openOrCreateLedger(dir, name string, cap, delta float64) (*dp.Ledger, error) {
+	path := filepath.Join(dir, name)
+	keyPath := filepath.Join(dir, "ledger-key.pem")
 	if _, err := os.Stat(path); err == nil {
 		key, err := readKey(keyPath)
 		if err != nil {
@@ -538,15 +546,20 @@ func (c *Coordinator) openLedger() (*dp.Ledger, error) {
 		}
 		return dp.OpenLedger(path, key)
 	}
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	key, err := readKey(keyPath)
 	if err != nil {
+		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+		if err := writeKey(keyPath, key); err != nil {
+			return nil, err
+		}
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if err := writeAtomic(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n")); err != nil {
 		return nil, err
 	}
-	if err := writeKey(keyPath, key); err != nil {
-		return nil, err
-	}
-	os.WriteFile(filepath.Join(c.cfg.State, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
-	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: c.cfg.Delta, Cap: c.cfg.Epsilon})
+	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: delta, Cap: cap})
 }
 
 func ledgerPub(state string) []byte {

@@ -3,7 +3,6 @@ package protocol
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -116,24 +115,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 }
 
 func openSiteLedger(dir string, cap, delta float64) (*dp.Ledger, error) {
-	path := filepath.Join(dir, "site-ledger.jsonl")
-	keyPath := filepath.Join(dir, "ledger-key.pem")
-	if _, err := os.Stat(path); err == nil {
-		key, err := readKey(keyPath)
-		if err != nil {
-			return nil, err
-		}
-		return dp.OpenLedger(path, key)
-	}
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeKey(keyPath, key); err != nil {
-		return nil, err
-	}
-	os.WriteFile(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
-	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: delta, Cap: cap})
+	return openOrCreateLedger(dir, "site-ledger.jsonl", cap, delta)
 }
 
 // Close closes the site's ledger.

@@ -585,22 +585,5 @@ func checkpoint(dir string, round int, w []float64, eps float64) error {
 		map[string]string{"round": strconv.Itoa(round), "epsilon": strconv.FormatFloat(eps, 'g', -1, 64)}); err != nil {
 		return err
 	}
-	path := filepath.Join(cd, fmt.Sprintf("round-%04d.safetensors", round))
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return writeAtomic(filepath.Join(cd, fmt.Sprintf("round-%04d.safetensors", round)), buf.Bytes())
 }
