@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"math"
 	"fmt"
 	"io"
 	"log/slog"
@@ -459,5 +460,55 @@ func TestNetworkOversizedMessage(t *testing.T) {
 	wait()
 	if okRounds(sum) != 1 || sum.Rounds[len(sum.Rounds)-1].Participants != 3 {
 		t.Errorf("rounds %+v", sum.Rounds)
+	}
+}
+
+// Hospitals that train elsewhere send updates (client level, with DP) and
+// receive the global model as .npy; it equals the mean of the clipped
+// updates up to the DP noise.
+func TestNetworkUpdates(t *testing.T) {
+	f := newFederation(t, 3, CoordinatorConfig{Level: dp.ClientLevel, Rounds: 1, Epsilon: 50, Delta: 1e-5, Clip: 10, LearningRate: 1,
+		Model: "linear", Features: 99, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	out := filepath.Join(t.TempDir(), "global.npy")
+	for i := 1; i <= 3; i++ {
+		c := f.siteConfig(i)
+		c.Data, c.EpsilonCap = nil, 50
+		c.Update = make([]float64, 100)
+		for k := range c.Update {
+			c.Update[k] = float64(i) * 0.1
+		}
+		if i == 1 {
+			c.ModelOut = out
+		}
+		cfgs = append(cfgs, c)
+	}
+	_, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	fh, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	v, _, err := fl.ReadNPY(fh)
+	if err != nil || len(v) != 100 {
+		t.Fatalf("global model: %d values, %v", len(v), err)
+	}
+	var mean float64
+	for k := range v {
+		if v[k] != sum.Model[k] {
+			t.Fatalf("site's model file differs from the coordinator's at %d", k)
+		}
+		mean += v[k] / 100
+	}
+	if math.Abs(mean-0.2) > 0.2 {
+		t.Errorf("mean coordinate %v, want ≈ 0.2 (mean of 0.1, 0.2, 0.3)", mean)
 	}
 }

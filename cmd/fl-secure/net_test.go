@@ -260,3 +260,16 @@ func readLedgerRounds(path string) ([]int, error) {
 	}
 	return r, nil
 }
+
+// The documented example configurations parse: every key is known, and
+// the commands get as far as the files they name.
+func TestExampleConfigs(t *testing.T) {
+	code, _, errOut := runCLI("coordinator", "--config", "../../docs/examples/coordinator.conf")
+	if code != 1 || !strings.Contains(errOut, "roster.json") {
+		t.Errorf("coordinator example: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = runCLI("client", "--config", "../../docs/examples/client.conf")
+	if code != 1 || !strings.Contains(errOut, "roster.json") {
+		t.Errorf("client example: exit %d: %s", code, errOut)
+	}
+}
