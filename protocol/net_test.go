@@ -2,10 +2,10 @@ package protocol
 
 import (
 	"context"
-	"math"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
