@@ -44,6 +44,8 @@ Usage:
                                run a hospital's client
   fl-secure evaluate --state DIR --data F --label L
                                evaluate a coordinator's newest checkpoint
+  fl-secure bench [--quick] [--out DIR]
+                               the benchmark suite, with plaintext baselines
   fl-secure version            print the version
   fl-secure help               print this help
 
@@ -83,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return clientCmd(args[1:], stdout, stderr)
 	case "evaluate":
 		return evaluateCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "fl-secure", version())
 		return 0

@@ -41,6 +41,8 @@ type Result struct {
 	Err        error    // what ended the round, with every client refusal
 	ClientTime []time.Duration
 	ServerTime time.Duration
+	// ClientBytes is what each client sent, encoded.
+	ClientBytes []int64
 }
 
 // Run drives one honest round: the client with id i+1 has identity keys[i],
@@ -50,7 +52,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 	if len(keys) != p.Clients || len(inputs) != p.Clients || len(drop) != p.Clients {
 		return Result{Err: fmt.Errorf("localround: %d keys, %d inputs, %d dropout entries for %d clients", len(keys), len(inputs), len(drop), p.Clients)}
 	}
-	res := Result{ClientTime: make([]time.Duration, p.Clients)}
+	res := Result{ClientTime: make([]time.Duration, p.Clients), ClientBytes: make([]int64, p.Clients)}
 	server := func(f func() error) error {
 		t0 := time.Now()
 		err := f()
@@ -94,6 +96,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 		if err := client(i, func() error { return send(&b, c.AdvertiseKeys) }); err != nil {
 			return fail(err)
 		}
+		res.ClientBytes[i] += int64(len(b))
 		if err := server(func() error { return recv(b, new(secagg.Advert), srv.HandleAdvert) }); err != nil {
 			return fail(err)
 		}
@@ -116,6 +119,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 			refusals = append(refusals, err)
 			continue
 		}
+		res.ClientBytes[i] += int64(len(b))
 		if err := server(func() error { return recv(b, new(secagg.Shares), srv.HandleShares) }); err != nil {
 			return fail(err)
 		}
@@ -153,6 +157,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 			refusals = append(refusals, err)
 			continue
 		}
+		res.ClientBytes[i] += int64(len(b))
 		if err := server(func() error { return srv.HandleEncodedMaskedInput(b) }); err != nil {
 			return fail(err)
 		}
@@ -176,6 +181,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 			refusals = append(refusals, err)
 			continue
 		}
+		res.ClientBytes[i] += int64(len(b))
 		if err := server(func() error { return recv(b, new(secagg.ConsistencySignature), srv.HandleSignature) }); err != nil {
 			return fail(err)
 		}
@@ -207,6 +213,7 @@ func Run(p secagg.Params, keys []ed25519.PrivateKey, roster *secagg.Roster, inpu
 			refusals = append(refusals, err)
 			continue
 		}
+		res.ClientBytes[i] += int64(len(b))
 		if err := server(func() error { return recv(b, new(secagg.UnmaskResponse), srv.HandleUnmask) }); err != nil {
 			return fail(err)
 		}
