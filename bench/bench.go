@@ -556,4 +556,3 @@ func meanSD(xs []float64) (float64, float64) {
 	}
 	return m, math.Sqrt(v)
 }
-
