@@ -82,9 +82,18 @@ func Run(opt Options) ([]Result, error) {
 		if opt.Progress != nil {
 			opt.Progress(i, len(todo), names[i])
 		}
+		cpu0, wall0 := cpuTime(), time.Now()
 		r, err := c.run()
 		if err != nil {
 			return out, fmt.Errorf("bench: %s: %w", names[i], err)
+		}
+		if cpu := cpuTime() - cpu0; cpu > 0 && len(r) > 0 && r[0].Scenario != "utility" {
+			wall := time.Since(wall0)
+			// CPU of the whole case (all parties and the baseline), and
+			// how many cores it kept busy on average.
+			out = append(out, Result{Scenario: r[0].Scenario, Case: r[0].Case, Params: r[0].Params, Metric: "process CPU (baseline: wall time; ratio: cores busy)",
+				Unit: "ms", Value: float64(cpu.Microseconds()) / 1000, Baseline: float64(wall.Microseconds()) / 1000,
+				Ratio: cpu.Seconds() / wall.Seconds()})
 		}
 		out = append(out, r...)
 	}
