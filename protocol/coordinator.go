@@ -171,6 +171,21 @@ func (c *Coordinator) Serve(lis net.Listener) error { return c.srv.Serve(lis) }
 // Stop closes every session and the listener.
 func (c *Coordinator) Stop() { c.srv.Stop() }
 
+// Shutdown lets the sites receive what was sent to them (the final
+// goodbye) and close their sessions, for at most timeout, then stops.
+func (c *Coordinator) Shutdown(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		c.srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		c.srv.Stop()
+	}
+}
+
 // Session implements the gRPC service: it authenticates the site by its
 // certificate, checks its Hello, and relays its messages to the round
 // driver until the stream ends.

@@ -490,8 +490,8 @@ func TestNetworkUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wait() // the sites leave on the coordinator's goodbye, after the last model
 	cancel()
-	wait()
 	fh, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)

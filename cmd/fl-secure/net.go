@@ -210,7 +210,7 @@ directory, it resumes after the last charged round.
 		return fail(stderr, err, "")
 	}
 	go c.Serve(lis)
-	defer c.Stop()
+	defer c.Shutdown(10 * time.Second)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("listening", "addr", lis.Addr().String(), "mode", *mode, "sites", len(r.Sites))

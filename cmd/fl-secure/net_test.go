@@ -73,7 +73,7 @@ func TestFederationProcesses(t *testing.T) {
 		t.Fatalf("coordinator did not finish:\n%s", cerr.String())
 	}
 	for i, c := range clients {
-		if err := c.Wait(); err != nil {
+		if err := waitOrKill(c, 30*time.Second); err != nil {
 			t.Errorf("client %d: %v\n%s", i+1, err, outs[i].String())
 		}
 		if !strings.Contains(outs[i].String(), "took part in 8 rounds") {
@@ -177,8 +177,11 @@ func TestCoordinatorKill9(t *testing.T) {
 	coord, out := start()
 	var clients []*exec.Cmd
 	for i := 1; i <= 3; i++ {
+		// A kill between a site's charge and the coordinator's charges the
+		// sites for the retried round again (their data may have been
+		// released), so their caps need room for it.
 		c := exec.Command(bin, "client", "--config", filepath.Join(dir, fmt.Sprintf("site-%d", i), "client.conf"),
-			"--coordinator", "localhost:"+port)
+			"--coordinator", "localhost:"+port, "--epsilon-cap", "4")
 		c.Stdout, c.Stderr = new(bytes.Buffer), new(bytes.Buffer)
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -207,7 +210,7 @@ func TestCoordinatorKill9(t *testing.T) {
 		t.Fatalf("restarted coordinator did not finish:\n%s", out.String())
 	}
 	for _, c := range clients {
-		c.Wait()
+		waitOrKill(c, 30*time.Second)
 	}
 	if !strings.Contains(out.String(), "resuming") {
 		t.Errorf("the restart did not resume:\n%s", out.String())
@@ -229,6 +232,20 @@ func TestCoordinatorKill9(t *testing.T) {
 		if seen[r] != 1 {
 			t.Errorf("round %d charged %d times", r, seen[r])
 		}
+	}
+}
+
+// waitOrKill waits for a process, killing it after d.
+func waitOrKill(c *exec.Cmd, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		c.Process.Kill()
+		<-done
+		return fmt.Errorf("did not exit within %v; killed", d)
 	}
 }
 
