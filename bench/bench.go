@@ -478,6 +478,7 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 	type acc struct{ xs []float64 }
 	central, best := &acc{}, &acc{}
 	curves := map[float64]*acc{}
+	aucs := map[float64]*acc{} // classification: AUC of the federated models
 	for seed := 0; seed < seeds; seed++ {
 		tr, te, err := fl.StratifiedSplit(d, 0.25, uint64(seed))
 		if err != nil {
@@ -523,9 +524,10 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 				return nil, err
 			}
 			if curves[e] == nil {
-				curves[e] = &acc{}
+				curves[e], aucs[e] = &acc{}, &acc{}
 			}
 			curves[e].xs = append(curves[e].xs, pick(s.Test))
+			aucs[e].xs = append(aucs[e].xs, s.Test.AUC)
 		}
 	}
 	add := func(name string, eps float64, a *acc) {
@@ -547,6 +549,11 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 			name, pe = "federated no DP", math.Inf(1)
 		}
 		add(name, pe, curves[e])
+		if metric == "accuracy" {
+			m, sd := meanSD(aucs[e].xs)
+			out = append(out, Result{Scenario: "utility", Case: data + "/" + name, Params: map[string]float64{"epsilon": pe, "seeds": float64(seeds)},
+				Metric: "AUC", Value: m, Spread: sd})
+		}
 	}
 	return out, nil
 }

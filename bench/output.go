@@ -230,7 +230,7 @@ func plots(dir string, rs []Result) error {
 		var errs plotter.YErrors
 		metric := ""
 		for _, r := range rs {
-			if r.Scenario == "utility" && strings.HasPrefix(r.Case, data+"/federated DP") {
+			if r.Scenario == "utility" && strings.HasPrefix(r.Case, data+"/federated DP") && r.Metric != "AUC" {
 				pts = append(pts, plotter.XY{X: r.Params["epsilon"], Y: r.Value})
 				errs = append(errs, struct{ Low, High float64 }{r.Spread, r.Spread})
 				metric = r.Metric
@@ -259,7 +259,7 @@ func plots(dir string, rs []Result) error {
 		p.Legend.Add("federated DP", line)
 		for ci, ref := range []string{"centralized", "best hospital alone", "federated no DP"} {
 			for _, r := range rs {
-				if r.Scenario == "utility" && r.Case == data+"/"+ref {
+				if r.Scenario == "utility" && r.Case == data+"/"+ref && r.Metric != "AUC" {
 					hl := plotter.NewFunction(func(float64) float64 { return r.Value })
 					hl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 					hl.Color = plotutil.Color(ci + 1)
