@@ -238,7 +238,7 @@ func Round(s *Sampler, x []float64, gamma, bound float64) ([]int64, error) {
 		for i, v := range x {
 			y := v / gamma
 			if math.IsNaN(y) || math.Abs(y) > 1<<62 {
-				return nil, fmt.Errorf("dp: coordinate %d (%v) does not fit the grid", i, v)
+				return nil, fmt.Errorf("dp: coordinate %d does not fit the grid (NaN or too large)", i)
 			}
 			f := math.Floor(y)
 			r := int64(f)

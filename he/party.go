@@ -395,7 +395,7 @@ func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, e
 	limit := pt.params.cfg.MaxAbsSum
 	for i, x := range v {
 		if math.IsNaN(x) || math.Abs(x) > limit {
-			return nil, fmt.Errorf("he: value %d (%v) is NaN or beyond the configured MaxAbsSum %g", i, x, limit)
+			return nil, fmt.Errorf("he: value %d is NaN or beyond the configured MaxAbsSum %g", i, limit)
 		}
 	}
 	p := pt.params
