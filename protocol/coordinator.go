@@ -363,7 +363,10 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	if b, err := os.ReadFile(statePath); err == nil && json.Unmarshal(b, &st) == nil && len(st.Mean) == cfg.Features {
 		c.log.Info("statistics loaded", "rows", st.Rows)
 	} else {
-		for {
+		for attempt := 1; ; attempt++ {
+			if attempt > maxFailures {
+				return nil, fmt.Errorf("protocol: the statistics round failed %d times", maxFailures)
+			}
 			sess, err := c.waitFor(ctx, cfg.MinCohort)
 			if err != nil {
 				return nil, err
@@ -660,6 +663,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	for i, s := range sess {
 		members[i] = uint32(s.site)
 	}
+	start.Sites = uint32(len(c.cfg.Roster.Sites))
 	if c.cfg.Mode == HE {
 		return c.heSum(ctx, sess, start, charge)
 	}

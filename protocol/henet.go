@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/he"
@@ -98,7 +99,17 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 		}
 	}
 	n := len(c.cfg.Roster.Sites)
-	for {
+	for attempt := 1; ; attempt++ {
+		if attempt > maxFailures {
+			return crs, fmt.Errorf("protocol: the key ceremony failed %d times; every site must be online and agree", maxFailures)
+		}
+		if attempt > 1 {
+			select {
+			case <-ctx.Done():
+				return crs, ctx.Err()
+			case <-time.After(min(c.cfg.PhaseTimeout, time.Second)):
+			}
+		}
 		var sess []*session
 		for len(sess) < n {
 			s, err := c.waitFor(ctx, n)

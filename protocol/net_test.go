@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol/wire"
 )
 
 type federation struct {
@@ -510,5 +513,29 @@ func TestNetworkUpdates(t *testing.T) {
 	}
 	if math.Abs(mean-0.2) > 0.2 {
 		t.Errorf("mean coordinate %v, want ≈ 0.2 (mean of 0.1, 0.2, 0.3)", mean)
+	}
+}
+
+func TestCheckStart(t *testing.T) {
+	good := &wire.RoundStart{Length: 31, Members: []uint32{1, 2, 3}, Sites: 3, Bits: 32, Model: make([]float64, 31)}
+	if err := checkStart(good, 3); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func(*wire.RoundStart){
+		"huge length":    func(s *wire.RoundStart) { s.Length = 1 << 31; s.Model = nil },
+		"zero length":    func(s *wire.RoundStart) { s.Length = 0; s.Model = nil },
+		"repeat member":  func(s *wire.RoundStart) { s.Members = []uint32{1, 1, 2} },
+		"outsider":       func(s *wire.RoundStart) { s.Members = []uint32{1, 2, 9} },
+		"site count":     func(s *wire.RoundStart) { s.Sites = 7 },
+		"model length":   func(s *wire.RoundStart) { s.Model = make([]float64, 5) },
+		"nan model":      func(s *wire.RoundStart) { s.Model[3] = math.NaN() },
+		"bits":           func(s *wire.RoundStart) { s.Bits = 17 },
+		"negative sigma": func(s *wire.RoundStart) { s.SiteSigma = -1 },
+	} {
+		st := proto.Clone(good).(*wire.RoundStart)
+		f(st)
+		if err := checkStart(st, 3); err == nil {
+			t.Errorf("%s accepted", name)
+		}
 	}
 }

@@ -288,6 +288,9 @@ type siteRound struct {
 // round state and the messages to send (Join and the secagg advert, or the
 // plain vector).
 func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
+	if err := checkStart(st, len(s.cfg.Roster.Sites)); err != nil {
+		return nil, nil, err
+	}
 	r := &siteRound{s: s, start: st}
 	me := -1
 	for i, m := range st.Members {
@@ -363,6 +366,40 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}},
 		engineMsg(st.Round, phaseAdvert, ab),
 	}, nil
+}
+
+// checkStart bounds every size a RoundStart carries before any is used:
+// the coordinator is not trusted to keep them sane.
+func checkStart(st *wire.RoundStart, rosterSize int) error {
+	switch {
+	case st.Kind != wire.RoundStart_HE_SETUP && (st.Length == 0 || st.Length > secagg.MaxLength):
+		return fmt.Errorf("round length %d outside [1, 2^28]", st.Length)
+	case len(st.Members) == 0 || len(st.Members) > rosterSize:
+		return fmt.Errorf("%d members for a roster of %d", len(st.Members), rosterSize)
+	case int(st.Sites) != rosterSize:
+		return fmt.Errorf("the round counts %d sites, the roster %d", st.Sites, rosterSize)
+	case len(st.Model) != 0 && len(st.Model) != int(st.Length):
+		return fmt.Errorf("model of %d parameters for length %d", len(st.Model), st.Length)
+	case len(st.Mean) != len(st.Scale) || len(st.Mean) > int(st.Length):
+		return errors.New("standardization vectors of inconsistent lengths")
+	case st.Kind == wire.RoundStart_TRAIN && st.Mode != string(HE) && st.Mode != string(Plain) && st.Bits != 32 && st.Bits != 64:
+		return fmt.Errorf("ring width %d bits", st.Bits)
+	case math.IsNaN(st.Clip) || math.IsNaN(st.SiteSigma) || math.IsNaN(st.Gamma) || st.SiteSigma < 0:
+		return errors.New("NaN or negative noise parameters")
+	}
+	seen := map[uint32]bool{}
+	for _, m := range st.Members {
+		if m < 1 || int(m) > rosterSize || seen[m] {
+			return fmt.Errorf("member %d is out of range or repeated", m)
+		}
+		seen[m] = true
+	}
+	for _, x := range st.Model {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return errors.New("the model holds NaN or infinite parameters")
+		}
+	}
+	return nil
 }
 
 func engineMsg(round uint64, phase uint32, b []byte) *wire.SiteMessage {
