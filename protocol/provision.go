@@ -259,57 +259,54 @@ func (r *Roster) siteForCert(der []byte) (int, bool) {
 	return 0, false
 }
 
-// serverTLS returns the coordinator's TLS 1.3 configuration: client
-// certificates must chain to the federation CA and be on the roster.
-func serverTLS(certFile, keyFile, caFile string, roster *Roster) (*tls.Config, error) {
+// tlsBase loads a party's certificate and the federation CA for TLS 1.3.
+func tlsBase(certFile, keyFile, caFile, who string) (*tls.Config, *x509.CertPool, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("protocol: coordinator certificate: %w", err)
+		return nil, nil, fmt.Errorf("protocol: %s certificate: %w", who, err)
 	}
 	pool, err := loadPool(caFile)
 	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}, pool, nil
+}
+
+// serverTLS returns the coordinator's TLS 1.3 configuration: client
+// certificates must chain to the federation CA and be on the roster.
+func serverTLS(certFile, keyFile, caFile string, roster *Roster) (*tls.Config, error) {
+	c, pool, err := tlsBase(certFile, keyFile, caFile, "coordinator")
+	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("protocol: no client certificate")
-			}
-			if _, ok := roster.siteForCert(raw[0]); !ok {
-				return errors.New("protocol: client certificate is not on the roster")
-			}
-			return nil
-		},
-	}, nil
+	c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("protocol: no client certificate")
+		}
+		if _, ok := roster.siteForCert(raw[0]); !ok {
+			return errors.New("protocol: client certificate is not on the roster")
+		}
+		return nil
+	}
+	return c, nil
 }
 
 // clientTLS returns a site's TLS 1.3 configuration: the coordinator's
 // certificate must chain to the federation CA and match the pin.
 func clientTLS(certFile, keyFile, caFile, pin, serverName string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("protocol: site certificate: %w", err)
-	}
-	pool, err := loadPool(caFile)
+	c, pool, err := tlsBase(certFile, keyFile, caFile, "site")
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ServerName:   serverName,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || certHash(raw[0]) != pin {
-				return errors.New("protocol: the coordinator's certificate does not match the pin in this kit")
-			}
-			return nil
-		},
-	}, nil
+	c.RootCAs, c.ServerName = pool, serverName
+	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 || certHash(raw[0]) != pin {
+			return errors.New("protocol: the coordinator's certificate does not match the pin in this kit")
+		}
+		return nil
+	}
+	return c, nil
 }
 
 func loadPool(caFile string) (*x509.CertPool, error) {

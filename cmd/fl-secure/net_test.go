@@ -25,23 +25,31 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// federationKit builds the binary and provisions three sites with demo
+// data, returning the binary, the kit directory and a free loopback
+// address and its port.
+func federationKit(t *testing.T) (bin, dir, addr, port string) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin = filepath.Join(t.TempDir(), "fl-secure")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir = t.TempDir()
+	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", dir, "--demo-data", "wdbc").CombinedOutput(); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	addr = freePort(t)
+	_, port, _ = strings.Cut(addr, ":")
+	return bin, dir, addr, port
+}
+
 // TestFederationProcesses runs the built binary as a coordinator and three
 // clients in separate processes, as the README walkthrough does, then
 // audits every ledger and evaluates the model.
 func TestFederationProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "fl-secure")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", dir, "--demo-data", "wdbc").CombinedOutput(); err != nil {
-		t.Fatalf("provision: %v\n%s", err, out)
-	}
-	addr := freePort(t)
-	_, port, _ := strings.Cut(addr, ":")
+	bin, dir, addr, port := federationKit(t)
 	coord := exec.Command(bin, "coordinator", "--config", filepath.Join(dir, "coordinator", "coordinator.conf"),
 		"--listen", addr, "--rounds", "8", "--join-wait", "20s", "--phase-timeout", "20s")
 	var cout, cerr bytes.Buffer
@@ -151,19 +159,7 @@ func TestNetCommandsMisuse(t *testing.T) {
 // middle of a run and starts it again on the same state: the clients
 // reconnect, the ledger verifies, and every round is charged exactly once.
 func TestCoordinatorKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "fl-secure")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", dir, "--demo-data", "wdbc").CombinedOutput(); err != nil {
-		t.Fatalf("provision: %v\n%s", err, out)
-	}
-	addr := freePort(t)
-	_, port, _ := strings.Cut(addr, ":")
+	bin, dir, addr, port := federationKit(t)
 	start := func() (*exec.Cmd, *syncBuffer) {
 		c := exec.Command(bin, "coordinator", "--config", filepath.Join(dir, "coordinator", "coordinator.conf"),
 			"--listen", addr, "--rounds", "12", "--join-wait", "30s", "--phase-timeout", "20s")
