@@ -76,6 +76,16 @@ func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 	return &federation{dir: dir, roster: roster, coord: c, addr: lis.Addr().String(), sites: sites, test: te}
 }
 
+// evaluate scores the coordinator's newest checkpoint on the test set.
+func (f *federation) evaluate(t *testing.T) fl.Metrics {
+	t.Helper()
+	m, _, err := EvaluateState(f.coord.cfg.State, "logistic", 0, f.test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func (f *federation) siteConfig(i int) SiteConfig {
 	sd := filepath.Join(f.dir, fmt.Sprintf("site-%d", i))
 	pin, _ := os.ReadFile(filepath.Join(sd, "coordinator.pin"))
@@ -113,19 +123,11 @@ func TestNetworkRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	ok := 0
-	for _, r := range sum.Rounds {
-		if r.Status == "ok" {
-			ok++
-		}
-	}
-	if ok != 6 || sum.Epsilon > 3 {
+	if okRounds(sum) != 6 || sum.Epsilon > 3 {
 		t.Fatalf("rounds %+v, ε %v", sum.Rounds, sum.Epsilon)
 	}
-	// The model works: standardize the test set the same way.
-	st, _ := loadStats(f.coord.cfg.State)
-	m, _ := fl.NewModel("logistic", fl.Binary, 30, 2, 0)
-	met, _ := fl.Evaluate(m, sum.Model, (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(f.test))
+	// The model works on the held-out set, standardized the same way.
+	met := f.evaluate(t)
 	if met.Accuracy < 0.9 {
 		t.Errorf("accuracy %.3f after 6 network rounds", met.Accuracy)
 	}
@@ -418,9 +420,7 @@ func TestNetworkHE(t *testing.T) {
 	if okRounds(sum) != 4 || sum.Epsilon > 3 {
 		t.Fatalf("rounds %+v ε %v", sum.Rounds, sum.Epsilon)
 	}
-	st, _ := loadStats(f.coord.cfg.State)
-	m, _ := fl.NewModel("logistic", fl.Binary, 30, 2, 0)
-	met, _ := fl.Evaluate(m, sum.Model, (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(f.test))
+	met := f.evaluate(t)
 	if met.Accuracy < 0.9 {
 		t.Errorf("accuracy %.3f", met.Accuracy)
 	}
