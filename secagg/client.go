@@ -63,6 +63,7 @@ type Client struct {
 	// ShareKeys.
 	digest     [32]byte
 	adverts    map[uint32]*Advert // U1 as this client saw it
+	g          *graph
 	neighbours []uint32
 	aeads      map[uint32]cipher.AEAD       // share encryption, by neighbour
 	seeds      map[uint32][prg.KeySize]byte // pairwise mask seeds, by neighbour
@@ -311,7 +312,7 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 		sigmaShares[i].Y, betaShares[i].Y = edwards25519.Scalar{}, edwards25519.Scalar{}
 	}
 
-	c.digest, c.adverts, c.neighbours, c.aeads, c.seeds = digest, adverts, nb, aeads, seeds
+	c.digest, c.adverts, c.g, c.neighbours, c.aeads, c.seeds = digest, adverts, g, nb, aeads, seeds
 	c.finish(phaseShare, key, out)
 	return cloneShares(out), nil
 }
@@ -449,11 +450,15 @@ func checkIDs(ids []uint32, n int, what string) error {
 }
 
 // CheckConsistency checks the survivor set U3 and signs it (Bonawitz et al.
-// 2017, round 3, ConsistencyCheck). The client refuses a set that leaves out itself,
-// that names a neighbour whose shares were withheld from it, that is smaller
-// than the consistency quorum, or that keeps fewer than Threshold of the
+// 2017, round 3, ConsistencyCheck). The client refuses a set that leaves out
+// itself, that names a neighbour whose shares were withheld from it, that is
+// smaller than the consistency quorum, that keeps fewer than Threshold of the
 // neighbours holding its shares (its self mask could then never be removed,
-// and its input would be mixed with too few others).
+// and its input would be mixed with too few others), or whose induced
+// neighbour graph (the round's graph restricted to U3) is not connected:
+// pairwise masks cancel only inside a connected part, so the sum of each
+// part could be opened on its own. In a connected U3 every proper subset has
+// a mask edge to another survivor, whose key is never revealed.
 func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignature, error) {
 	if req == nil {
 		return nil, fmt.Errorf("secagg: client %d: nil consistency request", c.id)
@@ -488,6 +493,9 @@ func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignatur
 	}
 	if kept < c.p.Threshold {
 		return nil, fmt.Errorf("%w: client %d: %d of its share holders survive, threshold is %d", ErrBelowThreshold, c.id, kept, c.p.Threshold)
+	}
+	if ok, a, b := c.g.connected(u3); !ok {
+		return nil, fmt.Errorf("%w: client %d: the survivors' neighbour graph is not connected (no path from client %d to client %d), so parts of the sum could be opened separately", ErrBelowThreshold, c.id, a, b)
 	}
 	out := &ConsistencySignature{Round: c.p.Round, Sender: c.id}
 	copy(out.Sig[:], ed25519.Sign(c.identity, consistencySigned(c.p.Round, &c.digest, u3)))

@@ -10,8 +10,10 @@ import (
 // graph is the neighbour graph of a round: the Harary graph H(k, m) over the
 // m clients that advertised keys, with positions assigned by a uniformly
 // random permutation (the "random Harary graph" of Bell et al. 2020). Node at
-// position p is adjacent to positions p±1, …, p±⌊k/2⌋ (mod m), and for odd k
-// also to p+m/2; for odd k and odd m the degree is rounded up to k+1.
+// position p is adjacent to positions p±1, …, p±k/2 (mod m). k is even
+// (Params.Validate): the odd-degree Harary graph also joins p to p+m/2, and
+// those chords let a coordinator cut the survivors into pieces whose members
+// still keep Threshold surviving neighbours each.
 //
 // The permutation is seeded with a hash of the signed key adverts of the
 // round. Honest clients' keys are fresh and unpredictable, so the server
@@ -20,8 +22,7 @@ import (
 type graph struct {
 	order    []uint32       // position → client id
 	pos      map[uint32]int // client id → position
-	half     int            // ⌊k/2⌋ neighbours on each side
-	opposite bool           // odd k: also the node half way round
+	half     int            // k/2 neighbours on each side
 	complete bool
 }
 
@@ -32,10 +33,10 @@ func newGraph(ids []uint32, k int, digest [32]byte) *graph {
 	if k >= m-1 {
 		g.complete = true
 	} else {
-		if k%2 == 1 && m%2 == 1 {
-			k++
+		if k%2 != 0 {
+			panic("secagg: internal error: odd degree on a sparse graph")
 		}
-		g.half, g.opposite = k/2, k%2 == 1
+		g.half = k / 2
 		h := sha256.New()
 		h.Write([]byte("fl-secure/secagg/v1 graph"))
 		h.Write(digest[:])
@@ -77,9 +78,6 @@ func (g *graph) neighbours(id uint32) []uint32 {
 	for j := 1; j <= g.half; j++ {
 		out = append(out, g.order[(p+j)%m], g.order[(p-j+m)%m])
 	}
-	if g.opposite {
-		out = append(out, g.order[(p+m/2)%m])
-	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
@@ -95,5 +93,44 @@ func (g *graph) adjacent(a, b uint32) bool {
 	m := len(g.order)
 	d := (g.pos[a] - g.pos[b] + m) % m
 	d = min(d, m-d)
-	return d <= g.half || (g.opposite && d == m/2)
+	return d <= g.half
+}
+
+// connected reports whether the subgraph induced on ids, which must be
+// distinct nodes, is connected. If it is not, it returns a node of the
+// part that holds ids[0] and a node outside it.
+func (g *graph) connected(ids []uint32) (ok bool, in, out uint32) {
+	if g.complete || len(ids) < 2 {
+		return true, 0, 0
+	}
+	m := len(g.order)
+	member := make([]bool, m) // by position
+	for _, id := range ids {
+		member[g.pos[id]] = true
+	}
+	seen := make([]bool, m)
+	stack := []int{g.pos[ids[0]]}
+	seen[stack[0]] = true
+	reached := 1
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for j := -g.half; j <= g.half; j++ {
+			q := ((p+j)%m + m) % m
+			if member[q] && !seen[q] {
+				seen[q] = true
+				reached++
+				stack = append(stack, q)
+			}
+		}
+	}
+	if reached == len(ids) {
+		return true, 0, 0
+	}
+	for _, id := range ids {
+		if !seen[g.pos[id]] {
+			return false, ids[0], id
+		}
+	}
+	panic("secagg: internal error: connectivity count")
 }

@@ -28,8 +28,9 @@ type Params struct {
 	Threshold int
 	// Degree is k, the number of neighbours each client shares its secrets
 	// with and masks against. k = n−1 is the complete graph of Bonawitz et
-	// al.; smaller k is SecAgg+ (Bell et al.). Use Recommend to derive k and
-	// t from the tolerated dropout and corruption rates.
+	// al.; smaller k is SecAgg+ (Bell et al.) and must be even. Use
+	// Recommend to derive k and t from the tolerated dropout and corruption
+	// rates.
 	Degree int
 	// Corrupt is the number of clients that may collude with the server. It
 	// raises the consistency-check quorum; on the complete graph it must be
@@ -49,6 +50,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("secagg: Clients = %d, want 3 ≤ n ≤ %d (with two clients the sum reveals the other's input)", p.Clients, MaxClients)
 	case p.Degree < 2 || p.Degree > p.Clients-1:
 		return fmt.Errorf("secagg: Degree = %d, want 2 ≤ k ≤ n−1 = %d", p.Degree, p.Clients-1)
+	case p.Degree < p.Clients-1 && p.Degree%2 != 0:
+		return fmt.Errorf("secagg: Degree = %d is odd: a sparse graph (k < n−1 = %d) needs an even degree; use %d or %d", p.Degree, p.Clients-1, p.Degree-1, p.Degree+1)
 	case p.Threshold > p.Degree:
 		return fmt.Errorf("secagg: Threshold = %d exceeds Degree = %d: no client could ever be recovered", p.Threshold, p.Degree)
 	case 2*p.Threshold <= p.Degree:
@@ -140,7 +143,8 @@ func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) 
 		}
 	}
 	if !complete {
-		for k := 2; k < n-1; k++ {
+		for k := 2; k < n-1; k += 2 { // sparse graphs have even degree
+
 			for t := k/2 + 1; t <= k; t++ {
 				pl := evaluate(k, t)
 				if pl.SecurityFailure > math.Ldexp(1, -securityBits) {

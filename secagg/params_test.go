@@ -25,6 +25,7 @@ func TestValidateNamesTheParameter(t *testing.T) {
 		{func(p *secagg.Params) { p.Threshold = 10 }, "Threshold = 10 exceeds Degree"},
 		{func(p *secagg.Params) { p.Corrupt = 6 }, "Corrupt = 6 ≥ Threshold"},
 		{func(p *secagg.Params) { p.Corrupt = -1 }, "Corrupt = -1"},
+		{func(p *secagg.Params) { p.Degree = 5 }, "Degree = 5 is odd"},
 		{func(p *secagg.Params) { p.Length = 0 }, "Length = 0"},
 		{func(p *secagg.Params) { p.Length = secagg.MaxLength + 1 }, "Length ="},
 		{func(p *secagg.Params) { p.Bits = 16 }, "Bits = 16"},
@@ -40,7 +41,7 @@ func TestValidateNamesTheParameter(t *testing.T) {
 		}
 	}
 	// A sparse graph may assume more corrupt clients than its threshold.
-	sparse := secagg.Params{Round: 1, Clients: 1000, Threshold: 18, Degree: 35, Corrupt: 50, Length: 1, Bits: 64}
+	sparse := secagg.Params{Round: 1, Clients: 1000, Threshold: 18, Degree: 34, Corrupt: 50, Length: 1, Bits: 64}
 	if err := sparse.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestPropertyRandomRounds(t *testing.T) {
 		n := 3 + r.IntN(28)
 		k := n - 1
 		if r.IntN(2) == 0 && n > 5 {
-			k = 2 + r.IntN(n-3) // sparse
+			k = 2 + 2*r.IntN((n-3)/2) // sparse: even, below n−1
 		}
 		th := k/2 + 1 + r.IntN(k-k/2)
 		c := 0

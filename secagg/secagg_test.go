@@ -41,7 +41,7 @@ func plainSum(inputs [][]uint64, ids []uint32, bits int) []uint64 {
 
 func TestRoundNoDropout(t *testing.T) {
 	for _, tc := range []struct{ n, k, t, bits int }{
-		{5, 4, 3, 32}, {10, 9, 6, 64}, {20, 6, 4, 32}, {21, 5, 4, 64},
+		{5, 4, 3, 32}, {10, 9, 6, 64}, {20, 6, 4, 32}, {21, 6, 4, 64}, {21, 20, 11, 32},
 	} {
 		p := secagg.Params{Round: 7, Clients: tc.n, Threshold: tc.t, Degree: tc.k, Length: 37, Bits: tc.bits}
 		r := rand.New(rand.NewPCG(1, uint64(tc.n)))

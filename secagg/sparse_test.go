@@ -25,7 +25,7 @@ func TestPropertySparseDropouts(t *testing.T) {
 	outcomes := map[bool]int{}
 	for trial := 0; trial < trials; trial++ {
 		n := 8 + r.IntN(20)
-		k := 3 + r.IntN(n-5)
+		k := 4 + 2*r.IntN((n-5)/2) // even, below n−1
 		th := k/2 + 1 + r.IntN(k-k/2)
 		p := secagg.Params{Round: uint64(trial + 1), Clients: n, Threshold: th, Degree: k, Length: 5, Bits: 64}
 		keys, roster := secaggtest.Identities(n, uint64(trial))
