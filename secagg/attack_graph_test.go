@@ -194,3 +194,69 @@ func TestAttackDisconnectedSurvivorsEvenDegree(t *testing.T) {
 		t.Error("the coordinator unmasked one piece of the ring")
 	}
 }
+
+// bridgeAttack runs the corrupt-bridge attack on a sparse graph: the
+// clients at ring positions 0 and m/2 collude, and the coordinator declares
+// dropped the other clients of the two runs of h = k/2 positions centred on
+// them. Every survivor's neighbour graph stays connected, through the two
+// colluders, but the honest survivors fall into two pieces whose only mask
+// edges to each other run through colluders, whose keys the coordinator
+// holds. It returns the sum the coordinator opens for one piece, if any,
+// the piece's true sum and the clients' refusals.
+func bridgeAttack(t *testing.T, p secagg.Params) (opened, want []uint64, refused map[uint32]error) {
+	t.Helper()
+	r, err := newCraftedRound(t, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, m := p.Degree/2, p.Clients
+	ring := r.srv.Ring()
+	leaked := map[uint32]*ecdh.PrivateKey{}
+	for _, pos := range []int{0, m / 2} {
+		leaked[ring[pos]] = r.clients[ring[pos]-1].LeakMaskKey()
+	}
+	run := func(centre int) [2]int { return [2]int{centre - (h-1)/2, centre + h/2} }
+	dropped := without(ringArcs(ring, run(0), run(m/2)), []uint32{ring[0], ring[m/2]})
+	survivors := without(ring, dropped)
+	slices.Sort(survivors)
+	resps, refused := r.present(survivors)
+	piece := ringArcs(ring, [2]int{h/2 + 1, m/2 - (h-1)/2 - 1})
+	sum, err := secagg.RecoverSum(p, r.list, piece, r.masked, resps, leaked)
+	if err != nil {
+		return nil, r.plainSum(piece), refused
+	}
+	return sum, r.plainSum(piece), refused
+}
+
+// TestAttackCorruptBridge shows why Recommend bounds the corrupt clients
+// in any run of k/2 ring positions, not only in a neighbourhood. With t =
+// k/2 + 1 a single colluder in a run of k/2 otherwise-dropped positions
+// gives the honest clients beside it their t-th surviving neighbour, so
+// they sign; two such runs split the honest survivors into two pieces and
+// the coordinator opens the sum of one piece alone. With Recommend's t, t −
+// k/2 exceeds the number of colluders and the clients beside the runs
+// refuse.
+func TestAttackCorruptBridge(t *testing.T) {
+	weak := secagg.Params{Round: 13, Clients: 60, Threshold: 6, Degree: 10, Corrupt: 2, Length: 4, Bits: 64}
+	opened, want, refused := bridgeAttack(t, weak)
+	if !slices.Equal(opened, want) {
+		t.Fatalf("with t = k/2+1 the bridge attack should open one piece (documenting why Recommend sizes t − k/2), refusals: %v", refused)
+	}
+
+	pl, err := secagg.Recommend(60, 0.05, 0.03, false) // c = 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Corrupt != 2 || pl.Threshold-pl.Degree/2 <= 2 {
+		t.Fatalf("Recommend(60, 0.05, 0.03) = %+v: want t − k/2 > c = 2", pl)
+	}
+	p := weak
+	p.Round, p.Degree, p.Threshold = 14, pl.Degree, pl.Threshold
+	opened, _, refused = bridgeAttack(t, p)
+	if opened != nil {
+		t.Fatalf("with Recommend's k = %d, t = %d the coordinator opened one piece", p.Degree, p.Threshold)
+	}
+	if len(refused) == 0 {
+		t.Fatal("no client refused the bridged survivor set")
+	}
+}

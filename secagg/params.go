@@ -87,37 +87,61 @@ func quorum(p Params, m int) int {
 // Plan is a parameter choice with the probabilities behind it.
 type Plan struct {
 	Degree, Threshold, Corrupt int
-	// SecurityFailure bounds the probability that some client has Threshold
-	// or more corrupt neighbours (who could then recover its secrets).
+	// SecurityFailure bounds, for one neighbour graph, the probability that
+	// the Corrupt clients could open more than the survivors' sum: that some
+	// client has Threshold or more corrupt neighbours (who could then
+	// recover its secrets), or, on a sparse graph, that some run of k/2
+	// consecutive ring positions holds Threshold − k/2 or more corrupt
+	// clients (who, with the clients around them declared dropped, could
+	// be the only link between two parts of the honest survivors).
 	SecurityFailure float64
+	// GrindingBits is log2 of the number of neighbour graphs a coordinator
+	// is assumed to be able to try, by leaving out adverts (or having
+	// colluding clients re-advertise) until it likes the graph: 40 on a
+	// sparse graph, 0 on the complete graph, which has no choice to make.
+	GrindingBits int
+	// SecurityFailureGround = min(1, 2^GrindingBits · SecurityFailure)
+	// bounds the failure after such grinding (a union bound over the graphs
+	// tried). Recommend keeps it at most 2^-40.
+	SecurityFailureGround float64
 	// CorrectnessFailure bounds the probability that some client keeps fewer
 	// than Threshold neighbours who are neither dropped nor corrupt, which
 	// fails the round (without revealing anything).
 	CorrectnessFailure float64
 }
 
-// Targets of Recommend: statistical security 2^-40 and a round failure
-// probability of at most 2^-20, the statistical security and correctness
-// parameters σ = 40 and η = 20 of the kind Bell et al. 2020 use to size k.
+// Targets of Recommend: statistical security 2^-40 after a coordinator has
+// tried 2^40 graphs, and a round failure probability of at most 2^-20: the
+// statistical security and correctness parameters σ = 40 and η = 20 of the
+// kind Bell et al. 2020 use to size k, with σ raised by the grinding budget.
 const (
 	securityBits    = 40
+	grindingBits    = 40
 	correctnessBits = 20
 )
 
 // Recommend derives the neighbour degree k and threshold t for n clients of
 // which a fraction dropout may drop out and a fraction corruption may collude
 // with the server, following Bell et al., "Secure Single-Server Aggregation
-// with (Poly)Logarithmic Overhead", CCS 2020: on their random Harary
-// graph each client's neighbourhood is a uniformly random k-subset of the
-// other n−1 clients, so with c = ⌈corruption·n⌉ corrupt clients
+// with (Poly)Logarithmic Overhead", CCS 2020: on the random Harary graph
+// each client's neighbourhood, and each run of k/2 consecutive ring
+// positions, is a uniformly random subset of the other n−1 clients, so with
+// c = ⌈corruption·n⌉ corrupt clients
 //
-//	security:    n · Pr[Hypergeometric(n−1, c, k) ≥ t] ≤ 2^-40
+//	security:    n · Pr[Hypergeometric(n−1, c, k) ≥ t]
+//	           + n · Pr[Hypergeometric(n−1, c, k/2) ≥ t − k/2] ≤ 2^-40 / 2^40
 //	correctness: n · Pr[Binomial(k, dropout+corruption) > k − t] ≤ 2^-20
 //
-// (union bounds over clients), subject to k/2 < t ≤ k. Recommend
-// returns the smallest such k, and the smallest t for it. If complete is
-// true, or no k < n−1 qualifies, it returns the complete graph (classic
-// SecAgg) with the smallest safe t, and reports its failure probabilities.
+// (union bounds over clients, and over the 2^40 graphs a grinding
+// coordinator may try), subject to k even and k/2 < t ≤ k. The first
+// term is the event that some client has t corrupt neighbours. The second
+// is the event that corrupt clients could bridge two parts of the honest
+// survivors: an honest survivor next to a run of k/2 positions holding no
+// honest survivor keeps at most k/2 of its other neighbours, so it signs
+// only if t − k/2 corrupt clients sit in that run. Recommend returns the
+// smallest such k, and the smallest t for it. If complete is true, or no k
+// < n−1 qualifies, it returns the complete graph (classic SecAgg) with the
+// smallest safe t, and reports its failure probabilities.
 func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) {
 	if n < 3 || n > MaxClients {
 		return Plan{}, fmt.Errorf("secagg: %d clients, want 3 ≤ n ≤ %d", n, MaxClients)
@@ -136,18 +160,24 @@ func Recommend(n int, dropout, corruption float64, complete bool) (Plan, error) 
 	c := int(math.Ceil(corruption * float64(n)))
 	bad := dropout + corruption
 	evaluate := func(k, t int) Plan {
-		return Plan{
+		pl := Plan{
 			Degree: k, Threshold: t, Corrupt: c,
-			SecurityFailure:    math.Min(1, float64(n)*hyperTail(n-1, c, k, t)),
+			SecurityFailure:    float64(n) * hyperTail(n-1, c, k, t),
 			CorrectnessFailure: math.Min(1, float64(n)*binomTail(k, bad, k-t+1)),
 		}
+		if k < n-1 {
+			pl.SecurityFailure += float64(n) * hyperTail(n-1, c, k/2, t-k/2)
+			pl.GrindingBits = grindingBits
+		}
+		pl.SecurityFailure = math.Min(1, pl.SecurityFailure)
+		pl.SecurityFailureGround = math.Min(1, math.Ldexp(pl.SecurityFailure, pl.GrindingBits))
+		return pl
 	}
 	if !complete {
 		for k := 2; k < n-1; k += 2 { // sparse graphs have even degree
-
 			for t := k/2 + 1; t <= k; t++ {
 				pl := evaluate(k, t)
-				if pl.SecurityFailure > math.Ldexp(1, -securityBits) {
+				if pl.SecurityFailureGround > math.Ldexp(1, -securityBits) {
 					continue // larger t is more secure: keep looking
 				}
 				if pl.CorrectnessFailure <= math.Ldexp(1, -correctnessBits) {
