@@ -242,6 +242,9 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	if len(ids)-1 < c.p.Threshold {
 		return nil, fmt.Errorf("%w: client %d: %d other clients advertised keys, threshold is %d", ErrBelowThreshold, c.id, len(ids)-1, c.p.Threshold)
 	}
+	if len(ids) < c.p.MinSurvivors {
+		return nil, fmt.Errorf("%w: client %d: %d clients advertised keys, this client's floor is MinSurvivors = %d", ErrBelowThreshold, c.id, len(ids), c.p.MinSurvivors)
+	}
 	digest := advertDigest(c.p.Round, list.Adverts)
 	g := newGraph(ids, c.p.Degree, digest)
 	nb := g.neighbours(c.id)
@@ -366,6 +369,12 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	if len(fwd.Shares) < c.p.Threshold {
 		return nil, fmt.Errorf("%w: client %d: %d neighbours sent shares, threshold is %d", ErrBelowThreshold, c.id, len(fwd.Shares), c.p.Threshold)
 	}
+	// On the complete graph every client that shared keys sent this client
+	// shares, so they bound the survivors; on a sparse graph only the
+	// advert count does, checked in ShareKeys.
+	if c.g.complete && len(fwd.Shares)+1 < c.p.MinSurvivors {
+		return nil, fmt.Errorf("%w: client %d: %d other clients sent shares, this client's floor is MinSurvivors = %d", ErrBelowThreshold, c.id, len(fwd.Shares), c.p.MinSurvivors)
+	}
 	held := make(map[uint32]*heldShares, len(fwd.Shares))
 	partners := make([]uint32, 0, len(fwd.Shares))
 	var plain [shareSize]byte
@@ -452,13 +461,14 @@ func checkIDs(ids []uint32, n int, what string) error {
 // CheckConsistency checks the survivor set U3 and signs it (Bonawitz et al.
 // 2017, round 3, ConsistencyCheck). The client refuses a set that leaves out
 // itself, that names a neighbour whose shares were withheld from it, that is
-// smaller than the consistency quorum, that keeps fewer than Threshold of the
-// neighbours holding its shares (its self mask could then never be removed,
-// and its input would be mixed with too few others), or whose induced
-// neighbour graph (the round's graph restricted to U3) is not connected:
-// pairwise masks cancel only inside a connected part, so the sum of each
-// part could be opened on its own. In a connected U3 every proper subset has
-// a mask edge to another survivor, whose key is never revealed.
+// smaller than the consistency quorum or than MinSurvivors, that keeps fewer
+// than Threshold of the neighbours holding its shares (its self mask could
+// then never be removed, and its input would be mixed with too few others),
+// or whose induced neighbour graph (the round's graph restricted to U3) is
+// not connected: pairwise masks cancel only inside a connected part, so the
+// sum of each part could be opened on its own. In a connected U3 every
+// proper subset has a mask edge to another survivor, whose key no honest
+// client reveals (package documentation, "Security", for colluders).
 func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignature, error) {
 	if req == nil {
 		return nil, fmt.Errorf("secagg: client %d: nil consistency request", c.id)
@@ -490,6 +500,9 @@ func (c *Client) CheckConsistency(req *ConsistencyRequest) (*ConsistencySignatur
 	}
 	if q := quorum(c.p, len(c.adverts)); len(u3) < q {
 		return nil, fmt.Errorf("%w: client %d: %d survivors, consistency quorum is %d", ErrBelowThreshold, c.id, len(u3), q)
+	}
+	if len(u3) < c.p.MinSurvivors {
+		return nil, fmt.Errorf("%w: client %d: %d survivors, this client's floor is MinSurvivors = %d", ErrBelowThreshold, c.id, len(u3), c.p.MinSurvivors)
 	}
 	if kept < c.p.Threshold {
 		return nil, fmt.Errorf("%w: client %d: %d of its share holders survive, threshold is %d", ErrBelowThreshold, c.id, kept, c.p.Threshold)

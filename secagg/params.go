@@ -15,7 +15,9 @@ const (
 )
 
 // Params fixes one round of secure aggregation. Every client and the server
-// of a round must hold the same Params.
+// of a round must hold the same Round, Clients, Threshold, Degree, Length and
+// Bits. Corrupt and MinSurvivors are each party's own settings: a client is
+// protected by the values it holds itself, never by the coordinator's.
 type Params struct {
 	// Round identifies the round. It is bound into every key derivation,
 	// share encryption and signature, so messages of one round are useless
@@ -35,8 +37,17 @@ type Params struct {
 	// Corrupt is the number of clients that may collude with the server. It
 	// raises the consistency-check quorum; on the complete graph it must be
 	// below Threshold. On a sparse graph, Recommend bounds the chance that
-	// some client has Threshold corrupt neighbours.
+	// some client has Threshold corrupt neighbours. A client must take it
+	// from its own configuration: with a smaller value than the true number
+	// of colluders, two survivor sets can both reach the quorum.
 	Corrupt int
+	// MinSurvivors is this party's floor on the number of clients in a
+	// round (0: none beyond the consistency quorum), such as a site's
+	// minimum cohort. A client refuses a round with fewer advertised
+	// clients, on the complete graph one in which fewer clients sent it
+	// shares, and refuses to sign a smaller survivor set; a server stops at
+	// the same points.
+	MinSurvivors int
 	// Length is d, the number of ring elements in each input.
 	Length int
 	// Bits is b: inputs are vectors over Z_{2^b}, b ∈ {32, 64}.
@@ -62,6 +73,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("secagg: Corrupt = %d ≥ Threshold = %d on the complete graph: colluding clients could recover an honest client's secrets", p.Corrupt, p.Threshold)
 	case p.Corrupt >= p.Clients:
 		return fmt.Errorf("secagg: Corrupt = %d, want fewer than Clients = %d", p.Corrupt, p.Clients)
+	case p.MinSurvivors < 0 || p.MinSurvivors > p.Clients:
+		return fmt.Errorf("secagg: MinSurvivors = %d, want 0 ≤ MinSurvivors ≤ Clients = %d", p.MinSurvivors, p.Clients)
 	case p.Length < 1 || p.Length > MaxLength:
 		return fmt.Errorf("secagg: Length = %d, want 1 ≤ d ≤ %d", p.Length, MaxLength)
 	case p.Bits != 32 && p.Bits != 64:

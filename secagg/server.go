@@ -107,6 +107,9 @@ func (s *Server) AdvertList() (*AdvertList, error) {
 	if len(s.adverts) < s.p.Threshold+1 {
 		return nil, fmt.Errorf("%w: %d clients advertised keys, need at least Threshold+1 = %d", ErrBelowThreshold, len(s.adverts), s.p.Threshold+1)
 	}
+	if len(s.adverts) < s.p.MinSurvivors {
+		return nil, fmt.Errorf("%w: %d clients advertised keys, MinSurvivors = %d", ErrBelowThreshold, len(s.adverts), s.p.MinSurvivors)
+	}
 	ids := sortedKeys(s.adverts)
 	s.list = make([]Advert, len(ids))
 	for i, id := range ids {
@@ -251,6 +254,9 @@ func (s *Server) ConsistencyRequest() (*ConsistencyRequest, error) {
 	}
 	if q := quorum(s.p, len(s.list)); len(s.in) < q {
 		return nil, fmt.Errorf("%w: %d masked inputs, consistency quorum is %d", ErrBelowThreshold, len(s.in), q)
+	}
+	if len(s.in) < s.p.MinSurvivors {
+		return nil, fmt.Errorf("%w: %d masked inputs, MinSurvivors = %d", ErrBelowThreshold, len(s.in), s.p.MinSurvivors)
 	}
 	s.u3 = sortedKeys(s.in)
 	s.sigs = make(map[uint32]Signature)
