@@ -1,6 +1,7 @@
 package secagg_test
 
 import (
+	"crypto/ecdh"
 	"errors"
 	"slices"
 	"strings"
@@ -83,4 +84,72 @@ func TestAttackSurvivorsBelowSiteFloor(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAttackUnmaskVictimDidNotSign: client 1 will only be summed with all
+// seven clients (MinSurvivors = 7). The coordinator, colluding with clients
+// 4, 5 and 6, declares client 7 dropped and shows everyone the survivor set
+// {1, …, 6}. Client 1 refuses to sign it; the others sign, and a quorum of
+// signatures is reached without client 1. Its neighbours must still not
+// reveal its self-mask shares: a survivor's input is opened only over a set
+// it signed itself. Otherwise the coordinator would open x_1 + x_2 + x_3,
+// a three-client sum that client 1 refused.
+func TestAttackUnmaskVictimDidNotSign(t *testing.T) {
+	p := secagg.Params{Round: 31, Clients: 7, Threshold: 4, Degree: 6, Length: 4, Bits: 64}
+	r, err := newCraftedRoundWith(t, p, func(id uint32, p *secagg.Params) {
+		if id == 1 {
+			p.MinSurvivors = 7
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaked := map[uint32]*ecdh.PrivateKey{}
+	for _, id := range []uint32{4, 5, 6} {
+		leaked[id] = r.clients[id-1].LeakMaskKey()
+	}
+	survivors := []uint32{1, 2, 3, 4, 5, 6}
+	resps, refused := r.present(survivors)
+	wantBelowThreshold(t, refused[1], "6 survivors, this client's floor is MinSurvivors = 7")
+	if sum, err := secagg.RecoverSum(p, r.list, survivors, r.masked, resps, leaked); err == nil && slices.Equal(sum, r.plainSum(survivors)) {
+		t.Fatalf("the coordinator opened the sum of %v, client 1's input included, over a survivor set client 1 refused", survivors)
+	}
+	for _, id := range survivors[1:] {
+		wantBelowThreshold(t, refused[id], "survivor 1 did not sign")
+	}
+	if len(resps) != 0 {
+		t.Fatalf("%d clients revealed shares", len(resps))
+	}
+}
+
+// TestUnmaskRequestNeedsEverySurvivor: a server does not ask for unmasking
+// while a survivor's signature is missing, and a client refuses a request
+// that lacks one, revealing nothing.
+func TestUnmaskRequestNeedsEverySurvivor(t *testing.T) {
+	s := newStepper(t, smallParams)
+	s.mask(s.share(s.advertise()))
+	creq := must[*secagg.ConsistencyRequest](t)(s.srv.ConsistencyRequest())
+	var sigs []secagg.Signature
+	for _, c := range s.clients[:6] { // client 7 sent its input, then left
+		sig := must[*secagg.ConsistencySignature](t)(c.CheckConsistency(creq))
+		sigs = append(sigs, secagg.Signature{Signer: sig.Sender, Sig: sig.Sig})
+		if err := s.srv.HandleSignature(sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.srv.UnmaskRequest()
+	wantBelowThreshold(t, err, "survivor 7 did not sign")
+	ureq := &secagg.UnmaskRequest{Round: 42, Survivors: creq.Survivors, Signatures: sigs}
+	_, err = s.clients[0].Unmask(ureq)
+	wantBelowThreshold(t, err, "survivor 7 did not sign")
+	// A bad signature among them is caught, whoever it belongs to.
+	sig7 := must[*secagg.ConsistencySignature](t)(s.clients[6].CheckConsistency(creq))
+	bad := slices.Clone(sigs)
+	bad = append(bad, secagg.Signature{Signer: 7, Sig: sig7.Sig})
+	bad[2].Sig[5] ^= 1
+	_, err = s.clients[0].Unmask(&secagg.UnmaskRequest{Round: 42, Survivors: creq.Survivors, Signatures: bad})
+	wantProtocolError(t, err, "consistency signature from client 3 is invalid")
+	// With every signature the request is answered.
+	good := append(slices.Clone(sigs), secagg.Signature{Signer: 7, Sig: sig7.Sig})
+	must[*secagg.UnmaskResponse](t)(s.clients[0].Unmask(&secagg.UnmaskRequest{Round: 42, Survivors: creq.Survivors, Signatures: good}))
 }

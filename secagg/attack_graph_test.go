@@ -26,6 +26,13 @@ type craftedRound struct {
 // error of the first party that refuses p.
 func newCraftedRound(t *testing.T, p secagg.Params) (*craftedRound, error) {
 	t.Helper()
+	return newCraftedRoundWith(t, p, nil)
+}
+
+// newCraftedRoundWith is newCraftedRound where client id holds the Params
+// that own(id, &p) makes of the round's (its own Corrupt and MinSurvivors).
+func newCraftedRoundWith(t *testing.T, p secagg.Params, own func(id uint32, p *secagg.Params)) (*craftedRound, error) {
+	t.Helper()
 	keys, roster := secaggtest.Identities(p.Clients, 17)
 	r := &craftedRound{p: p, clients: make([]*secagg.Client, p.Clients), inputs: make([][]uint64, p.Clients), masked: map[uint32]*secagg.MaskedInput{}}
 	var err error
@@ -33,7 +40,11 @@ func newCraftedRound(t *testing.T, p secagg.Params) (*craftedRound, error) {
 		return nil, err
 	}
 	for i := range r.clients {
-		if r.clients[i], err = secagg.NewClient(p, uint32(i+1), keys[i], roster, secaggtest.Rand(uint64(700+i))); err != nil {
+		pc := p
+		if own != nil {
+			own(uint32(i+1), &pc)
+		}
+		if r.clients[i], err = secagg.NewClient(pc, uint32(i+1), keys[i], roster, secaggtest.Rand(uint64(700+i))); err != nil {
 			return nil, err
 		}
 		r.inputs[i] = make([]uint64, p.Length)

@@ -156,10 +156,14 @@ func TestAttackSplitViewUnderstatedColluders(t *testing.T) {
 		{
 			// The network review's case: honest 1, 2, 3; colluders 4, 5;
 			// victim 1. Client 2 is shown a = {1, 2, 4, 5}, client 3 b =
-			// {2, 3, 4, 5}. With c = 0 the quorum is 3.
-			name:    "n=5/t=3/colluders=2/Corrupt=0/understated-attack-succeeds",
-			sv:      splitView{n: 5, threshold: 3, corrupt: []uint32{4, 5}, victim: 1, a: []uint32{1, 2, 4, 5}, b: []uint32{2, 3, 4, 5}},
-			succeed: true,
+			// {2, 3, 4, 5}. With c = 0 the quorum is 3, which b reaches
+			// with clients 3, 4 and 5. This used to open client 1's input;
+			// now Unmask also wants the signature of every survivor of b,
+			// client 2's included, and client 2 signed a. (With n = 5, t =
+			// 3 every set needs a fourth member, and three honest clients
+			// cannot fill two sets.)
+			name: "n=5/t=3/colluders=2/Corrupt=0/stopped-by-every-survivor-signing",
+			sv:   splitView{n: 5, threshold: 3, corrupt: []uint32{4, 5}, victim: 1, a: []uint32{1, 2, 4, 5}, b: []uint32{2, 3, 4, 5}},
 		},
 		{
 			// The same with each honest client's own c = 2: quorum 4, which
@@ -170,7 +174,8 @@ func TestAttackSplitViewUnderstatedColluders(t *testing.T) {
 		{
 			// Seven clients, colluders 5, 6, 7: a = {1, 2, 5, 6, 7} and b =
 			// {3, 4, 5, 6, 7} are disjoint in honest clients, and every
-			// member of each set signs it. The understated quorum is 4.
+			// member of each set signs it. The understated quorum is 4, and
+			// the attack opens client 1's input.
 			name:    "n=7/t=4/colluders=3/Corrupt=0/understated-attack-succeeds",
 			sv:      splitView{n: 7, threshold: 4, corrupt: []uint32{5, 6, 7}, victim: 1, a: []uint32{1, 2, 5, 6, 7}, b: []uint32{3, 4, 5, 6, 7}},
 			succeed: true,

@@ -193,10 +193,12 @@ func TestAttackDifferentSurvivorSets(t *testing.T) {
 			sigsB = append(sigsB, secagg.Signature{Signer: sig.Sender, Sig: sig.Sig})
 		}
 	}
-	// Quorum for 7 clients is 4: group A alone reaches it, group B does not.
+	// Quorum for 7 clients is 4: group A reaches it, group B does not. But
+	// survivors 5 and 6 of group A's set signed the other set, so group A
+	// refuses too: every survivor must have signed.
 	_, err := s.clients[0].Unmask(&secagg.UnmaskRequest{Round: 42, Survivors: without7.Survivors, Signatures: sigsA})
-	if err != nil {
-		t.Fatalf("group A has a quorum on its own set: %v", err)
+	if !errors.Is(err, secagg.ErrBelowThreshold) || !strings.Contains(err.Error(), "survivor 5 did not sign") {
+		t.Fatalf("group A: err = %v, want ErrBelowThreshold naming survivor 5", err)
 	}
 	_, err = s.clients[4].Unmask(&secagg.UnmaskRequest{Round: 42, Survivors: all.Survivors, Signatures: sigsB})
 	if !errors.Is(err, secagg.ErrBelowThreshold) {

@@ -525,11 +525,17 @@ func cloneSig(v any) *ConsistencySignature {
 	return &s
 }
 
-// Unmask checks that a quorum of clients signed the same survivor set this
-// client signed, then reveals, for each neighbour whose shares it holds, the
-// self-mask share if that neighbour survived and the mask-key share if not
-// (Bonawitz et al. 2017, round 4, Unmasking). It answers once per round, so it
-// never reveals both shares of one neighbour.
+// Unmask checks that every client of the survivor set this client signed
+// has signed that same set, then reveals, for each neighbour whose shares it
+// holds, the self-mask share if that neighbour survived and the mask-key
+// share if not (Bonawitz et al. 2017, round 4, Unmasking). Requiring every
+// survivor's signature, not only a quorum's, means a survivor's input is
+// opened only over a set it signed itself: a client that refused the set
+// (for example because it is below its MinSurvivors) cannot have its self
+// mask removed by its neighbours. The request must therefore carry every
+// signature; if one is missing the client refuses with ErrBelowThreshold
+// and reveals nothing. It answers once per round, so it never reveals both
+// shares of one neighbour.
 func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 	if req == nil {
 		return nil, fmt.Errorf("secagg: client %d: nil unmask request", c.id)
@@ -541,6 +547,8 @@ func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 	if !slices.Equal(req.Survivors, c.survivors) {
 		return nil, fmt.Errorf("%w: client %d: unmask request names a survivor set other than the one this client signed", ErrProtocol, c.id)
 	}
+	// Counts and membership first, then one batch verification of all the
+	// signatures (|U3| ≥ quorum was checked when this client signed).
 	signers := make(map[uint32]bool, len(req.Signatures))
 	for _, s := range req.Signatures {
 		if _, ok := slices.BinarySearch(c.survivors, s.Signer); !ok {
@@ -551,15 +559,14 @@ func (c *Client) Unmask(req *UnmaskRequest) (*UnmaskResponse, error) {
 		}
 		signers[s.Signer] = true
 	}
-	q := quorum(c.p, len(c.adverts))
-	if len(req.Signatures) < q {
-		return nil, fmt.Errorf("%w: client %d: %d consistency signatures, quorum is %d", ErrBelowThreshold, c.id, len(req.Signatures), q)
+	for _, v := range c.survivors {
+		if !signers[v] {
+			return nil, fmt.Errorf("%w: client %d: survivor %d did not sign the survivor set; revealing nothing", ErrBelowThreshold, c.id, v)
+		}
 	}
-	// A quorum of valid signatures is all this client needs, and all it
-	// checks: the first q, in one batch. Any invalid one among them aborts.
 	msg := consistencySigned(c.p.Round, &c.digest, c.survivors)
-	entries := make([]edsig.Entry, q)
-	for i, s := range req.Signatures[:q] {
+	entries := make([]edsig.Entry, len(req.Signatures))
+	for i, s := range req.Signatures {
 		entries[i] = edsig.Entry{Pub: c.roster.keys[s.Signer-1], Msg: msg, Sig: s.Sig[:]}
 	}
 	if bad := edsig.Invalid(entries); len(bad) > 0 {

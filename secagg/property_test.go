@@ -30,8 +30,10 @@ func completeGraphSucceeds(p secagg.Params, drop []secaggtest.Phase) bool {
 	unmasked := count(secaggtest.AfterConsistency)
 	q := max(p.Threshold, (advertised+p.Corrupt)/2+1)
 	t := p.Threshold
+	// Every client that sent its masked input must sign (Unmask wants every
+	// survivor's signature), and each secret needs t holders that unmask.
 	return advertised >= t+1 && shared >= t+1 && masked >= q && masked-1 >= t &&
-		signed >= q && unmasked-1 >= t
+		signed == masked && unmasked-1 >= t
 }
 
 func TestPropertyRandomRounds(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fl-secure/fl-secure/secagg"
@@ -65,19 +66,31 @@ func TestRoundDropoutEveryPhase(t *testing.T) {
 	inputs := randomInputs(r, p.Clients, p.Length, p.Bits)
 	drop := []secaggtest.Phase{
 		secaggtest.BeforeAdvert, secaggtest.AfterAdvert, secaggtest.AfterShares,
-		secaggtest.AfterMaskedInput, secaggtest.AfterConsistency,
+		secaggtest.AfterConsistency,
 	}
 	drop = append(drop, make([]secaggtest.Phase, p.Clients-len(drop))...)
 	res := secaggtest.Run(p, inputs, drop, 9)
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	// Clients that sent masked inputs are in the sum: ids 4, 5, 6..12.
+	// Clients that sent masked inputs are in the sum: ids 4, 5..12.
 	if want := []uint32{4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(res.Survivors, want) {
 		t.Fatalf("survivors %v, want %v", res.Survivors, want)
 	}
 	if !slices.Equal(res.Sum, plainSum(inputs, res.Survivors, p.Bits)) {
 		t.Fatal("sum mismatch")
+	}
+
+	// A client that drops between its masked input and its signature fails
+	// the round: its input is in the running sum, but it never signed the
+	// survivor set, so nobody reveals its self-mask shares.
+	drop[4] = secaggtest.AfterMaskedInput
+	res = secaggtest.Run(p, inputs, drop, 9)
+	if !errors.Is(res.Err, secagg.ErrBelowThreshold) || !strings.Contains(res.Err.Error(), "survivor 5 did not sign") {
+		t.Fatalf("err = %v, want ErrBelowThreshold naming survivor 5", res.Err)
+	}
+	if res.Sum != nil {
+		t.Fatal("a failed round revealed a sum")
 	}
 }
 

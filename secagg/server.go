@@ -286,13 +286,19 @@ func (s *Server) HandleSignature(m *ConsistencySignature) error {
 }
 
 // UnmaskRequest closes the consistency check and returns the request to
-// send to every client that signed.
+// send to every survivor: the survivor set and every signature received,
+// one from each survivor. If a survivor has not signed it returns an error
+// wrapping ErrBelowThreshold and keeps accepting signatures.
 func (s *Server) UnmaskRequest() (*UnmaskRequest, error) {
 	if s.phase != phaseConsistency {
 		return nil, fmt.Errorf("secagg: server: UnmaskRequest called during %v", s.phase)
 	}
-	if q := quorum(s.p, len(s.list)); len(s.sigs) < q {
-		return nil, fmt.Errorf("%w: %d consistency signatures, quorum is %d", ErrBelowThreshold, len(s.sigs), q)
+	// Clients reveal shares only when every survivor signed (see
+	// Client.Unmask); U3 already holds at least a quorum.
+	for _, v := range s.u3 {
+		if _, ok := s.sigs[v]; !ok {
+			return nil, fmt.Errorf("%w: survivor %d did not sign the survivor set (%d of %d signed); clients reveal shares only when every survivor has", ErrBelowThreshold, v, len(s.sigs), len(s.u3))
+		}
 	}
 	req := &UnmaskRequest{Round: s.p.Round, Survivors: slices.Clone(s.u3)}
 	for _, id := range sortedKeys(s.sigs) {
