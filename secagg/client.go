@@ -68,6 +68,9 @@ type Client struct {
 	aeads      map[uint32]cipher.AEAD       // share encryption, by neighbour
 	seeds      map[uint32][prg.KeySize]byte // pairwise mask seeds, by neighbour
 
+	// OpenShares: shares opened and checked before MaskInput.
+	opened *openedShares
+
 	// MaskInput.
 	partners []uint32 // neighbours whose shares this client holds, sorted
 	held     map[uint32]*heldShares
@@ -77,6 +80,14 @@ type Client struct {
 }
 
 type heldShares struct{ sigma, beta edwards25519.Scalar }
+
+// openedShares are the checked, opened shares of one ForwardedShares
+// message, identified by its requestKey.
+type openedShares struct {
+	key      [32]byte
+	partners []uint32 // sorted
+	held     map[uint32]*heldShares
+}
 
 // NewClient returns the client with identifier id (1..n) for one round.
 // identity is its long-term Ed25519 key, whose public half must be the
@@ -329,33 +340,45 @@ func cloneShares(v any) *Shares {
 	return &s
 }
 
-// MaskInput opens the shares its neighbours sent, and returns input masked
-// with its self mask PRG(b_u) and a pairwise mask ±PRG(s_{u,v}) for each
-// neighbour v that sent shares: + if u < v, − if u > v (Bonawitz et al.
-// 2017, round 2, MaskedInputCollection). input must have Params.Length entries in
-// [0, 2^Bits); it is not modified. A retry with identical forwarded shares
-// returns the masked input of the first call, whatever input it passes: a
-// client commits to one input per round. The returned message must not be
-// modified.
-func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, error) {
+// OpenShares makes every check that MaskInput makes on fwd — recipient,
+// round, neighbours, duplicates, Threshold and MinSurvivors counts, then the
+// authentication of each sealed share and the canonical encoding of each
+// share — and keeps the opened shares, without masking anything or leaving
+// the MaskInput phase. A site that charges a privacy budget before it commits
+// to an input calls OpenShares, charges only if it succeeds, then calls
+// MaskInput with the identical fwd, which reuses the opened shares; any other
+// fwd is then refused. An identical retry returns nil, also after MaskInput.
+// MaskInput may also be called without OpenShares.
+func (c *Client) OpenShares(fwd *ForwardedShares) error {
 	if fwd == nil {
-		return nil, fmt.Errorf("secagg: client %d: nil forwarded shares", c.id)
+		return fmt.Errorf("secagg: client %d: nil forwarded shares", c.id)
 	}
 	key := requestKey(fwd)
 	if prev, err := c.begin(phaseMask, fwd.Round, key); err != nil || prev != nil {
-		return cloneMasked(prev), err
+		return err
 	}
+	if c.opened != nil {
+		if c.opened.key == key {
+			return nil
+		}
+		return fmt.Errorf("%w: client %d: forwarded shares differ from the ones already opened in this round", ErrProtocol, c.id)
+	}
+	o, err := c.openShares(fwd, key)
+	if err != nil {
+		return err
+	}
+	c.opened = o
+	return nil
+}
+
+// openShares checks and opens fwd; it changes nothing in c.
+func (c *Client) openShares(fwd *ForwardedShares, key [32]byte) (*openedShares, error) {
 	if fwd.Recipient != c.id {
 		return nil, fmt.Errorf("%w: client %d: shares forwarded for client %d", ErrProtocol, c.id, fwd.Recipient)
 	}
-	if len(input) != c.p.Length {
-		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
-	}
-	if len(input) != c.p.Length {
-		return nil, fmt.Errorf("secagg: input has length %d, want Length = %d", len(input), c.p.Length)
-	}
-	// All shape checks come before the first decryption; the range of the
-	// input's values is checked while it is masked, below, in the same pass.
+	// All shape and count checks come before the first decryption, so a
+	// malformed message costs no cryptographic work and a refusal does not
+	// depend on which ciphertexts authenticate.
 	seen := make(map[uint32]bool, len(fwd.Shares))
 	for _, s := range fwd.Shares {
 		if _, ok := slices.BinarySearch(c.neighbours, s.Peer); !ok {
@@ -375,12 +398,12 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	if c.g.complete && len(fwd.Shares)+1 < c.p.MinSurvivors {
 		return nil, fmt.Errorf("%w: client %d: %d other clients sent shares, this client's floor is MinSurvivors = %d", ErrBelowThreshold, c.id, len(fwd.Shares), c.p.MinSurvivors)
 	}
-	held := make(map[uint32]*heldShares, len(fwd.Shares))
-	partners := make([]uint32, 0, len(fwd.Shares))
+	o := &openedShares{key: key, held: make(map[uint32]*heldShares, len(fwd.Shares)), partners: make([]uint32, 0, len(fwd.Shares))}
 	var plain [shareSize]byte
 	for _, s := range fwd.Shares {
 		// The key agreed in ShareKeys serves both directions.
 		if _, err := c.aeads[s.Peer].Open(plain[:0], shareNonce(s.Peer, c.id), s.Ciphertext[:], shareAD(c.p.Round, s.Peer, c.id, &c.digest)); err != nil {
+			o.forget()
 			return nil, fmt.Errorf("%w: client %d: sealed share from client %d failed authentication", ErrProtocol, c.id, s.Peer)
 		}
 		h := new(heldShares)
@@ -388,13 +411,57 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 		_, err2 := h.beta.SetCanonicalBytes(plain[32:])
 		clear(plain[:])
 		if err1 != nil || err2 != nil {
+			*h = heldShares{}
+			o.forget()
 			return nil, fmt.Errorf("%w: client %d: share from client %d is not a canonical scalar", ErrProtocol, c.id, s.Peer)
 		}
-		held[s.Peer] = h
-		partners = append(partners, s.Peer)
+		o.held[s.Peer] = h
+		o.partners = append(o.partners, s.Peer)
 	}
-	slices.Sort(partners)
+	slices.Sort(o.partners)
+	return o, nil
+}
 
+func (o *openedShares) forget() {
+	for _, h := range o.held {
+		*h = heldShares{}
+	}
+	clear(o.held)
+}
+
+// MaskInput opens the shares its neighbours sent (or takes the ones
+// OpenShares opened from the identical message), and returns input masked
+// with its self mask PRG(b_u) and a pairwise mask ±PRG(s_{u,v}) for each
+// neighbour v that sent shares: + if u < v, − if u > v (Bonawitz et al.
+// 2017, round 2, MaskedInputCollection). input must have Params.Length
+// entries in [0, 2^Bits); it is not modified. A retry with identical
+// forwarded shares returns the masked input of the first call, whatever
+// input it passes: a client commits to one input per round. The returned
+// message must not be modified.
+func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, error) {
+	if fwd == nil {
+		return nil, fmt.Errorf("secagg: client %d: nil forwarded shares", c.id)
+	}
+	key := requestKey(fwd)
+	if prev, err := c.begin(phaseMask, fwd.Round, key); err != nil || prev != nil {
+		return cloneMasked(prev), err
+	}
+	if c.opened != nil && c.opened.key != key {
+		return nil, fmt.Errorf("%w: client %d: forwarded shares differ from the ones already opened in this round", ErrProtocol, c.id)
+	}
+	// The range of the input's values is checked while it is masked, below,
+	// in the same pass.
+	if len(input) != c.p.Length {
+		return nil, fmt.Errorf("secagg: client %d: input has length %d, want Length = %d", c.id, len(input), c.p.Length)
+	}
+	o := c.opened
+	if o == nil {
+		var err error
+		if o, err = c.openShares(fwd, key); err != nil {
+			return nil, err
+		}
+	}
+	partners := o.partners
 	masks := make([]prg.Mask, 0, len(partners)+1)
 	masks = append(masks, prg.Mask{Key: selfSeed(c.beta, c.p.Round, c.id)})
 	for _, v := range partners {
@@ -405,11 +472,14 @@ func (c *Client) MaskInput(fwd *ForwardedShares, input []uint64) (*MaskedInput, 
 	or := prg.ApplyFromParallel(y, input, c.p.Bits, masks)
 	clear(masks)
 	if or&^ringMask(c.p.Bits) != 0 {
+		if o != c.opened {
+			o.forget()
+		}
 		return nil, checkVector(c.p, input, "input")
 	}
 
 	out := &MaskedInput{Round: c.p.Round, Sender: c.id, Bits: c.p.Bits, Vector: y}
-	c.held, c.partners = held, partners
+	c.held, c.partners, c.opened = o.held, o.partners, nil
 	clear(c.seeds) // no longer needed: the masks are applied
 	c.finish(phaseMask, key, out)
 	return out, nil
@@ -605,6 +675,10 @@ func (c *Client) forget() {
 		*h = heldShares{}
 	}
 	c.held = nil
+	if c.opened != nil {
+		c.opened.forget()
+		c.opened = nil
+	}
 	if c.sigma != nil {
 		*c.sigma = edwards25519.Scalar{}
 		*c.beta = edwards25519.Scalar{}
