@@ -226,9 +226,10 @@ func checkAdverts(p Params, list *AdvertList) error {
 // its Shamir shares of σ and β, one sealed share per neighbour (Bonawitz et
 // al. 2017, round 1, ShareKeys; Bell et al. 2020). It verifies the
 // signature of every neighbour's advert, the only keys it will use; on the
-// complete graph that is every advert. A forged advert of a non-neighbour
+// complete graph that is every advert. It refuses a list with fewer than
+// Threshold+1 or MinSurvivors adverts. A forged advert of a non-neighbour
 // could only change the graph seed, which omitting adverts already can
-// (SECURITY.md, "Graph choice").
+// (package documentation, "Security": Recommend budgets for it).
 func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	if list == nil {
 		return nil, fmt.Errorf("secagg: client %d: nil advert list", c.id)

@@ -78,3 +78,49 @@ func Example_belowThreshold() {
 	// below threshold: true
 	// secagg: too few clients remain: 2 masked inputs, consistency quorum is 3
 }
+
+// A hospital pays for each round it takes part in from a privacy budget. It
+// charges the budget only once the shares forwarded to it check out: here
+// the coordinator tampers with one share, OpenShares refuses the message,
+// and no budget is spent. With the genuine message the hospital charges and
+// masks its input.
+func ExampleClient_OpenShares() {
+	p := secagg.Params{Round: 3, Clients: 5, Threshold: 3, Degree: 4, Length: 3, Bits: 32}
+	keys, roster := secaggtest.Identities(p.Clients, 1)
+	server, _ := secagg.NewServer(p, roster)
+	clients := make([]*secagg.Client, p.Clients)
+	for i := range clients {
+		clients[i], _ = secagg.NewClient(p, uint32(i+1), keys[i], roster, nil)
+		a, _ := clients[i].AdvertiseKeys()
+		server.HandleAdvert(a)
+	}
+	list, _ := server.AdvertList()
+	for _, c := range clients {
+		s, _ := c.ShareKeys(list)
+		server.HandleShares(s)
+	}
+	forwarded, _ := server.ForwardedShares()
+
+	budget := 10 // rounds this hospital may still take part in
+	hospital := clients[0]
+	genuine := forwarded[hospital.ID()]
+	tampered := *genuine
+	tampered.Shares = append([]secagg.SealedShare(nil), genuine.Shares...)
+	tampered.Shares[1].Ciphertext[0] ^= 1
+	for _, fwd := range []*secagg.ForwardedShares{&tampered, genuine} {
+		if err := hospital.OpenShares(fwd); err != nil {
+			fmt.Println("refused:", err)
+			fmt.Println("budget left:", budget)
+			continue
+		}
+		budget--
+		m, err := hospital.MaskInput(fwd, []uint64{12, 0, 3})
+		fmt.Println("masked input sent:", m != nil, err)
+		fmt.Println("budget left:", budget)
+	}
+	// Output:
+	// refused: secagg: protocol violation: client 1: sealed share from client 3 failed authentication
+	// budget left: 10
+	// masked input sent: true <nil>
+	// budget left: 9
+}

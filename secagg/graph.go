@@ -18,7 +18,9 @@ import (
 // The permutation is seeded with a hash of the signed key adverts of the
 // round. Honest clients' keys are fresh and unpredictable, so the server
 // cannot compute the graph before it has committed to the adverts it
-// forwards; its only lever is to omit adverts, which SECURITY.md discusses.
+// forwards; its lever is to omit adverts (or have colluding clients
+// advertise again) and try other graphs, which Recommend budgets for
+// (2^40 graphs; package documentation, "Security").
 type graph struct {
 	order    []uint32       // position → client id
 	pos      map[uint32]int // client id → position
