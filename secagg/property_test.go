@@ -33,7 +33,7 @@ func completeGraphSucceeds(p secagg.Params, drop []secaggtest.Phase) bool {
 	// Every client that sent its masked input must sign (Unmask wants every
 	// survivor's signature), and each secret needs t holders that unmask.
 	return advertised >= t+1 && shared >= t+1 && masked >= q && masked-1 >= t &&
-		signed == masked && unmasked-1 >= t
+		masked >= p.MinSurvivors && signed == masked && unmasked-1 >= t
 }
 
 func TestPropertyRandomRounds(t *testing.T) {
@@ -55,7 +55,11 @@ func TestPropertyRandomRounds(t *testing.T) {
 			c = r.IntN(th)
 		}
 		bits := 32 << r.IntN(2)
-		p := secagg.Params{Round: uint64(trial), Clients: n, Threshold: th, Degree: k, Corrupt: c, Length: 1 + r.IntN(50), Bits: bits}
+		floor := 0
+		if r.IntN(3) == 0 {
+			floor = n/2 + r.IntN(n/2+1)
+		}
+		p := secagg.Params{Round: uint64(trial), Clients: n, Threshold: th, Degree: k, Corrupt: c, MinSurvivors: floor, Length: 1 + r.IntN(50), Bits: bits}
 		if err := p.Validate(); err != nil {
 			t.Fatalf("generated invalid %+v: %v", p, err)
 		}
@@ -74,8 +78,8 @@ func TestPropertyRandomRounds(t *testing.T) {
 			if !slices.Equal(res.Sum, plainSum(inputs, res.Survivors, bits)) {
 				t.Fatalf("%+v drop %v: wrong sum", p, drop)
 			}
-			if len(res.Survivors) < p.Threshold {
-				t.Fatalf("%+v: sum of %d < t inputs opened", p, len(res.Survivors))
+			if len(res.Survivors) < max(p.Threshold, p.MinSurvivors) {
+				t.Fatalf("%+v: sum of %d inputs opened, below t or the floor", p, len(res.Survivors))
 			}
 		case errors.Is(res.Err, secagg.ErrBelowThreshold):
 			outcomes["below"]++
