@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 	"github.com/fl-secure/fl-secure/secagg"
 )
@@ -72,6 +74,11 @@ type CoordinatorConfig struct {
 	State    string // directory: ledger, ledger key, statistics, checkpoints
 	Logger   *slog.Logger
 	Progress func(RoundResult)
+	// Passphrase, if set, decrypts the coordinator's TLS key and encrypts
+	// its ledger's signing key at rest (see SiteConfig.Passphrase).
+	// Without one they are stored unencrypted and NewCoordinator logs a
+	// warning.
+	Passphrase atrest.Passphrase
 }
 
 // A Coordinator drives rounds over the sites' sessions.
@@ -152,7 +159,10 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.State == "" {
 		return nil, errors.New("protocol: coordinator needs a state directory")
 	}
-	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster)
+	if !cfg.Passphrase.IsSet() {
+		cfg.Logger.Warn(noPassphraseWarning)
+	}
+	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster, cfg.Passphrase)
 	if err != nil {
 		return nil, err
 	}
@@ -547,29 +557,33 @@ func ledgerHas(path string, round int) bool {
 }
 
 func (c *Coordinator) openLedger() (*dp.Ledger, error) {
-	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.Epsilon, c.cfg.Delta)
+	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.Epsilon, c.cfg.Delta, c.cfg.Passphrase)
 }
 
-// openOrCreateLedger opens dir/name with the key in dir/ledger-key.pem, or
-// creates both (and dir/ledger.pub, the key to audit with). A crash
-// between creating the key and the ledger leaves a key and no ledger,
-// which the next start reuses.
-func openOrCreateLedger(dir, name string, cap, delta float64) (*dp.Ledger, error) {
+// noPassphraseWarning is logged once at the start of a site or coordinator
+// that has no passphrase.
+const noPassphraseWarning = "NO PASSPHRASE: private keys and state are stored UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file"
+
+// openOrCreateLedger opens dir/name with the key in dir/ledger-key.pem
+// (encrypted with pass if it is set), or creates both. Either way it
+// writes dir/ledger.pub, the key to audit with. A crash between creating
+// the key and the ledger leaves a key and no ledger, which the next start
+// reuses; a key that exists but cannot be read is an error, never
+// replaced.
+func openOrCreateLedger(dir, name string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
 	path := filepath.Join(dir, name)
 	keyPath := filepath.Join(dir, "ledger-key.pem")
-	if _, err := os.Stat(path); err == nil {
-		key, err := readKey(keyPath)
-		if err != nil {
-			return nil, err
-		}
-		return dp.OpenLedger(path, key)
-	}
-	key, err := readKey(keyPath)
-	if err != nil {
+	_, statErr := os.Stat(path)
+	key, err := readKey(keyPath, pass)
+	switch {
+	case err == nil:
+	case statErr == nil || !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	default:
 		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
 			return nil, err
 		}
-		if err := writeKey(keyPath, key); err != nil {
+		if err := writeKey(keyPath, key, pass); err != nil {
 			return nil, err
 		}
 	}
@@ -577,15 +591,25 @@ func openOrCreateLedger(dir, name string, cap, delta float64) (*dp.Ledger, error
 	if err := writeAtomic(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n")); err != nil {
 		return nil, err
 	}
+	if statErr == nil {
+		return dp.OpenLedger(path, key)
+	}
 	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: delta, Cap: cap})
 }
 
+// ledgerPub returns the ledger's public key from state/ledger.pub, which
+// openOrCreateLedger writes from the signing key at every start (the key
+// itself may be encrypted).
 func ledgerPub(state string) []byte {
-	k, err := readKey(filepath.Join(state, "ledger-key.pem"))
+	b, err := os.ReadFile(filepath.Join(state, "ledger.pub"))
 	if err != nil {
 		return nil
 	}
-	return k.Public().(ed25519.PublicKey)
+	k, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil || len(k) != ed25519.PublicKeySize {
+		return nil
+	}
+	return k
 }
 
 // collect gathers one message per site from sess until all have answered
@@ -880,24 +904,11 @@ func readCheckpoint(dir string, round int) ([]float64, error) {
 	return ts["model"].Data, nil
 }
 
+// writeAtomic replaces path with b, mode 0600, durably (the directory is
+// fsynced too) and unencrypted: what goes through it (statistics,
+// checkpoints, the he CRS, ledger.pub) is not secret.
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atrest.WriteFile(path, b, 0o600, atrest.Passphrase{})
 }
 
 func loadStats(dir string) (coordState, error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/he"
+	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 )
 
@@ -265,10 +267,14 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	if s.he != nil {
 		return s.he, params, nil
 	}
-	b, err := os.ReadFile(filepath.Join(s.cfg.State, "he-party.bin"))
-	if err != nil {
+	b, err := atrest.ReadFile(filepath.Join(s.cfg.State, "he-party.bin"), s.cfg.Passphrase)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, params, errors.New("no threshold key yet: the key ceremony has not run")
 	}
+	if err != nil {
+		return nil, params, err
+	}
+	defer clear(b)
 	p, err := he.RestoreParty(params, s.identity, s.cfg.Roster.identities(), b)
 	if err != nil {
 		return nil, params, err
@@ -277,14 +283,16 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	return p, params, nil
 }
 
-// saveHE writes the party's state (threshold share and decrypted rounds)
-// before anything depending on it is sent.
+// saveHE writes the party's state (threshold share and decrypted rounds),
+// encrypted with the site's passphrase, before anything depending on it
+// is sent.
 func (s *Site) saveHE() error {
 	b, err := s.he.MarshalState()
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.cfg.State, "he-party.bin"), b)
+	defer clear(b)
+	return atrest.WriteFile(filepath.Join(s.cfg.State, "he-party.bin"), b, 0o600, s.cfg.Passphrase)
 }
 
 // heStart handles a RoundStart in mode he.

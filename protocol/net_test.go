@@ -35,7 +35,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 	t.Helper()
 	dir := t.TempDir()
-	if err := Provision(dir, n, nil); err != nil {
+	if err := Provision(dir, n, &ProvisionOptions{Passphrase: cfg.Passphrase}); err != nil {
 		t.Fatal(err)
 	}
 	roster, err := LoadRoster(filepath.Join(dir, "coordinator", "roster.json"))
@@ -289,7 +289,7 @@ func TestNetworkIdentityChecks(t *testing.T) {
 	od := filepath.Join(other, "site-1")
 	c.Cert, c.Key, c.CA = filepath.Join(od, "cert.pem"), filepath.Join(od, "key.pem"), filepath.Join(od, "ca.pem")
 	s, _ := NewSite(c)
-	tc, err := clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	tc, err := clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost", c.Passphrase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestNetworkIdentityChecks(t *testing.T) {
 	c = f.siteConfig(2)
 	c.Pin = strings.Repeat("ab", 32)
 	s, _ = NewSite(c)
-	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost", c.Passphrase)
 	if err := s.session(ctx, tc); err == nil || !strings.Contains(err.Error(), "pin") {
 		t.Errorf("pin mismatch: %v", err)
 	}
@@ -312,7 +312,7 @@ func TestNetworkIdentityChecks(t *testing.T) {
 	c.Site = 3
 	s, _ = NewSite(c)
 	s.cfg.Site = 4
-	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost")
+	tc, _ = clientTLS(c.Cert, c.Key, c.CA, c.Pin, "localhost", c.Passphrase)
 	if err := s.session(ctx, tc); err == nil {
 		t.Error("a site spoofing another id got a session")
 	}

@@ -13,11 +13,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
+
+	"github.com/fl-secure/fl-secure/internal/atrest"
 )
 
 // A Roster lists the sites of a federation: their ids, the SHA-256 of
@@ -34,12 +39,27 @@ type RosterSite struct {
 	Identity string `json:"identity"`    // base64 Ed25519 public key
 }
 
+// ProvisionOptions are Provision's settings; nil means all defaults.
+type ProvisionOptions struct {
+	// Hosts are the coordinator's DNS names and IP addresses for its
+	// certificate (default localhost and 127.0.0.1).
+	Hosts []string
+	// Passphrase, if set, encrypts every private key of the kits (see
+	// SiteConfig.Passphrase). Without one they are written in plaintext.
+	Passphrase atrest.Passphrase
+}
+
 // Provision writes a federation's kits under out: ca.pem, coordinator/
 // (certificate, key, roster, config template) and site-N/ for each site
 // (certificate, key, Ed25519 identity key, roster, the coordinator's pin,
-// config template). Private keys are written 0600. It refuses to write
-// into a directory that already holds a kit.
-func Provision(out string, sites int, hosts []string) error {
+// config template). Private keys are written 0600, encrypted with
+// opts.Passphrase if it is set. It refuses to write into a directory that
+// already holds a kit.
+func Provision(out string, sites int, opts *ProvisionOptions) error {
+	if opts == nil {
+		opts = &ProvisionOptions{}
+	}
+	hosts, pass := opts.Hosts, opts.Passphrase
 	if sites < 3 || sites > 1000 {
 		return fmt.Errorf("protocol: %d sites: a federation needs 3 to 1000", sites)
 	}
@@ -124,9 +144,9 @@ func Provision(out string, sites int, hosts []string) error {
 	if err := writePEM(filepath.Join(cd, "cert.pem"), "CERTIFICATE", coordDER, 0o644); err != nil {
 		return err
 	}
-	if err := writeKey(filepath.Join(cd, "key.pem"), coordKey); err != nil {
-		return err
-	}
+	// The private keys are written last, together: with a passphrase each
+	// costs a scrypt.
+	keys := []pendingKey{{filepath.Join(cd, "key.pem"), coordKey}}
 	if err := os.WriteFile(filepath.Join(cd, "roster.json"), rj, 0o644); err != nil {
 		return err
 	}
@@ -141,12 +161,7 @@ func Provision(out string, sites int, hosts []string) error {
 		if err := writePEM(filepath.Join(sd, "cert.pem"), "CERTIFICATE", k.der, 0o644); err != nil {
 			return err
 		}
-		if err := writeKey(filepath.Join(sd, "key.pem"), k.key); err != nil {
-			return err
-		}
-		if err := writeKey(filepath.Join(sd, "identity.pem"), k.identity); err != nil {
-			return err
-		}
+		keys = append(keys, pendingKey{filepath.Join(sd, "key.pem"), k.key}, pendingKey{filepath.Join(sd, "identity.pem"), k.identity})
 		if err := os.WriteFile(filepath.Join(sd, "roster.json"), rj, 0o644); err != nil {
 			return err
 		}
@@ -158,6 +173,41 @@ func Provision(out string, sites int, hosts []string) error {
 			return err
 		}
 		if err := writePEM(filepath.Join(sd, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+			return err
+		}
+	}
+	return writeKeys(keys, pass)
+}
+
+type pendingKey struct {
+	path string
+	key  ed25519.PrivateKey
+}
+
+// writeKeys writes keys with writeKey, as many at once as there are
+// processors (each encryption is a scrypt of 256 MiB), and returns the
+// first error.
+func writeKeys(keys []pendingKey, pass atrest.Passphrase) error {
+	work := make(chan pendingKey)
+	errs := make(chan error, len(keys))
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				errs <- writeKey(k.path, k.key, pass)
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
 			return err
 		}
 	}
@@ -183,24 +233,54 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	return pem.Encode(f, &pem.Block{Type: typ, Bytes: der})
 }
 
-func writeKey(path string, key ed25519.PrivateKey) error {
+// writeKey writes an Ed25519 private key as a PKCS #8 PEM file, mode
+// 0600, encrypted with pass if it is set. It never replaces a file.
+func writeKey(path string, key ed25519.PrivateKey, pass atrest.Passphrase) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
 	}
-	return writePEM(path, "PRIVATE KEY", der, 0o600)
+	defer clear(der)
+	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	defer clear(b)
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("protocol: %s already exists; refusing to replace a key", path)
+	}
+	return atrest.WriteFile(path, b, 0o600, pass)
 }
 
-// readKey loads an Ed25519 private key from a PKCS #8 PEM file.
-func readKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("protocol: %w", err)
+// readSecret reads a private file, decrypting it with pass. A file still
+// in plaintext while a passphrase is given (written before the passphrase
+// was set) is encrypted in place, so that it stays in plaintext no longer
+// than until the first start with the passphrase.
+func readSecret(path string, pass atrest.Passphrase) ([]byte, error) {
+	b, err := atrest.ReadFile(path, pass)
+	if err != nil || !pass.IsSet() {
+		return b, err
 	}
+	if enc, err := atrest.IsEncrypted(path); err != nil || enc {
+		return b, err
+	}
+	if err := atrest.WriteFile(path, b, 0o600, pass); err != nil {
+		clear(b)
+		return nil, fmt.Errorf("protocol: %s is not encrypted and could not be encrypted with the passphrase: %w", path, err)
+	}
+	return b, nil
+}
+
+// readKey loads an Ed25519 private key from a PKCS #8 PEM file, decrypting
+// it with pass.
+func readKey(path string, pass atrest.Passphrase) (ed25519.PrivateKey, error) {
+	b, err := readSecret(path, pass)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PRIVATE KEY" {
 		return nil, fmt.Errorf("protocol: %s holds no PEM private key", path)
 	}
+	defer clear(blk.Bytes)
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("protocol: %s: %w", path, err)
@@ -259,11 +339,21 @@ func (r *Roster) siteForCert(der []byte) (int, bool) {
 	return 0, false
 }
 
-// tlsBase loads a party's certificate and the federation CA for TLS 1.3.
-func tlsBase(certFile, keyFile, caFile, who string) (*tls.Config, *x509.CertPool, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+// tlsBase loads a party's certificate and key (decrypted with pass) and
+// the federation CA for TLS 1.3.
+func tlsBase(certFile, keyFile, caFile, who string, pass atrest.Passphrase) (*tls.Config, *x509.CertPool, error) {
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("protocol: %s certificate: %w", who, err)
+	}
+	keyPEM, err := readSecret(keyFile, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	clear(keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("protocol: %s certificate %s and key %s: %w", who, certFile, keyFile, err)
 	}
 	pool, err := loadPool(caFile)
 	if err != nil {
@@ -274,8 +364,8 @@ func tlsBase(certFile, keyFile, caFile, who string) (*tls.Config, *x509.CertPool
 
 // serverTLS returns the coordinator's TLS 1.3 configuration: client
 // certificates must chain to the federation CA and be on the roster.
-func serverTLS(certFile, keyFile, caFile string, roster *Roster) (*tls.Config, error) {
-	c, pool, err := tlsBase(certFile, keyFile, caFile, "coordinator")
+func serverTLS(certFile, keyFile, caFile string, roster *Roster, pass atrest.Passphrase) (*tls.Config, error) {
+	c, pool, err := tlsBase(certFile, keyFile, caFile, "coordinator", pass)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +384,8 @@ func serverTLS(certFile, keyFile, caFile string, roster *Roster) (*tls.Config, e
 
 // clientTLS returns a site's TLS 1.3 configuration: the coordinator's
 // certificate must chain to the federation CA and match the pin.
-func clientTLS(certFile, keyFile, caFile, pin, serverName string) (*tls.Config, error) {
-	c, pool, err := tlsBase(certFile, keyFile, caFile, "site")
+func clientTLS(certFile, keyFile, caFile, pin, serverName string, pass atrest.Passphrase) (*tls.Config, error) {
+	c, pool, err := tlsBase(certFile, keyFile, caFile, "site", pass)
 	if err != nil {
 		return nil, err
 	}
@@ -331,6 +421,11 @@ key = key.pem
 ca = ../ca.pem
 roster = roster.json
 
+# Private keys and state are encrypted with the passphrase in the
+# FL_SECURE_PASSPHRASE environment variable or on the first line of
+# passphrase_file (mode 0600); without one they are stored unencrypted.
+# passphrase_file = /etc/fl-secure/passphrase
+
 # secagg (default), he, or plain (NOT PRIVATE: the coordinator sees every
 # update).
 mode = secagg
@@ -364,6 +459,11 @@ identity = identity.pem
 ca = ca.pem
 roster = roster.json
 pin_file = coordinator.pin
+
+# Private keys and state are encrypted with the passphrase in the
+# FL_SECURE_PASSPHRASE environment variable or on the first line of
+# passphrase_file (mode 0600); without one they are stored unencrypted.
+# passphrase_file = /etc/fl-secure/passphrase
 
 # This hospital's own privacy budget: rounds that would pass it are refused,
 # whatever the coordinator asks.

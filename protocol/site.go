@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -21,6 +22,7 @@ import (
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/he"
+	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 	"github.com/fl-secure/fl-secure/secagg"
 )
@@ -52,6 +54,13 @@ type SiteConfig struct {
 	ModelOut string
 	State    string
 	Logger   *slog.Logger
+	// Passphrase, if set, encrypts this site's private files at rest: the
+	// TLS and identity keys of its kit (as Provision writes them with a
+	// passphrase), its ledger's signing key and its threshold-decryption
+	// state (age, scrypt). A key file still in plaintext is read and
+	// encrypted in place. Without a passphrase they are stored
+	// unencrypted and NewSite logs a warning.
+	Passphrase atrest.Passphrase
 	// Rand, if set, replaces crypto/rand for noise and rounding (tests).
 	Rand func() *dp.Sampler
 
@@ -86,7 +95,10 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	id, err := readKey(cfg.Identity)
+	if !cfg.Passphrase.IsSet() {
+		cfg.Logger.Warn(noPassphraseWarning, "site", cfg.Site)
+	}
+	id, err := readKey(cfg.Identity, cfg.Passphrase)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +114,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
 	if cfg.EpsilonCap > 0 {
-		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta); err != nil {
+		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
 			return nil, err
 		}
 	}
@@ -114,8 +126,8 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	return s, nil
 }
 
-func openSiteLedger(dir string, cap, delta float64) (*dp.Ledger, error) {
-	return openOrCreateLedger(dir, "site-ledger.jsonl", cap, delta)
+func openSiteLedger(dir string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
+	return openOrCreateLedger(dir, "site-ledger.jsonl", cap, delta, pass)
 }
 
 // Close closes the site's ledger.
@@ -139,7 +151,7 @@ func (s *Site) Run(ctx context.Context) error {
 	if host == "" {
 		host, _, _ = cutPort(s.cfg.Coordinator)
 	}
-	tc, err := clientTLS(s.cfg.Cert, s.cfg.Key, s.cfg.CA, s.cfg.Pin, host)
+	tc, err := clientTLS(s.cfg.Cert, s.cfg.Key, s.cfg.CA, s.cfg.Pin, host, s.cfg.Passphrase)
 	if err != nil {
 		return err
 	}
@@ -600,25 +612,18 @@ func (r *siteRound) quantize(v []float64) ([]uint64, error) {
 	return out, nil
 }
 
+// writeModel replaces path with the global model, durably and
+// unencrypted (the model is what the federation publishes).
 func writeModel(path string, w []float64, round int) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
+	var buf bytes.Buffer
+	var err error
 	if filepath.Ext(path) == ".npy" {
-		err = fl.WriteNPY(f, w, false)
+		err = fl.WriteNPY(&buf, w, false)
 	} else {
-		err = fl.WriteSafetensors(f, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{len(w)}, Data: w}}, map[string]string{"round": fmt.Sprint(round)})
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = fl.WriteSafetensors(&buf, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{len(w)}, Data: w}}, map[string]string{"round": fmt.Sprint(round)})
 	}
 	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return atrest.WriteFile(path, buf.Bytes(), 0o644, atrest.Passphrase{})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol"
 )
 
@@ -63,27 +64,60 @@ func readConfig(fs *flag.FlagSet, path string, pathKeys map[string]bool) error {
 	return sc.Err()
 }
 
+// passphraseFlag registers --passphrase-file.
+func passphraseFlag(fs *flag.FlagSet) *string {
+	return fs.String("passphrase-file", "", "encrypt private keys and state at rest with the passphrase on this file's first line (mode 0600; default: $"+atrest.EnvPassphrase+")")
+}
+
+// passphrase returns the operator's passphrase for private files at rest:
+// the first line of file if one is named, else FL_SECURE_PASSPHRASE, else
+// none.
+func passphrase(file string) (atrest.Passphrase, error) {
+	if file != "" {
+		return atrest.PassphraseFromFile(file)
+	}
+	return atrest.PassphraseFromEnv()
+}
+
 func provisionCmd(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("provision", `Usage: fl-secure provision --sites N --out DIR [--host NAME]...
+	fs, parse := newFlags("provision", `Usage: fl-secure provision --sites N --out DIR [--host NAME]... [--passphrase-file FILE]
 
 Creates a federation: a CA, the coordinator's certificate and key, and one
 kit per site (certificate, key, Ed25519 identity key, roster, the
 coordinator's pin, config template). Private keys are written 0600; an
 existing kit is never overwritten. Hand each site-N directory to its
 hospital over a trusted channel.
+
+With a passphrase (the first line of --passphrase-file FILE, a file only
+its owner may read, or else the FL_SECURE_PASSPHRASE environment
+variable) every private key is encrypted (age, scrypt); the coordinator
+and the clients then need the same passphrase, and each hospital should
+get it by another channel than its kit. Without one the keys are written
+unencrypted, with a warning.
+
+Example:
+  FL_SECURE_PASSPHRASE="$(cat /secure/passphrase)" fl-secure provision --sites 3 --out fed
 `, stderr)
 	sites := fs.Int("sites", 0, "number of sites (3 to 1000)")
 	out := fs.String("out", "", "output directory")
 	var hosts multi
 	fs.Var(&hosts, "host", "the coordinator's DNS name or IP for its certificate (repeatable; default localhost and 127.0.0.1)")
 	demo := fs.String("demo-data", "", "for a walkthrough: split an embedded data set (wdbc) over the kits as site-N/local.csv, with coordinator/test.csv")
+	passFile := passphraseFlag(fs)
 	if help, err := parse(args, "sites", "out"); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure provision -h"`)
 		}
 		return 0
 	}
-	if err := protocol.Provision(*out, *sites, hosts); err != nil {
+	pass, err := passphrase(*passFile)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if !pass.IsSet() {
+		fmt.Fprintln(stderr, "fl-secure: warning: no passphrase: the kits' private keys are written UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file")
+	}
+	if err := protocol.Provision(*out, *sites, &protocol.ProvisionOptions{Hosts: hosts, Passphrase: pass}); err != nil {
 		return fail(stderr, err, "")
 	}
 	if *demo != "" {
@@ -149,6 +183,13 @@ mutual authentication, and it drives the rounds (statistics, then
 training), charging its privacy ledger before anything is unmasked and
 checkpointing the model after every round. Restarted on the same state
 directory, it resumes after the last charged round.
+
+Its TLS key and its ledger's signing key are encrypted at rest with the
+passphrase on the first line of --passphrase-file FILE (a file only its
+owner may read), or else in the FL_SECURE_PASSPHRASE environment
+variable: the one the kit was provisioned with. A key still in plaintext
+is encrypted in place. Without a passphrase they are stored unencrypted,
+with a warning. Ledger, statistics and checkpoints are not encrypted.
 `, stderr)
 	config := fs.String("config", "", "configuration file (see coordinator.conf in a provisioned kit)")
 	listen := fs.String("listen", "0.0.0.0:7443", "address to listen on")
@@ -171,6 +212,7 @@ directory, it resumes after the last charged round.
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
 	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
+	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure coordinator -h"`)
@@ -178,9 +220,13 @@ directory, it resumes after the last charged round.
 		return 0
 	}
 	if *config != "" {
-		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true}); err != nil {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "passphrase-file": true}); err != nil {
 			return fail(stderr, err, "")
 		}
+	}
+	pass, err := passphrase(*passFile)
+	if err != nil {
+		return fail(stderr, err, "")
 	}
 	r, err := protocol.LoadRoster(*roster)
 	if err != nil {
@@ -201,6 +247,7 @@ directory, it resumes after the last charged round.
 				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
 			}
 		},
+		Passphrase: pass,
 	})
 	if err != nil {
 		return fail(stderr, err, "")
@@ -244,6 +291,13 @@ the kit's pin, and takes part in rounds — refusing any round that would
 pass this hospital's own privacy budget, whatever the coordinator says,
 and charging its own ledger before its data leaves. Reconnects with
 backoff after network failures.
+
+The kit's TLS and identity keys, this hospital's ledger signing key and
+its threshold-decryption state are encrypted at rest with the passphrase
+on the first line of --passphrase-file FILE (a file only its owner may
+read), or else in the FL_SECURE_PASSPHRASE environment variable: the one
+the kit was provisioned with. A key still in plaintext is encrypted in
+place. Without a passphrase they are stored unencrypted, with a warning.
 `, stderr)
 	config := fs.String("config", "", "configuration file (see client.conf in a site kit)")
 	site := fs.Int("site", 0, "this site's id")
@@ -266,6 +320,7 @@ backoff after network failures.
 	state := fs.String("state", "state", "state directory (this hospital's ledger)")
 	allowPlain := fs.Bool("allow-no-dp", false, "take part in rounds without DP noise or in plain mode (NOT PRIVATE)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
+	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure client -h"`)
@@ -274,10 +329,14 @@ backoff after network failures.
 	}
 	if *config != "" {
 		paths := map[string]bool{"cert": true, "key": true, "identity": true, "ca": true, "roster": true, "pin-file": true,
-			"state": true, "data": true, "update": true, "model-out": true}
+			"state": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
 		if err := readConfig(fs, *config, paths); err != nil {
 			return fail(stderr, err, "")
 		}
+	}
+	pass, err := passphrase(*passFile)
+	if err != nil {
+		return fail(stderr, err, "")
 	}
 	if (*data == "") == (*update == "") {
 		return fail(stderr, usagef("give exactly one of --data and --update"), "")
@@ -306,6 +365,7 @@ backoff after network failures.
 			return fail(stderr, err, "")
 		}
 	}
+	cfg.Passphrase = pass
 	s, err := protocol.NewSite(cfg)
 	if err != nil {
 		return fail(stderr, err, "")
