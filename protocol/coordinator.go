@@ -15,13 +15,20 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
@@ -68,6 +75,10 @@ type CoordinatorConfig struct {
 	Colluders    int
 	Bits         int
 	PhaseTimeout time.Duration
+	// MaxBuffered bounds the bytes of one site's messages the coordinator
+	// holds before a phase reads them (default 2 × MaxMessage). A site
+	// that sends more is flooding: its session is closed.
+	MaxBuffered int
 	// JoinWait is how long the coordinator waits for every site before
 	// starting a round with those connected (at least MinCohort).
 	JoinWait time.Duration
@@ -91,6 +102,11 @@ type Coordinator struct {
 	srv      *grpc.Server
 	attempt  uint64   // distinguishes secagg sessions of one round
 	crs      [32]byte // mode he: the group's common reference string
+	// misbehaviour records, per site, why it was found misbehaving (at
+	// most maxReasons each, the newest last); guarded by mu.
+	misbehaviour map[int][]string
+	// waitLog is how often waitFor says which sites it waits for.
+	waitLog time.Duration
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -106,11 +122,50 @@ func (c *Coordinator) sessionID(r int) uint64 {
 // roundOf returns the training round of a session identifier.
 func roundOf(session uint64) int { return int(session >> 20) }
 
+// A session is one site's authenticated stream. site comes from the TLS
+// certificate (checked against the Hello) and never changes: every message
+// read from inbox is that site's.
 type session struct {
-	site  int
-	inbox chan *wire.SiteMessage
-	send  func(*wire.CoordinatorMessage) error
-	done  chan struct{}
+	site   int
+	inbox  chan *wire.SiteMessage
+	send   func(*wire.CoordinatorMessage) error
+	done   chan struct{} // closed when a newer session of the site replaces this one
+	closed chan struct{} // closed when the stream has ended and inbox holds all it will
+	// buffered is the size (proto.Size) of the messages in inbox, at most
+	// CoordinatorConfig.MaxBuffered.
+	buffered atomic.Int64
+	// flooded is set when the site sent more than MaxBuffered: nothing
+	// more from this session is processed.
+	flooded atomic.Bool
+}
+
+// reserve accounts for a message of n bytes entering the inbox, or reports
+// that it would take the inbox over budget.
+func (s *session) reserve(n, budget int64) bool {
+	for {
+		b := s.buffered.Load()
+		if b+n > budget {
+			return false
+		}
+		if s.buffered.CompareAndSwap(b, b+n) {
+			return true
+		}
+	}
+}
+
+// take accounts for m leaving the inbox.
+func (s *session) take(m *wire.SiteMessage) { s.buffered.Add(-int64(proto.Size(m))) }
+
+// drain empties the inbox.
+func (s *session) drain() {
+	for {
+		select {
+		case m := <-s.inbox:
+			s.take(m)
+		default:
+			return
+		}
+	}
 }
 
 // NewCoordinator validates cfg and prepares the gRPC server (TLS 1.3,
@@ -150,6 +205,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 30 * time.Second
 	}
+	if cfg.MaxBuffered == 0 {
+		cfg.MaxBuffered = 2 * MaxMessage
+	}
+	if cfg.MaxBuffered < 0 {
+		return nil, fmt.Errorf("protocol: MaxBuffered %d is negative", cfg.MaxBuffered)
+	}
 	if cfg.Classes == 0 {
 		cfg.Classes = 2
 	}
@@ -162,11 +223,11 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if !cfg.Passphrase.IsSet() {
 		cfg.Logger.Warn(noPassphraseWarning)
 	}
-	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster, cfg.Passphrase)
+	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster, cfg.Logger, cfg.Passphrase)
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second}
 	var rb [8]byte
 	rand.Read(rb[:])
 	c.attempt = uint64(rb[0]) | uint64(rb[1])<<8 | uint64(rb[2]&0x0f)<<16
@@ -198,31 +259,40 @@ func (c *Coordinator) Shutdown(timeout time.Duration) {
 
 // Session implements the gRPC service: it authenticates the site by its
 // certificate, checks its Hello, and relays its messages to the round
-// driver until the stream ends.
+// driver until the stream ends. The site a message is attributed to is the
+// one its certificate names, fixed here once; no message can change it.
+// A refusal of identity is PermissionDenied or Unauthenticated, which a
+// site reads as "this kit does not belong here".
 func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 	p, ok := peer.FromContext(stream.Context())
 	if !ok {
-		return errors.New("protocol: no peer")
+		return status.Error(codes.Unauthenticated, "protocol: no peer")
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return errors.New("protocol: session without a client certificate")
+		return status.Error(codes.Unauthenticated, "protocol: session without a client certificate")
 	}
 	site, ok := c.cfg.Roster.siteForCert(ti.State.PeerCertificates[0].Raw)
 	if !ok {
-		return errors.New("protocol: certificate not on the roster")
+		return status.Error(codes.PermissionDenied, "protocol: certificate not on the roster")
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		return err
 	}
-	h := first.GetHello()
-	if h == nil || int(h.Site) != site || h.Version != wireVersion {
-		c.log.Warn("bad hello", "site", site)
-		return fmt.Errorf("protocol: the first message must be Hello from site %d, version %d", site, wireVersion)
+	switch h := first.GetHello(); {
+	case h == nil:
+		c.misbehaved(site, "its first message is not a Hello")
+		return status.Errorf(codes.PermissionDenied, "protocol: the first message must be Hello from site %d", site)
+	case int(h.Site) != site:
+		c.misbehaved(site, fmt.Sprintf("its Hello claims site %d", h.Site))
+		return status.Errorf(codes.PermissionDenied, "protocol: this certificate is site %d's; the Hello claims site %d", site, h.Site)
+	case h.Version != wireVersion:
+		c.log.Warn("site speaks another wire version", "site", site, "version", h.Version, "want", wireVersion)
+		return status.Errorf(codes.FailedPrecondition, "protocol: wire version %d; this coordinator speaks version %d", h.Version, wireVersion)
 	}
 	var sendMu sync.Mutex
-	s := &session{site: site, inbox: make(chan *wire.SiteMessage, 64), done: make(chan struct{}),
+	s := &session{site: site, inbox: make(chan *wire.SiteMessage, 64), done: make(chan struct{}), closed: make(chan struct{}),
 		send: func(m *wire.CoordinatorMessage) error {
 			sendMu.Lock()
 			defer sendMu.Unlock()
@@ -240,6 +310,11 @@ func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 	c.notify()
 	c.log.Info("site connected", "site", site)
 	defer func() {
+		// A phase waiting for this site stops waiting now.
+		close(s.closed)
+		if s.flooded.Load() {
+			s.drain()
+		}
 		c.mu.Lock()
 		if c.sessions[site] == s {
 			delete(c.sessions, site)
@@ -248,10 +323,25 @@ func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 		c.notify()
 		c.log.Info("site disconnected", "site", site)
 	}()
+	budget := int64(c.cfg.MaxBuffered)
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil
+		}
+		if h := m.GetHello(); h != nil {
+			// The site was bound to its certificate by the first Hello; a
+			// second one renames nothing.
+			c.misbehaved(site, fmt.Sprintf("a second Hello, claiming site %d", h.Site))
+			continue
+		}
+		// Bound what one site can make the coordinator hold: gRPC bounds
+		// each message by MaxMessage, this bounds their sum.
+		if n := int64(proto.Size(m)); !s.reserve(n, budget) {
+			s.flooded.Store(true)
+			c.misbehaved(site, fmt.Sprintf("flooding: %d bytes waiting and %d more sent, over the limit of %d; session closed",
+				s.buffered.Load(), n, budget))
+			return status.Errorf(codes.ResourceExhausted, "protocol: site %d sent more than the coordinator holds for a site (%d bytes); session closed", site, budget)
 		}
 		select {
 		case s.inbox <- m:
@@ -263,11 +353,77 @@ func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 	}
 }
 
+// buffered returns the bytes held for site's current session.
+func (c *Coordinator) buffered(site int) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sessions[site]; ok {
+		return s.buffered.Load()
+	}
+	return 0
+}
+
+// maxReasons bounds the reasons kept per site, so that a site cannot grow
+// the tally without bound by misbehaving.
+const maxReasons = 32
+
+// misbehaved logs that site broke the protocol and records why: a message
+// its certificate carried that claims another sender, or that no honest
+// site sends. reason must name no secret.
+func (c *Coordinator) misbehaved(site int, reason string) {
+	c.log.Warn("site misbehaved", "site", site, "reason", reason)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.misbehaviour == nil {
+		c.misbehaviour = map[int][]string{}
+	}
+	r := append(c.misbehaviour[site], reason)
+	if len(r) > maxReasons {
+		r = r[len(r)-maxReasons:]
+	}
+	c.misbehaviour[site] = r
+}
+
+// Misbehaviour returns, per site, the reasons it was found misbehaving
+// (the newest last, at most 32 each). The map is a copy.
+func (c *Coordinator) Misbehaviour() map[int][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[int][]string, len(c.misbehaviour))
+	for site, r := range c.misbehaviour {
+		out[site] = slices.Clone(r)
+	}
+	return out
+}
+
 func (c *Coordinator) notify() {
 	select {
 	case c.changed <- struct{}{}:
 	default:
 	}
+}
+
+// missing lists the roster's sites that are not in sess, at most 20 of
+// them.
+func (c *Coordinator) missing(sess []*session) string {
+	have := map[int]bool{}
+	for _, s := range sess {
+		have[s.site] = true
+	}
+	var out []string
+	n := 0
+	for _, r := range c.cfg.Roster.Sites {
+		if have[r.ID] {
+			continue
+		}
+		if n++; n <= 20 {
+			out = append(out, strconv.Itoa(r.ID))
+		}
+	}
+	if n > 20 {
+		out = append(out, fmt.Sprintf("and %d more", n-20))
+	}
+	return strings.Join(out, ", ")
 }
 
 // connected returns the connected sites, sorted.
@@ -283,13 +439,18 @@ func (c *Coordinator) connected() []*session {
 }
 
 // waitFor waits until every site is connected, or JoinWait has passed with
-// at least want connected.
+// at least want connected. Every waitLog it logs who is missing.
 func (c *Coordinator) waitFor(ctx context.Context, want int) ([]*session, error) {
 	deadline := time.Now().Add(c.cfg.JoinWait)
+	report := time.Now().Add(c.waitLog)
 	for {
 		s := c.connected()
 		if len(s) == len(c.cfg.Roster.Sites) || (len(s) >= want && time.Now().After(deadline)) {
 			return s, nil
+		}
+		if time.Now().After(report) {
+			c.log.Info("waiting for sites", "have", len(s), "of", len(c.cfg.Roster.Sites), "need", want, "missing", c.missing(s))
+			report = time.Now().Add(c.waitLog)
 		}
 		select {
 		case <-ctx.Done():
@@ -613,38 +774,62 @@ func ledgerPub(state string) []byte {
 }
 
 // collect gathers one message per site from sess until all have answered
-// or the phase times out; silent or disconnected sites are dropouts.
+// or the phase times out; silent sites are dropouts. A site whose session
+// has ended (disconnected, replaced by a newer session, or closed for
+// flooding) is a dropout at once: the phase does not wait for it. Messages
+// are keyed by their session's site, the one its certificate names.
 func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*wire.SiteMessage) bool) map[int]*wire.SiteMessage {
 	out := map[int]*wire.SiteMessage{}
 	deadline := time.NewTimer(c.cfg.PhaseTimeout)
 	defer deadline.Stop()
 	type got struct {
 		site int
-		m    *wire.SiteMessage
+		m    *wire.SiteMessage // nil: the site has left
 	}
-	ch := make(chan got, len(sess))
+	ch := make(chan got, len(sess)) // one answer per site at most
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, s := range sess {
 		wg.Add(1)
 		go func(s *session) {
 			defer wg.Done()
+			// answer reports whether m ends the site's part in the phase.
+			answer := func(m *wire.SiteMessage) bool {
+				s.take(m)
+				switch {
+				case s.flooded.Load():
+					ch <- got{site: s.site}
+					return true
+				case want(m), m.GetRefuse() != nil:
+					ch <- got{s.site, m}
+					return true
+				case m.GetJoin() != nil:
+					return false
+				}
+				c.log.Warn("unexpected message ignored", "site", s.site, "msg", fmt.Sprintf("%T", m.Body))
+				return false
+			}
 			for {
 				select {
 				case m := <-s.inbox:
-					if want(m) {
-						ch <- got{s.site, m}
+					if answer(m) {
 						return
 					}
-					if r := m.GetRefuse(); r != nil {
-						ch <- got{s.site, m}
-						return
+				case <-s.closed:
+					// What the site sent before its stream ended counts.
+					for {
+						select {
+						case m := <-s.inbox:
+							if answer(m) {
+								return
+							}
+						default:
+							ch <- got{site: s.site}
+							return
+						}
 					}
-					if m.GetJoin() != nil {
-						continue
-					}
-					c.log.Warn("unexpected message ignored", "site", s.site, "msg", fmt.Sprintf("%T", m.Body))
 				case <-s.done:
+					ch <- got{site: s.site}
 					return
 				case <-stop:
 					return
@@ -652,22 +837,20 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 			}
 		}(s)
 	}
-	for len(out) < len(sess) {
+	defer wg.Wait()
+	defer close(stop)
+	for range sess {
 		select {
 		case g := <-ch:
-			out[g.site] = g.m
+			if g.m != nil {
+				out[g.site] = g.m
+			}
 		case <-deadline.C:
-			close(stop)
-			wg.Wait()
 			return out
 		case <-ctx.Done():
-			close(stop)
-			wg.Wait()
 			return out
 		}
 	}
-	close(stop)
-	wg.Wait()
 	return out
 }
 
@@ -760,7 +943,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		var ok []int
 		for site, m := range got {
 			if m.GetRefuse() != nil {
-				c.log.Info("site refused", "site", site, "round", round, "reason", m.GetRefuse().Reason)
+				c.log.Info("site refused", "site", site, "round", roundOf(round), "reason", m.GetRefuse().Reason)
 				continue
 			}
 			if err := f(site, m.GetEngine().Payload); err != nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -363,23 +364,78 @@ func tlsBase(certFile, keyFile, caFile, who string, pass atrest.Passphrase) (*tl
 }
 
 // serverTLS returns the coordinator's TLS 1.3 configuration: client
-// certificates must chain to the federation CA and be on the roster.
-func serverTLS(certFile, keyFile, caFile string, roster *Roster, pass atrest.Passphrase) (*tls.Config, error) {
+// certificates must chain to the federation CA, be valid now, and be on
+// the roster. A refused handshake is logged at Warn with the peer's
+// address, the certificate's subject and SHA-256 fingerprint (the prefix
+// of its cert_sha256 in a roster), and the reason.
+func serverTLS(certFile, keyFile, caFile string, roster *Roster, log *slog.Logger, pass atrest.Passphrase) (*tls.Config, error) {
 	c, pool, err := tlsBase(certFile, keyFile, caFile, "coordinator", pass)
 	if err != nil {
 		return nil, err
 	}
-	c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("protocol: no client certificate")
+	// crypto/tls would verify the chain itself (RequireAndVerifyClientCert)
+	// but refuse without saying why; VerifyConnection makes the same
+	// checks, on every handshake including resumptions, and says why.
+	// crypto/tls still checks that the client holds the certificate's key.
+	c.ClientCAs, c.ClientAuth = pool, tls.RequireAnyClientCert
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		cc := c.Clone()
+		cc.GetConfigForClient = nil
+		remote := "unknown"
+		if hello.Conn != nil {
+			remote = hello.Conn.RemoteAddr().String()
 		}
-		if _, ok := roster.siteForCert(raw[0]); !ok {
-			return errors.New("protocol: client certificate is not on the roster")
+		cc.VerifyConnection = func(cs tls.ConnectionState) error {
+			now := time.Now
+			if cc.Time != nil {
+				now = cc.Time
+			}
+			err := verifyClient(cs.PeerCertificates, pool, roster, now())
+			if err != nil {
+				args := []any{"remote", remote, "reason", err.Error()}
+				if len(cs.PeerCertificates) > 0 {
+					leaf := cs.PeerCertificates[0]
+					args = append(args, "cn", leaf.Subject.CommonName, "fingerprint", certHash(leaf.Raw)[:16])
+				}
+				log.Warn("TLS handshake refused", args...)
+			}
+			return err
 		}
-		return nil
+		return cc, nil
 	}
 	return c, nil
+}
+
+// verifyClient checks a site's certificate chain as crypto/tls does for
+// RequireAndVerifyClientCert, then that the certificate is on the roster.
+// The error says which check failed in words an operator can act on.
+func verifyClient(certs []*x509.Certificate, pool *x509.CertPool, roster *Roster, now time.Time) error {
+	if len(certs) == 0 {
+		return errors.New("protocol: no client certificate")
+	}
+	leaf := certs[0]
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return errors.New("protocol: client certificate not issued by this federation's CA (a kit of another federation?)")
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && now.After(leaf.NotAfter):
+		return fmt.Errorf("protocol: client certificate expired on %s", leaf.NotAfter.UTC().Format(time.DateOnly))
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("protocol: client certificate not valid before %s (check the clocks)", leaf.NotBefore.UTC().Format(time.RFC3339))
+	case err != nil:
+		return fmt.Errorf("protocol: client certificate: %w", err)
+	}
+	if _, ok := roster.siteForCert(leaf.Raw); !ok {
+		return errors.New("protocol: client certificate is not on the roster (a site removed from the federation, or a kit issued after this roster)")
+	}
+	return nil
 }
 
 // clientTLS returns a site's TLS 1.3 configuration: the coordinator's

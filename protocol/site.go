@@ -8,15 +8,20 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -145,7 +150,10 @@ func (s *Site) Rounds() int { return s.rounds }
 
 // Run connects to the coordinator (dialling out only) and serves rounds
 // until ctx ends or the coordinator says goodbye, reconnecting with
-// exponential backoff (up to 30 s) after network failures.
+// exponential backoff (up to 30 s) after network failures. After
+// maxRefusals refusals of identity in a row (a TLS handshake either side
+// rejects, or a session the coordinator closes before its Welcome) it
+// stops: retrying cannot fix a kit that does not match the coordinator.
 func (s *Site) Run(ctx context.Context) error {
 	host := s.cfg.ServerName
 	if host == "" {
@@ -156,6 +164,7 @@ func (s *Site) Run(ctx context.Context) error {
 		return err
 	}
 	backoff := 200 * time.Millisecond
+	refused := 0
 	for {
 		err := s.session(ctx, tc)
 		if ctx.Err() != nil {
@@ -166,6 +175,12 @@ func (s *Site) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errFatal) {
 			return err
+		}
+		if !errors.Is(err, errRefused) {
+			refused = 0
+		} else if refused++; refused >= maxRefusals {
+			return fmt.Errorf("protocol: site %d was refused %d times in a row by %s: this site's kit does not belong to that coordinator's federation, "+
+				"or the coordinator's certificate does not match the kit's pin; last: %w", s.cfg.Site, refused, s.cfg.Coordinator, err)
 		}
 		s.log.Warn("session ended; reconnecting", "err", err, "in", backoff)
 		select {
@@ -180,7 +195,35 @@ func (s *Site) Run(ctx context.Context) error {
 var (
 	errGoodbye = errors.New("protocol: coordinator said goodbye")
 	errFatal   = errors.New("protocol: fatal")
+	// errRefused marks a session that ended on a refusal of identity.
+	errRefused = errors.New("protocol: refused")
 )
+
+// maxRefusals is how many refusals of identity in a row end Site.Run.
+const maxRefusals = 3
+
+// refusal reports whether err, ending a session before the coordinator's
+// Welcome, refuses this site's identity (or the coordinator's) rather than
+// being a network failure that a retry may cure.
+func refusal(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return true // the coordinator refused the certificate or the Hello
+	case codes.Unavailable:
+		// gRPC reports a failed TLS handshake only as text. Errors from
+		// crypto/tls and crypto/x509 start "tls: " or "x509: ": this site
+		// refused the coordinator's certificate, or the coordinator this
+		// site's ("remote error: tls: bad certificate"). A connection
+		// refused, reset or closed mid-handshake is none of these.
+		m := st.Message()
+		return strings.Contains(m, "tls: ") || strings.Contains(m, "x509: ") || strings.Contains(m, "pin in this kit")
+	}
+	return false
+}
 
 func cutPort(addr string) (string, string, bool) {
 	for i := len(addr) - 1; i >= 0; i-- {
@@ -191,8 +234,61 @@ func cutPort(addr string) (string, string, bool) {
 	return addr, "", false
 }
 
+// verdictCreds is TLS that also waits for the coordinator's verdict on
+// this site's certificate. In TLS 1.3 a client finishes its handshake
+// before the server has judged the client's certificate; a refusal arrives
+// as an alert after it, and gRPC, writing meanwhile, may report only a
+// broken pipe. The coordinator speaks first once it accepts a site (its
+// HTTP/2 settings), so the first byte read is either that or the refusal.
+type verdictCreds struct {
+	credentials.TransportCredentials
+}
+
+func (v verdictCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := v.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(20 * time.Second)
+	}
+	conn.SetReadDeadline(d)
+	first := make([]byte, 1)
+	_, err = io.ReadFull(conn, first)
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" {
+			return nil, nil, fmt.Errorf("protocol: the coordinator refused this site's certificate (%w)", err)
+		}
+		return nil, nil, fmt.Errorf("protocol: the coordinator said nothing after the TLS handshake: %w", err)
+	}
+	return &peekedConn{Conn: conn, first: first}, info, nil
+}
+
+func (v verdictCreds) Clone() credentials.TransportCredentials {
+	return verdictCreds{v.TransportCredentials.Clone()}
+}
+
+// peekedConn gives back the bytes read ahead before the connection's own.
+type peekedConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(b, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
 func (s *Site) session(ctx context.Context, tc *tls.Config) error {
-	conn, err := grpc.NewClient(s.cfg.Coordinator, grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+	conn, err := grpc.NewClient(s.cfg.Coordinator, grpc.WithTransportCredentials(verdictCreds{credentials.NewTLS(tc)}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)))
 	if err != nil {
 		return err
@@ -200,9 +296,17 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	welcomed := false
+	// ended marks an error that refuses identity before the Welcome.
+	ended := func(err error) error {
+		if !welcomed && refusal(err) {
+			return fmt.Errorf("%w: %w", errRefused, err)
+		}
+		return err
+	}
 	stream, err := wire.NewCoordinatorClient(conn).Session(sctx)
 	if err != nil {
-		return err
+		return ended(err)
 	}
 	send := func(m *wire.SiteMessage) error {
 		if e := m.GetEngine(); e != nil {
@@ -224,19 +328,23 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 		return stream.Send(m)
 	}
 	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
-		return err
+		if errors.Is(err, io.EOF) {
+			_, err = stream.Recv() // the stream's status says why it ended
+		}
+		return ended(err)
 	}
 	var r *siteRound
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return err
+			return ended(err)
 		}
 		switch b := m.Body.(type) {
 		case *wire.CoordinatorMessage_Welcome:
 			if int(b.Welcome.Site) != s.cfg.Site {
 				return fmt.Errorf("%w: welcomed as site %d", errFatal, b.Welcome.Site)
 			}
+			welcomed = true
 			s.log.Info("connected", "mode", b.Welcome.Mode)
 		case *wire.CoordinatorMessage_Start:
 			r = nil
