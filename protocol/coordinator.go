@@ -79,6 +79,10 @@ type CoordinatorConfig struct {
 	// holds before a phase reads them (default 2 × MaxMessage). A site
 	// that sends more is flooding: its session is closed.
 	MaxBuffered int
+	// RoundAttempts bounds the attempts of one round that reach the masked
+	// inputs, where the sites pay for them (default 2, the sites' own
+	// default bound); then the run stops, naming the sites responsible.
+	RoundAttempts int
 	// JoinWait is how long the coordinator waits for every site before
 	// starting a round with those connected (at least MinCohort).
 	JoinWait time.Duration
@@ -94,14 +98,14 @@ type CoordinatorConfig struct {
 
 // A Coordinator drives rounds over the sites' sessions.
 type Coordinator struct {
-	cfg      CoordinatorConfig
-	log      *slog.Logger
-	mu       sync.Mutex
-	sessions map[int]*session
-	changed  chan struct{}
-	srv      *grpc.Server
-	attempt  uint64   // distinguishes secagg sessions of one round
-	crs      [32]byte // mode he: the group's common reference string
+	cfg         CoordinatorConfig
+	log         *slog.Logger
+	mu          sync.Mutex
+	sessions    map[int]*session
+	changed     chan struct{}
+	srv         *grpc.Server
+	lastSession uint64   // the newest session identifier used
+	crs         [32]byte // mode he: the group's common reference string
 	// misbehaviour records, per site, why it was found misbehaving (at
 	// most maxReasons each, the newest last); guarded by mu.
 	misbehaviour map[int][]string
@@ -110,13 +114,46 @@ type Coordinator struct {
 	wire.UnimplementedCoordinatorServer
 }
 
-// sessionID makes a fresh secure-aggregation round identifier for training
-// round r: secagg binds every key and signature to it, and no identifier
-// is ever reused, even across restarts (the attempt counter starts at a
-// random value).
-func (c *Coordinator) sessionID(r int) uint64 {
-	c.attempt++
-	return uint64(r)<<20 | c.attempt&(1<<20-1)
+// sessionID makes a fresh session identifier for training round r (0 for
+// the statistics round and the key ceremony). secagg and he bind every
+// key, share and signature to it, and sites refuse one that is not larger
+// than the last they joined, so identifiers strictly increase, across
+// restarts too: the last one is on disk before it is used.
+func (c *Coordinator) sessionID(r int) (uint64, error) {
+	id := uint64(r) << 20
+	if c.lastSession >= id {
+		id = c.lastSession + 1
+	}
+	if roundOf(id) != r {
+		return 0, fmt.Errorf("protocol: round %d has used all %d session identifiers", r, 1<<20)
+	}
+	b, _ := json.Marshal(struct {
+		Last uint64 `json:"last_session"`
+	}{id})
+	if err := writeAtomic(filepath.Join(c.cfg.State, "sessions.json"), b); err != nil {
+		return 0, err
+	}
+	c.lastSession = id
+	return id, nil
+}
+
+// loadSessions reads the last session identifier used.
+func (c *Coordinator) loadSessions() error {
+	b, err := os.ReadFile(filepath.Join(c.cfg.State, "sessions.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st struct {
+		Last uint64 `json:"last_session"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("protocol: %s is corrupt: %v", filepath.Join(c.cfg.State, "sessions.json"), err)
+	}
+	c.lastSession = st.Last
+	return nil
 }
 
 // roundOf returns the training round of a session identifier.
@@ -211,6 +248,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.MaxBuffered < 0 {
 		return nil, fmt.Errorf("protocol: MaxBuffered %d is negative", cfg.MaxBuffered)
 	}
+	if cfg.RoundAttempts == 0 {
+		cfg.RoundAttempts = 2
+	}
 	if cfg.Classes == 0 {
 		cfg.Classes = 2
 	}
@@ -228,9 +268,6 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second}
-	var rb [8]byte
-	rand.Read(rb[:])
-	c.attempt = uint64(rb[0]) | uint64(rb[1])<<8 | uint64(rb[2]&0x0f)<<16
 	c.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
 	wire.RegisterCoordinatorServer(c.srv, c)
 	return c, nil
@@ -427,6 +464,13 @@ func (c *Coordinator) missing(sess []*session) string {
 }
 
 // connected returns the connected sites, sorted.
+// sessionOf returns site's current session, or nil.
+func (c *Coordinator) sessionOf(site int) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sessions[site]
+}
+
 func (c *Coordinator) connected() []*session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -477,6 +521,9 @@ type coordState struct {
 func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	cfg := c.cfg
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+		return nil, err
+	}
+	if err := c.loadSessions(); err != nil {
 		return nil, err
 	}
 	task := fl.Binary
@@ -534,21 +581,20 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	if b, err := os.ReadFile(statePath); err == nil && json.Unmarshal(b, &st) == nil && len(st.Mean) == cfg.Features {
 		c.log.Info("statistics loaded", "rows", st.Rows)
 	} else {
-		for attempt := 1; ; attempt++ {
-			if attempt > maxFailures {
-				return nil, fmt.Errorf("protocol: the statistics round failed %d times", maxFailures)
-			}
-			sess, err := c.waitFor(ctx, cfg.MinCohort)
+		retry := c.newRetry(0)
+		for {
+			sess, err := retry.cohort(ctx)
 			if err != nil {
 				return nil, err
 			}
-			v, _, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
+			sid, err := c.sessionID(0)
 			if err != nil {
-				c.log.Warn("statistics round failed; retrying", "err", err)
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(min(c.cfg.PhaseTimeout, time.Second)):
+				return nil, err
+			}
+			v, _, bl, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
+			if err != nil {
+				if err := retry.failed(ctx, bl, err); err != nil {
+					return nil, err
 				}
 				continue
 			}
@@ -575,7 +621,6 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 
-	failures := 0
 	if cfg.Epsilon > 0 {
 		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
 		if err != nil {
@@ -598,13 +643,21 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 		sum.NoiseMultiplier, sum.SiteSigma = plan.NoiseMultiplier, plan.LocalSigma
 	}
+	var retry *retrier
 	for r := next; r <= cfg.Rounds; r++ {
 		res := RoundResult{Round: r}
-		sess, err := c.waitFor(ctx, cfg.MinCohort)
+		if retry == nil || retry.round != r {
+			retry = c.newRetry(r)
+		}
+		sess, err := retry.cohort(ctx)
 		if err != nil {
 			return nil, err
 		}
-		start := &wire.RoundStart{Round: c.sessionID(r), Kind: wire.RoundStart_TRAIN, Model: w, Length: uint32(d), Bits: uint32(cfg.Bits),
+		sid, err := c.sessionID(r)
+		if err != nil {
+			return nil, err
+		}
+		start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_TRAIN, Model: w, Length: uint32(d), Bits: uint32(cfg.Bits),
 			Clip: cfg.Clip, MinCohort: uint32(cfg.MinCohort), Colluders: uint32(cfg.Colluders), ModelName: cfg.Model,
 			Mean: st.Mean, Scale: st.Scale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
 			Level: string(cfg.Level)}
@@ -626,28 +679,25 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				return err
 			}
 		}
-		agg, n, err := c.secureSum(ctx, sess, start, charge)
+		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
+		if len(bl.sites) > 0 {
+			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites))
+		}
 		if err != nil {
 			res.Status, res.Participants = "failed", n
 			c.log.Warn("round failed", "round", r, "err", err)
-			sum.Rounds = append(sum.Rounds, res)
 			if errors.Is(err, ErrCohort) {
 				res.Status = "below-cohort"
 			}
+			sum.Rounds = append(sum.Rounds, res)
 			if cfg.Progress != nil {
 				cfg.Progress(res)
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			failures++
-			if failures > maxFailures {
-				return nil, fmt.Errorf("protocol: %d rounds in a row failed; last: %w", failures, err)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(min(c.cfg.PhaseTimeout, time.Second)):
+			if err := retry.failed(ctx, bl, err); err != nil {
+				return nil, err
 			}
 			if ledger != nil && ledgerHas(sum.Ledger, r) {
 				continue // charged, result lost: the round is spent
@@ -655,7 +705,6 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			r-- // nothing was charged: try the round again
 			continue
 		}
-		failures = 0
 		for k := range w {
 			if cfg.Level == dp.ClientLevel {
 				w[k] += agg[k] / float64(n)
@@ -689,6 +738,147 @@ func ones(n int) []float64 {
 		v[i] = 1
 	}
 	return v
+}
+
+// retrier runs the attempts of one round. A retry leaves out every site
+// that failed an earlier attempt of the round (refused, sent a bad or
+// forged message, or went silent), so one faulty or malicious site cannot
+// make the honest sites pay for the same round again and again; after
+// RoundAttempts attempts that reached the masked inputs (the point where
+// sites pay), or maxFailures failures of any kind, the run stops with an
+// error that names the sites responsible.
+type retrier struct {
+	c        *Coordinator
+	round    int
+	paid     int // attempts that reached the masked inputs
+	failures int
+	excluded map[int]string
+	// pinned, for the statistics round, is the survivor set that sites
+	// were asked to sign: each site signs one statistics survivor set,
+	// ever (they are not noised), so a retry must gather exactly it.
+	pinned []int
+}
+
+func (c *Coordinator) newRetry(r int) *retrier {
+	return &retrier{c: c, round: r, excluded: map[int]string{}}
+}
+
+// cohort waits for the sites of the next attempt: those connected, less
+// the excluded ones.
+func (t *retrier) cohort(ctx context.Context) ([]*session, error) {
+	if t.pinned != nil {
+		return t.gather(ctx)
+	}
+	left := 0
+	for i := range t.c.cfg.Roster.Sites {
+		if _, ok := t.excluded[i+1]; !ok {
+			left++
+		}
+	}
+	if left < t.c.cfg.MinCohort {
+		return nil, fmt.Errorf("protocol: %s cannot reach the minimum cohort of %d without the sites that failed it: %s",
+			t.name(), t.c.cfg.MinCohort, blame(t.excluded))
+	}
+	want := t.c.cfg.MinCohort
+	for {
+		sess, err := t.c.waitFor(ctx, want)
+		if err != nil {
+			return nil, err
+		}
+		var out []*session
+		for _, s := range sess {
+			if _, ok := t.excluded[s.site]; !ok {
+				out = append(out, s)
+			}
+		}
+		if len(out) >= t.c.cfg.MinCohort {
+			return out, nil
+		}
+		if len(sess) == len(t.c.cfg.Roster.Sites) {
+			return nil, fmt.Errorf("protocol: %s cannot reach the minimum cohort of %d without the sites that failed it: %s",
+				t.name(), t.c.cfg.MinCohort, blame(t.excluded))
+		}
+		want = len(sess) + 1 // wait for more sites
+	}
+}
+
+// gather waits until every pinned site is connected and returns them.
+func (t *retrier) gather(ctx context.Context) ([]*session, error) {
+	report := time.Now()
+	for {
+		var out []*session
+		var missing []int
+		for _, site := range t.pinned {
+			s := t.c.sessionOf(site)
+			if s == nil {
+				missing = append(missing, site)
+				continue
+			}
+			out = append(out, s)
+		}
+		if len(missing) == 0 {
+			return out, nil
+		}
+		if time.Now().After(report) {
+			t.c.log.Warn("the statistics can only be opened over the survivor set the sites signed; waiting for its sites",
+				"survivors", fmt.Sprint(t.pinned), "missing", fmt.Sprint(missing))
+			report = time.Now().Add(5 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.c.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (t *retrier) name() string {
+	if t.round == 0 {
+		return "the statistics round"
+	}
+	return fmt.Sprintf("round %d", t.round)
+}
+
+// failed records a failed attempt and waits before the next, or returns
+// the error that ends the run.
+func (t *retrier) failed(ctx context.Context, a *attempt, err error) error {
+	t.failures++
+	if t.round == 0 {
+		// Statistics cost no budget; once sites have been asked to sign a
+		// survivor set, only that set can ever be opened.
+		if a.signing != nil && t.pinned == nil {
+			t.pinned = a.signing
+		}
+	} else if a.masked {
+		t.paid++
+	}
+	for site, why := range a.sites {
+		if _, ok := t.excluded[site]; !ok {
+			t.excluded[site] = why
+		}
+	}
+	switch {
+	case t.paid >= t.c.cfg.RoundAttempts:
+		return fmt.Errorf("protocol: %s failed %d times after the sites paid for it; sites responsible: %s; last error: %w",
+			t.name(), t.paid, orNone(blame(t.excluded)), err)
+	case t.failures > maxFailures:
+		return fmt.Errorf("protocol: %s failed %d times; sites responsible: %s; last error: %w", t.name(), t.failures, orNone(blame(t.excluded)), err)
+	}
+	t.c.log.Warn("retrying", "round", t.round, "attempt", t.failures+1, "leaving_out", blame(a.sites), "err", err)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(min(t.c.cfg.PhaseTimeout, time.Second)):
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none identified"
+	}
+	return s
 }
 
 // maxFailures bounds consecutive failed rounds before the run stops.
@@ -861,25 +1051,69 @@ func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
 	}
 }
 
+// attempt records what one session of a round cost and who left it: per
+// site, why the session went on without it (a refusal with its reason, a
+// dropout in a named phase, or a message that failed its checks), and
+// whether masked inputs were requested, after which the sites have paid
+// for the attempt. A retry of the round leaves these sites out, and a round
+// that keeps failing ends the run with an error that names them.
+type attempt struct {
+	sites  map[int]string
+	masked bool
+	// signing is the survivor set (sites) that was sent for signatures.
+	signing []int
+}
+
+func newAttempt() *attempt { return &attempt{sites: map[int]string{}} }
+
+func (a *attempt) add(site int, format string, args ...any) {
+	if _, ok := a.sites[site]; !ok {
+		a.sites[site] = fmt.Sprintf(format, args...)
+	}
+}
+
+// blame lists sites and reasons in site order.
+func blame(sites map[int]string) string {
+	ids := make([]int, 0, len(sites))
+	for s := range sites {
+		ids = append(ids, s)
+	}
+	sort.Ints(ids)
+	var out []string
+	for _, s := range ids {
+		out = append(out, fmt.Sprintf("site %d (%s)", s, sites[s]))
+	}
+	return strings.Join(out, ", ")
+}
+
+var phaseLabel = map[uint32]string{phaseAdvert: "advertise keys", phaseShares: "share keys", phaseMasked: "masked input",
+	phaseConsistency: "consistency check", phaseUnmask: "unmasking"}
+
 // secureSum runs one secagg (or plain) session among the connected sites
-// and returns the unmasked sum. charge, if set, is called with the number
-// of survivors after the masked inputs are in and before anything is
-// unmasked: privacy is charged before release.
-func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, error) {
+// and returns the unmasked sum, the number of contributors and, for every
+// site that left the session, why. charge, if set, is called with the
+// number of survivors after the masked inputs are in and before anything
+// is unmasked: privacy is charged before release.
+func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, *attempt, error) {
+	bl := newAttempt()
 	members := make([]uint32, len(sess))
 	for i, s := range sess {
 		members[i] = uint32(s.site)
 	}
 	start.Sites = uint32(len(c.cfg.Roster.Sites))
+	start.MinCohort, start.Colluders = uint32(c.cfg.MinCohort), uint32(c.cfg.Colluders)
 	if c.cfg.Mode == HE {
 		return c.heSum(ctx, sess, start, charge)
 	}
 	start.Members = members
-	start.Threshold = uint32(len(sess)/2 + 1)
+	// t > n/2 (two disjoint groups can never each recover a secret) and
+	// t > c (the colluders alone recover nothing).
+	start.Threshold = uint32(max(len(sess)/2+1, c.cfg.Colluders+1))
 	for _, s := range sess {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
 	}
 	round := start.Round
+	tr := roundOf(round)
 	if c.cfg.Mode == Plain {
 		got := c.collect(ctx, sess, func(m *wire.SiteMessage) bool {
 			p := m.GetPlain()
@@ -887,18 +1121,25 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		})
 		out := make([]float64, start.Length)
 		n := 0
-		for _, m := range got {
-			if p := m.GetPlain(); p != nil {
+		for _, s := range sess {
+			m, ok := got[s.site]
+			switch {
+			case !ok:
+				bl.add(s.site, "no answer")
+			case m.GetRefuse() != nil:
+				bl.add(s.site, "refused: %s", m.GetRefuse().Reason)
+				c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
+			default:
 				n++
-				for i, x := range p.Vector {
+				for i, x := range m.GetPlain().Vector {
 					out[i] += x
 				}
 			}
 		}
 		if n < c.cfg.MinCohort {
-			return nil, n, ErrCohort
+			return nil, n, bl, ErrCohort
 		}
-		return out, n, nil
+		return out, n, bl, nil
 	}
 	ids := c.cfg.Roster.identities()
 	pubs := make([]ed25519.PublicKey, len(sess))
@@ -907,23 +1148,21 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	}
 	roster, err := secagg.NewRoster(pubs)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, bl, err
 	}
-	p := secagg.Params{Round: round, Clients: len(sess), Threshold: len(sess)/2 + 1, Degree: len(sess) - 1,
-		Corrupt: min(c.cfg.Colluders, len(sess)/2), Length: int(start.Length), Bits: int(start.Bits)}
+	p := secagg.Params{Round: round, Clients: len(sess), Threshold: int(start.Threshold), Degree: len(sess) - 1,
+		Corrupt: c.cfg.Colluders, MinSurvivors: c.cfg.MinCohort, Length: int(start.Length), Bits: int(start.Bits)}
 	if err := p.Validate(); err != nil {
-		return nil, 0, err
+		return nil, 0, bl, err
 	}
 	srv, err := secagg.NewServer(p, roster)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, bl, err
 	}
-	client := map[int]int{} // site → secagg client id
-	for i, s := range sess {
-		client[s.site] = i + 1
-	}
+	client := map[int]uint32{} // site → secagg client id
 	bySite := map[int]*session{}
-	for _, s := range sess {
+	for i, s := range sess {
+		client[s.site] = uint32(i + 1)
 		bySite[s.site] = s
 	}
 	sendEngine := func(site int, phase uint32, b []byte) {
@@ -938,25 +1177,45 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		}
 		active = a
 	}
-	handle := func(phase uint32, f func(site int, b []byte) error) []int {
+	handle := func(phase uint32, f func(b []byte) error) []int {
 		got := c.collect(ctx, active, engineFor(round, phase))
 		var ok []int
-		for site, m := range got {
-			if m.GetRefuse() != nil {
-				c.log.Info("site refused", "site", site, "round", roundOf(round), "reason", m.GetRefuse().Reason)
+		for _, s := range active {
+			m, answered := got[s.site]
+			if !answered {
+				bl.add(s.site, "no answer in phase %s", phaseLabel[phase])
 				continue
 			}
-			if err := f(site, m.GetEngine().Payload); err != nil {
-				c.log.Warn("bad message", "site", site, "phase", phase, "err", err)
+			if r := m.GetRefuse(); r != nil {
+				bl.add(s.site, "refused: %s", r.Reason)
+				c.log.Info("site refused", "site", s.site, "round", tr, "reason", r.Reason)
 				continue
 			}
-			ok = append(ok, site)
+			b := m.GetEngine().Payload
+			// Sender binding: a message counts only in the name of the site
+			// whose certificate carried it.
+			if mr, sender, err := secagg.ClaimedSender(b); err != nil {
+				bl.add(s.site, "malformed message in phase %s", phaseLabel[phase])
+				c.misbehaved(s.site, fmt.Sprintf("round %d, phase %s: %v", tr, phaseLabel[phase], err))
+				continue
+			} else if sender != client[s.site] || mr != round {
+				bl.add(s.site, "sent a message in another's name")
+				c.misbehaved(s.site, fmt.Sprintf("round %d, phase %s: message claims client %d of session %d; this site is client %d",
+					tr, phaseLabel[phase], sender, mr, client[s.site]))
+				continue
+			}
+			if err := f(b); err != nil {
+				bl.add(s.site, "bad message in phase %s", phaseLabel[phase])
+				c.log.Warn("bad message", "site", s.site, "round", tr, "phase", phaseLabel[phase], "err", err)
+				continue
+			}
+			ok = append(ok, s.site)
 		}
 		sort.Ints(ok)
 		return ok
 	}
 	// Phase 0: adverts.
-	adv := handle(phaseAdvert, func(_ int, b []byte) error {
+	adv := handle(phaseAdvert, func(b []byte) error {
 		var m secagg.Advert
 		if err := m.UnmarshalBinary(b); err != nil {
 			return err
@@ -964,12 +1223,11 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return srv.HandleAdvert(&m)
 	})
 	if len(adv) < c.cfg.MinCohort {
-		c.log.Debug("adverts", "n", len(adv))
-		return nil, len(adv), fmt.Errorf("%w: %d adverts", ErrCohort, len(adv))
+		return nil, len(adv), bl, fmt.Errorf("%w: %d adverts", ErrCohort, len(adv))
 	}
 	list, err := srv.AdvertList()
 	if err != nil {
-		return nil, len(adv), err
+		return nil, len(adv), bl, err
 	}
 	lb, _ := list.MarshalBinary()
 	keep(adv)
@@ -977,7 +1235,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		sendEngine(site, phaseAdvert, lb)
 	}
 	// Phase 1: shares.
-	sh := handle(phaseShares, func(_ int, b []byte) error {
+	sh := handle(phaseShares, func(b []byte) error {
 		var m secagg.Shares
 		if err := m.UnmarshalBinary(b); err != nil {
 			return err
@@ -985,35 +1243,45 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return srv.HandleShares(&m)
 	})
 	if len(sh) < c.cfg.MinCohort {
-		return nil, len(sh), fmt.Errorf("%w: %d share messages", ErrCohort, len(sh))
+		return nil, len(sh), bl, fmt.Errorf("%w: %d share messages", ErrCohort, len(sh))
 	}
 	fwd, err := srv.ForwardedShares()
 	if err != nil {
-		return nil, len(sh), err
+		return nil, len(sh), bl, err
 	}
 	var fwdTo []int
 	for _, site := range sh {
-		if f, ok := fwd[uint32(client[site])]; ok {
-			b, _ := f.MarshalBinary()
-			sendEngine(site, phaseShares, b)
+		if _, ok := fwd[client[site]]; ok {
 			fwdTo = append(fwdTo, site)
+		} else {
+			bl.add(site, "received too few shares")
 		}
+	}
+	// Sites pay for a round when they mask their input: ask for masked
+	// inputs only if the round can still reach the minimum cohort.
+	if len(fwdTo) < c.cfg.MinCohort {
+		return nil, len(fwdTo), bl, fmt.Errorf("%w: %d sites hold enough shares", ErrCohort, len(fwdTo))
+	}
+	bl.masked = true
+	for _, site := range fwdTo {
+		b, _ := fwd[client[site]].MarshalBinary()
+		sendEngine(site, phaseShares, b)
 	}
 	keep(fwdTo)
 	// Phase 2: masked inputs.
-	handle(phaseMasked, func(_ int, b []byte) error { return srv.HandleEncodedMaskedInput(b) })
+	handle(phaseMasked, func(b []byte) error { return srv.HandleEncodedMaskedInput(b) })
 	creq, err := srv.ConsistencyRequest()
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrCohort, err)
+		return nil, 0, bl, fmt.Errorf("%w: %v", ErrCohort, err)
 	}
 	survivors := srv.Survivors()
 	if len(survivors) < c.cfg.MinCohort {
-		return nil, len(survivors), fmt.Errorf("%w: %d masked inputs", ErrCohort, len(survivors))
+		return nil, len(survivors), bl, fmt.Errorf("%w: %d masked inputs", ErrCohort, len(survivors))
 	}
 	// Charge before anything can be unmasked.
 	if charge != nil {
 		if err := charge(len(survivors)); err != nil {
-			return nil, len(survivors), err
+			return nil, len(survivors), bl, err
 		}
 	}
 	cb, _ := creq.MarshalBinary()
@@ -1023,8 +1291,9 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		surv = append(surv, int(members[id-1]))
 	}
 	keep(surv)
+	bl.signing = surv
 	// Phase 3: consistency signatures.
-	handle(phaseConsistency, func(_ int, b []byte) error {
+	handle(phaseConsistency, func(b []byte) error {
 		var m secagg.ConsistencySignature
 		if err := m.UnmarshalBinary(b); err != nil {
 			return err
@@ -1033,7 +1302,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	})
 	ureq, err := srv.UnmaskRequest()
 	if err != nil {
-		return nil, len(survivors), err
+		return nil, len(survivors), bl, err
 	}
 	ub, _ := ureq.MarshalBinary()
 	var signers []int
@@ -1043,7 +1312,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	}
 	keep(signers)
 	// Phase 4: unmasking.
-	handle(phaseUnmask, func(_ int, b []byte) error {
+	handle(phaseUnmask, func(b []byte) error {
 		var m secagg.UnmaskResponse
 		if err := m.UnmarshalBinary(b); err != nil {
 			return err
@@ -1052,9 +1321,9 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	})
 	raw, err := srv.Aggregate()
 	if err != nil {
-		return nil, len(survivors), err
+		return nil, len(survivors), bl, err
 	}
-	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), nil
+	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), bl, nil
 }
 
 func decodeRing(raw []uint64, bits int, gamma float64) []float64 {

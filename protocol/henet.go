@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -120,7 +121,11 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 			}
 			sess = s
 		}
-		start := &wire.RoundStart{Round: c.sessionID(0), Kind: wire.RoundStart_HE_SETUP, Sites: uint32(n),
+		sid, err := c.sessionID(0)
+		if err != nil {
+			return crs, err
+		}
+		start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_HE_SETUP, Sites: uint32(n),
 			MinCohort: uint32(c.cfg.MinCohort), HePreset: heNetPreset.Name, HeMaxAbs: heNetMaxAbs, Mode: string(HE)}
 		for i, s := range sess {
 			start.Members = append(start.Members, uint32(s.site))
@@ -185,11 +190,12 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 // heSum runs one threshold-CKKS aggregation: submissions, the charge, a
 // decryption request to the contributors, and the combination of the t
 // shares.
-func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, error) {
+func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, *attempt, error) {
+	bl := newAttempt()
 	n := len(c.cfg.Roster.Sites)
 	params, err := heParams(n, c.cfg.MinCohort)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, bl, err
 	}
 	for _, s := range sess {
 		start.Members = append(start.Members, uint32(s.site))
@@ -199,59 +205,82 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	for _, s := range sess {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
 	}
+	tr := roundOf(start.Round)
 	agg, err := he.NewAggregator(params, c.cfg.Roster.identities(), c.crs, start.Round)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, bl, err
 	}
+	// A site pays for an he round when it submits, right after the start.
+	bl.masked = true
 	got := c.collect(ctx, sess, engineFor(start.Round, phaseHESubmit))
 	var contributors []int
-	for site, m := range got {
-		e := m.GetEngine()
-		if e == nil {
+	for _, s := range sess {
+		m, ok := got[s.site]
+		switch {
+		case !ok:
+			bl.add(s.site, "no submission")
+			continue
+		case m.GetRefuse() != nil:
+			bl.add(s.site, "refused: %s", m.GetRefuse().Reason)
+			c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
 			continue
 		}
-		if err := agg.Add(e.Payload); err != nil {
-			c.log.Warn("bad submission", "site", site, "err", err)
+		before := len(agg.Contributors())
+		if err := agg.Add(m.GetEngine().Payload); err != nil {
+			bl.add(s.site, "bad submission")
+			c.log.Warn("bad submission", "site", s.site, "round", tr, "err", err)
 			continue
 		}
-		contributors = append(contributors, site)
+		// Submissions are signed with the party's identity key, and a
+		// party's number is its site's: a site cannot submit in another's
+		// name without that site's key.
+		if now := agg.Contributors(); len(now) != before+1 || !slices.Contains(now, s.site) {
+			bl.add(s.site, "submitted in another's name")
+			c.misbehaved(s.site, fmt.Sprintf("round %d: submission signed by another party", tr))
+			return nil, 0, bl, fmt.Errorf("protocol: site %d submitted another party's ciphertext", s.site)
+		}
+		contributors = append(contributors, s.site)
 	}
 	sort.Ints(contributors)
 	if len(contributors) < c.cfg.MinCohort {
-		return nil, len(contributors), fmt.Errorf("%w: %d submissions", ErrCohort, len(contributors))
+		return nil, len(contributors), bl, fmt.Errorf("%w: %d submissions", ErrCohort, len(contributors))
 	}
 	req, err := agg.Request(contributors)
 	if err != nil {
-		return nil, len(contributors), err
+		return nil, len(contributors), bl, err
 	}
 	if charge != nil {
 		if err := charge(len(contributors)); err != nil {
-			return nil, len(contributors), err
+			return nil, len(contributors), bl, err
 		}
 	}
 	// The request names the first t contributors; only they are asked.
 	named := contributors[:params.Config().Threshold]
 	var ask []*session
 	for _, s := range sess {
-		for _, id := range named {
-			if s.site == id {
-				ask = append(ask, s)
-				s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phaseHEDecrypt, Payload: req}}})
-			}
+		if slices.Contains(named, s.site) {
+			ask = append(ask, s)
+			s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phaseHEDecrypt, Payload: req}}})
 		}
 	}
 	replies := c.collect(ctx, ask, engineFor(start.Round, phaseHEDecrypt))
 	var shares [][]byte
-	for _, m := range replies {
-		if e := m.GetEngine(); e != nil {
-			shares = append(shares, e.Payload)
+	for _, s := range ask {
+		m, ok := replies[s.site]
+		switch {
+		case !ok:
+			bl.add(s.site, "no decryption share")
+		case m.GetRefuse() != nil:
+			bl.add(s.site, "refused to decrypt: %s", m.GetRefuse().Reason)
+		default:
+			shares = append(shares, m.GetEngine().Payload)
 		}
 	}
 	sum, err := agg.Combine(shares)
 	if err != nil {
-		return nil, len(contributors), err
+		return nil, len(contributors), bl, err
 	}
-	return sum, len(contributors), nil
+	return sum, len(contributors), bl, nil
 }
 
 // Site side.
@@ -260,7 +289,9 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	if st.HePreset != heNetPreset.Name || st.HeMaxAbs != heNetMaxAbs {
 		return nil, nil, fmt.Errorf("he preset %q with bound %v is not this build's (%s, %v)", st.HePreset, st.HeMaxAbs, heNetPreset.Name, float64(heNetMaxAbs))
 	}
-	params, err := heParams(int(st.Sites), int(st.MinCohort))
+	// The fewest contributors a sum this site helps decrypt must hold: the
+	// site's own minimum cohort, or the coordinator's if that is larger.
+	params, err := heParams(int(st.Sites), max(s.cfg.MinCohort, int(st.MinCohort)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -299,7 +330,7 @@ func (s *Site) saveHE() error {
 func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	st := r.start
 	if st.Kind == wire.RoundStart_HE_SETUP {
-		params, err := heParams(int(st.Sites), int(st.MinCohort))
+		params, err := heParams(int(st.Sites), max(s.cfg.MinCohort, int(st.MinCohort)))
 		if err != nil {
 			return nil, err
 		}
@@ -335,6 +366,11 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	sub, err := p.Encrypt(st.Round, v, noise)
 	if err != nil {
 		return nil, err
+	}
+	if st.Kind == wire.RoundStart_STATISTICS {
+		if err := s.submitHEStatistics(st.Round); err != nil {
+			return nil, err
+		}
 	}
 	return []*wire.SiteMessage{{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}}, engineMsg(st.Round, phaseHESubmit, sub)}, nil
 }

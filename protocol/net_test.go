@@ -54,6 +54,9 @@ func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 		cfg.State = filepath.Join(cd, "state")
 	}
 	cfg.Logger = quietLogger()
+	if os.Getenv("FLSECURE_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	if cfg.Model == "" {
 		cfg.Model, cfg.Features = "logistic", 30
 	}
@@ -184,9 +187,9 @@ func okRounds(s *Summary) int {
 	return n
 }
 
-// A site that vanishes in any phase is a dropout: the round completes
-// with the survivors, and the vanished site's budget was charged only if
-// it sent its masked input.
+// A site that vanishes in any phase but the consistency check is a
+// dropout: the round completes with the survivors, and the vanished site's
+// budget was charged only if it sent its masked input.
 func TestNetworkDropoutInEachPhase(t *testing.T) {
 	for phase := 1; phase <= 5; phase++ {
 		t.Run(fmt.Sprintf("phase=%d", phase-1), func(t *testing.T) {
@@ -209,7 +212,15 @@ func TestNetworkDropoutInEachPhase(t *testing.T) {
 			}
 			cancel()
 			wait()
-			if okRounds(sum) != 2 {
+			// A survivor that vanishes before signing the survivor set fails
+			// the round: its input is opened only over a set it signed
+			// itself. The coordinator had charged it (before asking to
+			// unmask), so the round is spent, not run again.
+			want := 2
+			if phase == 4 {
+				want = 1
+			}
+			if okRounds(sum) != want {
 				t.Errorf("rounds %+v", sum.Rounds)
 			}
 			pub, _ := dp.ParsePublicKey(sum.LedgerKey)

@@ -525,10 +525,15 @@ pin_file = coordinator.pin
 # whatever the coordinator asks.
 epsilon_cap = 3
 delta = 1e-5
-# The least noise this site accepts: it counts no more than min_cohort −
-# colluders honest sites, whatever the coordinator claims.
+# This hospital's own floors; the coordinator's values count only where
+# they are stricter. It refuses a round of fewer than min_cohort sites and
+# signs no survivor set smaller than that; it assumes up to colluders sites
+# work with the coordinator (raising its consistency quorum) and charges as
+# if only min_cohort − colluders honest sites added noise.
 min_cohort = 3
 colluders = 0
+# Pay for at most this many attempts of one training round.
+max_attempts = 2
 
 # Local data: a CSV file with a header and a label column.
 data = local.csv

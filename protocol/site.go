@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,11 +48,20 @@ type SiteConfig struct {
 	EpsilonCap float64
 	Delta      float64
 	AllowNoDP  bool
-	// MinCohort and Colluders are this hospital's floors: it accounts its
-	// charge with no more honest sites than max(its, the coordinator's)
-	// MinCohort − Colluders.
+	// MinCohort and Colluders are this hospital's floors. A value the
+	// coordinator announces is used only where it is stricter: the site
+	// refuses a round with fewer members than max(its, the coordinator's)
+	// MinCohort, signs no survivor set smaller than that, raises the
+	// secagg consistency quorum with max(its, the coordinator's)
+	// Colluders, and accounts its charge with no more honest sites than the
+	// difference of the two.
 	MinCohort, Colluders int
-	Data                 *fl.Dataset
+	// MaxAttempts bounds the attempts of one training round this site pays
+	// for (default 2): a round that fails after the site's charge may be
+	// retried, and each retry costs the site again, so after MaxAttempts
+	// charges for the same training round the site sits that round out.
+	MaxAttempts int
+	Data        *fl.Dataset
 	// Update, if set, is sent (clipped) instead of training on Data: an
 	// update trained elsewhere. ModelOut receives the global model after
 	// every round (.npy or .safetensors by extension).
@@ -74,6 +84,10 @@ type SiteConfig struct {
 	dropAt   int
 	corrupt  bool
 	oversize bool // send a plain vector far over the message limit
+	// misbehave, if set, sees every message before it is sent, with the
+	// round it belongs to, and returns what to send instead (nil: send
+	// nothing): a malicious site in tests.
+	misbehave func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage
 }
 
 // A Site runs one hospital's side of the protocol.
@@ -87,6 +101,7 @@ type Site struct {
 	sent     atomic.Int64
 	he       *he.Party // mode he: this site's threshold key
 	heSetup  *he.Party // during the key ceremony
+	state    siteState
 }
 
 // BytesSent returns the bytes of protocol messages this site has sent.
@@ -117,7 +132,16 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, err
 	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 2
+	}
+	if cfg.MinCohort < 0 || cfg.Colluders < 0 || cfg.MaxAttempts < 1 {
+		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts)
+	}
 	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
+	if s.state, err = loadSiteState(cfg.State); err != nil {
+		return nil, err
+	}
 	if cfg.EpsilonCap > 0 {
 		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
 			return nil, err
@@ -308,9 +332,15 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 	if err != nil {
 		return ended(err)
 	}
+	var r *siteRound
 	send := func(m *wire.SiteMessage) error {
+		if s.cfg.misbehave != nil && r != nil {
+			if m = s.cfg.misbehave(r.start, m); m == nil {
+				return nil
+			}
+		}
 		if e := m.GetEngine(); e != nil {
-			if s.cfg.dropAt == int(e.Phase)+1 {
+			if s.cfg.dropAt == int(e.Phase)+1 && r != nil && r.start.Kind == wire.RoundStart_TRAIN {
 				return fmt.Errorf("%w: test dropout at phase %d", errFatal, e.Phase)
 			}
 			if s.cfg.corrupt {
@@ -333,7 +363,6 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 		}
 		return ended(err)
 	}
-	var r *siteRound
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -396,17 +425,22 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 	}
 }
 
-// siteRound is the site's state in one secure-aggregation session.
+// siteRound is the site's state in one session.
 type siteRound struct {
 	s      *Site
 	start  *wire.RoundStart
+	floor  int // the smallest cohort this site lets its input be opened in
 	client *secagg.Client
 	charge *dp.Charge
+	input  []uint64 // secagg: the quantized, noised contribution
 }
 
 // start decides whether to take part in a round and, if so, returns the
-// round state and the messages to send (Join and the secagg advert, or the
-// plain vector).
+// round state and the messages to send (Join and the secagg advert, the
+// he submission, or the plain vector). Everything the site can check
+// before it releases anything is checked here, so that a round it cannot
+// complete is refused at Join, with a reason the coordinator logs, rather
+// than abandoned after the site has paid for it.
 func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
 	if err := checkStart(st, len(s.cfg.Roster.Sites)); err != nil {
 		return nil, nil, err
@@ -421,26 +455,50 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if me < 0 {
 		return nil, nil, errors.New("not a member of this round")
 	}
+	// This site's floors; the coordinator's values count only where they
+	// are stricter.
+	r.floor = max(s.cfg.MinCohort, int(st.MinCohort), 3)
+	colluders := max(s.cfg.Colluders, int(st.Colluders))
+	if st.Kind != wire.RoundStart_HE_SETUP && len(st.Members) < r.floor {
+		return nil, nil, fmt.Errorf("the round has %d members; this site's minimum cohort is %d", len(st.Members), r.floor)
+	}
+	if colluders >= r.floor {
+		return nil, nil, fmt.Errorf("%d colluders in a cohort of %d leave no honest site", colluders, r.floor)
+	}
+	if st.Kind == wire.RoundStart_STATISTICS && s.state.Statistics != nil && !containsAll(st.Members, s.state.Statistics) {
+		return nil, nil, fmt.Errorf("the statistics were already opened over sites %v; this round leaves some of them out", s.state.Statistics)
+	}
 	if st.Kind == wire.RoundStart_TRAIN {
 		if st.SiteSigma == 0 {
 			if !s.cfg.AllowNoDP {
 				return nil, nil, errors.New("the round carries no DP noise and this site does not allow that")
 			}
 		} else {
-			ch, err := s.chargeFor(st)
-			if err != nil {
-				return nil, nil, err
-			}
 			if s.ledger == nil {
 				return nil, nil, errors.New("this site has no privacy budget (epsilon_cap)")
 			}
+			ch, err := s.chargeFor(st, r.floor, colluders)
+			if err != nil {
+				return nil, nil, err
+			}
 			if _, err := s.ledger.Preview(ch); err != nil {
 				return nil, nil, err
+			}
+			if n, err := s.attempts(ch.Round); err != nil {
+				return nil, nil, err
+			} else if n >= s.cfg.MaxAttempts {
+				return nil, nil, fmt.Errorf("this site has already paid for %d attempts of round %d (its limit); it sits the round out", n, ch.Round)
 			}
 			r.charge = &ch
 		}
 	}
 	if st.Mode == string(HE) {
+		if st.Kind == wire.RoundStart_STATISTICS && s.state.HEStatistics != 0 {
+			return nil, nil, fmt.Errorf("this site already submitted its statistics (round session %d); it submits them once", s.state.HEStatistics)
+		}
+		if err := s.joinSession(st.Round); err != nil {
+			return nil, nil, err
+		}
 		out, err := s.heStart(r)
 		if err != nil {
 			return nil, nil, err
@@ -455,24 +513,40 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := s.joinSession(st.Round); err != nil {
+			return nil, nil, err
+		}
 		return r, []*wire.SiteMessage{{Body: &wire.SiteMessage_Plain{Plain: &wire.PlainVector{Round: st.Round, Vector: v}}}}, nil
+	}
+	// secagg: compute the contribution now, so that a site that cannot
+	// produce one (wrong model shape, update length or labels) refuses
+	// before it joins.
+	v, err := r.vector()
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.input, err = r.quantize(v); err != nil {
+		return nil, nil, err
 	}
 	ids := s.cfg.Roster.identities()
 	pubs := make([]ed25519.PublicKey, len(st.Members))
 	for i, m := range st.Members {
-		if m < 1 || int(m) > len(ids) {
-			return nil, nil, fmt.Errorf("member %d is not on the roster", m)
-		}
-		pubs[i] = ids[m-1]
+		pubs[i] = ids[m-1] // checkStart bounded every member
 	}
 	roster, err := secagg.NewRoster(pubs)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := secagg.Params{Round: st.Round, Clients: len(st.Members), Threshold: int(st.Threshold), Degree: len(st.Members) - 1,
-		Corrupt: min(int(st.Colluders), len(st.Members)/2), Length: int(st.Length), Bits: int(st.Bits)}
-	if p.Threshold <= len(st.Members)/2 {
-		return nil, nil, fmt.Errorf("threshold %d is not above half of %d members", p.Threshold, len(st.Members))
+	n := len(st.Members)
+	p := secagg.Params{Round: st.Round, Clients: n, Threshold: int(st.Threshold), Degree: n - 1,
+		Corrupt: colluders, MinSurvivors: r.floor, Length: int(st.Length), Bits: int(st.Bits)}
+	if p.Threshold <= n/2 {
+		return nil, nil, fmt.Errorf("threshold %d is not above half of %d members", p.Threshold, n)
+	}
+	if err := p.Validate(); err != nil {
+		// For example: this site's colluders reach the coordinator's
+		// threshold, or leave no consistency quorum.
+		return nil, nil, err
 	}
 	if r.client, err = secagg.NewClient(p, uint32(me+1), s.identity, roster, nil); err != nil {
 		return nil, nil, err
@@ -481,11 +555,40 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.joinSession(st.Round); err != nil {
+		return nil, nil, err
+	}
 	ab, _ := adv.MarshalBinary()
 	return r, []*wire.SiteMessage{
 		{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}},
 		engineMsg(st.Round, phaseAdvert, ab),
 	}, nil
+}
+
+// containsAll reports whether members includes every site of want.
+func containsAll(members []uint32, want []int) bool {
+	for _, w := range want {
+		if !slices.Contains(members, uint32(w)) {
+			return false
+		}
+	}
+	return true
+}
+
+// attempts counts the charges this site's ledger holds for training round
+// round.
+func (s *Site) attempts(round int) (int, error) {
+	es, err := dp.ReadLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range es {
+		if e.Kind == "charge" && e.Round == round {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // checkStart bounds every size a RoundStart carries before any is used:
@@ -527,11 +630,12 @@ func engineMsg(round uint64, phase uint32, b []byte) *wire.SiteMessage {
 }
 
 // chargeFor recomputes the round's privacy charge from its public
-// parameters, counting no more honest sites than this site's own floors
-// allow, whatever the coordinator claims.
-func (s *Site) chargeFor(st *wire.RoundStart) (dp.Charge, error) {
-	k := max(int(st.MinCohort), s.cfg.MinCohort)
-	c := max(int(st.Colluders), s.cfg.Colluders)
+// parameters. The sum that holds this site's input is opened only over a
+// survivor set of at least k sites that this site signed itself (secagg;
+// Params.MinSurvivors) or from at least k contributors (he), of which at
+// most c collude and add no noise: the charge counts k − c honest noise
+// shares, whatever the coordinator claims.
+func (s *Site) chargeFor(st *wire.RoundStart, k, c int) (dp.Charge, error) {
 	if st.Gamma <= 0 || st.Clip <= 0 || st.Length == 0 {
 		return dp.Charge{}, errors.New("the round's noise parameters are incomplete")
 	}
@@ -644,12 +748,9 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 		if err := m.UnmarshalBinary(e.Payload); err != nil {
 			return nil, err
 		}
-		v, err := r.vector()
-		if err != nil {
-			return nil, err
-		}
-		in, err := r.quantize(v)
-		if err != nil {
+		// Open and check everything received for this phase before paying:
+		// a round that a bad share would abandon costs nothing.
+		if err := r.client.OpenShares(&m); err != nil {
 			return nil, err
 		}
 		// Charge this hospital's ledger before its data leaves.
@@ -658,7 +759,7 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 				return nil, err
 			}
 		}
-		out, err := r.client.MaskInput(&m, in)
+		out, err := r.client.MaskInput(&m, r.input)
 		if err != nil {
 			return nil, err
 		}
@@ -669,9 +770,33 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 		if err := m.UnmarshalBinary(e.Payload); err != nil {
 			return nil, err
 		}
+		var statistics []int
+		if st.Kind == wire.RoundStart_STATISTICS {
+			sites := make([]int, 0, len(m.Survivors))
+			for _, id := range m.Survivors {
+				if id < 1 || int(id) > len(st.Members) {
+					return nil, fmt.Errorf("survivor %d out of range [1, %d]", id, len(st.Members))
+				}
+				sites = append(sites, int(st.Members[id-1]))
+			}
+			slices.Sort(sites)
+			if len(sites) < r.floor {
+				return nil, fmt.Errorf("statistics over %d sites; this site's minimum cohort is %d", len(sites), r.floor)
+			}
+			if prev := r.s.state.Statistics; prev != nil && !slices.Equal(prev, sites) {
+				return nil, fmt.Errorf("the statistics were already opened over sites %v; this site signs no other set (asked for %v)", prev, sites)
+			}
+			statistics = sites
+		}
 		out, err := r.client.CheckConsistency(&m)
 		if err != nil {
 			return nil, err
+		}
+		if statistics != nil {
+			// Recorded on disk before the signature leaves.
+			if err := r.s.signStatistics(statistics); err != nil {
+				return nil, err
+			}
 		}
 		b, _ := out.MarshalBinary()
 		return engineMsg(st.Round, phaseConsistency, b), nil

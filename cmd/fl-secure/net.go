@@ -209,6 +209,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	minCohort := fs.Int("min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
 	colluders := fs.Int("colluders", 0, "sites assumed to collude")
 	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
+	attempts := fs.Int("round-attempts", 2, "stop, naming the sites responsible, after this many failed attempts of one round that the sites paid for")
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
 	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
@@ -241,7 +242,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
-		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, JoinWait: *join, State: *state, Logger: log,
+		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, Logger: log,
 		Progress: func(res protocol.RoundResult) {
 			if tty {
 				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
@@ -311,8 +312,9 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	pinFile := fs.String("pin-file", "", "file holding the coordinator's pin")
 	cap := fs.Float64("epsilon-cap", 3, "this hospital's own ε cap")
 	delta := fs.Float64("delta", 1e-5, "δ")
-	minCohort := fs.Int("min-cohort", 3, "count no more honest sites than min-cohort − colluders")
-	colluders := fs.Int("colluders", 0, "sites assumed to collude")
+	minCohort := fs.Int("min-cohort", 3, "this hospital's floor: refuse rounds, and sign no survivor set, of fewer sites; charge for min-cohort − colluders honest sites")
+	colluders := fs.Int("colluders", 0, "sites this hospital assumes may collude with the coordinator (raises its quorum and its charge)")
+	maxAttempts := fs.Int("max-attempts", 2, "pay for at most this many attempts of one training round, then sit it out")
 	data := fs.String("data", "", "local CSV data")
 	label := fs.String("label", "", "label column of --data")
 	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
@@ -351,7 +353,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
-		AllowNoDP: *allowPlain, MinCohort: *minCohort, Colluders: *colluders, ModelOut: *modelOut, State: *state,
+		AllowNoDP: *allowPlain, MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, ModelOut: *modelOut, State: *state,
 		Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {

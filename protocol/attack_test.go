@@ -1,0 +1,488 @@
+package protocol
+
+// Attacks by a lying coordinator on the sites' own guarantees. The tests
+// drive real Sites (their start and step methods, exactly what a network
+// session calls) from a coordinator played by the test, which may lie in
+// any message; colluding sites are played by secagg clients holding those
+// sites' identity keys.
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/internal/atrest"
+	"github.com/fl-secure/fl-secure/protocol/wire"
+	"github.com/fl-secure/fl-secure/secagg"
+)
+
+// attackBed is a provisioned federation whose honest sites run in-process
+// without a network and whose other sites the attacker controls.
+type attackBed struct {
+	t      *testing.T
+	dir    string
+	roster *Roster
+	keys   map[int]ed25519.PrivateKey // every site's identity key
+	sites  map[int]*Site              // the honest sites
+	data   []*fl.Dataset
+	sid    uint64
+}
+
+func newAttackBed(t *testing.T, n int, honest []int, cfg func(*SiteConfig)) *attackBed {
+	t.Helper()
+	dir := t.TempDir()
+	if err := Provision(dir, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	roster, err := LoadRoster(filepath.Join(dir, "coordinator", "roster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := fl.LoadBuiltin("wdbc")
+	parts, err := fl.PartitionIID(d, n, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &attackBed{t: t, dir: dir, roster: roster, keys: map[int]ed25519.PrivateKey{}, sites: map[int]*Site{}, data: parts, sid: 1 << 20}
+	for i := 1; i <= n; i++ {
+		k, err := readKey(filepath.Join(dir, fmt.Sprintf("site-%d", i), "identity.pem"), atrest.Passphrase{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.keys[i] = k
+	}
+	for _, i := range honest {
+		c := b.siteConfig(i)
+		if cfg != nil {
+			cfg(&c)
+		}
+		s, err := NewSite(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		b.sites[i] = s
+	}
+	return b
+}
+
+func (b *attackBed) siteConfig(i int) SiteConfig {
+	return SiteConfig{Site: i, Identity: filepath.Join(b.dir, fmt.Sprintf("site-%d", i), "identity.pem"), Roster: b.roster,
+		EpsilonCap: 3, Delta: 1e-5, MinCohort: 3, Data: b.data[i-1],
+		State: filepath.Join(b.dir, fmt.Sprintf("site-%d", i), "state"), Logger: quietLogger()}
+}
+
+// statistics returns a statistics RoundStart over members with a fresh
+// session identifier, announcing the given colluder count.
+func (b *attackBed) statistics(members []int, colluders int) *wire.RoundStart {
+	b.sid++
+	st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*30), Bits: 64,
+		Gamma: math.Exp2(-16), Mode: string(SecAgg), Sites: uint32(len(b.roster.Sites)), MinCohort: 3,
+		Colluders: uint32(colluders), Threshold: uint32(len(members)/2 + 1)}
+	for _, m := range members {
+		st.Members = append(st.Members, uint32(m))
+	}
+	return st
+}
+
+// party is one member of a session: an honest site's round, or a colluder's
+// secagg client.
+type party struct {
+	site   int
+	id     uint32 // secagg client id: position in Members, from 1
+	round  *siteRound
+	client *secagg.Client
+}
+
+// drive runs one secagg session phase by phase; the attacker decides what
+// each party is shown.
+type drive struct {
+	b       *attackBed
+	st      *wire.RoundStart
+	parties map[int]*party // by site
+	refused map[int]error  // honest sites that refused, by site
+}
+
+// begin sends st to every member. Honest sites answer with their advert or
+// refuse; colluders advertise through secagg clients built with their
+// identity keys and the parameters the attacker chose.
+func (b *attackBed) begin(st *wire.RoundStart) *drive {
+	b.t.Helper()
+	d := &drive{b: b, st: st, parties: map[int]*party{}, refused: map[int]error{}}
+	ids := b.roster.identities()
+	var pubs []ed25519.PublicKey
+	for _, m := range st.Members {
+		pubs = append(pubs, ids[m-1])
+	}
+	roster, err := secagg.NewRoster(pubs)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for i, m := range st.Members {
+		site := int(m)
+		p := &party{site: site, id: uint32(i + 1)}
+		if s, ok := b.sites[site]; ok {
+			r, _, err := s.start(st)
+			if err != nil {
+				d.refused[site] = err
+				continue
+			}
+			p.round = r
+		} else {
+			params := secagg.Params{Round: st.Round, Clients: len(st.Members), Threshold: int(st.Threshold), Degree: len(st.Members) - 1,
+				Corrupt: int(st.Colluders), Length: int(st.Length), Bits: int(st.Bits)}
+			if p.client, err = secagg.NewClient(params, p.id, b.keys[site], roster, nil); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+		d.parties[site] = p
+	}
+	return d
+}
+
+// exchange runs a phase: each party in sites gets the payload that in(p)
+// chooses (nil: it is skipped) and answers; honest sites through step.
+func (d *drive) exchange(sites []int, phase uint32, in func(p *party) []byte, colluder func(p *party, b []byte) ([]byte, error)) map[int][]byte {
+	out := map[int][]byte{}
+	for _, site := range sites {
+		p, ok := d.parties[site]
+		if !ok {
+			continue
+		}
+		b := in(p)
+		if b == nil {
+			continue
+		}
+		if p.round != nil {
+			m, err := p.round.step(&wire.Engine{Round: d.st.Round, Phase: phase, Payload: b})
+			if err != nil {
+				d.refused[site] = err
+				delete(d.parties, site)
+				continue
+			}
+			out[site] = m.GetEngine().Payload
+			continue
+		}
+		r, err := colluder(p, b)
+		if err != nil {
+			d.b.t.Fatalf("colluder %d, phase %d: %v", site, phase, err)
+		}
+		out[site] = r
+	}
+	return out
+}
+
+// adverts collects every party's advert and returns the list.
+func (d *drive) adverts() []byte {
+	var list secagg.AdvertList
+	list.Round = d.st.Round
+	for _, m := range d.st.Members {
+		p, ok := d.parties[int(m)]
+		if !ok {
+			continue
+		}
+		var a *secagg.Advert
+		if p.round != nil {
+			a2, err := p.round.client.AdvertiseKeys() // a retry returns the advert sent
+			if err != nil {
+				d.b.t.Fatal(err)
+			}
+			a = a2
+		} else {
+			a2, err := p.client.AdvertiseKeys()
+			if err != nil {
+				d.b.t.Fatal(err)
+			}
+			a = a2
+		}
+		list.Adverts = append(list.Adverts, *a)
+	}
+	lb, _ := list.MarshalBinary()
+	return lb
+}
+
+// shareAndMask runs ShareKeys and MaskInput for every party, forwarding
+// every share honestly, and returns the masked inputs by site.
+func (d *drive) shareAndMask() map[int][]byte {
+	lb := d.adverts()
+	all := d.sorted()
+	shares := d.exchange(all, phaseAdvert, func(*party) []byte { return lb }, func(p *party, b []byte) ([]byte, error) {
+		var l secagg.AdvertList
+		if err := l.UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+		s, err := p.client.ShareKeys(&l)
+		if err != nil {
+			return nil, err
+		}
+		return s.MarshalBinary()
+	})
+	fwd := map[uint32]*secagg.ForwardedShares{}
+	for _, site := range d.sorted() {
+		p := d.parties[site]
+		fwd[p.id] = &secagg.ForwardedShares{Round: d.st.Round, Recipient: p.id}
+	}
+	for _, site := range d.sorted() {
+		var s secagg.Shares
+		if err := s.UnmarshalBinary(shares[site]); err != nil {
+			d.b.t.Fatal(err)
+		}
+		for _, sh := range s.Shares {
+			if f, ok := fwd[sh.Peer]; ok {
+				f.Shares = append(f.Shares, secagg.SealedShare{Peer: s.Sender, Ciphertext: sh.Ciphertext})
+			}
+		}
+	}
+	return d.exchange(d.sorted(), phaseShares, func(p *party) []byte {
+		b, _ := fwd[p.id].MarshalBinary()
+		return b
+	}, func(p *party, b []byte) ([]byte, error) {
+		var f secagg.ForwardedShares
+		if err := f.UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+		m, err := p.client.MaskInput(&f, make([]uint64, d.st.Length))
+		if err != nil {
+			return nil, err
+		}
+		return m.MarshalBinary()
+	})
+}
+
+func (d *drive) sorted() []int {
+	var s []int
+	for site := range d.parties {
+		s = append(s, site)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// ids maps sites to their secagg client ids in this session.
+func (d *drive) ids(sites []int) []uint32 {
+	var out []uint32
+	for i, m := range d.st.Members {
+		if slices.Contains(sites, int(m)) {
+			out = append(out, uint32(i+1))
+		}
+	}
+	return out
+}
+
+// sign shows each site in sites the survivor set u3 (sites) and returns
+// the signatures given.
+func (d *drive) sign(sites []int, u3 []int) []secagg.Signature {
+	req, _ := (&secagg.ConsistencyRequest{Round: d.st.Round, Survivors: d.ids(u3)}).MarshalBinary()
+	got := d.exchange(sites, phaseMasked, func(*party) []byte { return req }, func(p *party, b []byte) ([]byte, error) {
+		var r secagg.ConsistencyRequest
+		if err := r.UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+		s, err := p.client.CheckConsistency(&r)
+		if err != nil {
+			return nil, err
+		}
+		return s.MarshalBinary()
+	})
+	var sigs []secagg.Signature
+	for _, site := range sites {
+		b, ok := got[site]
+		if !ok {
+			continue
+		}
+		var s secagg.ConsistencySignature
+		if err := s.UnmarshalBinary(b); err != nil {
+			d.b.t.Fatal(err)
+		}
+		sigs = append(sigs, secagg.Signature{Signer: s.Sender, Sig: s.Sig})
+	}
+	slices.SortFunc(sigs, func(a, b secagg.Signature) int { return int(a.Signer) - int(b.Signer) })
+	return sigs
+}
+
+// unmask asks the honest sites in sites to unmask u3 with sigs and returns
+// the shares they revealed.
+func (d *drive) unmask(sites []int, u3 []int, sigs []secagg.Signature) []secagg.RevealedShare {
+	req, _ := (&secagg.UnmaskRequest{Round: d.st.Round, Survivors: d.ids(u3), Signatures: sigs}).MarshalBinary()
+	got := d.exchange(sites, phaseConsistency, func(p *party) []byte {
+		if p.round == nil {
+			return nil
+		}
+		return req
+	}, nil)
+	var out []secagg.RevealedShare
+	for _, site := range sites {
+		b, ok := got[site]
+		if !ok {
+			continue
+		}
+		var r secagg.UnmaskResponse
+		if err := r.UnmarshalBinary(b); err != nil {
+			d.b.t.Fatal(err)
+		}
+		out = append(out, r.Shares...)
+	}
+	return out
+}
+
+// TestAttackSplitViewUnderstatedColluders: sites 4 and 5 collude with the
+// coordinator, which announces 0 colluders (n = 5, t = 3). It shows site 2
+// a survivor set with the victim (site 1) and site 3 one without it. With
+// the announced count the quorum is 3: site 2 would reveal its share of
+// the victim's self-mask seed and site 3 its share of the victim's mask
+// key, and with the colluders' own shares both secrets reach t. Sites use
+// their own colluder count (2): the quorum is 4 and the set without the
+// victim is refused.
+func TestAttackSplitViewUnderstatedColluders(t *testing.T) {
+	b := newAttackBed(t, 5, []int{1, 2, 3}, func(c *SiteConfig) { c.Colluders = 2 })
+	d := b.begin(b.statistics([]int{1, 2, 3, 4, 5}, 0))
+	if len(d.refused) != 0 {
+		t.Fatalf("refused at start: %v", d.refused)
+	}
+	d.shareAndMask()
+	withVictim := []int{1, 2, 4, 5}
+	without := []int{3, 4, 5}
+	sigA := d.sign([]int{1, 2}, withVictim)
+	sigB := d.sign([]int{3}, without)
+	colluderA := d.sign([]int{4, 5}, withVictim)
+	_ = colluderA
+	if len(sigB) != 0 {
+		// The colluders' signatures on the second set would come from a
+		// second pair of clients; what matters is that site 3 signed.
+		t.Fatalf("site 3 signed a survivor set of 3 with 2 colluders assumed")
+	}
+	if err := d.refused[3]; err == nil || !strings.Contains(err.Error(), "quorum") {
+		t.Fatalf("site 3's refusal: %v", err)
+	}
+	// Site 2 may reveal the victim's self-mask share (the victim signed
+	// the set it is in); nobody honest reveals the victim's mask key.
+	all := slices.Concat(sigA, colluderA)
+	slices.SortFunc(all, func(a, b secagg.Signature) int { return int(a.Signer) - int(b.Signer) })
+	for _, s := range d.unmask([]int{2}, withVictim, all) {
+		if s.Owner == 1 && s.Kind == secagg.MaskKeyShare {
+			t.Fatal("an honest site revealed the victim's mask-key share")
+		}
+	}
+}
+
+// TestAttackStatisticsSubCohortAndRepeat: statistics carry no noise, so a
+// coordinator that opens them over {1,2,3}, {1,2,4}, {1,3,4} and {2,3,4}
+// solves for site 1's record count and per-feature sums. Each site lets
+// the statistics be opened over one survivor set, ever, and only over at
+// least its minimum cohort: after the first set, every other subset is
+// refused, and so is a set below a site's minimum cohort.
+func TestAttackStatisticsSubCohortAndRepeat(t *testing.T) {
+	b := newAttackBed(t, 4, []int{1, 2, 3, 4}, nil)
+	opened := 0
+	for _, set := range [][]int{{1, 2, 3}, {1, 2, 4}, {1, 3, 4}, {2, 3, 4}} {
+		d := b.begin(b.statistics(set, 0))
+		if len(d.refused) > 0 {
+			continue
+		}
+		d.shareAndMask()
+		sigs := d.sign(set, set)
+		if len(sigs) < len(set) {
+			continue
+		}
+		revealed := d.unmask(set, set, sigs)
+		if len(revealed) > 0 {
+			opened++
+		}
+	}
+	if opened != 1 {
+		t.Fatalf("statistics opened over %d different sets, want 1", opened)
+	}
+
+	// A site whose minimum cohort is 4 refuses a 3-site statistics round.
+	b = newAttackBed(t, 4, []int{1, 2, 3}, func(c *SiteConfig) { c.MinCohort = 4 })
+	d := b.begin(b.statistics([]int{1, 2, 3}, 0))
+	for _, s := range []int{1, 2, 3} {
+		if err := d.refused[s]; err == nil || !strings.Contains(err.Error(), "minimum cohort is 4") {
+			t.Errorf("site %d: %v", s, err)
+		}
+	}
+	// The survivor set is checked too: a 4-member round whose survivors
+	// are 3 is refused at the consistency check.
+	d = b.begin(b.statistics([]int{1, 2, 3, 4}, 0))
+	d.shareAndMask()
+	if sigs := d.sign([]int{1, 2, 3}, []int{1, 2, 3}); len(sigs) != 0 {
+		t.Fatalf("%d sites signed 3 survivors below their minimum cohort of 4", len(sigs))
+	}
+}
+
+// TestAttackUnderCharging: a site with minimum cohort 6 and 1 colluder is
+// offered a 3-member round. It used to accept and charge as if 5 honest
+// sites added noise (ε 0.902) while the opened sum could carry the noise
+// of 2 (ε 1.487). It refuses, and its charge for a 6-member round is
+// computed from its own floors even when the coordinator announces less.
+func TestAttackUnderCharging(t *testing.T) {
+	b := newAttackBed(t, 8, []int{1}, func(c *SiteConfig) { c.MinCohort, c.Colluders = 6, 1 })
+	s := b.sites[1]
+	train := func(members []int, minCohort, colluders uint32) *wire.RoundStart {
+		b.sid++
+		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: minCohort, Colluders: colluders, ModelName: "logistic",
+			Mean: make([]float64, 30), Scale: ones(30), Sites: 8, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel)}
+		for _, m := range members {
+			st.Members = append(st.Members, uint32(m))
+		}
+		st.Threshold = uint32(len(members)/2 + 1)
+		return st
+	}
+	if _, _, err := s.start(train([]int{1, 2, 3}, 3, 0)); err == nil || !strings.Contains(err.Error(), "minimum cohort is 6") {
+		t.Fatalf("3-member round: %v", err)
+	}
+	// The coordinator announces cohort 3 and no colluders; the site counts
+	// 6 − 1 = 5 honest noise shares, as an independent computation does.
+	st := train([]int{1, 2, 3, 4, 5, 6}, 3, 0)
+	r, _, err := s.start(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigma := 3 * math.Sqrt(5)
+	plan, err := dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: 1, Clients: 8, Threshold: 6, Colluders: 1, Dim: 31, Gamma: math.Exp2(-20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.charge == nil || r.charge.Colluders != 1 || math.Abs(r.charge.Sigma-sigma) > 1e-12 ||
+		r.charge.Event.NoiseMultiplier != plan.NoiseMultiplier {
+		t.Fatalf("charge %+v, want σ %v, z %v, 1 colluder", r.charge, sigma, plan.NoiseMultiplier)
+	}
+	if r.floor != 6 {
+		t.Fatalf("survivor floor %d, want 6", r.floor)
+	}
+}
+
+// TestAttackReplayedSession: a coordinator cannot replay a session or take
+// a site back to an earlier round, across the site's restarts.
+func TestAttackReplayedSession(t *testing.T) {
+	b := newAttackBed(t, 4, []int{1, 2, 3, 4}, nil)
+	st := b.statistics([]int{1, 2, 3, 4}, 0)
+	if d := b.begin(st); len(d.refused) != 0 {
+		t.Fatal(d.refused)
+	}
+	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "not newer") {
+		t.Fatalf("replayed session: %v", err)
+	}
+	// After a restart the site still remembers.
+	b.sites[1].Close()
+	s, err := NewSite(b.siteConfig(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.start(st); err == nil || !strings.Contains(err.Error(), "not newer") {
+		t.Fatalf("replayed session after restart: %v", err)
+	}
+	old := b.statistics([]int{1, 2, 3, 4}, 0)
+	old.Round = st.Round - 1
+	if _, _, err := s.start(old); err == nil {
+		t.Fatal("an older session was accepted")
+	}
+}

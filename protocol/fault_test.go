@@ -1,0 +1,284 @@
+package protocol
+
+// Faulty and malicious sites over real gRPC with mutual TLS: what an honest
+// coordinator must do so that one bad site costs the honest sites nothing
+// beyond the attempt bound, and is named.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/protocol/wire"
+)
+
+// logBuffer is a slog handler target safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// watch replaces the coordinator's logger with one the test can read.
+func (f *federation) watch() *logBuffer {
+	lb := &logBuffer{}
+	f.coord.log = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return lb
+}
+
+// clientID returns site's secagg client id in the round st.
+func clientID(st *wire.RoundStart, site int) uint32 {
+	return uint32(slices.Index(st.Members, uint32(site)) + 1)
+}
+
+// spoof rewrites a secagg message to claim sender id and garbles its body.
+func spoof(m *wire.SiteMessage, id uint32) *wire.SiteMessage {
+	e := m.GetEngine()
+	p := bytes.Clone(e.Payload)
+	binary.BigEndian.PutUint32(p[10:14], id)
+	for i := 14; i < len(p); i += 5 {
+		p[i] ^= 0xa5
+	}
+	return engineMsg(e.Round, e.Phase, p)
+}
+
+// siteCharges returns, per training round, the charges in a site's ledger.
+func siteCharges(t *testing.T, s *Site) map[int]int {
+	t.Helper()
+	es, err := dp.ReadLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, e := range es {
+		if e.Kind == "charge" {
+			out[e.Round]++
+		}
+	}
+	return out
+}
+
+func auditSite(t *testing.T, s *Site) {
+	t.Helper()
+	k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
+	pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
+	if _, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil {
+		t.Errorf("site %d ledger: %v", s.cfg.Site, err)
+	}
+}
+
+// TestAttackImpersonation: a rostered site sends garbage Shares in site
+// 1's name. The coordinator used to accept the first Shares message
+// claiming client 1, refuse site 1's real one as a duplicate, and forward
+// garbage; the honest sites charged their ledgers and abandoned every
+// round (0 rounds completed, sites at ε 3 of 3). Messages now count only
+// in the name of the site whose certificate carried them: the forgery is
+// dropped, its sender is named, and every round opens with the honest
+// sites, each charged once per opened round.
+func TestAttackImpersonation(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 3, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	logs := f.watch()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		if i == 5 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				if e := m.GetEngine(); e != nil && e.Phase == phaseShares {
+					return spoof(m, clientID(st, 1))
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait() // the sites leave on the coordinator's goodbye
+	if okRounds(sum) != 3 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	if got := f.coord.Misbehaviour()[5]; len(got) == 0 {
+		t.Errorf("site 5 not named as misbehaving: %v", f.coord.Misbehaviour())
+	}
+	if !strings.Contains(logs.String(), "site=5") {
+		t.Error("the coordinator's log does not name site 5")
+	}
+	for _, s := range sites[:4] {
+		for r, n := range siteCharges(t, s) {
+			if n != 1 {
+				t.Errorf("site %d paid %d times for round %d", s.cfg.Site, n, r)
+			}
+		}
+		if s.Rounds() != 3 {
+			t.Errorf("site %d took part in %d rounds", s.cfg.Site, s.Rounds())
+		}
+		auditSite(t, s)
+	}
+}
+
+// TestAttackMisconfiguredSite: a site whose update has the wrong length
+// used to join, abandon every round at masking, and make every retry
+// charge the other sites again (ε 1.63 → 2.39 → 3.00 of 3 at site 1 while
+// the coordinator's ledger said 0), while the coordinator never named it.
+// It now refuses at Join with its reason, which the coordinator logs with
+// its name; when the round cannot reach the minimum cohort without it, the
+// coordinator stops with an error naming it, and no honest site paid.
+func TestAttackMisconfiguredSite(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sites     int
+		minCohort int
+	}{{"cohort reachable", 5, 3}, {"cohort not reachable", 4, 4}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFederation(t, tc.sites, CoordinatorConfig{Rounds: 2, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+				Level: dp.ClientLevel, MinCohort: tc.minCohort, PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+			logs := f.watch()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var cfgs []SiteConfig
+			for i := 1; i <= tc.sites; i++ {
+				c := f.siteConfig(i)
+				c.MinCohort = tc.minCohort
+				if i == tc.sites {
+					c.Update = make([]float64, 7) // the model has 31 parameters
+				}
+				cfgs = append(cfgs, c)
+			}
+			sites, wait := runSites(t, ctx, cfgs)
+			sum, err := f.coord.Run(ctx)
+			if err != nil {
+				cancel() // no goodbye after a failed run
+			}
+			wait()
+			bad := tc.sites
+			if !strings.Contains(logs.String(), "the update has 7 values") {
+				t.Errorf("the coordinator did not log the site's reason:\n%s", logs.String())
+			}
+			if tc.sites == 4 {
+				if err == nil || !strings.Contains(err.Error(), "site 4 (refused: the update has 7 values") {
+					t.Fatalf("run error %v, want one naming site 4", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if okRounds(sum) != 2 {
+					t.Fatalf("rounds %+v", sum.Rounds)
+				}
+			}
+			for _, s := range sites {
+				if s.cfg.Site == bad {
+					continue
+				}
+				charges := siteCharges(t, s)
+				total := 0
+				for _, n := range charges {
+					total += n
+				}
+				if total != s.Rounds() {
+					t.Errorf("site %d paid %d charges for %d opened rounds", s.cfg.Site, total, s.Rounds())
+				}
+				auditSite(t, s)
+			}
+		})
+	}
+}
+
+// TestNetworkMaliciousSite: one malicious site among five honest ones
+// spoofs senders (round 1), withholds its consistency signature after
+// everyone has paid (round 2) and sends a masked input of the wrong length
+// (round 3). Every round still opens; no honest site pays for any round
+// more than its attempt bound; the malicious site is named.
+func TestNetworkMaliciousSite(t *testing.T) {
+	f := newFederation(t, 6, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	logs := f.watch()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 6; i++ {
+		c := f.siteConfig(i)
+		c.EpsilonCap = 6 // room for a retried round
+		if i == 6 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				e := m.GetEngine()
+				if e == nil {
+					return m
+				}
+				switch roundOf(st.Round) {
+				case 1:
+					return spoof(m, clientID(st, 2))
+				case 2:
+					if e.Phase == phaseConsistency {
+						return nil
+					}
+				case 3:
+					if e.Phase == phaseMasked {
+						return engineMsg(e.Round, e.Phase, e.Payload[:len(e.Payload)-4])
+					}
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait() // the sites leave on the coordinator's goodbye
+	// Round 2 fails after every site (and the coordinator) paid for it:
+	// the coordinator charged it before asking to unmask, so it is spent,
+	// not retried. Every other round opens.
+	var status []string
+	for _, r := range sum.Rounds {
+		status = append(status, fmt.Sprintf("%d:%s", r.Round, r.Status))
+	}
+	if got := strings.Join(status, " "); got != "1:ok 2:failed 3:ok 4:ok" {
+		t.Fatalf("rounds %s", got)
+	}
+	if len(f.coord.Misbehaviour()[6]) == 0 {
+		t.Errorf("site 6 not named as misbehaving: %v", f.coord.Misbehaviour())
+	}
+	if !strings.Contains(logs.String(), "site=6") {
+		t.Error("the coordinator's log does not name site 6")
+	}
+	for _, s := range sites[:5] {
+		charges := siteCharges(t, s)
+		for r, n := range charges {
+			if n > 2 {
+				t.Errorf("site %d paid %d times for round %d", s.cfg.Site, n, r)
+			}
+		}
+		auditSite(t, s)
+		t.Logf("site %d: charges per round %v, ε %.3f", s.cfg.Site, charges, s.Spent())
+	}
+}

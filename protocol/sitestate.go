@@ -1,0 +1,110 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// siteStateFile holds what a site remembers between rounds and restarts
+// beyond its ledger: the newest session it joined, and the one survivor set
+// over which it let the federation's statistics be opened.
+const siteStateFile = "site-state.json"
+
+type siteState struct {
+	// LastSession is the newest session identifier this site joined. A
+	// RoundStart must carry a larger one: a coordinator cannot replay a
+	// session or take a site back to an earlier round.
+	LastSession uint64 `json:"last_session"`
+	// Statistics lists the sites (roster numbers) of the survivor set this
+	// site signed in a statistics round. The site signs no other survivor
+	// set in a statistics round, ever: the statistics are not noised, and two
+	// opened sums over different sets would disclose their difference.
+	Statistics []int `json:"statistics_survivors,omitempty"`
+	// HEStatistics is the session in which this site submitted its
+	// encrypted statistics (mode he), once: the coordinator picks the
+	// contributors of a sum after the submissions, so a second submission
+	// could be decrypted in a sum over another set.
+	HEStatistics uint64 `json:"he_statistics_session,omitempty"`
+}
+
+// loadSiteState reads the state file; a missing file is a fresh site. A
+// file that does not parse is an error, never a reset: forgetting the
+// state would let a coordinator replay sessions or open the statistics
+// twice.
+func loadSiteState(dir string) (siteState, error) {
+	var st siteState
+	b, err := os.ReadFile(filepath.Join(dir, siteStateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("protocol: reading the site state: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("protocol: %s is corrupt (%v); restore it from a backup, never delete it", filepath.Join(dir, siteStateFile), err)
+	}
+	return st, nil
+}
+
+func (s *Site) saveState() error {
+	b, err := json.Marshal(&s.state)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.cfg.State, siteStateFile), b)
+}
+
+// joinSession records sid as the newest session this site joined, on disk,
+// before the site sends anything in it.
+func (s *Site) joinSession(sid uint64) error {
+	if sid <= s.state.LastSession {
+		return fmt.Errorf("session %d of round %d is not newer than the last this site joined (%d of round %d): a replayed or rolled-back round",
+			sid, roundOf(sid), s.state.LastSession, roundOf(s.state.LastSession))
+	}
+	prev := s.state.LastSession
+	s.state.LastSession = sid
+	if err := s.saveState(); err != nil {
+		s.state.LastSession = prev
+		return err
+	}
+	return nil
+}
+
+// signStatistics checks that survivors (roster numbers) is the one
+// statistics survivor set this site may sign, recording it on first use.
+func (s *Site) signStatistics(survivors []int) error {
+	if s.state.Statistics != nil {
+		if !slices.Equal(s.state.Statistics, survivors) {
+			return fmt.Errorf("the statistics were already opened over sites %v; this site signs no other set (asked for %v)", s.state.Statistics, survivors)
+		}
+		return nil
+	}
+	s.state.Statistics = slices.Clone(survivors)
+	if err := s.saveState(); err != nil {
+		s.state.Statistics = nil
+		return err
+	}
+	return nil
+}
+
+// submitHEStatistics records, before the submission leaves, that this site
+// submitted its statistics in session sid; it refuses a second time.
+func (s *Site) submitHEStatistics(sid uint64) error {
+	if s.state.HEStatistics != 0 {
+		return fmt.Errorf("this site already submitted its statistics (round session %d); it submits them once", s.state.HEStatistics)
+	}
+	s.state.HEStatistics = sid
+	if err := s.saveState(); err != nil {
+		s.state.HEStatistics = 0
+		return err
+	}
+	return nil
+}
