@@ -331,42 +331,35 @@ func (d *drive) unmask(sites []int, u3 []int, sigs []secagg.Signature) []secagg.
 	return out
 }
 
-// TestAttackSplitViewUnderstatedColluders: sites 4 and 5 collude with the
-// coordinator, which announces 0 colluders (n = 5, t = 3). It shows site 2
-// a survivor set with the victim (site 1) and site 3 one without it. With
-// the announced count the quorum is 3: site 2 would reveal its share of
-// the victim's self-mask seed and site 3 its share of the victim's mask
-// key, and with the colluders' own shares both secrets reach t. Sites use
-// their own colluder count (2): the quorum is 4 and the set without the
-// victim is refused.
+// TestAttackSplitViewUnderstatedColluders: sites 5, 6 and 7 collude with
+// the coordinator, which announces 0 colluders (n = 7, t = 4, consistency
+// quorum 4). It shows sites 1 and 2 the survivor set {1,2,5,6,7}, with the
+// victim (site 1), and sites 3 and 4 the set {3,4,5,6,7}, without it. Each
+// set reaches the understated quorum and keeps t share holders for every
+// honest signer, and every survivor signs it; then site 2 reveals its share
+// of the victim's self-mask seed and sites 3 and 4 their shares of the
+// victim's mask key, and with the colluders' three shares each secret
+// reaches t = 4: the victim's input is unmasked on its own. The sites take
+// the number of colluders from their own configuration (3): the quorum is
+// max(4, ⌊(7+3)/2⌋+1) = 6, and neither set is signed.
 func TestAttackSplitViewUnderstatedColluders(t *testing.T) {
-	b := newAttackBed(t, 5, []int{1, 2, 3}, func(c *SiteConfig) { c.Colluders = 2 })
-	d := b.begin(b.statistics([]int{1, 2, 3, 4, 5}, 0))
+	b := newAttackBed(t, 7, []int{1, 2, 3, 4}, func(c *SiteConfig) { c.MinCohort, c.Colluders = 4, 3 })
+	d := b.begin(b.statistics([]int{1, 2, 3, 4, 5, 6, 7}, 0))
 	if len(d.refused) != 0 {
 		t.Fatalf("refused at start: %v", d.refused)
 	}
 	d.shareAndMask()
-	withVictim := []int{1, 2, 4, 5}
-	without := []int{3, 4, 5}
-	sigA := d.sign([]int{1, 2}, withVictim)
-	sigB := d.sign([]int{3}, without)
-	colluderA := d.sign([]int{4, 5}, withVictim)
-	_ = colluderA
-	if len(sigB) != 0 {
-		// The colluders' signatures on the second set would come from a
-		// second pair of clients; what matters is that site 3 signed.
-		t.Fatalf("site 3 signed a survivor set of 3 with 2 colluders assumed")
+	withVictim := []int{1, 2, 5, 6, 7}
+	without := []int{3, 4, 5, 6, 7}
+	if sigs := d.sign([]int{1, 2}, withVictim); len(sigs) != 0 {
+		t.Fatalf("%d honest sites signed the set with the victim under an understated colluder count", len(sigs))
 	}
-	if err := d.refused[3]; err == nil || !strings.Contains(err.Error(), "quorum") {
-		t.Fatalf("site 3's refusal: %v", err)
+	if sigs := d.sign([]int{3, 4}, without); len(sigs) != 0 {
+		t.Fatalf("%d honest sites signed the set without the victim under an understated colluder count", len(sigs))
 	}
-	// Site 2 may reveal the victim's self-mask share (the victim signed
-	// the set it is in); nobody honest reveals the victim's mask key.
-	all := slices.Concat(sigA, colluderA)
-	slices.SortFunc(all, func(a, b secagg.Signature) int { return int(a.Signer) - int(b.Signer) })
-	for _, s := range d.unmask([]int{2}, withVictim, all) {
-		if s.Owner == 1 && s.Kind == secagg.MaskKeyShare {
-			t.Fatal("an honest site revealed the victim's mask-key share")
+	for _, s := range []int{1, 2, 3, 4} {
+		if err := d.refused[s]; err == nil || !strings.Contains(err.Error(), "quorum is 6") {
+			t.Errorf("site %d: %v, want a refusal naming the quorum of 6", s, err)
 		}
 	}
 }

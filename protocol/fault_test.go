@@ -20,6 +20,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/protocol/wire"
+	"github.com/fl-secure/fl-secure/secagg"
 )
 
 // logBuffer is a slog handler target safe for concurrent use.
@@ -53,8 +54,23 @@ func clientID(st *wire.RoundStart, site int) uint32 {
 }
 
 // spoof rewrites a secagg message to claim sender id and garbles its body.
+// A Shares message stays well formed (its sealed shares garbled), so that
+// only the sender check can tell it from the real one.
 func spoof(m *wire.SiteMessage, id uint32) *wire.SiteMessage {
 	e := m.GetEngine()
+	var sh secagg.Shares
+	if e.Phase == phaseShares && sh.UnmarshalBinary(e.Payload) == nil {
+		for i := range sh.Shares {
+			if sh.Shares[i].Peer == id {
+				sh.Shares[i].Peer = sh.Sender // addressed as the victim would
+			}
+			sh.Shares[i].Ciphertext[0] ^= 0xa5
+		}
+		slices.SortFunc(sh.Shares, func(a, b secagg.SealedShare) int { return int(a.Peer) - int(b.Peer) })
+		sh.Sender = id
+		b, _ := sh.MarshalBinary()
+		return engineMsg(e.Round, e.Phase, b)
+	}
 	p := bytes.Clone(e.Payload)
 	binary.BigEndian.PutUint32(p[10:14], id)
 	for i := 14; i < len(p); i += 5 {
@@ -89,8 +105,8 @@ func auditSite(t *testing.T, s *Site) {
 }
 
 // TestAttackImpersonation: a rostered site sends garbage Shares in site
-// 1's name. The coordinator used to accept the first Shares message
-// claiming client 1, refuse site 1's real one as a duplicate, and forward
+// 2's name. The coordinator used to accept the first Shares message
+// claiming site 2's client, refuse site 2's real one as a duplicate, and forward
 // garbage; the honest sites charged their ledgers and abandoned every
 // round (0 rounds completed, sites at ε 3 of 3). Messages now count only
 // in the name of the site whose certificate carried them: the forgery is
@@ -105,10 +121,11 @@ func TestAttackImpersonation(t *testing.T) {
 	var cfgs []SiteConfig
 	for i := 1; i <= 5; i++ {
 		c := f.siteConfig(i)
-		if i == 5 {
+		if i == 1 {
+			// Site 1's messages are handled first in each phase.
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
 				if e := m.GetEngine(); e != nil && e.Phase == phaseShares {
-					return spoof(m, clientID(st, 1))
+					return spoof(m, clientID(st, 2))
 				}
 				return m
 			}
@@ -124,13 +141,13 @@ func TestAttackImpersonation(t *testing.T) {
 	if okRounds(sum) != 3 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
-	if got := f.coord.Misbehaviour()[5]; len(got) == 0 {
-		t.Errorf("site 5 not named as misbehaving: %v", f.coord.Misbehaviour())
+	if got := f.coord.Misbehaviour()[1]; len(got) == 0 {
+		t.Errorf("site 1 not named as misbehaving: %v", f.coord.Misbehaviour())
 	}
-	if !strings.Contains(logs.String(), "site=5") {
-		t.Error("the coordinator's log does not name site 5")
+	if !strings.Contains(logs.String(), "site=1") {
+		t.Error("the coordinator's log does not name site 1")
 	}
-	for _, s := range sites[:4] {
+	for _, s := range sites[1:] {
 		for r, n := range siteCharges(t, s) {
 			if n != 1 {
 				t.Errorf("site %d paid %d times for round %d", s.cfg.Site, n, r)
