@@ -34,10 +34,35 @@
 // Kairouz–Liu–Steinke; every round uses all records (rate 1), because
 // Poisson subsampling is not accounted for integer noise (see dp). Client
 // level: (ε, δ) for a hospital's whole data set, which with few hospitals
-// needs much more noise per unit of signal. Not covered by ε and disclosed
-// to the coordinator: the total number of records and each feature's (and
-// for regression the label's) mean and variance, from the federated
-// standardization.
+// needs much more noise per unit of signal; it protects a hospital's whole
+// contribution with zero-out neighbours, not one patient at the same ε. Not
+// covered by ε and disclosed to the coordinator: the number of records and
+// each feature's (and for regression the label's) sum and sum of squares
+// over one survivor set of at least the minimum cohort, from the federated
+// standardization; each site lets them be opened over one set only.
+//
+// # What a site enforces
+//
+// Over the network a site trusts nothing from the coordinator that would
+// weaken its own protection. Its minimum cohort, colluders, ε cap and
+// attempts per round are its own (SiteConfig); a coordinator's value counts
+// only where it is stricter. A site refuses a round with fewer members than
+// its floor; builds its secagg parameters with its own colluder count (the
+// consistency quorum) and survivor floor (secagg.Params.MinSurvivors), so
+// its input is opened only over a survivor set of at least its floor that
+// it signed itself; charges for floor − colluders honest noise shares;
+// opens and checks the forwarded shares before it charges; computes its
+// contribution before it joins, so that it refuses at Join rather than
+// abandon a round it paid for; pays for at most MaxAttempts attempts of one
+// training round; refuses a session not newer than the last it joined; and
+// signs one statistics survivor set, ever (site-state.json).
+//
+// The coordinator binds every engine message to the site whose
+// certificate carried it, asks for masked inputs only when the round can
+// still reach the minimum cohort, leaves the sites that failed an attempt
+// out of its retry, and stops after RoundAttempts paid attempts with an
+// error that names them. SECURITY.md lists each rule with the test that
+// attacks it.
 //
 // # Transport
 //

@@ -170,7 +170,7 @@ func (c *Config) defaults(nSites int) error {
 }
 
 // disclosed names what a run releases outside its ε.
-const disclosed = "the number of records and each feature's mean and variance over all sites (federated standardization, through secure aggregation, not noised)"
+const disclosed = "the number of records and each feature's sum and sum of squares over one survivor set of at least the minimum cohort, opened once (federated standardization, through secure aggregation, not noised)"
 
 // Train runs federated training over sites and evaluates on test (held by
 // the coordinator in simulation). Every round: sites that are online and

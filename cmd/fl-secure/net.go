@@ -237,6 +237,9 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		fmt.Fprintln(stderr, "fl-secure: warning: mode plain is NOT PRIVATE: the coordinator sees every site's update")
 		*eps = 0
 	}
+	if *mode == "he" {
+		fmt.Fprintln(stderr, heWarning)
+	}
 	log := logger(stderr, *asJSON)
 	tty := isTerminal(stderr)
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{

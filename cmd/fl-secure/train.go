@@ -182,6 +182,9 @@ func runSimulation(f simFlags, stderr io.Writer) (*simSummary, error) {
 		fmt.Fprintln(stderr, "fl-secure: warning: --mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
 		cfg.DP = false
 	}
+	if f.mode == "he" {
+		fmt.Fprintln(stderr, heWarning)
+	}
 	tty := isTerminal(stderr)
 	cfg.Progress = func(r protocol.RoundResult) {
 		if !tty {
@@ -293,3 +296,7 @@ func isTerminal(w io.Writer) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// heWarning states what mode he does not yet protect (SECURITY.md, "Threshold
+// CKKS").
+const heWarning = "fl-secure: warning: mode he holds only against a passive coordinator and hospitals that follow the protocol: a malicious hospital can recover the decryption key from a malformed ciphertext, and the last party of the key ceremony can choose the key (SECURITY.md); use secagg for sensitive data"
