@@ -299,3 +299,48 @@ func TestNetworkMaliciousSite(t *testing.T) {
 		t.Logf("site %d: charges per round %v, ε %.3f", s.cfg.Site, charges, s.Spent())
 	}
 }
+
+// TestStatisticsRetryOverTheSignedSet: a site withholds its signature in
+// the first statistics attempt, after every site signed the survivor set.
+// Each site lets the statistics be opened over that one set only, so the
+// coordinator's retry gathers exactly that set (the site included) instead
+// of leaving the failed site out, and the run goes on.
+func TestStatisticsRetryOverTheSignedSet(t *testing.T) {
+	f := newFederation(t, 4, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	logs := f.watch()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	var withheld sync.Once
+	for i := 1; i <= 4; i++ {
+		c := f.siteConfig(i)
+		if i == 2 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				if e := m.GetEngine(); e != nil && st.Kind == wire.RoundStart_STATISTICS && e.Phase == phaseConsistency {
+					drop := false
+					withheld.Do(func() { drop = true })
+					if drop {
+						return nil
+					}
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	wait()
+	if okRounds(sum) != 1 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	for _, s := range sites {
+		if !slices.Equal(s.state.Statistics, []int{1, 2, 3, 4}) {
+			t.Errorf("site %d signed statistics over %v", s.cfg.Site, s.state.Statistics)
+		}
+	}
+}
