@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/internal/atrest"
@@ -136,7 +138,7 @@ func (b *attackBed) begin(st *wire.RoundStart) *drive {
 			p.round = r
 		} else {
 			params := secagg.Params{Round: st.Round, Clients: len(st.Members), Threshold: int(st.Threshold), Degree: len(st.Members) - 1,
-				Corrupt: int(st.Colluders), Length: int(st.Length), Bits: int(st.Bits)}
+				Corrupt: int(st.Colluders), Length: int(st.Length), Bits: int(st.Bits), Context: terms(st)}
 			if p.client, err = secagg.NewClient(params, p.id, b.keys[site], roster, nil); err != nil {
 				b.t.Fatal(err)
 			}
@@ -477,5 +479,50 @@ func TestAttackReplayedSession(t *testing.T) {
 	old.Round = st.Round - 1
 	if _, _, err := s.start(old); err == nil {
 		t.Fatal("an older session was accepted")
+	}
+}
+
+// TestAttackSplitNoiseView: the coordinator shows the victim (site 1) a
+// round with a large noise share, for which it charges as if three honest
+// sites each added one, and shows sites 2 and 3 the same session with a
+// hundredth of the clip and of the noise (their own noise multiplier, and
+// so their charge, unchanged). The opened sum would carry about one share
+// of noise where the victim paid for three. The round's terms are bound
+// into every advert (secagg Params.Context), so each site refuses the
+// others' adverts before anything is masked or charged.
+func TestAttackSplitNoiseView(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1, 2, 3}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	b.sid++
+	base := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+		Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 2, MinCohort: 3, ModelName: "logistic",
+		Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel),
+		Members: []uint32{1, 2, 3}, Threshold: 2}
+	small := proto.Clone(base).(*wire.RoundStart)
+	small.Clip, small.SiteSigma = 0.01, 0.02
+	rounds := map[int]*siteRound{}
+	list := &secagg.AdvertList{Round: base.Round}
+	for site, st := range map[int]*wire.RoundStart{1: base, 2: small, 3: small} {
+		r, _, err := b.sites[site].start(st)
+		if err != nil {
+			t.Fatalf("site %d: %v", site, err)
+		}
+		rounds[site] = r
+	}
+	for site := 1; site <= 3; site++ {
+		a, err := rounds[site].client.AdvertiseKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		list.Adverts = append(list.Adverts, *a)
+	}
+	lb, _ := list.MarshalBinary()
+	for site := 1; site <= 3; site++ {
+		if _, err := rounds[site].step(&wire.Engine{Round: base.Round, Phase: phaseAdvert, Payload: lb}); err == nil ||
+			!strings.Contains(err.Error(), "invalid signature") {
+			t.Errorf("site %d shared keys with sites shown other terms: %v", site, err)
+		}
+		if n, _ := b.sites[site].attempts(roundOf(base.Round)); n != 0 {
+			t.Errorf("site %d paid %d times", site, n)
+		}
 	}
 }

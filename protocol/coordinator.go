@@ -1109,6 +1109,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	// t > n/2 (two disjoint groups can never each recover a secret) and
 	// t > c (the colluders alone recover nothing).
 	start.Threshold = uint32(max(len(sess)/2+1, c.cfg.Colluders+1))
+	context := terms(start) // start is final: every site hashes what it receives
 	for _, s := range sess {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
 	}
@@ -1151,7 +1152,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return nil, 0, bl, err
 	}
 	p := secagg.Params{Round: round, Clients: len(sess), Threshold: int(start.Threshold), Degree: len(sess) - 1,
-		Corrupt: c.cfg.Colluders, MinSurvivors: c.cfg.MinCohort, Length: int(start.Length), Bits: int(start.Bits)}
+		Corrupt: c.cfg.Colluders, MinSurvivors: c.cfg.MinCohort, Length: int(start.Length), Bits: int(start.Bits), Context: context}
 	if err := p.Validate(); err != nil {
 		return nil, 0, bl, err
 	}

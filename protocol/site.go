@@ -539,7 +539,7 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	}
 	n := len(st.Members)
 	p := secagg.Params{Round: st.Round, Clients: n, Threshold: int(st.Threshold), Degree: n - 1,
-		Corrupt: colluders, MinSurvivors: r.floor, Length: int(st.Length), Bits: int(st.Bits)}
+		Corrupt: colluders, MinSurvivors: r.floor, Length: int(st.Length), Bits: int(st.Bits), Context: terms(st)}
 	if p.Threshold <= n/2 {
 		return nil, nil, fmt.Errorf("threshold %d is not above half of %d members", p.Threshold, n)
 	}

@@ -188,7 +188,7 @@ func (c *Client) AdvertiseKeys() (*Advert, error) {
 	a := Advert{Round: c.p.Round, Sender: c.id, SelfCommit: selfCommit(beta, c.p.Round, c.id)}
 	copy(a.EncKey[:], encPriv.PublicKey().Bytes())
 	copy(a.MaskKey[:], maskPriv.PublicKey().Bytes())
-	copy(a.Sig[:], ed25519.Sign(c.identity, advertSigned(&a)))
+	copy(a.Sig[:], ed25519.Sign(c.identity, advertSigned(&c.p.Context, &a)))
 
 	c.encPriv, c.sigma, c.maskPriv, c.beta, c.advert = encPriv, sigma, maskPriv, beta, a
 	c.finish(phaseAdvertise, key, &a)
@@ -257,13 +257,13 @@ func (c *Client) ShareKeys(list *AdvertList) (*Shares, error) {
 	if len(ids) < c.p.MinSurvivors {
 		return nil, fmt.Errorf("%w: client %d: %d clients advertised keys, this client's floor is MinSurvivors = %d", ErrBelowThreshold, c.id, len(ids), c.p.MinSurvivors)
 	}
-	digest := advertDigest(c.p.Round, list.Adverts)
+	digest := advertDigest(&c.p.Context, c.p.Round, list.Adverts)
 	g := newGraph(ids, c.p.Degree, digest)
 	nb := g.neighbours(c.id)
 	entries := make([]edsig.Entry, len(nb))
 	for i, v := range nb {
 		a := adverts[v]
-		entries[i] = edsig.Entry{Pub: c.roster.keys[v-1], Msg: advertSigned(a), Sig: a.Sig[:]}
+		entries[i] = edsig.Entry{Pub: c.roster.keys[v-1], Msg: advertSigned(&c.p.Context, a), Sig: a.Sig[:]}
 	}
 	if bad := edsig.Invalid(entries); len(bad) > 0 {
 		return nil, fmt.Errorf("%w: client %d: advert from client %d has an invalid signature", ErrProtocol, c.id, nb[bad[0]])

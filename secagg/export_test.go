@@ -40,7 +40,7 @@ func RecoverSum(p Params, list *AdvertList, targets []uint32, masked map[uint32]
 		ids[i] = list.Adverts[i].Sender
 		adverts[ids[i]] = &list.Adverts[i]
 	}
-	g := newGraph(ids, p.Degree, advertDigest(p.Round, list.Adverts))
+	g := newGraph(ids, p.Degree, advertDigest(&p.Context, p.Round, list.Adverts))
 
 	type key struct {
 		owner uint32

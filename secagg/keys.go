@@ -147,29 +147,35 @@ const (
 	sealedSize = shareSize + chacha20poly1305.Overhead
 )
 
-func advertSigned(a *Advert) []byte {
-	b := make([]byte, 0, len(labelAdvert)+1+12+3*32)
+func advertSigned(ctx *[32]byte, a *Advert) []byte {
+	b := make([]byte, 0, len(labelAdvert)+1+12+4*32)
 	b = append(b, labelAdvert...)
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint64(b, a.Round)
 	b = binary.BigEndian.AppendUint32(b, a.Sender)
 	b = append(b, a.EncKey[:]...)
 	b = append(b, a.MaskKey[:]...)
-	return append(b, a.SelfCommit[:]...)
+	b = append(b, a.SelfCommit[:]...)
+	if *ctx != ([32]byte{}) {
+		// Params.Context: a fixed 32 bytes at the end, so the encoding
+		// stays unambiguous (and unchanged when there is no context).
+		b = append(b, ctx[:]...)
+	}
+	return b
 }
 
 // advertDigest hashes the advert set a client was given, in its canonical
 // (sorted) order, with signatures. It seeds the graph, is bound into every
 // sealed share and into the consistency signature, so clients that were
 // shown different advert sets can never complete a round together.
-func advertDigest(round uint64, adverts []Advert) [32]byte {
+func advertDigest(ctx *[32]byte, round uint64, adverts []Advert) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(context(labelAdverts, round, 0, 0)))
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(adverts)))
 	h.Write(n[:])
 	for i := range adverts {
-		h.Write(advertSigned(&adverts[i]))
+		h.Write(advertSigned(ctx, &adverts[i]))
 		h.Write(adverts[i].Sig[:])
 	}
 	var d [32]byte

@@ -52,6 +52,15 @@ type Params struct {
 	Length int
 	// Bits is b: inputs are vectors over Z_{2^b}, b ∈ {32, 64}.
 	Bits int
+	// Context, if not zero, is a digest of everything else the caller
+	// agreed for this round (for example the noise a client adds and the
+	// privacy it is charged for). It is bound into every advert signature
+	// and so into the advert-set digest that every sealed share and
+	// consistency signature carries: clients whose Context differs never
+	// accept each other's adverts, and the round fails in ShareKeys,
+	// before any input is masked. A server cannot show clients different
+	// terms for one round.
+	Context [32]byte
 }
 
 // Validate reports the first parameter that cannot be safe, naming it.

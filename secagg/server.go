@@ -91,7 +91,7 @@ func (s *Server) HandleAdvert(a *Advert) error {
 	if _, dup := s.adverts[a.Sender]; dup {
 		return fmt.Errorf("%w: server: second advert from client %d", ErrProtocol, a.Sender)
 	}
-	if !edsig.Verify(s.roster.keys[a.Sender-1], advertSigned(a), a.Sig[:]) {
+	if !edsig.Verify(s.roster.keys[a.Sender-1], advertSigned(&s.p.Context, a), a.Sig[:]) {
 		return fmt.Errorf("%w: server: advert from client %d has an invalid signature", ErrProtocol, a.Sender)
 	}
 	v := *a
@@ -115,7 +115,7 @@ func (s *Server) AdvertList() (*AdvertList, error) {
 	for i, id := range ids {
 		s.list[i] = *s.adverts[id]
 	}
-	s.digest = advertDigest(s.p.Round, s.list)
+	s.digest = advertDigest(&s.p.Context, s.p.Round, s.list)
 	s.g = newGraph(ids, s.p.Degree, s.digest)
 	s.shares = make(map[uint32]*Shares)
 	s.phase = phaseShare
