@@ -526,3 +526,83 @@ func TestAttackSplitNoiseView(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackStatisticsAcrossModes: once a site has let its statistics be
+// opened in one mode, a statistics round in another mode is refused: an he
+// sum over another set, or the statistics in the clear, would disclose the
+// difference as a second secagg sum would.
+func TestAttackStatisticsAcrossModes(t *testing.T) {
+	b := newAttackBed(t, 4, []int{1, 2, 3, 4}, func(c *SiteConfig) { c.AllowPlain = true })
+	set := []int{1, 2, 3, 4}
+	d := b.begin(b.statistics(set, 0))
+	d.shareAndMask()
+	if sigs := d.sign(set, set); len(sigs) != 4 {
+		t.Fatalf("%d signatures", len(sigs))
+	}
+	for _, mode := range []Mode{HE, Plain} {
+		st := b.statistics(set, 0)
+		st.Mode = string(mode)
+		if mode == HE {
+			st.HePreset, st.HeMaxAbs = heNetPreset.Name, heNetMaxAbs
+		}
+		for _, s := range b.sites {
+			if _, _, err := s.start(st); err == nil || !strings.Contains(err.Error(), "already released its statistics in secagg mode") {
+				t.Errorf("mode %s, site %d: %v", mode, s.cfg.Site, err)
+			}
+		}
+	}
+	// A site that sent its statistics in plain mode releases them nowhere
+	// else either, and plain mode needs AllowPlain, not AllowNoDP.
+	b = newAttackBed(t, 4, []int{1}, func(c *SiteConfig) { c.AllowNoDP = true })
+	st := b.statistics(set, 0)
+	st.Mode = string(Plain)
+	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "NOT PRIVATE") {
+		t.Fatalf("plain mode with AllowNoDP only: %v", err)
+	}
+	b.sites[1].cfg.AllowPlain = true
+	if _, _, err := b.sites[1].start(b.statistics(set, 0)); err != nil {
+		t.Fatal(err)
+	}
+	st = b.statistics(set, 0)
+	st.Mode = string(Plain)
+	if _, _, err := b.sites[1].start(st); err != nil {
+		t.Fatalf("first plain statistics: %v", err)
+	}
+	if _, _, err := b.sites[1].start(b.statistics(set, 0)); err == nil || !strings.Contains(err.Error(), "in plain mode") {
+		t.Fatalf("secagg statistics after plain ones: %v", err)
+	}
+}
+
+// TestAttackLevelSwitch: a coordinator that charges one round at client
+// level and the next at record level would add up ε of two different
+// meanings against one cap. A site's ledger holds one level: its
+// configured one, or that of its first charge.
+func TestAttackLevelSwitch(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, nil)
+	s := b.sites[1]
+	train := func(level dp.Level) *wire.RoundStart {
+		b.sid++
+		return &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
+			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(level),
+			Members: []uint32{1, 2, 3}, Threshold: 2}
+	}
+	r, _, err := s.start(train(dp.ClientLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ledger.Charge(*r.charge); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.start(train(dp.RecordLevel)); err == nil || !strings.Contains(err.Error(), "client-level ε only") {
+		t.Fatalf("record-level round after a client-level charge: %v", err)
+	}
+	if _, _, err := s.start(train(dp.ClientLevel)); err != nil {
+		t.Fatal(err)
+	}
+	// A configured level refuses the other from the start.
+	b = newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.Level = dp.RecordLevel })
+	if _, _, err := b.sites[1].start(train(dp.ClientLevel)); err == nil || !strings.Contains(err.Error(), "record-level ε only") {
+		t.Fatalf("client-level round at a record-level site: %v", err)
+	}
+}

@@ -460,7 +460,7 @@ func TestNetworkOversizedMessage(t *testing.T) {
 	var cfgs []SiteConfig
 	for i := 1; i <= 4; i++ {
 		c := f.siteConfig(i)
-		c.Data, c.EpsilonCap, c.AllowNoDP = nil, 0, true
+		c.Data, c.EpsilonCap, c.AllowNoDP, c.AllowPlain = nil, 0, true, true
 		c.Update = make([]float64, 1000)
 		c.oversize = i == 4 // 512 KB as doubles: over the 64 KB limit
 		cfgs = append(cfgs, c)

@@ -51,7 +51,7 @@ func BenchmarkNetworkRound(b *testing.B) {
 			defer cancel()
 			for i := 1; i <= n; i++ {
 				c := f.siteConfig(i)
-				c.Data, c.EpsilonCap, c.AllowNoDP = nil, 0, true
+				c.Data, c.EpsilonCap, c.AllowNoDP, c.AllowPlain = nil, 0, true, true
 				c.Update = make([]float64, d)
 				for k := range c.Update {
 					c.Update[k] = rng.NormFloat64() * 1e-3

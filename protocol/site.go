@@ -47,7 +47,16 @@ type SiteConfig struct {
 	// and AllowNoDP decides rounds without noise.
 	EpsilonCap float64
 	Delta      float64
+	// AllowNoDP lets the site take part in secure-aggregation rounds that
+	// carry no DP noise; AllowPlain, in plain mode, where the coordinator
+	// sees the site's vector (NOT PRIVATE).
 	AllowNoDP  bool
+	AllowPlain bool
+	// Level, if set, is the only privacy level ("record" or "client") this
+	// site charges its ledger for; if empty, the level of the ledger's first
+	// charge. ε at one level is not ε at another, so one ledger never mixes
+	// them.
+	Level dp.Level
 	// MinCohort and Colluders are this hospital's floors. A value the
 	// coordinator announces is used only where it is stricter: the site
 	// refuses a round with fewer members than max(its, the coordinator's)
@@ -134,6 +143,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 2
+	}
+	if cfg.Level != "" && cfg.Level != dp.RecordLevel && cfg.Level != dp.ClientLevel {
+		return nil, fmt.Errorf("protocol: privacy level %q is neither record nor client", cfg.Level)
 	}
 	if cfg.MinCohort < 0 || cfg.Colluders < 0 || cfg.MaxAttempts < 1 {
 		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts)
@@ -465,8 +477,23 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if colluders >= r.floor {
 		return nil, nil, fmt.Errorf("%d colluders in a cohort of %d leave no honest site", colluders, r.floor)
 	}
-	if st.Kind == wire.RoundStart_STATISTICS && s.state.Statistics != nil && !containsAll(st.Members, s.state.Statistics) {
-		return nil, nil, fmt.Errorf("the statistics were already opened over sites %v; this round leaves some of them out", s.state.Statistics)
+	if st.Kind == wire.RoundStart_STATISTICS {
+		// One release of the statistics, in one mode, over one set.
+		done := s.state.statisticsReleased()
+		switch {
+		case done == "":
+		case st.Mode == string(SecAgg) && s.state.Statistics != nil:
+			if !containsAll(st.Members, s.state.Statistics) {
+				return nil, nil, fmt.Errorf("this site has signed the statistics survivor set %v and this round leaves some of them out", s.state.Statistics)
+			}
+		default:
+			return nil, nil, fmt.Errorf("this site has already released its statistics %s; it releases them once", done)
+		}
+	}
+	if st.Kind == wire.RoundStart_TRAIN && s.ledger != nil {
+		if err := s.checkLevel(st.Level); err != nil {
+			return nil, nil, err
+		}
 	}
 	if st.Kind == wire.RoundStart_TRAIN {
 		if st.SiteSigma == 0 {
@@ -493,9 +520,6 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		}
 	}
 	if st.Mode == string(HE) {
-		if st.Kind == wire.RoundStart_STATISTICS && s.state.HEStatistics != 0 {
-			return nil, nil, fmt.Errorf("this site already submitted its statistics (round session %d); it submits them once", s.state.HEStatistics)
-		}
 		if err := s.joinSession(st.Round); err != nil {
 			return nil, nil, err
 		}
@@ -506,7 +530,7 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		return r, out, nil
 	}
 	if st.Mode == string(Plain) {
-		if !s.cfg.AllowNoDP {
+		if !s.cfg.AllowPlain {
 			return nil, nil, errors.New("plain mode is NOT PRIVATE and this site does not allow it")
 		}
 		v, err := r.vector()
@@ -515,6 +539,11 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		}
 		if err := s.joinSession(st.Round); err != nil {
 			return nil, nil, err
+		}
+		if st.Kind == wire.RoundStart_STATISTICS {
+			if err := s.sendPlainStatistics(st.Round); err != nil {
+				return nil, nil, err
+			}
 		}
 		return r, []*wire.SiteMessage{{Body: &wire.SiteMessage_Plain{Plain: &wire.PlainVector{Round: st.Round, Vector: v}}}}, nil
 	}
@@ -573,6 +602,31 @@ func containsAll(members []uint32, want []int) bool {
 		}
 	}
 	return true
+}
+
+// checkLevel refuses a training round at another privacy level than this
+// site's (its configured Level, or that of its ledger's first charge).
+func (s *Site) checkLevel(level string) error {
+	if level != string(dp.RecordLevel) && level != string(dp.ClientLevel) {
+		return fmt.Errorf("privacy level %q is neither record nor client", level)
+	}
+	want := string(s.cfg.Level)
+	if want == "" {
+		es, err := dp.ReadLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"))
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if e.Kind == "charge" {
+				want = string(e.Level)
+				break
+			}
+		}
+	}
+	if want != "" && level != want {
+		return fmt.Errorf("the round is charged at %s level; this site's ledger holds %s-level ε only", level, want)
+	}
+	return nil
 }
 
 // attempts counts the charges this site's ledger holds for training round

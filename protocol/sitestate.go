@@ -31,6 +31,25 @@ type siteState struct {
 	// contributors of a sum after the submissions, so a second submission
 	// could be decrypted in a sum over another set.
 	HEStatistics uint64 `json:"he_statistics_session,omitempty"`
+	// PlainStatistics is the session in which this site sent its statistics
+	// in the clear (mode plain, which it allows only with AllowPlain).
+	PlainStatistics uint64 `json:"plain_statistics_session,omitempty"`
+}
+
+// statisticsReleased says in which mode this site has already let its
+// statistics be opened, or "" if in none. The statistics are released in
+// one mode, once: a sum over one set in secagg mode and a sum over another
+// in he mode would disclose their difference just as two secagg sums would.
+func (st *siteState) statisticsReleased() string {
+	switch {
+	case st.Statistics != nil:
+		return fmt.Sprintf("in secagg mode over sites %v", st.Statistics)
+	case st.HEStatistics != 0:
+		return fmt.Sprintf("in he mode (round session %d)", st.HEStatistics)
+	case st.PlainStatistics != 0:
+		return fmt.Sprintf("in plain mode (round session %d)", st.PlainStatistics)
+	}
+	return ""
 }
 
 // loadSiteState reads the state file; a missing file is a fresh site. A
@@ -83,7 +102,7 @@ func (s *Site) joinSession(sid uint64) error {
 func (s *Site) signStatistics(survivors []int) error {
 	if s.state.Statistics != nil {
 		if !slices.Equal(s.state.Statistics, survivors) {
-			return fmt.Errorf("the statistics were already opened over sites %v; this site signs no other set (asked for %v)", s.state.Statistics, survivors)
+			return fmt.Errorf("this site has signed the statistics survivor set %v and signs no other (asked for %v)", s.state.Statistics, survivors)
 		}
 		return nil
 	}
@@ -98,12 +117,26 @@ func (s *Site) signStatistics(survivors []int) error {
 // submitHEStatistics records, before the submission leaves, that this site
 // submitted its statistics in session sid; it refuses a second time.
 func (s *Site) submitHEStatistics(sid uint64) error {
-	if s.state.HEStatistics != 0 {
-		return fmt.Errorf("this site already submitted its statistics (round session %d); it submits them once", s.state.HEStatistics)
+	if done := s.state.statisticsReleased(); done != "" {
+		return fmt.Errorf("this site has already released its statistics %s; it releases them once", done)
 	}
 	s.state.HEStatistics = sid
 	if err := s.saveState(); err != nil {
 		s.state.HEStatistics = 0
+		return err
+	}
+	return nil
+}
+
+// sendPlainStatistics records, before they leave, that this site sent its
+// statistics in the clear in session sid; it refuses a second time.
+func (s *Site) sendPlainStatistics(sid uint64) error {
+	if done := s.state.statisticsReleased(); done != "" {
+		return fmt.Errorf("this site has already released its statistics %s; it releases them once", done)
+	}
+	s.state.PlainStatistics = sid
+	if err := s.saveState(); err != nil {
+		s.state.PlainStatistics = 0
 		return err
 	}
 	return nil

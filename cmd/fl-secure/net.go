@@ -323,7 +323,9 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
 	modelOut := fs.String("model-out", "", "write the global model here after every round (.npy or .safetensors)")
 	state := fs.String("state", "state", "state directory (this hospital's ledger)")
-	allowPlain := fs.Bool("allow-no-dp", false, "take part in rounds without DP noise or in plain mode (NOT PRIVATE)")
+	allowNoDP := fs.Bool("allow-no-dp", false, "take part in secure-aggregation rounds without DP noise")
+	allowPlain := fs.Bool("allow-plain", false, "take part in plain-mode rounds, where the coordinator sees this site's update (NOT PRIVATE)")
+	level := fs.String("level", "", "the only privacy level this hospital is charged at (record or client; default: its ledger's first)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
 	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
@@ -356,7 +358,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
-		AllowNoDP: *allowPlain, MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, ModelOut: *modelOut, State: *state,
+		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, ModelOut: *modelOut, State: *state,
 		Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {
