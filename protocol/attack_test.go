@@ -606,3 +606,35 @@ func TestAttackLevelSwitch(t *testing.T) {
 		t.Fatalf("client-level round at a record-level site: %v", err)
 	}
 }
+
+// TestAttackUnopenedRounds: a coordinator that makes round after round
+// fail after the sites paid (or renumbers each attempt as a new round, so
+// that the per-round attempt bound never applies) costs a site at most
+// MaxUnopened charges in a row; then the site pays for nothing more until
+// a round it paid for opens or its operator raises the bound.
+func TestAttackUnopenedRounds(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	s := b.sites[1]
+	paid := 0
+	for r := 1; r <= 10; r++ {
+		b.sid = uint64(r) << 20
+		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
+			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel),
+			Members: []uint32{1, 2, 3}, Threshold: 2}
+		rd, _, err := s.start(st)
+		if err != nil {
+			if !strings.Contains(err.Error(), "did not open") {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := s.charge(*rd.charge); err != nil { // the site pays; the round never opens
+			t.Fatal(err)
+		}
+		paid++
+	}
+	if paid != 3 {
+		t.Fatalf("the site paid for %d rounds that never opened, want 3", paid)
+	}
+}

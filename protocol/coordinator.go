@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -104,8 +105,10 @@ type Coordinator struct {
 	sessions    map[int]*session
 	changed     chan struct{}
 	srv         *grpc.Server
-	lastSession uint64   // the newest session identifier used
-	crs         [32]byte // mode he: the group's common reference string
+	lastSession uint64               // the newest session identifier used
+	banned      map[int]string       // sites left out of the rest of the run, and why
+	accusations map[int]map[int]bool // accused site → sites that could not open its shares
+	crs         [32]byte             // mode he: the group's common reference string
 	// misbehaviour records, per site, why it was found misbehaving (at
 	// most maxReasons each, the newest last); guarded by mu.
 	misbehaviour map[int][]string
@@ -267,7 +270,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{}}
 	c.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
 	wire.RegisterCoordinatorServer(c.srv, c)
 	return c, nil
@@ -680,8 +683,8 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 		}
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
-		if len(bl.sites) > 0 {
-			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites))
+		if len(bl.sites) > 0 || len(bl.notes) > 0 {
+			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites), "refusals", blame(bl.notes))
 		}
 		if err != nil {
 			res.Status, res.Participants = "failed", n
@@ -769,15 +772,24 @@ func (t *retrier) cohort(ctx context.Context) ([]*session, error) {
 	if t.pinned != nil {
 		return t.gather(ctx)
 	}
+	out := t.excluded
+	if t.round != 0 && len(t.c.banned) > 0 {
+		out = maps.Clone(t.excluded)
+		for site, why := range t.c.banned {
+			if _, ok := out[site]; !ok {
+				out[site] = why
+			}
+		}
+	}
 	left := 0
 	for i := range t.c.cfg.Roster.Sites {
-		if _, ok := t.excluded[i+1]; !ok {
+		if _, ok := out[i+1]; !ok {
 			left++
 		}
 	}
 	if left < t.c.cfg.MinCohort {
 		return nil, fmt.Errorf("protocol: %s cannot reach the minimum cohort of %d without the sites that failed it: %s",
-			t.name(), t.c.cfg.MinCohort, blame(t.excluded))
+			t.name(), t.c.cfg.MinCohort, blame(out))
 	}
 	want := t.c.cfg.MinCohort
 	for {
@@ -785,18 +797,18 @@ func (t *retrier) cohort(ctx context.Context) ([]*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []*session
+		var cohort []*session
 		for _, s := range sess {
-			if _, ok := t.excluded[s.site]; !ok {
-				out = append(out, s)
+			if _, ok := out[s.site]; !ok {
+				cohort = append(cohort, s)
 			}
 		}
-		if len(out) >= t.c.cfg.MinCohort {
-			return out, nil
+		if len(cohort) >= t.c.cfg.MinCohort {
+			return cohort, nil
 		}
 		if len(sess) == len(t.c.cfg.Roster.Sites) {
 			return nil, fmt.Errorf("protocol: %s cannot reach the minimum cohort of %d without the sites that failed it: %s",
-				t.name(), t.c.cfg.MinCohort, blame(t.excluded))
+				t.name(), t.c.cfg.MinCohort, blame(out))
 		}
 		want = len(sess) + 1 // wait for more sites
 	}
@@ -856,6 +868,24 @@ func (t *retrier) failed(ctx context.Context, a *attempt, err error) error {
 	for site, why := range a.sites {
 		if _, ok := t.excluded[site]; !ok {
 			t.excluded[site] = why
+		}
+	}
+	if t.round != 0 && a.masked {
+		// A site that left a failed attempt after the sites had paid for it
+		// (withheld its signature or its shares, or dropped) is left out of
+		// the rest of the run: otherwise it could make the honest sites pay
+		// for a round that never opens in every round it joins. Restarting
+		// the coordinator admits it again.
+		for _, site := range a.paid {
+			if strings.HasPrefix(a.sites[site], "accused") {
+				// An accusation cannot be verified on its own (see accuse).
+				continue
+			}
+			if _, ok := t.c.banned[site]; !ok {
+				why := fmt.Sprintf("round %d failed after the sites paid for it: %s", t.round, a.sites[site])
+				t.c.banned[site] = why
+				t.c.misbehaved(site, why+"; left out of the rest of the run")
+			}
 		}
 	}
 	switch {
@@ -1051,6 +1081,27 @@ func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
 	}
 }
 
+// accuse records that site accuser could not open a share that site
+// accused sealed for it. One accusation proves nothing (the accuser may
+// lie), but more accusers than the colluders assumed cannot all be lying:
+// the accused is then left out of the rest of the run.
+func (c *Coordinator) accuse(accused, accuser, round int) {
+	if c.accusations == nil {
+		c.accusations = map[int]map[int]bool{}
+	}
+	if c.accusations[accused] == nil {
+		c.accusations[accused] = map[int]bool{}
+	}
+	c.accusations[accused][accuser] = true
+	if by := c.accusations[accused]; len(by) > c.cfg.Colluders {
+		if _, ok := c.banned[accused]; !ok {
+			why := fmt.Sprintf("round %d: sites %v could not open the shares it sealed for them", round, slices.Sorted(maps.Keys(by)))
+			c.banned[accused] = why
+			c.misbehaved(accused, why+"; left out of the rest of the run")
+		}
+	}
+}
+
 // attempt records what one session of a round cost and who left it: per
 // site, why the session went on without it (a refusal with its reason, a
 // dropout in a named phase, or a message that failed its checks), and
@@ -1060,15 +1111,31 @@ func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
 type attempt struct {
 	sites  map[int]string
 	masked bool
+	// paid lists the sites that left after masked inputs were requested,
+	// when the sites had paid for the attempt.
+	paid []int
 	// signing is the survivor set (sites) that was sent for signatures.
 	signing []int
+	// notes says why other sites left, without holding it against them.
+	notes map[int]string
 }
 
-func newAttempt() *attempt { return &attempt{sites: map[int]string{}} }
+func newAttempt() *attempt { return &attempt{sites: map[int]string{}, notes: map[int]string{}} }
+
+// note records why a site left a session without leaving it out of a
+// retry.
+func (a *attempt) note(site int, format string, args ...any) {
+	if _, ok := a.notes[site]; !ok {
+		a.notes[site] = fmt.Sprintf(format, args...)
+	}
+}
 
 func (a *attempt) add(site int, format string, args ...any) {
 	if _, ok := a.sites[site]; !ok {
 		a.sites[site] = fmt.Sprintf(format, args...)
+		if a.masked {
+			a.paid = append(a.paid, site)
+		}
 	}
 }
 
@@ -1188,8 +1255,24 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 				continue
 			}
 			if r := m.GetRefuse(); r != nil {
-				bl.add(s.site, "refused: %s", r.Reason)
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", r.Reason)
+				if phase == phaseAdvert {
+					// Refused at the start: it would refuse a retry too.
+					bl.add(s.site, "refused: %s", r.Reason)
+				} else {
+					// A later refusal follows from what the site was shown
+					// (shares it could not open, too few survivors): the
+					// site may take part in a retry.
+					bl.note(s.site, "refused in phase %s: %s", phaseLabel[phase], r.Reason)
+				}
+				if a, ok := accused(r.Reason); ok && a != s.site {
+					if _, member := client[a]; member {
+						// Unverifiable (shares are sealed pairwise): the retry
+						// leaves out both the accuser and the accused.
+						bl.add(a, "accused by site %d of sealing a share it could not open", s.site)
+						c.accuse(a, s.site, tr)
+					}
+				}
 				continue
 			}
 			b := m.GetEngine().Payload
@@ -1292,15 +1375,16 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		surv = append(surv, int(members[id-1]))
 	}
 	keep(surv)
-	bl.signing = surv
 	// Phase 3: consistency signatures.
-	handle(phaseConsistency, func(b []byte) error {
+	if signed := handle(phaseConsistency, func(b []byte) error {
 		var m secagg.ConsistencySignature
 		if err := m.UnmarshalBinary(b); err != nil {
 			return err
 		}
 		return srv.HandleSignature(&m)
-	})
+	}); len(signed) > 0 {
+		bl.signing = surv // sites have signed it: the only set they will sign
+	}
 	ureq, err := srv.UnmaskRequest()
 	if err != nil {
 		return nil, len(survivors), bl, err

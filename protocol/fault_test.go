@@ -344,3 +344,113 @@ func TestStatisticsRetryOverTheSignedSet(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackPersistentWithholder: a site sends its masked input and then
+// withholds its consistency signature in every round. Each such round
+// fails after every site paid for it, and the coordinator charged it
+// before asking for signatures, so it is spent, not retried: this used to
+// fail all 10 rounds, spending every honest site's whole budget with no
+// model, and never name the site. The coordinator now leaves a site that
+// made a paid round fail out of the rest of the run, and names it.
+func TestAttackPersistentWithholder(t *testing.T) {
+	f := newFederation(t, 6, CoordinatorConfig{Rounds: 10, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 6; i++ {
+		c := f.siteConfig(i)
+		if i == 6 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				if e := m.GetEngine(); e != nil && st.Kind == wire.RoundStart_TRAIN && e.Phase == phaseConsistency {
+					return nil
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if okRounds(sum) != 9 || sum.Rounds[0].Status != "failed" {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	if len(f.coord.Misbehaviour()[6]) == 0 {
+		t.Errorf("site 6 not named: %v", f.coord.Misbehaviour())
+	}
+	for _, s := range sites[:5] {
+		total := 0
+		for _, n := range siteCharges(t, s) {
+			total += n
+		}
+		if total != 10 || s.Rounds() != 9 {
+			t.Errorf("site %d: %d charges, %d rounds opened", s.cfg.Site, total, s.Rounds())
+		}
+	}
+}
+
+// TestAttackBlameShift: site 5 seals shares that sites 1 and 2 cannot
+// open, under its own identity, so sender binding passes. Sites 1 and 2
+// used to abandon the round silently and be blamed for it, while sites 3
+// and 4 paid for a round that could not open — every round. Sites now
+// refuse naming the site whose share they could not open; accused by more
+// sites than the colluders assumed, site 5 is left out of the rest of the
+// run, and the federation goes on.
+func TestAttackBlameShift(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		c.EpsilonCap = 6
+		if i == 5 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				e := m.GetEngine()
+				var sh secagg.Shares
+				if e == nil || e.Phase != phaseShares || sh.UnmarshalBinary(e.Payload) != nil {
+					return m
+				}
+				for i := range sh.Shares {
+					if p := sh.Shares[i].Peer; p == clientID(st, 1) || p == clientID(st, 2) {
+						sh.Shares[i].Ciphertext[3] ^= 1
+					}
+				}
+				b, _ := sh.MarshalBinary()
+				return engineMsg(e.Round, e.Phase, b)
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if okRounds(sum) < 3 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	if len(f.coord.Misbehaviour()[5]) == 0 {
+		t.Errorf("site 5 not named: %v", f.coord.Misbehaviour())
+	}
+	for _, s := range sites[:4] {
+		if _, bad := f.coord.Misbehaviour()[s.cfg.Site]; bad {
+			t.Errorf("honest site %d named as misbehaving", s.cfg.Site)
+		}
+		charges := siteCharges(t, s)
+		total := 0
+		for _, n := range charges {
+			total += n
+		}
+		if total > s.Rounds()+1 {
+			t.Errorf("site %d paid %d charges for %d opened rounds", s.cfg.Site, total, s.Rounds())
+		}
+		t.Logf("site %d: charges %v, %d rounds opened", s.cfg.Site, charges, s.Rounds())
+	}
+}

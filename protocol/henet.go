@@ -271,7 +271,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 		case !ok:
 			bl.add(s.site, "no decryption share")
 		case m.GetRefuse() != nil:
-			bl.add(s.site, "refused to decrypt: %s", m.GetRefuse().Reason)
+			bl.note(s.site, "refused to decrypt: %s", m.GetRefuse().Reason)
 		default:
 			shares = append(shares, m.GetEngine().Payload)
 		}
@@ -359,7 +359,7 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 		noise = he.DPNoise(g, s.sampler)
 	}
 	if r.charge != nil {
-		if _, err := s.ledger.Charge(*r.charge); err != nil {
+		if err := s.charge(*r.charge); err != nil {
 			return nil, err
 		}
 	}

@@ -70,6 +70,12 @@ type SiteConfig struct {
 	// retried, and each retry costs the site again, so after MaxAttempts
 	// charges for the same training round the site sits that round out.
 	MaxAttempts int
+	// MaxUnopened bounds the rounds in a row this site pays for without
+	// seeing one open (default 3); then it pays for no more until its
+	// operator raises the bound. Whoever makes rounds fail after the sites
+	// paid — a coordinator, or a site that withholds its signature — costs
+	// it at most this many charges in a row.
+	MaxUnopened int
 	Data        *fl.Dataset
 	// Update, if set, is sent (clipped) instead of training on Data: an
 	// update trained elsewhere. ModelOut receives the global model after
@@ -144,11 +150,14 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 2
 	}
+	if cfg.MaxUnopened == 0 {
+		cfg.MaxUnopened = 3
+	}
 	if cfg.Level != "" && cfg.Level != dp.RecordLevel && cfg.Level != dp.ClientLevel {
 		return nil, fmt.Errorf("protocol: privacy level %q is neither record nor client", cfg.Level)
 	}
-	if cfg.MinCohort < 0 || cfg.Colluders < 0 || cfg.MaxAttempts < 1 {
-		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts)
+	if cfg.MinCohort < 0 || cfg.Colluders < 0 || cfg.MaxAttempts < 1 || cfg.MaxUnopened < 1 {
+		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d, unopened rounds %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts, cfg.MaxUnopened)
 	}
 	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
 	if s.state, err = loadSiteState(cfg.State); err != nil {
@@ -411,7 +420,13 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 			out, err := r.step(b.Engine)
 			if err != nil {
 				s.log.Warn("round abandoned", "round", roundOf(r.start.Round), "err", err)
+				// Say why, so the coordinator need not wait for a timeout and
+				// knows whom to leave out of a retry.
+				refuse := &wire.Refuse{Round: r.start.Round, Reason: r.reason(err)}
 				r = nil
+				if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: refuse}}); err != nil {
+					return err
+				}
 				continue
 			}
 			if out != nil {
@@ -423,6 +438,9 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 			if b.End.Status == "ok" {
 				if r != nil && r.start.Round == b.End.Round {
 					s.rounds++ // rounds this site took part in
+					if r.charge != nil {
+						s.opened()
+					}
 				}
 				if s.cfg.ModelOut != "" {
 					if err := writeModel(s.cfg.ModelOut, b.End.Model, roundOf(b.End.Round)); err != nil {
@@ -516,6 +534,9 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 			} else if n >= s.cfg.MaxAttempts {
 				return nil, nil, fmt.Errorf("this site has already paid for %d attempts of round %d (its limit); it sits the round out", n, ch.Round)
 			}
+			if s.state.Unopened >= s.cfg.MaxUnopened {
+				return nil, nil, fmt.Errorf("this site has paid for %d rounds in a row that did not open (its limit, max_unopened); it pays for no more until its operator looks into it and raises the limit", s.state.Unopened)
+			}
 			r.charge = &ch
 		}
 	}
@@ -592,6 +613,34 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}},
 		engineMsg(st.Round, phaseAdvert, ab),
 	}, nil
+}
+
+// accusePrefix starts a refusal that holds another site responsible: the
+// coordinator reads the site number after it.
+const accusePrefix = "accuses site "
+
+// reason is the refusal reason for a step's error. A share this site could
+// not open names its sender's site: only that site or the coordinator can
+// have spoiled it.
+func (r *siteRound) reason(err error) string {
+	var bad *secagg.BadShareError
+	if errors.As(err, &bad) && bad.Sender >= 1 && int(bad.Sender) <= len(r.start.Members) {
+		return fmt.Sprintf("%s%d: %v", accusePrefix, r.start.Members[bad.Sender-1], err)
+	}
+	return err.Error()
+}
+
+// accused returns the site a refusal holds responsible, if any.
+func accused(reason string) (int, bool) {
+	rest, ok := strings.CutPrefix(reason, accusePrefix)
+	if !ok {
+		return 0, false
+	}
+	var site int
+	if _, err := fmt.Sscanf(rest, "%d:", &site); err != nil {
+		return 0, false
+	}
+	return site, true
 }
 
 // containsAll reports whether members includes every site of want.
@@ -809,7 +858,7 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 		}
 		// Charge this hospital's ledger before its data leaves.
 		if r.charge != nil {
-			if _, err := r.s.ledger.Charge(*r.charge); err != nil {
+			if err := r.s.charge(*r.charge); err != nil {
 				return nil, err
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/fl-secure/fl-secure/dp"
 )
 
 // siteStateFile holds what a site remembers between rounds and restarts
@@ -34,6 +36,11 @@ type siteState struct {
 	// PlainStatistics is the session in which this site sent its statistics
 	// in the clear (mode plain, which it allows only with AllowPlain).
 	PlainStatistics uint64 `json:"plain_statistics_session,omitempty"`
+	// Unopened counts the rounds this site has paid for since the last one
+	// it saw open. A coordinator (or a site that withholds its signature
+	// after everyone paid) could otherwise make it pay for round after
+	// round that never opens; at MaxUnopened the site stops paying.
+	Unopened int `json:"unopened_paid_rounds,omitempty"`
 }
 
 // statisticsReleased says in which mode this site has already let its
@@ -140,4 +147,25 @@ func (s *Site) sendPlainStatistics(sid uint64) error {
 		return err
 	}
 	return nil
+}
+
+// charge records a charge in the ledger and counts it as unopened until the
+// round's result arrives.
+func (s *Site) charge(c dp.Charge) error {
+	if _, err := s.ledger.Charge(c); err != nil {
+		return err
+	}
+	s.state.Unopened++
+	return s.saveState()
+}
+
+// opened notes that a round this site paid for opened.
+func (s *Site) opened() {
+	if s.state.Unopened == 0 {
+		return
+	}
+	s.state.Unopened = 0
+	if err := s.saveState(); err != nil {
+		s.log.Error("saving the site state", "err", err)
+	}
 }

@@ -405,7 +405,7 @@ func (c *Client) openShares(fwd *ForwardedShares, key [32]byte) (*openedShares, 
 		// The key agreed in ShareKeys serves both directions.
 		if _, err := c.aeads[s.Peer].Open(plain[:0], shareNonce(s.Peer, c.id), s.Ciphertext[:], shareAD(c.p.Round, s.Peer, c.id, &c.digest)); err != nil {
 			o.forget()
-			return nil, fmt.Errorf("%w: client %d: sealed share from client %d failed authentication", ErrProtocol, c.id, s.Peer)
+			return nil, &BadShareError{Recipient: c.id, Sender: s.Peer, Reason: "failed authentication"}
 		}
 		h := new(heldShares)
 		_, err1 := h.sigma.SetCanonicalBytes(plain[:32])
@@ -414,7 +414,7 @@ func (c *Client) openShares(fwd *ForwardedShares, key [32]byte) (*openedShares, 
 		if err1 != nil || err2 != nil {
 			*h = heldShares{}
 			o.forget()
-			return nil, fmt.Errorf("%w: client %d: share from client %d is not a canonical scalar", ErrProtocol, c.id, s.Peer)
+			return nil, &BadShareError{Recipient: c.id, Sender: s.Peer, Reason: "is not a canonical scalar"}
 		}
 		o.held[s.Peer] = h
 		o.partners = append(o.partners, s.Peer)
