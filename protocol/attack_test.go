@@ -7,9 +7,11 @@ package protocol
 // sites' identity keys.
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -636,5 +638,50 @@ func TestAttackUnopenedRounds(t *testing.T) {
 	}
 	if paid != 3 {
 		t.Fatalf("the site paid for %d rounds that never opened, want 3", paid)
+	}
+}
+
+// TestAttackSiteStateReset: whoever can write a site's state directory
+// deletes site-state.json, replaces it with "{}" or "null", or edits it,
+// so that the site forgets the sessions it joined and the statistics it
+// released. The file is signed with the site's identity key and its
+// absence is noticed when the site has a ledger: each is refused at start,
+// naming the file.
+func TestAttackSiteStateReset(t *testing.T) {
+	b := newAttackBed(t, 4, []int{1, 2, 3, 4}, nil)
+	set := []int{1, 2, 3, 4}
+	d := b.begin(b.statistics(set, 0))
+	d.shareAndMask()
+	d.sign(set, set)
+	s := b.sites[1]
+	path := filepath.Join(s.cfg.State, siteStateFile)
+	signed, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := bytes.Replace(signed, []byte(`statistics_survivors`), []byte(`statistics_survivorz`), 1)
+	for name, tamper := range map[string]func() error{
+		"deleted": func() error { return os.Remove(path) },
+		"{}":      func() error { return os.WriteFile(path, []byte("{}"), 0o600) },
+		"null":    func() error { return os.WriteFile(path, []byte("null"), 0o600) },
+		"edited":  func() error { return os.WriteFile(path, edited, 0o600) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s.Close()
+			if err := tamper(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewSite(b.siteConfig(1)); err == nil || !strings.Contains(err.Error(), siteStateFile) {
+				t.Fatalf("site started with a %s state file: %v", name, err)
+			}
+			if err := os.WriteFile(path, signed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if s2, err := NewSite(b.siteConfig(1)); err != nil {
+		t.Fatalf("the untouched state: %v", err)
+	} else {
+		s2.Close()
 	}
 }

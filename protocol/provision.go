@@ -532,8 +532,10 @@ delta = 1e-5
 # if only min_cohort − colluders honest sites added noise.
 min_cohort = 3
 colluders = 0
-# Pay for at most this many attempts of one training round.
+# Pay for at most this many attempts of one training round, and for at most
+# max_unopened rounds in a row that do not open.
 max_attempts = 2
+max_unopened = 3
 
 # Local data: a CSV file with a header and a label column.
 data = local.csv

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -160,8 +161,15 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d, unopened rounds %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts, cfg.MaxUnopened)
 	}
 	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
-	if s.state, err = loadSiteState(cfg.State); err != nil {
+	if s.state, err = loadSiteState(cfg.State, id); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.State, siteStateFile)); errors.Is(err, fs.ErrNotExist) {
+		// A fresh site writes its state before anything else, so that
+		// the file's absence later always means it was lost.
+		if err := s.saveState(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.EpsilonCap > 0 {
 		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,23 +60,58 @@ func (st *siteState) statisticsReleased() string {
 	return ""
 }
 
-// loadSiteState reads the state file; a missing file is a fresh site. A
-// file that does not parse is an error, never a reset: forgetting the
-// state would let a coordinator replay sessions or open the statistics
-// twice.
-func loadSiteState(dir string) (siteState, error) {
+// stateFile is the file's form: the state and the site's Ed25519
+// signature over a domain string and its JSON, so that a hand-edited or
+// zeroed file is refused rather than taken as a fresh site.
+type stateFile struct {
+	State json.RawMessage `json:"state"`
+	Sig   []byte          `json:"sig"`
+}
+
+const stateDomain = "fl-secure/site-state/v1\n"
+
+// loadSiteState reads and verifies the state file. A missing file is a
+// fresh site only if nothing else of a site is in dir: with a ledger or a
+// threshold key present it means the file was lost or deleted, and
+// forgetting it would let a coordinator replay sessions or open the
+// statistics twice. The state must also be at least as new as the ledger.
+func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 	var st siteState
-	b, err := os.ReadFile(filepath.Join(dir, siteStateFile))
+	path := filepath.Join(dir, siteStateFile)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		for _, other := range []string{"site-ledger.jsonl", "he-party.bin"} {
+			if _, err := os.Stat(filepath.Join(dir, other)); err == nil {
+				return st, fmt.Errorf("protocol: %s is missing while %s exists; restore it from a backup (a site that forgot it could be made to replay sessions or release its statistics twice)", path, other)
+			}
+		}
 		return st, nil
 	}
 	if err != nil {
 		return st, fmt.Errorf("protocol: reading the site state: %w", err)
 	}
+	var f stateFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil || len(f.State) == 0 {
+		return st, fmt.Errorf("protocol: %s is corrupt; restore it from a backup, never delete it", path)
+	}
+	pub := identity.Public().(ed25519.PublicKey)
+	if !ed25519.Verify(pub, append([]byte(stateDomain), f.State...), f.Sig) {
+		return st, fmt.Errorf("protocol: %s is not signed by this site's identity key: it was altered; restore it from a backup", path)
+	}
+	dec = json.NewDecoder(bytes.NewReader(f.State))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return st, fmt.Errorf("protocol: %s is corrupt (%v); restore it from a backup, never delete it", filepath.Join(dir, siteStateFile), err)
+		return st, fmt.Errorf("protocol: %s is corrupt (%v); restore it from a backup, never delete it", path, err)
+	}
+	// Sessions are joined before anything is charged in them.
+	if es, err := dp.ReadLedger(filepath.Join(dir, "site-ledger.jsonl")); err == nil {
+		for _, e := range es {
+			if e.Kind == "charge" && e.Round > roundOf(st.LastSession) {
+				return st, fmt.Errorf("protocol: %s is older than the ledger (it last joined round %d, the ledger charges round %d): restore the matching state", path, roundOf(st.LastSession), e.Round)
+			}
+		}
 	}
 	return st, nil
 }
@@ -85,7 +121,12 @@ func (s *Site) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.cfg.State, siteStateFile), b)
+	f := stateFile{State: b, Sig: ed25519.Sign(s.identity, append([]byte(stateDomain), b...))}
+	out, err := json.Marshal(&f)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.cfg.State, siteStateFile), out)
 }
 
 // joinSession records sid as the newest session this site joined, on disk,

@@ -318,6 +318,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	minCohort := fs.Int("min-cohort", 3, "this hospital's floor: refuse rounds, and sign no survivor set, of fewer sites; charge for min-cohort − colluders honest sites")
 	colluders := fs.Int("colluders", 0, "sites this hospital assumes may collude with the coordinator (raises its quorum and its charge)")
 	maxAttempts := fs.Int("max-attempts", 2, "pay for at most this many attempts of one training round, then sit it out")
+	maxUnopened := fs.Int("max-unopened", 3, "pay for at most this many rounds in a row that do not open, then stop paying")
 	data := fs.String("data", "", "local CSV data")
 	label := fs.String("label", "", "label column of --data")
 	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
@@ -358,7 +359,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
-		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, ModelOut: *modelOut, State: *state,
+		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state,
 		Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {
