@@ -9,7 +9,9 @@ package protocol
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -683,5 +685,21 @@ func TestAttackSiteStateReset(t *testing.T) {
 		t.Fatalf("the untouched state: %v", err)
 	} else {
 		s2.Close()
+	}
+}
+
+// TestSiteNeverPrintsItsKeys: printing a Site, however, shows no key.
+func TestSiteNeverPrintsItsKeys(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, nil)
+	s := b.sites[1]
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("site", "s", s)
+	out := fmt.Sprintf("%v %+v %#v %s", s, s, s, s) + logged.String()
+	for _, secret := range [][]byte{s.identity, s.identity.Seed()} {
+		for _, enc := range []string{string(secret), fmt.Sprint(secret), fmt.Sprintf("%x", secret), base64.StdEncoding.EncodeToString(secret)} {
+			if strings.Contains(out, enc) {
+				t.Fatalf("a Site prints its identity key: %s", out)
+			}
+		}
 	}
 }

@@ -120,6 +120,15 @@ type Site struct {
 	state    siteState
 }
 
+// String names the site; it never prints its keys.
+func (s *Site) String() string { return fmt.Sprintf("fl-secure site %d", s.cfg.Site) }
+
+// GoString is String, so that %#v prints no key either.
+func (s *Site) GoString() string { return s.String() }
+
+// LogValue is String, for slog.
+func (s *Site) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // BytesSent returns the bytes of protocol messages this site has sent.
 func (s *Site) BytesSent() int64 { return s.sent.Load() }
 
