@@ -667,6 +667,10 @@ func TestAttackSiteStateReset(t *testing.T) {
 		"{}":      func() error { return os.WriteFile(path, []byte("{}"), 0o600) },
 		"null":    func() error { return os.WriteFile(path, []byte("null"), 0o600) },
 		"edited":  func() error { return os.WriteFile(path, edited, 0o600) },
+		"deleted with the ledger": func() error {
+			os.Remove(filepath.Join(s.cfg.State, "site-ledger.jsonl"))
+			return os.Remove(path)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s.Close()
@@ -701,5 +705,59 @@ func TestSiteNeverPrintsItsKeys(t *testing.T) {
 				t.Fatalf("a Site prints its identity key: %s", out)
 			}
 		}
+	}
+}
+
+// TestAttackUnknownKind: a coordinator sends a secagg round of a kind the
+// site's rules do not cover (a key ceremony outside he mode, or a kind
+// number no version defines), without noise, over two member sets; the
+// difference of the sums would be a site's exact update, charged nothing.
+// A site refuses every kind and mode it does not know, and key ceremonies
+// outside he mode.
+func TestAttackUnknownKind(t *testing.T) {
+	b := newAttackBed(t, 4, []int{1}, nil)
+	for _, kind := range []wire.RoundStart_Kind{wire.RoundStart_HE_SETUP, 5, 7} {
+		b.sid++
+		st := &wire.RoundStart{Round: b.sid, Kind: kind, Length: 31, Model: make([]float64, 31), Bits: 32,
+			Clip: 1, Gamma: math.Exp2(-20), MinCohort: 3, ModelName: "logistic", Mean: make([]float64, 30), Scale: ones(30),
+			Sites: 4, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.ClientLevel), Members: []uint32{1, 2, 3, 4}, Threshold: 3}
+		if _, _, err := b.sites[1].start(st); err == nil {
+			t.Errorf("kind %d in secagg mode accepted", kind)
+		}
+	}
+	b.sid++
+	st := b.statistics([]int{1, 2, 3, 4}, 0)
+	st.Mode = "secagg2"
+	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+		t.Errorf("unknown mode: %v", err)
+	}
+}
+
+// TestAttackFakeEndResetsUnopened: a coordinator runs each round up to the
+// masked inputs, never unmasks, and says "ok" at the end, to reset the
+// count of unopened rounds a site paid for. In secagg mode only the site's
+// own unmasking counts a round as opened.
+func TestAttackFakeEndResetsUnopened(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	s := b.sites[1]
+	paid := 0
+	for r := 1; r <= 10; r++ {
+		b.sid = uint64(r) << 20
+		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
+			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel),
+			Members: []uint32{1, 2, 3}, Threshold: 2}
+		rd, _, err := s.start(st)
+		if err != nil {
+			continue
+		}
+		if err := s.charge(*rd.charge); err != nil {
+			t.Fatal(err)
+		}
+		paid++
+		s.end(rd, &wire.RoundEnd{Round: st.Round, Status: "ok"})
+	}
+	if paid != 3 {
+		t.Fatalf("the site paid for %d rounds it never unmasked, want 3", paid)
 	}
 }

@@ -1082,24 +1082,29 @@ func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
 }
 
 // accuse records that site accuser could not open a share that site
-// accused sealed for it. One accusation proves nothing (the accuser may
-// lie), but more accusers than the colluders assumed cannot all be lying:
-// the accused is then left out of the rest of the run.
-func (c *Coordinator) accuse(accused, accuser, round int) {
+// accused sealed for it, and reports whether accused is now left out of the
+// rest of the run. One accusation proves nothing (the accuser may lie, or
+// be the one at fault), but more accusers than the colluders assumed, and
+// at least two, cannot all be lying: the accused is then left out.
+func (c *Coordinator) accuse(accused, accuser, round int) bool {
+	if _, ok := c.banned[accused]; ok {
+		return true
+	}
 	if c.accusations == nil {
 		c.accusations = map[int]map[int]bool{}
 	}
 	if c.accusations[accused] == nil {
 		c.accusations[accused] = map[int]bool{}
 	}
-	c.accusations[accused][accuser] = true
-	if by := c.accusations[accused]; len(by) > c.cfg.Colluders {
-		if _, ok := c.banned[accused]; !ok {
-			why := fmt.Sprintf("round %d: sites %v could not open the shares it sealed for them", round, slices.Sorted(maps.Keys(by)))
-			c.banned[accused] = why
-			c.misbehaved(accused, why+"; left out of the rest of the run")
-		}
+	by := c.accusations[accused]
+	by[accuser] = true
+	if len(by) <= max(c.cfg.Colluders, 1) {
+		return false
 	}
+	why := fmt.Sprintf("round %d: sites %v could not open the shares it sealed for them", round, slices.Sorted(maps.Keys(by)))
+	c.banned[accused] = why
+	c.misbehaved(accused, why+"; left out of the rest of the run")
+	return true
 }
 
 // attempt records what one session of a round cost and who left it: per
@@ -1245,6 +1250,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		}
 		active = a
 	}
+	var accusations [][2]int // accuser, accused
 	handle := func(phase uint32, f func(b []byte) error) []int {
 		got := c.collect(ctx, active, engineFor(round, phase))
 		var ok []int
@@ -1256,22 +1262,27 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			}
 			if r := m.GetRefuse(); r != nil {
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", r.Reason)
-				if phase == phaseAdvert {
+				switch a, ok := accused(r.Reason); {
+				case phase == phaseAdvert:
 					// Refused at the start: it would refuse a retry too.
 					bl.add(s.site, "refused: %s", r.Reason)
-				} else {
-					// A later refusal follows from what the site was shown
-					// (shares it could not open, too few survivors): the
-					// site may take part in a retry.
+				case phase == phaseMasked && ok && a != s.site && client[a] != 0:
+					// It could not open a share that site a sealed for it,
+					// and paid nothing. Settled after the phase (accusations).
+					accusations = append(accusations, [2]int{s.site, a})
 					bl.note(s.site, "refused in phase %s: %s", phaseLabel[phase], r.Reason)
-				}
-				if a, ok := accused(r.Reason); ok && a != s.site {
-					if _, member := client[a]; member {
-						// Unverifiable (shares are sealed pairwise): the retry
-						// leaves out both the accuser and the accused.
-						bl.add(a, "accused by site %d of sealing a share it could not open", s.site)
-						c.accuse(a, s.site, tr)
-					}
+				case phase == phaseMasked:
+					// Before it paid: a retry may include it.
+					bl.note(s.site, "refused in phase %s: %s", phaseLabel[phase], r.Reason)
+				default:
+					// After the sites paid: whatever its reason, the round
+					// cannot open without it. An honest coordinator checks
+					// beforehand every condition it can (quorum, share
+					// holders, its own floors), so such a refusal comes from
+					// a site's stricter private floor or from a site that
+					// withholds on purpose; either way it would fail the
+					// round again.
+					bl.add(s.site, "refused in phase %s after the sites paid: %s", phaseLabel[phase], r.Reason)
 				}
 				continue
 			}
@@ -1354,6 +1365,20 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	keep(fwdTo)
 	// Phase 2: masked inputs.
 	handle(phaseMasked, func(b []byte) error { return srv.HandleEncodedMaskedInput(b) })
+	// Accusations cannot be verified (shares are sealed pairwise): the
+	// accused and its accusers are left out of a retry, unless enough sites
+	// accuse it that they cannot all be lying (accuse), which leaves it out
+	// of the rest of the run and keeps its accusers.
+	for _, acc := range accusations {
+		if !c.accuse(acc[1], acc[0], tr) {
+			bl.add(acc[1], "accused by site %d of sealing a share it could not open", acc[0])
+		}
+	}
+	for _, acc := range accusations {
+		if _, banned := c.banned[acc[1]]; !banned {
+			bl.add(acc[0], "accused site %d, unconfirmed", acc[1])
+		}
+	}
 	creq, err := srv.ConsistencyRequest()
 	if err != nil {
 		return nil, 0, bl, fmt.Errorf("%w: %v", ErrCohort, err)
@@ -1361,6 +1386,12 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	survivors := srv.Survivors()
 	if len(survivors) < c.cfg.MinCohort {
 		return nil, len(survivors), bl, fmt.Errorf("%w: %d masked inputs", ErrCohort, len(survivors))
+	}
+	if len(survivors)-1 < p.Threshold {
+		// On the complete graph every survivor keeps the other survivors as
+		// share holders; with fewer than t of them honest sites refuse to
+		// sign. Stop before charging.
+		return nil, len(survivors), bl, fmt.Errorf("%w: %d masked inputs leave each survivor %d share holders, threshold %d", ErrCohort, len(survivors), len(survivors)-1, p.Threshold)
 	}
 	// Charge before anything can be unmasked.
 	if charge != nil {

@@ -455,3 +455,89 @@ func TestAttackBlameShift(t *testing.T) {
 		t.Logf("site %d: charges %v, %d rounds opened", s.cfg.Site, charges, s.Rounds())
 	}
 }
+
+// TestAttackFramingByAccusation: a malicious site refuses in every round,
+// claiming it could not open the share an honest site sealed for it. One
+// accuser cannot get a site left out of the run (it takes more accusers
+// than the colluders assumed, and at least two), and an unconfirmed
+// accusation leaves the accuser out of the retry too: no honest site is
+// named, and the rounds open.
+func TestAttackFramingByAccusation(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		if i == 5 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				if e := m.GetEngine(); e != nil && e.Phase == phaseMasked {
+					victim := 1 + roundOf(st.Round)%4
+					return &wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: e.Round,
+						Reason: fmt.Sprintf("%s%d: secagg: protocol violation: sealed share failed authentication", accusePrefix, victim)}}}
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if okRounds(sum) != 4 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	for _, s := range sites[:4] {
+		if why, bad := f.coord.Misbehaviour()[s.cfg.Site]; bad {
+			t.Errorf("honest site %d named: %v", s.cfg.Site, why)
+		}
+	}
+}
+
+// TestAttackPlausibleRefusal: a site sends its masked input and then, in
+// some rounds, refuses the survivor set with a plausible reason instead of
+// its signature, so that the round fails after everyone paid; alternating
+// with rounds that open, it used to drain the honest sites' budgets without
+// ever being named. A site that refuses after the sites paid is left out
+// of the rest of the run, and named.
+func TestAttackPlausibleRefusal(t *testing.T) {
+	f := newFederation(t, 6, CoordinatorConfig{Rounds: 6, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 6; i++ {
+		c := f.siteConfig(i)
+		if i == 6 {
+			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+				if e := m.GetEngine(); e != nil && e.Phase == phaseConsistency && st.Kind == wire.RoundStart_TRAIN && roundOf(st.Round)%3 != 0 {
+					return &wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: e.Round,
+						Reason: "secagg: too few clients remain: the survivor set is not connected"}}}
+				}
+				return m
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if okRounds(sum) != 5 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	if len(f.coord.Misbehaviour()[6]) == 0 {
+		t.Errorf("site 6 not named: %v", f.coord.Misbehaviour())
+	}
+	for _, s := range sites[:5] {
+		if s.Rounds() != 5 {
+			t.Errorf("site %d: %d rounds opened", s.cfg.Site, s.Rounds())
+		}
+	}
+}

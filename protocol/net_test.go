@@ -528,20 +528,23 @@ func TestNetworkUpdates(t *testing.T) {
 }
 
 func TestCheckStart(t *testing.T) {
-	good := &wire.RoundStart{Length: 31, Members: []uint32{1, 2, 3}, Sites: 3, Bits: 32, Model: make([]float64, 31)}
+	good := &wire.RoundStart{Length: 31, Members: []uint32{1, 2, 3}, Sites: 3, Bits: 32, Model: make([]float64, 31), Mode: string(SecAgg)}
 	if err := checkStart(good, 3); err != nil {
 		t.Fatal(err)
 	}
 	for name, f := range map[string]func(*wire.RoundStart){
-		"huge length":    func(s *wire.RoundStart) { s.Length = 1 << 31; s.Model = nil },
-		"zero length":    func(s *wire.RoundStart) { s.Length = 0; s.Model = nil },
-		"repeat member":  func(s *wire.RoundStart) { s.Members = []uint32{1, 1, 2} },
-		"outsider":       func(s *wire.RoundStart) { s.Members = []uint32{1, 2, 9} },
-		"site count":     func(s *wire.RoundStart) { s.Sites = 7 },
-		"model length":   func(s *wire.RoundStart) { s.Model = make([]float64, 5) },
-		"nan model":      func(s *wire.RoundStart) { s.Model[3] = math.NaN() },
-		"bits":           func(s *wire.RoundStart) { s.Bits = 17 },
-		"negative sigma": func(s *wire.RoundStart) { s.SiteSigma = -1 },
+		"huge length":      func(s *wire.RoundStart) { s.Length = 1 << 31; s.Model = nil },
+		"zero length":      func(s *wire.RoundStart) { s.Length = 0; s.Model = nil },
+		"repeat member":    func(s *wire.RoundStart) { s.Members = []uint32{1, 1, 2} },
+		"outsider":         func(s *wire.RoundStart) { s.Members = []uint32{1, 2, 9} },
+		"site count":       func(s *wire.RoundStart) { s.Sites = 7 },
+		"model length":     func(s *wire.RoundStart) { s.Model = make([]float64, 5) },
+		"nan model":        func(s *wire.RoundStart) { s.Model[3] = math.NaN() },
+		"bits":             func(s *wire.RoundStart) { s.Bits = 17 },
+		"negative sigma":   func(s *wire.RoundStart) { s.SiteSigma = -1 },
+		"unknown mode":     func(s *wire.RoundStart) { s.Mode = "x" },
+		"unknown kind":     func(s *wire.RoundStart) { s.Kind = 9 },
+		"setup outside he": func(s *wire.RoundStart) { s.Kind = wire.RoundStart_HE_SETUP },
 	} {
 		st := proto.Clone(good).(*wire.RoundStart)
 		f(st)

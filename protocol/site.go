@@ -452,22 +452,31 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 				}
 			}
 		case *wire.CoordinatorMessage_End:
-			if b.End.Status == "ok" {
-				if r != nil && r.start.Round == b.End.Round {
-					s.rounds++ // rounds this site took part in
-					if r.charge != nil {
-						s.opened()
-					}
-				}
-				if s.cfg.ModelOut != "" {
-					if err := writeModel(s.cfg.ModelOut, b.End.Model, roundOf(b.End.Round)); err != nil {
-						s.log.Error("writing the model", "err", err)
-					}
-				}
-			}
+			s.end(r, b.End)
 			r = nil
 		case *wire.CoordinatorMessage_Bye:
 			return errGoodbye
+		}
+	}
+}
+
+// end handles the coordinator's word that a round ended.
+func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
+	if e.Status != "ok" {
+		return
+	}
+	if r != nil && r.start.Round == e.Round {
+		s.rounds++ // rounds this site took part in
+		if r.charge != nil && r.start.Mode == string(HE) {
+			// he: the site cannot see a decryption it did not take part
+			// in, so it takes the coordinator's word that the round opened.
+			// In secagg mode only its own unmasking counts (step).
+			s.opened()
+		}
+	}
+	if s.cfg.ModelOut != "" {
+		if err := writeModel(s.cfg.ModelOut, e.Model, roundOf(e.Round)); err != nil {
+			s.log.Error("writing the model", "err", err)
 		}
 	}
 }
@@ -714,6 +723,17 @@ func (s *Site) attempts(round int) (int, error) {
 // checkStart bounds every size a RoundStart carries before any is used:
 // the coordinator is not trusted to keep them sane.
 func checkStart(st *wire.RoundStart, rosterSize int) error {
+	// Only the kinds and modes this site knows, in the combinations it
+	// knows: every privacy rule below is keyed on them, and an unknown kind
+	// must not slip past the rules of a training round.
+	switch {
+	case st.Mode != string(SecAgg) && st.Mode != string(HE) && st.Mode != string(Plain):
+		return fmt.Errorf("unknown mode %q", st.Mode)
+	case st.Kind != wire.RoundStart_TRAIN && st.Kind != wire.RoundStart_STATISTICS && st.Kind != wire.RoundStart_HE_SETUP:
+		return fmt.Errorf("unknown round kind %d", st.Kind)
+	case st.Kind == wire.RoundStart_HE_SETUP && st.Mode != string(HE):
+		return fmt.Errorf("a key ceremony in mode %s", st.Mode)
+	}
 	switch {
 	case st.Kind != wire.RoundStart_HE_SETUP && (st.Length == 0 || st.Length > secagg.MaxLength):
 		return fmt.Errorf("round length %d outside [1, 2^28]", st.Length)
@@ -928,6 +948,12 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 		out, err := r.client.Unmask(&m)
 		if err != nil {
 			return nil, err
+		}
+		if r.charge != nil {
+			// Every survivor signed and this site reveals its shares: the
+			// sum it paid for can now be opened. Only this, never the
+			// coordinator's word, resets the count of unopened rounds.
+			r.s.opened()
 		}
 		b, _ := out.MarshalBinary()
 		return engineMsg(st.Round, phaseUnmask, b), nil
