@@ -288,24 +288,9 @@ func heRound(name string, d, n int) ([]Result, error) {
 	for i := range keys {
 		roster[i], keys[i], _ = ed25519.GenerateKey(rand.Reader)
 	}
-	parties := make([]*he.Party, n)
-	adverts := make([][]byte, n)
-	for i := range parties {
-		if parties[i], err = he.NewParty(params, i+1, keys[i], roster); err != nil {
-			return nil, err
-		}
-		adverts[i] = parties[i].Advert()
-	}
-	setup := make([][]byte, n)
-	for i, p := range parties {
-		if setup[i], err = p.Setup(adverts); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range parties {
-		if err := p.Finish(setup); err != nil {
-			return nil, err
-		}
+	parties, err := he.SetupLocal(params, keys)
+	if err != nil {
+		return nil, err
 	}
 	v := make([]float64, d)
 	for i := range v {

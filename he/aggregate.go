@@ -2,14 +2,12 @@ package he
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
 
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
-	"github.com/tuneinsight/lattigo/v5/he/hefloat"
-	"github.com/tuneinsight/lattigo/v5/mhe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
@@ -33,14 +31,15 @@ func parseSubmission(p *Params, roster []ed25519.PublicKey, crs [32]byte, b []by
 	s := &submission{round: r.u64("round"), party: int(r.u32("party")), dim: int(r.u32("length"))}
 	k := int(r.u32("ciphertext count"))
 	n := p.p.N()
+	vpc := p.ValuesPerCiphertext()
 	if r.err == nil {
 		switch {
 		case s.party < 1 || s.party > p.cfg.Parties:
 			r.fail("party %d outside [1, %d]", s.party, p.cfg.Parties)
 		case s.dim < 1 || s.dim > maxValues:
 			r.fail("length %d outside [1, 2^26]", s.dim)
-		case k != (s.dim+n-1)/n:
-			r.fail("%d ciphertexts for %d values, want %d", k, s.dim, (s.dim+n-1)/n)
+		case k != (s.dim+vpc-1)/vpc:
+			r.fail("%d ciphertexts for %d values, want %d", k, s.dim, (s.dim+vpc-1)/vpc)
 		case len(r.b) != k*p.CiphertextBytes():
 			// Check the size before decoding anything.
 			r.fail("%d bytes of ciphertext, want %d", len(r.b), k*p.CiphertextBytes())
@@ -116,6 +115,7 @@ type Aggregator struct {
 	dim    int
 	sum    [][2]ring.Poly
 	req    *request
+	rng    *Range // what an honest sum of the round can be; nil: MaxAbsSum
 }
 
 // NewAggregator starts a round for a group whose common reference string
@@ -265,7 +265,7 @@ func parseRequest(p *Params, b []byte) (*request, error) {
 // key for the request's decrypting set, flooded with Gaussian noise of
 // σ = SmudgingSigma (see Params).
 func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
-	if pt.threshold == nil {
+	if pt.step != stepReady {
 		return nil, fmt.Errorf("%w: DecryptShare before setup finished", ErrProtocol)
 	}
 	p := pt.params
@@ -300,45 +300,22 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 // the decrypting set; DecryptShare has done every check.
 func (pt *Party) share(round uint64, decryptors []int, sum [][2]ring.Poly) ([]byte, error) {
 	p := pt.params
-	points := make([]mhe.ShamirPublicPoint, p.cfg.Parties)
-	for i := range points {
-		points[i] = mhe.ShamirPublicPoint(i + 1)
-	}
-	active := make([]mhe.ShamirPublicPoint, len(decryptors))
-	for i, d := range decryptors {
-		active[i] = mhe.ShamirPublicPoint(d)
-	}
-	cmb := mhe.NewCombiner(*p.p.GetRLWEParameters(), mhe.ShamirPublicPoint(pt.id), points, p.cfg.Threshold)
-	add := rlwe.NewSecretKey(p.p)
-	if err := cmb.GenAdditiveShare(active, mhe.ShamirPublicPoint(pt.id), *pt.threshold, add); err != nil {
-		return nil, fmt.Errorf("he: internal error: %w", err)
-	}
-	defer func() {
-		for _, row := range add.Value.Q.Coeffs {
-			clear(row)
-		}
-	}()
-	flood, err := floodSampler(p)
+	// The key-switch share to the zero key (what lattigo's
+	// mhe.KeySwitchProtocol.GenShare computes, with our smudging in place of
+	// its fresh error) of the additive share λ_j·s_j for the decrypting set:
+	// c1·λ_j·s_j + e_flood, in the NTT domain.
+	ks, err := newKeySwitcher(p, pt.threshold.Poly.Q, lagrange(p, decryptors, pt.id))
 	if err != nil {
 		return nil, err
 	}
-	level := p.p.MaxLevel()
-	rq := p.p.RingQ().AtLevel(level)
-	noise := rq.NewPoly()
-	sh := rq.NewPoly()
+	defer ks.clear()
+	sh := p.p.RingQ().NewPoly()
 	w := newWriter(kindShare, p.cfg.Preset.ID, 16+len(sum)*p.CiphertextBytes()/2)
 	w.u64(round)
 	w.u32(uint32(pt.id))
 	w.u32(uint32(len(sum)))
 	for c := range sum {
-		// The key-switch share to the zero key (what lattigo's
-		// mhe.KeySwitchProtocol.GenShare computes, with our smudging in
-		// place of its fresh error): c1·s_i + e_flood, in the NTT domain,
-		// with s_i held in NTT and Montgomery form.
-		rq.MulCoeffsMontgomery(sum[c][1], add.Value.Q, sh)
-		flood.Read(noise)
-		rq.NTT(noise, noise)
-		rq.Add(sh, noise, sh)
+		ks.share(sum[c][1], sh)
 		w.poly(sh)
 	}
 	return w.b, nil
@@ -359,8 +336,100 @@ func floodSampler(p *Params) (ring.Sampler, error) {
 	return s, nil
 }
 
-// Combine adds the t decryption shares to the sum and decodes it. It needs
-// exactly one share from each of the request's decryptors.
+// ErrOutOfRange is wrapped by Combine when a decrypted sum lies outside
+// the range that honest clients' inputs can produce (see Range): some
+// client submitted a malformed ciphertext. The result is withheld.
+var ErrOutOfRange = errors.New("he: decrypted sum out of range")
+
+// A Range is what one round's sum can be when every client follows the
+// protocol. Combine decodes all N coefficients of every decrypted
+// ciphertext and returns nothing unless
+//
+//   - each of the round's values lies within MaxAbs + c·Grid + z·σ·√c of
+//     zero (c the number of contributors, σ = Sigma; never beyond
+//     MaxAbsSum), give or take the CKKS error;
+//   - with Grid > 0, each value lies within the CKKS error of the grid
+//     Grid·Z; the result is then the grid value itself, so nothing below
+//     the grid (where a malformed ciphertext could hide key bits that the
+//     honest values, known modulo the grid, do not cover) reaches the
+//     caller;
+//   - every coefficient past the round's values, where honest encodings
+//     put zeros, lies within the CKKS error of zero.
+//
+// z is set per round for a false-alarm probability of at most 2^−40 (see
+// the package documentation, "Range check"). The check cannot tell a
+// malformed ciphertext whose effect stays inside the range from an honest
+// input: the tighter the range, the less such a ciphertext can carry.
+type Range struct {
+	// MaxAbs bounds |Σ inputs| in every coordinate before DP noise: the
+	// clipped inputs (for instance c·Clip for c updates clipped to L2 norm
+	// Clip). 0 means Config.MaxAbsSum.
+	MaxAbs float64
+	// Sigma is the σ of each client's DP noise (dp.GridGaussian's σ: a
+	// discrete Gaussian, σ²-sub-Gaussian); 0 when the round carries none.
+	Sigma float64
+	// Grid is the step γ (a power of two) of the grid every client's noised
+	// input lies on (dp.GridGaussian's, or dp.Round's); 0 for none.
+	Grid float64
+}
+
+// SetRange sets what this round's sum can be (see Range); without it,
+// Combine checks the values against MaxAbsSum only. It refuses a grid
+// finer than the CKKS error, which could not be told apart from it.
+func (a *Aggregator) SetRange(r Range) error {
+	p := a.params
+	switch {
+	case math.IsNaN(r.MaxAbs) || r.MaxAbs < 0 || math.IsInf(r.MaxAbs, 0):
+		return fmt.Errorf("he: range bound %v must be finite and not negative", r.MaxAbs)
+	case math.IsNaN(r.Sigma) || r.Sigma < 0 || math.IsInf(r.Sigma, 0):
+		return fmt.Errorf("he: noise σ %v must be finite and not negative", r.Sigma)
+	case math.IsNaN(r.Grid) || r.Grid < 0 || r.Grid > p.cfg.MaxAbsSum:
+		return fmt.Errorf("he: grid step %v must be in [0, MaxAbsSum]", r.Grid)
+	}
+	if r.Grid > 0 {
+		frac, e := math.Frexp(r.Grid)
+		if frac != 0.5 {
+			return fmt.Errorf("he: grid step %v is not a power of two", r.Grid)
+		}
+		// Half a grid step must hold 16× the CKKS error (with z for the
+		// largest round): honest values then snap to the grid, and a
+		// key-dependent term large enough to move a value to another grid
+		// point is far beyond what the guard coefficients let through.
+		tol := p.ckksTolerance(zRound(2*maxValues), p.cfg.Threshold)
+		if half := math.Exp2(float64(p.logS + e - 2)); half < 16*tol {
+			return fmt.Errorf("he: grid step 2^%d is finer than 32× the CKKS error bound %.3g; use a coarser grid or a larger preset", e-1, tol/math.Exp2(float64(p.logS)))
+		}
+	}
+	a.rng = &r
+	return nil
+}
+
+// check returns the range check for this round's Combine over m
+// coefficients and the given number of decryptors.
+func (a *Aggregator) check(decryptors, m int) *rangeCheck {
+	p := a.params
+	z := zRound(m)
+	tol := p.ckksTolerance(z, decryptors)
+	limit := p.cfg.MaxAbsSum
+	rc := &rangeCheck{p: p, tol: tol, shift: -1}
+	if r := a.rng; r != nil {
+		c := float64(len(a.who))
+		if r.MaxAbs > 0 {
+			limit = min(limit, r.MaxAbs+c*r.Grid+z*r.Sigma*math.Sqrt(c))
+		}
+		if r.Grid > 0 {
+			_, e := math.Frexp(r.Grid)
+			rc.setGrid(e - 1)
+		}
+	}
+	rc.bound = limit*math.Exp2(float64(p.logS)) + tol
+	return rc
+}
+
+// Combine adds the t decryption shares to the sum, decodes every
+// coefficient and checks it (see Range). It returns the round's values, or
+// an error wrapping ErrOutOfRange and no values. It needs exactly one share
+// from each of the request's decryptors.
 func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
 	if a.req == nil {
 		return nil, fmt.Errorf("%w: Combine before Request", ErrProtocol)
@@ -371,8 +440,7 @@ func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
 	}
 	n := p.p.N()
 	k := len(a.sum)
-	level := p.p.MaxLevel()
-	rq := p.p.RingQ().AtLevel(level)
+	rq := p.p.RingQ().AtLevel(p.p.MaxLevel())
 	combined := make([]ring.Poly, k)
 	got := map[int]bool{}
 	for _, b := range shares {
@@ -413,22 +481,29 @@ func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
 	if len(got) != len(a.req.decryptors) {
 		return nil, fmt.Errorf("%w: shares from %d of the %d decryptors", ErrTooFewDecryptors, len(got), len(a.req.decryptors))
 	}
-	ecd := hefloat.NewEncoder(p.p)
-	out := make([]float64, 0, k*n)
-	buf := make([]float64, n)
-	pt := hefloat.NewPlaintext(p.p, level)
-	scale := math.Exp2(float64(p.logS))
+	rc := a.check(len(a.req.decryptors), k*n)
+	out := make([]float64, a.dim)
+	raw := rq.NewPoly()
+	ok := true
+	vpc := p.ValuesPerCiphertext()
 	for c := 0; c < k; c++ {
 		// Key-switched to the zero key, the ciphertext's first part is the
-		// plaintext: c0 + Σ shares = m + e + smudging.
-		rq.Add(a.sum[c][0], combined[c], pt.Value)
-		pt.IsBatched = false
-		pt.IsNTT = true
-		pt.Scale = rlwe.NewScale(scale)
-		if err := ecd.Decode(pt, buf); err != nil {
-			return nil, fmt.Errorf("he: internal error: decoding: %w", err)
-		}
-		out = append(out, buf...)
+		// plaintext: c0 + Σ shares = Δ·m + e + smudging. Every one of its N
+		// coefficients is checked, values and guards, before anything is
+		// returned.
+		rq.Add(a.sum[c][0], combined[c], raw)
+		rq.INTT(raw, raw)
+		used := min(vpc, a.dim-c*vpc)
+		ok = rc.decode(raw, used, out[c*vpc:c*vpc+used]) && ok
 	}
-	return out[:a.dim], nil
+	for _, row := range raw.Coeffs {
+		clear(row)
+	}
+	if !ok {
+		// The values may hold key material (a malformed ciphertext adds
+		// c1·s): they go nowhere, not even into the error.
+		clear(out)
+		return nil, fmt.Errorf("%w: round %d: the decrypted sum of %d clients lies outside the range honest inputs can produce (false alarm below 2^-40); the result is withheld", ErrOutOfRange, a.round, len(a.who))
+	}
+	return out, nil
 }

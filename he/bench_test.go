@@ -156,3 +156,19 @@ func log2i(d int) int {
 	}
 	return n
 }
+
+// BenchmarkSetup times the whole key ceremony of N parties in one process
+// (every party's work, run one after the other), for the compact preset and
+// the network federation's n13-q120.
+func BenchmarkSetup(b *testing.B) {
+	for _, pr := range []Preset{Compact, N13} {
+		for _, n := range []int{5} {
+			b.Run(fmt.Sprintf("%s/N=%d", pr.Name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					newGroup(b, Config{Preset: pr, Parties: n, Threshold: n/2 + 1})
+				}
+			})
+		}
+	}
+}

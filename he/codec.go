@@ -15,13 +15,16 @@ import (
 // before lattigo sees it: lattigo's own decoders trust their input.
 const (
 	magic   = "FLHE"
-	version = 1
+	version = 2 // 2: commitments and key confirmation in setup; MinContributors in the state
 
 	kindAdvert     = 1
-	kindSetup      = 2
+	kindSetup      = 2 // a reveal: public-key share and sealed Shamir shares
 	kindSubmission = 3
 	kindRequest    = 4
 	kindShare      = 5
+	kindState      = 6
+	kindCommit     = 7
+	kindConfirm    = 8
 )
 
 // maxMessage bounds any encoding: 2^20 values at the largest preset are

@@ -26,20 +26,27 @@ func Example() {
 	for i := range keys {
 		roster[i], keys[i], _ = ed25519.GenerateKey(nil)
 	}
-	// Setup: adverts, then key shares and sealed Shamir shares, relayed by
-	// the coordinator.
+	// Setup, every message relayed by the coordinator: adverts; signed
+	// commitments; once every party holds all five, reveals (public-key
+	// shares and sealed Shamir shares); key confirmation.
 	parties := make([]*he.Party, 5)
-	adverts := make([][]byte, 5)
+	msgs := make([][]byte, 5)
 	for i := range parties {
 		parties[i], _ = he.NewParty(params, i+1, keys[i], roster)
-		adverts[i] = parties[i].Advert()
+		msgs[i] = parties[i].Advert()
 	}
-	setup := make([][]byte, 5)
-	for i, p := range parties {
-		setup[i], _ = p.Setup(adverts)
+	for _, step := range []func(*he.Party, [][]byte) ([]byte, error){(*he.Party).Commit, (*he.Party).Reveal, (*he.Party).Finish} {
+		next := make([][]byte, 5)
+		for i, p := range parties {
+			if next[i], err = step(p, msgs); err != nil {
+				fmt.Println(err)
+				return
+			}
+		}
+		msgs = next
 	}
 	for _, p := range parties {
-		if err := p.Finish(setup); err != nil {
+		if err := p.Confirm(msgs); err != nil {
 			fmt.Println(err)
 			return
 		}
@@ -49,6 +56,9 @@ func Example() {
 	online := []int{1, 3, 5}
 	agg, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1)
 	noise, _ := dp.NewGridGaussian(0.001, -20) // each hospital's share of the DP noise
+	// What an honest sum of three updates in [−1, 1] can be: the
+	// coordinator withholds any decryption outside it.
+	agg.SetRange(he.Range{MaxAbs: 3, Sigma: 0.001})
 	sampler, _ := dp.NewSampler(nil)
 	for _, id := range online {
 		update := []float64{0.1 * float64(id), -0.2, 0.05}

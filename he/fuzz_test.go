@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -97,30 +98,80 @@ func FuzzAdverts(f *testing.F) {
 	})
 }
 
-func FuzzSetup(f *testing.F) {
-	p, _ := NewParams(Config{Preset: Compact, Parties: 2, Threshold: 2})
-	keys := []ed25519.PrivateKey{ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)), ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))}
-	roster := []ed25519.PublicKey{keys[0].Public().(ed25519.PublicKey), keys[1].Public().(ed25519.PublicKey)}
-	a, _ := NewParty(p, 1, keys[0], roster)
-	b, _ := NewParty(p, 2, keys[1], roster)
-	ads := [][]byte{a.Advert(), b.Advert()}
-	ma, err := a.Setup(ads)
-	if err != nil {
-		f.Fatal(err)
+// setupMessages runs a 3-party setup and returns its parties and every
+// step's messages: adverts, commitments, reveals, confirmations.
+func setupMessages(f testing.TB) (*Params, []*Party, []ed25519.PublicKey, [4][][]byte) {
+	p, _ := NewParams(Config{Preset: Compact, Parties: 3, Threshold: 2})
+	keys, roster := testKeys(3)
+	parties := make([]*Party, 3)
+	for i := range parties {
+		parties[i], _ = NewParty(p, i+1, keys[i], roster)
 	}
-	mb, _ := b.Setup(ads)
-	f.Add(mb)
-	crs := a.CRS()
+	var msgs [4][][]byte
+	k := 0
+	if id, err := ceremony(parties, func(step string, m [][]byte) {
+		msgs[k] = slices2(m)
+		k++
+	}); err != nil {
+		f.Fatalf("party %d: %v", id, err)
+	}
+	return p, parties, roster, msgs
+}
+
+func FuzzCommitments(f *testing.F) {
+	p, parties, roster, msgs := setupMessages(f)
+	f.Add(msgs[1][1])
+	crs := parties[0].CRS()
 	f.Fuzz(func(t *testing.T, m []byte) {
-		out, err := parseSetup(p, roster, crs, [][]byte{ma, m})
+		out, err := parseCommitments(p, roster, crs, [][]byte{msgs[1][0], m, msgs[1][2]})
 		if (out == nil) == (err == nil) {
-			t.Fatalf("setup %v with error %v", out != nil, err)
+			t.Fatalf("commitments %v with error %v", out != nil, err)
+		}
+		if err == nil && !bytes.Equal(m, msgs[1][1]) {
+			t.Fatal("a changed commitment verified")
+		}
+	})
+}
+
+func FuzzReveals(f *testing.F) {
+	p, parties, roster, msgs := setupMessages(f)
+	f.Add(msgs[2][1])
+	crs := parties[0].CRS()
+	f.Fuzz(func(t *testing.T, m []byte) {
+		out, err := parseReveals(p, roster, crs, parties[0].commits, [][]byte{msgs[2][0], m, msgs[2][2]})
+		if (out == nil) == (err == nil) {
+			t.Fatalf("reveals %v with error %v", out != nil, err)
+		}
+		if err == nil && !bytes.Equal(m, msgs[2][1]) {
+			t.Fatal("a changed reveal matched its commitment")
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrProtocol) {
+			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
+
+func FuzzConfirm(f *testing.F) {
+	p, parties, roster, msgs := setupMessages(f)
+	f.Add(msgs[3][1])
+	// A party that has finished but not yet confirmed, rebuilt per input.
+	cf := newConfirmation(p, parties[0].cpk, parties[0].transcript)
+	f.Fuzz(func(t *testing.T, m []byte) {
+		err := cf.check(p, roster, [][]byte{msgs[3][0], m, msgs[3][2]})
+		if err == nil && !bytes.Equal(m, msgs[3][1]) {
+			t.Fatal("a changed key-confirmation message passed")
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrKeyConfirmation) {
+			t.Fatalf("unclassified error %v", err)
 		}
 	})
 }
 
 func FuzzState(f *testing.F) {
 	g := newGroup(f, Config{Preset: Compact, Parties: 2, Threshold: 2})
+	if _, _, err := g.round(f, 3, []int{1, 2}, []int{1, 2}, 5, rand.New(rand.NewPCG(1, 1))); err != nil {
+		f.Fatal(err)
+	}
 	st, err := g.parties[0].MarshalState()
 	if err != nil {
 		f.Fatal(err)
@@ -131,6 +182,14 @@ func FuzzState(f *testing.F) {
 		pt, err := RestoreParty(g.params, key, g.roster, b)
 		if (pt == nil) == (err == nil) {
 			t.Fatalf("party %v with error %v", pt != nil, err)
+		}
+		if err != nil {
+			return
+		}
+		// What restores marshals back to the same bytes: one encoding per state.
+		again, err := pt.MarshalState()
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("restored state marshals to other bytes (%v)", err)
 		}
 	})
 }

@@ -20,39 +20,7 @@ type group struct {
 // newGroup runs the whole setup in memory.
 func newGroup(t testing.TB, cfg Config) *group {
 	t.Helper()
-	p, err := NewParams(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := cfg.Parties
-	keys := make([]ed25519.PrivateKey, n)
-	roster := make([]ed25519.PublicKey, n)
-	for i := range keys {
-		keys[i] = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
-		roster[i] = keys[i].Public().(ed25519.PublicKey)
-	}
-	g := &group{params: p, roster: roster}
-	adverts := make([][]byte, n)
-	for i := range keys {
-		pt, err := NewParty(p, i+1, keys[i], roster)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.parties = append(g.parties, pt)
-		adverts[i] = pt.Advert()
-	}
-	setup := make([][]byte, n)
-	for i, pt := range g.parties {
-		if setup[i], err = pt.Setup(adverts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, pt := range g.parties {
-		if err := pt.Finish(setup); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g.crs = g.parties[0].CRS()
+	g, _ := newGroupWithKey(t, cfg)
 	return g
 }
 
@@ -385,45 +353,132 @@ func TestPartyStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-// Setup needs every party: a missing advert or setup message is an error
-// naming it, and a setup message signed over another advert set is refused.
+// Setup needs every party at every step: a missing or misordered message
+// is refused, a message signed over another advert set is refused, and no
+// party reveals before it holds all N commitments.
 func TestSetupNeedsEveryParty(t *testing.T) {
 	p, _ := NewParams(Config{Preset: Compact, Parties: 3, Threshold: 2})
-	keys := make([]ed25519.PrivateKey, 3)
-	roster := make([]ed25519.PublicKey, 3)
-	for i := range keys {
-		keys[i] = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
-		roster[i] = keys[i].Public().(ed25519.PublicKey)
-	}
+	keys, roster := testKeys(3)
 	parties := make([]*Party, 3)
 	adverts := make([][]byte, 3)
 	for i := range parties {
 		parties[i], _ = NewParty(p, i+1, keys[i], roster)
 		adverts[i] = parties[i].Advert()
 	}
-	if _, err := parties[0].Setup(adverts[:2]); !errors.Is(err, ErrProtocol) {
-		t.Errorf("setup with 2 of 3 adverts: %v", err)
+	if _, err := parties[0].Commit(adverts[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("commit with 2 of 3 adverts: %v", err)
 	}
 	swapped := [][]byte{adverts[1], adverts[0], adverts[2]}
-	if _, err := parties[0].Setup(swapped); !errors.Is(err, ErrProtocol) {
-		t.Errorf("setup with adverts out of order: %v", err)
+	if _, err := parties[0].Commit(swapped); !errors.Is(err, ErrProtocol) {
+		t.Errorf("commit with adverts out of order: %v", err)
 	}
-	setup := make([][]byte, 3)
+	commits := make([][]byte, 3)
 	for i := range parties {
-		setup[i], _ = parties[i].Setup(adverts)
+		var err error
+		if commits[i], err = parties[i].Commit(adverts); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := parties[0].Finish(setup[:2]); !errors.Is(err, ErrProtocol) {
-		t.Errorf("finish with 2 of 3 setup messages: %v", err)
+	if _, err := parties[0].Commit(adverts); !errors.Is(err, ErrProtocol) {
+		t.Errorf("second commit: %v", err)
 	}
-	// A fresh party 3 with another nonce: its setup message is bound to a
-	// different CRS, so the others refuse it.
+	if _, err := parties[0].Reveal(commits[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("reveal with 2 of 3 commitments: %v", err)
+	}
+	if _, err := parties[0].Reveal([][]byte{commits[0], commits[1], commits[1]}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("reveal with party 2's commitment in party 3's place: %v", err)
+	}
+	// A fresh party 3 with another nonce: its messages are bound to
+	// another CRS, so the others refuse them.
 	p3, _ := NewParty(p, 3, keys[2], roster)
 	alt := [][]byte{adverts[0], adverts[1], p3.Advert()}
-	m3, _ := p3.Setup(alt)
-	if err := parties[0].Finish([][]byte{setup[0], setup[1], m3}); !errors.Is(err, ErrProtocol) {
-		t.Errorf("setup message over another advert set: %v", err)
+	c3, err := p3.Commit(alt)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := parties[0].Finish(setup); err != nil {
-		t.Errorf("complete setup: %v", err)
+	if _, err := parties[0].Reveal([][]byte{commits[0], commits[1], c3}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("commitment over another advert set: %v", err)
 	}
+	reveals := make([][]byte, 3)
+	for i := range parties {
+		if reveals[i], err = parties[i].Reveal(commits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := parties[0].Finish(reveals[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("finish with 2 of 3 reveals: %v", err)
+	}
+	r3, err := p3.Reveal([][]byte{commits[0], commits[1], c3})
+	if err == nil {
+		t.Fatal("p3 revealed over commitments that are not its group's")
+	}
+	_ = r3
+	confirms := make([][]byte, 3)
+	for i := range parties {
+		if confirms[i], err = parties[i].Finish(reveals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := parties[0].Encrypt(1, []float64{1}, NoNoise); !errors.Is(err, ErrProtocol) {
+		t.Errorf("encrypt before key confirmation: %v", err)
+	}
+	if _, err := parties[0].MarshalState(); !errors.Is(err, ErrProtocol) {
+		t.Errorf("state before key confirmation: %v", err)
+	}
+	if err := parties[0].Confirm(confirms[:2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("confirm with 2 of 3 messages: %v", err)
+	}
+	if err := parties[0].Confirm([][]byte{confirms[1], confirms[0], confirms[2]}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("confirm with messages out of order: %v", err)
+	}
+	for i, pt := range parties {
+		if err := pt.Confirm(confirms); err != nil {
+			t.Errorf("party %d: complete setup: %v", i+1, err)
+		}
+	}
+	if parties[0].Transcript() != parties[2].Transcript() || parties[0].Transcript() == [32]byte{} {
+		t.Error("parties finished with different transcripts")
+	}
+}
+
+// Every truncation and every extension of a setup message or a saved
+// state is refused.
+func TestSetupAndStateBadLengths(t *testing.T) {
+	p, parties, roster, msgs := setupMessages(t)
+	crs := parties[0].CRS()
+	try := func(name string, b []byte, step int, parse func([]byte) error) {
+		t.Helper()
+		for cut := 0; cut < len(b); cut += step {
+			if parse(b[:cut]) == nil {
+				t.Fatalf("%s cut to %d bytes accepted", name, cut)
+			}
+		}
+		if parse(append(bytes.Clone(b), 0)) == nil {
+			t.Fatalf("%s extended by a byte accepted", name)
+		}
+		if parse(b) != nil {
+			t.Fatalf("%s itself refused", name)
+		}
+	}
+	try("commitment", msgs[1][1], 1, func(b []byte) error {
+		_, err := parseCommitments(p, roster, crs, [][]byte{msgs[1][0], b, msgs[1][2]})
+		return err
+	})
+	try("reveal", msgs[2][1], 997, func(b []byte) error {
+		_, err := parseReveals(p, roster, crs, parties[0].commits, [][]byte{msgs[2][0], b, msgs[2][2]})
+		return err
+	})
+	cf := newConfirmation(p, parties[0].cpk, parties[0].transcript)
+	try("key confirmation", msgs[3][1], 499, func(b []byte) error {
+		return cf.check(p, roster, [][]byte{msgs[3][0], b, msgs[3][2]})
+	})
+	st, err := parties[1].MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := testKeys(3)
+	try("state", st, 97, func(b []byte) error {
+		_, err := RestoreParty(p, keys[1], roster, b)
+		return err
+	})
 }

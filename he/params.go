@@ -65,7 +65,9 @@ type Config struct {
 	Threshold int
 	// MinContributors is the fewest distinct clients whose updates a sum
 	// must hold before any decryptor helps decrypt it (at least 2; 0 means
-	// Threshold).
+	// Threshold). Each party states its own in its advert; the group's is
+	// the largest of them, fixed at setup and kept in every party's state
+	// (see RestoreParty): it cannot be lowered afterwards.
 	MinContributors int
 	// MaxAbsSum bounds |Σ updates| in any coordinate; it fixes the scale.
 	// 0 means 1024.
@@ -85,6 +87,7 @@ type Params struct {
 	bound  float64 // high-probability bound on one coefficient of the summed ciphertexts' noise
 	errMax float64 // bound on the max abs error of a decrypted sum
 	secBit float64 // bits of security against key recovery from decryptions
+	sdCt   float64 // σ of one coefficient of a sum of Parties ciphertexts' noise, with a 25% margin
 }
 
 // zTail is the number of standard deviations that bounds a coefficient of
@@ -144,6 +147,10 @@ func NewParams(cfg Config) (*Params, error) {
 	sigmaE := xe.Sigma
 	varFresh := sigmaE * sigmaE * (1 + 4.0/3.0*n*K)
 	bound := zTail * math.Sqrt(K*varFresh)
+	// For the range check (see Combine) the variance gets a 25% margin: it
+	// is an expectation over the ternary u and s, whose squared norms have
+	// a relative standard deviation of about √(2/N) ≤ 2.3%.
+	sdCt := math.Sqrt(1.25 * K * varFresh)
 	// Smudging (noise flooding) against Li and Micciancio's IND-CPA^D key
 	// recovery (EUROCRYPT 2021): a decryption shows m + e + E, where e
 	// depends on the key. Over D ciphertexts of N coefficients, the Rényi
@@ -176,6 +183,7 @@ func NewParams(cfg Config) (*Params, error) {
 		// Parties values computed in float64 for comparison.
 		errMax: noise/math.Exp2(float64(logS)) + float64(cfg.Parties+2)*0x1p-52*cfg.MaxAbsSum,
 		secBit: 64 - 0.5*math.Log2(math.E),
+		sdCt:   sdCt,
 	}, nil
 }
 
@@ -188,8 +196,18 @@ func (p *Params) LogN() int { return p.p.LogN() }
 // LogQP returns log2 of the full modulus, for the security check.
 func (p *Params) LogQP() float64 { return p.p.LogQP() }
 
-// ValuesPerCiphertext returns how many values one ciphertext carries.
-func (p *Params) ValuesPerCiphertext() int { return p.p.N() }
+// guardCoefficients is how many coefficients at the top of every
+// ciphertext an honest encoding leaves at zero. A malformed ciphertext's
+// key-dependent term c1·s has the same distribution in every coefficient
+// (negacyclic rotations permute the key's independent, symmetric
+// coefficients), so Combine's check that these guards decrypt to zero
+// bounds that term everywhere (see the package documentation, "Range
+// check").
+const guardCoefficients = 64
+
+// ValuesPerCiphertext returns how many values one ciphertext carries: N
+// less the zero guard coefficients.
+func (p *Params) ValuesPerCiphertext() int { return p.p.N() - guardCoefficients }
 
 // CiphertextBytes returns the encoded size of one ciphertext.
 func (p *Params) CiphertextBytes() int { return 2 * p.p.N() * (p.p.MaxLevel() + 1) * 8 }
@@ -208,6 +226,24 @@ func (p *Params) MaxError() float64 { return p.errMax }
 // results, in bits, assuming the scheme is 128-bit secure without them:
 // 64 − log2(e)/2 ≈ 63.3, for up to MaxDecryptions ciphertexts.
 func (p *Params) SecurityBits() float64 { return p.secBit }
+
+// zRound is the number of standard deviations that bounds every
+// coefficient of a decryption in which M coefficients are checked, except
+// with probability 2^−40 in all: each coefficient is checked against three
+// sub-Gaussian terms (the clients' DP noise, the ciphertexts' noise, the
+// decryptors' smudging), each beyond z of its σ with probability at most
+// 2·e^(−z²/2), so 6·M·e^(−z²/2) ≤ 2^−40 gives z = √(2·(ln(6M) + 40·ln 2)).
+func zRound(m int) float64 {
+	return math.Sqrt(2 * (math.Log(6*float64(m)) + 40*math.Ln2))
+}
+
+// ckksTolerance bounds, in raw (scaled) units, how far one coefficient of
+// an honest decryption lies from Δ·(its value): z σ of the noise of up to
+// Parties summed ciphertexts, z σ of the smudging of the given number of
+// decryptors, and the encoders' rounding (½ per client).
+func (p *Params) ckksTolerance(z float64, decryptors int) float64 {
+	return z*(p.sdCt+math.Sqrt(float64(decryptors))*p.flood) + float64(p.cfg.Parties) + 1
+}
 
 // String describes the parameters.
 func (p *Params) String() string {

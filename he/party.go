@@ -6,11 +6,13 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
@@ -21,11 +23,16 @@ import (
 
 // Domain separation for everything this package hashes or signs.
 const (
-	domainAdvert = "fl-secure/he/v1 advert\x00"
-	domainCRS    = "fl-secure/he/v1 crs\x00"
-	domainSetup  = "fl-secure/he/v1 setup\x00"
-	domainShare  = "fl-secure/he/v1 shamir share\x00"
-	domainSubmit = "fl-secure/he/v1 submission\x00"
+	domainAdvert     = "fl-secure/he/v2 advert\x00"
+	domainCRS        = "fl-secure/he/v2 crs\x00"
+	domainCommit     = "fl-secure/he/v2 commitment\x00"
+	domainCommitted  = "fl-secure/he/v2 committed reveal\x00"
+	domainSetup      = "fl-secure/he/v2 reveal\x00"
+	domainShare      = "fl-secure/he/v2 shamir share\x00"
+	domainTranscript = "fl-secure/he/v2 transcript\x00"
+	domainConfirm    = "fl-secure/he/v2 key confirmation\x00"
+	domainConfirmCt  = "fl-secure/he/v2 key confirmation vector\x00"
+	domainSubmit     = "fl-secure/he/v2 submission\x00"
 )
 
 // The Shamir shares of secret keys travel through the coordinator sealed
@@ -54,31 +61,121 @@ var ErrRefused = errors.New("he: decryption refused")
 // signature, a party out of range, a message for another group or round.
 var ErrProtocol = errors.New("he: protocol violation")
 
+// ErrKeyConfirmation is wrapped when the key-confirmation vector does not
+// decrypt to its known value at the end of setup: some party dealt Shamir
+// shares that do not match its public-key share or each other, or sent a
+// wrong decryption share. The key must not be used; run setup again.
+var ErrKeyConfirmation = errors.New("he: key confirmation failed")
+
+// A SetupError names the parties whose own signed setup messages prove
+// them at fault — a reveal that does not match the party's commitment, a
+// malformed message it signed, a Shamir share sealed to this party that
+// does not open — so that the caller can run setup again without them.
+// Faults the relaying coordinator could have caused (a bad signature, a
+// missing message) are never blamed on a party.
+type SetupError struct {
+	Parties []int   // in increasing order
+	Errs    []error // Errs[i] says what Parties[i] did; each wraps ErrProtocol or ErrMalformed
+}
+
+func (e *SetupError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "he: setup failed because of part")
+	if len(e.Parties) == 1 {
+		fmt.Fprintf(&b, "y %d: %v", e.Parties[0], e.Errs[0])
+		return b.String()
+	}
+	fmt.Fprintf(&b, "ies %v:", e.Parties)
+	for _, err := range e.Errs {
+		fmt.Fprintf(&b, " %v;", err)
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// Unwrap returns the error of every party named.
+func (e *SetupError) Unwrap() []error { return e.Errs }
+
+// faults collects per-party setup faults.
+type faults map[int]error
+
+func (f faults) err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	e := &SetupError{}
+	for id := range f {
+		e.Parties = append(e.Parties, id)
+	}
+	slices.Sort(e.Parties)
+	for _, id := range e.Parties {
+		e.Errs = append(e.Errs, f[id])
+	}
+	return e
+}
+
+// Setup steps, in order: a party answers each step's messages once.
+type step int
+
+const (
+	stepNew       step = iota // Advert sent; Commit next
+	stepCommitted             // Commit sent; Reveal next
+	stepRevealed              // Reveal sent; Finish next
+	stepFinished              // Finish's key-confirmation shares sent; Confirm next
+	stepReady                 // setup done: Encrypt, DecryptShare, MarshalState
+)
+
 // A Party is one key holder: a hospital that encrypts its updates under
 // the collective key and helps decrypt sums. It is not safe for concurrent
 // use.
 type Party struct {
-	params *Params
+	params *Params // after Commit, MinContributors is the group's
 	id     int
 	sign   ed25519.PrivateKey
 	roster []ed25519.PublicKey
 
+	step   step
 	kemKey hpke.PrivateKey
 	nonce  [32]byte
-	sk     *rlwe.SecretKey // this party's key share; cleared after setup
+	sk     *rlwe.SecretKey // this party's key share; cleared by Finish
 
-	crs       [32]byte
-	adverts   [][]byte // by party index, kept to verify setup messages
-	cpk       *rlwe.PublicKey
-	threshold *mhe.ShamirSecretShare
+	crs        [32]byte
+	ads        []advert   // every party's advert, kept to open shares
+	reveal     []byte     // this party's signed reveal, committed to by Commit
+	commits    [][32]byte // every party's commitment, by index
+	transcript [32]byte   // hash of the setup transcript (see transcriptHash)
+	confirm    *confirmation
+	cpk        *rlwe.PublicKey
+	threshold  *mhe.ShamirSecretShare
 
 	decrypted map[uint64]bool
 	decCount  int
+
+	deal func(to int, share *mhe.ShamirSecretShare) // tests only: a dealer that cheats
 }
 
 // NewParty returns party id (1..N) of the group, holding its Ed25519
 // identity key; roster lists every party's public identity key in id order.
+// p's MinContributors is this party's own floor, which its advert states.
 func NewParty(p *Params, id int, identity ed25519.PrivateKey, roster []ed25519.PublicKey) (*Party, error) {
+	pt, err := newParty(p, id, identity, roster)
+	if err != nil {
+		return nil, err
+	}
+	k, err := kem.GenerateKey()
+	if err != nil {
+		return nil, fmt.Errorf("he: generating HPKE key: %w", err)
+	}
+	pt.kemKey = k
+	if _, err := rand.Read(pt.nonce[:]); err != nil {
+		return nil, err
+	}
+	// rlwe's key generator samples from a blake2b XOF keyed with 64 bytes of
+	// crypto/rand.
+	pt.sk = rlwe.NewKeyGenerator(p.p).GenSecretKeyNew()
+	return pt, nil
+}
+
+func newParty(p *Params, id int, identity ed25519.PrivateKey, roster []ed25519.PublicKey) (*Party, error) {
 	if id < 1 || id > p.cfg.Parties {
 		return nil, fmt.Errorf("he: party id %d outside [1, %d]", id, p.cfg.Parties)
 	}
@@ -93,32 +190,42 @@ func NewParty(p *Params, id int, identity ed25519.PrivateKey, roster []ed25519.P
 	if len(identity) != ed25519.PrivateKeySize || !bytes.Equal(identity.Public().(ed25519.PublicKey), roster[id-1]) {
 		return nil, fmt.Errorf("he: identity key is not roster key %d", id)
 	}
-	k, err := kem.GenerateKey()
-	if err != nil {
-		return nil, fmt.Errorf("he: generating HPKE key: %w", err)
-	}
-	pt := &Party{params: p, id: id, sign: identity, roster: slices.Clone(roster), kemKey: k, decrypted: map[uint64]bool{}}
-	if _, err := rand.Read(pt.nonce[:]); err != nil {
-		return nil, err
-	}
-	// rlwe's key generator samples from a blake2b XOF keyed with 64 bytes of
-	// crypto/rand.
-	pt.sk = rlwe.NewKeyGenerator(p.p).GenSecretKeyNew()
-	return pt, nil
+	return &Party{params: p, id: id, sign: identity, roster: slices.Clone(roster), decrypted: map[uint64]bool{}}, nil
 }
 
 // ID returns the party's id.
 func (pt *Party) ID() int { return pt.id }
 
+// MinContributors returns the fewest clients a sum must hold before this
+// party helps decrypt it: before setup, its own floor; from Commit on, the
+// group's, fixed at setup.
+func (pt *Party) MinContributors() int { return pt.params.cfg.MinContributors }
+
+// Params returns the party's parameters: from Commit on, with the group's
+// MinContributors.
+func (pt *Party) Params() *Params { return pt.params }
+
 func (pt *Party) header() []byte { return groupHeader(pt.params) }
 
-// groupHeader binds a signature to the preset, N and t.
+// groupHeader binds a signature to everything the parties must agree on:
+// the preset, N, t, MaxAbsSum (the scale) and MaxDecryptions (the
+// smudging). MinContributors is not in it: each party states its own in
+// its advert, and the group's is the largest.
 func groupHeader(p *Params) []byte {
-	var b [12]byte
+	var b [28]byte
 	b[0] = p.cfg.Preset.ID
 	binary.LittleEndian.PutUint32(b[4:], uint32(p.cfg.Parties))
 	binary.LittleEndian.PutUint32(b[8:], uint32(p.cfg.Threshold))
+	binary.LittleEndian.PutUint64(b[12:], math.Float64bits(p.cfg.MaxAbsSum))
+	binary.LittleEndian.PutUint64(b[20:], uint64(p.cfg.MaxDecryptions))
 	return b[:]
+}
+
+// withFloor returns p with the group's MinContributors.
+func withFloor(p *Params, floor int) *Params {
+	q := *p
+	q.cfg.MinContributors = floor
+	return &q
 }
 
 // signed splits a signed message into its body, read from after the
@@ -131,21 +238,31 @@ func signed(p *Params, b []byte, kind byte, what string) (*reader, []byte, []byt
 	return newReader(body, kind, p.cfg.Preset.ID, what), body, sig, nil
 }
 
+func signedBytes(domain string, parts ...[]byte) []byte {
+	b := []byte(domain)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
 // Advert returns the party's first setup message: a fresh nonce for the
-// common reference string and its HPKE public key, signed.
+// common reference string, its HPKE public key and its MinContributors,
+// signed.
 func (pt *Party) Advert() []byte {
 	pub := pt.kemKey.PublicKey().Bytes()
-	w := newWriter(kindAdvert, pt.params.cfg.Preset.ID, 4+32+4+len(pub)+64)
+	w := newWriter(kindAdvert, pt.params.cfg.Preset.ID, 8+32+4+len(pub)+64)
 	w.u32(uint32(pt.id))
+	w.u32(uint32(pt.params.cfg.MinContributors))
 	w.b = append(w.b, pt.nonce[:]...)
 	w.bytes(pub)
-	sig := ed25519.Sign(pt.sign, append([]byte(domainAdvert+string(pt.header())), w.b[8:]...))
-	w.b = append(w.b, sig...)
+	w.b = append(w.b, ed25519.Sign(pt.sign, signedBytes(domainAdvert, pt.header(), w.b[8:]))...)
 	return w.b
 }
 
 type advert struct {
 	party int
+	floor int
 	nonce []byte
 	kem   hpke.PublicKey
 	raw   []byte
@@ -165,6 +282,7 @@ func parseAdverts(p *Params, roster []ed25519.PublicKey, adverts [][]byte) ([]ad
 			return nil, err
 		}
 		id := int(r.u32("party"))
+		floor := int(r.u32("minimum contributors"))
 		nonce := r.take(32, "nonce")
 		pub := r.bytes("HPKE key", hpkePublicKeySize)
 		if err := r.done(); err != nil {
@@ -173,25 +291,30 @@ func parseAdverts(p *Params, roster []ed25519.PublicKey, adverts [][]byte) ([]ad
 		if id != i+1 {
 			return nil, fmt.Errorf("%w: advert %d is from party %d", ErrProtocol, i+1, id)
 		}
-		if !ed25519.Verify(roster[i], append([]byte(domainAdvert+string(hdr)), body[8:]...), sig) {
-			return nil, fmt.Errorf("%w: advert %d: bad signature", ErrProtocol, id)
+		if !ed25519.Verify(roster[i], signedBytes(domainAdvert, hdr, body[8:]), sig) {
+			return nil, fmt.Errorf("%w: advert %d: bad signature (or other group parameters)", ErrProtocol, id)
+		}
+		if floor < 2 || floor > p.cfg.Parties {
+			return nil, fmt.Errorf("%w: advert %d: minimum contributors %d outside [2, %d]", ErrMalformed, id, floor, p.cfg.Parties)
 		}
 		k, err := kem.NewPublicKey(pub)
 		if err != nil {
 			return nil, fmt.Errorf("%w: advert %d: HPKE key: %v", ErrMalformed, id, err)
 		}
-		out[i] = advert{party: id, nonce: nonce, kem: k, raw: b}
+		out[i] = advert{party: id, floor: floor, nonce: nonce, kem: k, raw: b}
 	}
 	return out, nil
 }
 
 // crsFor derives the common reference string from every party's advert, so
 // that no single party (and not the coordinator) chooses the public
-// polynomial of the collective key.
+// polynomial of the collective key. Every advert carries a fresh nonce, so
+// the CRS also names this run of setup: every later setup message is bound
+// to it.
 func crsFor(p *Params, ads []advert) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(domainCRS))
-	h.Write([]byte{p.cfg.Preset.ID})
+	h.Write(groupHeader(p))
 	for _, a := range ads {
 		h.Write(a.raw)
 	}
@@ -209,15 +332,25 @@ func crp(p *Params, crs [32]byte) (mhe.PublicKeyGenProtocol, mhe.PublicKeyGenCRP
 	return ckg, ckg.SampleCRP(prng)
 }
 
-// Setup returns the party's second setup message, given every party's
-// advert: its share of the collective public key, and a Shamir share of its
-// secret key for every other party, sealed to that party's HPKE key. The
-// threshold sharing is Mouchet et al., "An Efficient Threshold
-// Access-Structure for RLWE-Based Multiparty Homomorphic Encryption"
-// (ePrint 2022/780), as implemented by lattigo's mhe.Thresholdizer.
-func (pt *Party) Setup(adverts [][]byte) ([]byte, error) {
-	if pt.sk == nil {
-		return nil, fmt.Errorf("%w: setup already done", ErrProtocol)
+// Commit returns the party's second setup message, given every party's
+// advert: a signed commitment to what it will reveal next — its share of
+// the collective public key and the Shamir shares of its secret key, each
+// sealed to its recipient. Committing before anything is revealed stops a
+// party from choosing its public-key share after seeing the others' (the
+// rogue-key attack on additive key generation; commit-then-reveal as in the
+// distributed key generation of Gennaro, Jarecki, Krawczyk, Rabin,
+// J. Cryptology 2007, §3). The group's MinContributors becomes the largest
+// any advert states.
+//
+// The public-key share is Mouchet, Troncoso-Pastoriza, Bossuat, Hubaux,
+// "Multiparty Homomorphic Encryption from Ring-Learning-with-Errors",
+// PETS 2021, §4.2; the threshold sharing is Mouchet, Bertrand, Hubaux,
+// "An Efficient Threshold Access-Structure for RLWE-Based Multiparty
+// Homomorphic Encryption", ePrint 2022/780, as lattigo's mhe.Thresholdizer
+// implements it.
+func (pt *Party) Commit(adverts [][]byte) ([]byte, error) {
+	if pt.step != stepNew {
+		return nil, fmt.Errorf("%w: Commit called twice", ErrProtocol)
 	}
 	ads, err := parseAdverts(pt.params, pt.roster, adverts)
 	if err != nil {
@@ -226,37 +359,80 @@ func (pt *Party) Setup(adverts [][]byte) ([]byte, error) {
 	if !bytes.Equal(ads[pt.id-1].nonce, pt.nonce[:]) {
 		return nil, fmt.Errorf("%w: the advert listed for this party is not its own", ErrProtocol)
 	}
-	pt.crs = crsFor(pt.params, ads)
-	pt.adverts = adverts
-	ckg, c := crp(pt.params, pt.crs)
+	floor := 0
+	for _, a := range ads {
+		floor = max(floor, a.floor)
+	}
+	p := pt.params
+	crs := crsFor(p, ads)
+	ckg, c := crp(p, crs)
 	share := ckg.AllocateShare()
 	ckg.GenShare(pt.sk, c, &share)
 
-	thr := mhe.NewThresholdizer(pt.params.p)
-	poly, err := thr.GenShamirPolynomial(pt.params.cfg.Threshold, pt.sk)
+	thr := mhe.NewThresholdizer(p.p)
+	poly, err := thr.GenShamirPolynomial(p.cfg.Threshold, pt.sk)
 	if err != nil {
 		return nil, fmt.Errorf("he: internal error: %w", err)
 	}
-	n := pt.params.p.N()
-	moduli := pt.params.p.Q()
-	w := newWriter(kindSetup, pt.params.cfg.Preset.ID, n*len(moduli)*8*(1+pt.params.cfg.Parties))
+	defer func() {
+		for _, c := range poly.Value {
+			for _, row := range c.Q.Coeffs {
+				clear(row)
+			}
+		}
+	}()
+	n := p.p.N()
+	moduli := p.p.Q()
+	w := newWriter(kindSetup, p.cfg.Preset.ID, n*len(moduli)*8*(1+p.cfg.Parties)+p.cfg.Parties*2400)
 	w.u32(uint32(pt.id))
 	w.poly(share.Value.Q)
-	for j := 1; j <= pt.params.cfg.Parties; j++ {
-		sh := thr.AllocateThresholdSecretShare()
+	sh := thr.AllocateThresholdSecretShare()
+	pw := &writer{}
+	for j := 1; j <= p.cfg.Parties; j++ {
 		thr.GenShamirSecretShare(mhe.ShamirPublicPoint(j), poly, &sh)
-		pw := &writer{}
+		if pt.deal != nil {
+			pt.deal(j, &sh)
+		}
+		pw.b = pw.b[:0]
 		pw.poly(sh.Poly.Q)
-		sealed, err := hpke.Seal(ads[j-1].kem, kdf, aead, shareInfo(pt.crs, pt.id, j), pw.b)
-		clear(pw.b)
+		sealed, err := hpke.Seal(ads[j-1].kem, kdf, aead, shareInfo(crs, pt.id, j), pw.b)
 		if err != nil {
+			clear(pw.b)
 			return nil, fmt.Errorf("he: sealing share for party %d: %w", j, err)
 		}
 		w.bytes(sealed)
 	}
-	sig := ed25519.Sign(pt.sign, append([]byte(domainSetup), append(pt.crs[:], w.b[8:]...)...))
-	w.b = append(w.b, sig...)
-	return w.b, nil
+	clear(pw.b)
+	for _, row := range sh.Poly.Q.Coeffs {
+		clear(row)
+	}
+	w.b = append(w.b, ed25519.Sign(pt.sign, signedBytes(domainSetup, groupHeader(p), crs[:], w.b[8:]))...)
+
+	cw := newWriter(kindCommit, p.cfg.Preset.ID, 4+32+64)
+	cw.u32(uint32(pt.id))
+	d := commitment(crs, pt.id, w.b)
+	cw.b = append(cw.b, d[:]...)
+	cw.b = append(cw.b, ed25519.Sign(pt.sign, signedBytes(domainCommit, groupHeader(p), crs[:], cw.b[8:]))...)
+
+	pt.crs, pt.ads, pt.reveal = crs, ads, w.b
+	pt.params = withFloor(p, floor)
+	pt.step = stepCommitted
+	return cw.b, nil
+}
+
+// commitment is the digest a party commits to: SHA-256 over the domain,
+// the CRS (which names this run of setup), the party's id and its whole
+// signed reveal. The reveal holds fresh HPKE encapsulations, so the digest
+// hides the public-key share until it is revealed.
+func commitment(crs [32]byte, party int, reveal []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(domainCommitted))
+	h.Write(crs[:])
+	h.Write(binary.LittleEndian.AppendUint32(nil, uint32(party)))
+	h.Write(reveal)
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }
 
 func shareInfo(crs [32]byte, from, to int) []byte {
@@ -265,24 +441,91 @@ func shareInfo(crs [32]byte, from, to int) []byte {
 	return binary.LittleEndian.AppendUint32(b, uint32(to))
 }
 
-type setupMsg struct {
+// parseCommitments checks that msgs holds one signed commitment from every
+// party, in id order, for this CRS.
+func parseCommitments(p *Params, roster []ed25519.PublicKey, crs [32]byte, msgs [][]byte) ([][32]byte, error) {
+	if len(msgs) != p.cfg.Parties {
+		return nil, fmt.Errorf("%w: %d commitments for %d parties (every party must commit before any reveals)", ErrProtocol, len(msgs), p.cfg.Parties)
+	}
+	hdr := groupHeader(p)
+	out := make([][32]byte, len(msgs))
+	for i, b := range msgs {
+		r, body, sig, err := signed(p, b, kindCommit, fmt.Sprintf("commitment %d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		id := int(r.u32("party"))
+		d := r.take(32, "digest")
+		if err := r.done(); err != nil {
+			return nil, err
+		}
+		if id != i+1 {
+			return nil, fmt.Errorf("%w: commitment %d is from party %d", ErrProtocol, i+1, id)
+		}
+		if !ed25519.Verify(roster[i], signedBytes(domainCommit, hdr, crs[:], body[8:]), sig) {
+			return nil, fmt.Errorf("%w: commitment %d: bad signature (or another advert set)", ErrProtocol, id)
+		}
+		copy(out[i][:], d)
+	}
+	return out, nil
+}
+
+// Reveal returns the party's third setup message, its reveal, once it holds
+// a signed commitment from every party for this run of setup, its own
+// among them. The coordinator relays every message, so a party checks for
+// itself that all N commitments are in before revealing anything: a reveal
+// sent earlier would let the last party to commit choose its share.
+func (pt *Party) Reveal(commitments [][]byte) ([]byte, error) {
+	if pt.step != stepCommitted {
+		return nil, fmt.Errorf("%w: Reveal out of order", ErrProtocol)
+	}
+	cs, err := parseCommitments(pt.params, pt.roster, pt.crs, commitments)
+	if err != nil {
+		return nil, err
+	}
+	own := commitment(pt.crs, pt.id, pt.reveal)
+	if subtle.ConstantTimeCompare(cs[pt.id-1][:], own[:]) != 1 {
+		return nil, fmt.Errorf("%w: the commitment listed for this party is not its own", ErrProtocol)
+	}
+	pt.commits = cs
+	pt.step = stepRevealed
+	return slices.Clone(pt.reveal), nil
+}
+
+type reveal struct {
 	party  int
 	pk     ring.Poly
 	sealed [][]byte // by recipient index
 }
 
-func parseSetup(p *Params, roster []ed25519.PublicKey, crs [32]byte, msgs [][]byte) ([]setupMsg, error) {
+// parseReveals checks every reveal against its party's commitment and
+// signature. A reveal that does not match its party's signed commitment,
+// or that the party signed although it is malformed, is that party's
+// fault: the error is a *SetupError naming it. A bad signature is not
+// blamed on anyone (the relay could have altered the message).
+func parseReveals(p *Params, roster []ed25519.PublicKey, crs [32]byte, commits [][32]byte, msgs [][]byte) ([]reveal, error) {
 	if len(msgs) != p.cfg.Parties {
-		return nil, fmt.Errorf("%w: %d setup messages for %d parties (setup needs every party)", ErrProtocol, len(msgs), p.cfg.Parties)
+		return nil, fmt.Errorf("%w: %d reveals for %d parties (setup needs every party)", ErrProtocol, len(msgs), p.cfg.Parties)
 	}
 	n := p.p.N()
 	moduli := p.p.Q()
 	shareLen := n*len(moduli)*8 + 2*1120 // sealed share: plaintext + encapsulation + tag, generously
-	out := make([]setupMsg, len(msgs))
+	hdr := groupHeader(p)
+	out := make([]reveal, len(msgs))
+	bad := faults{}
 	for i, b := range msgs {
-		r, body, sig, err := signed(p, b, kindSetup, fmt.Sprintf("setup message %d", i+1))
+		what := fmt.Sprintf("reveal %d", i+1)
+		r, body, sig, err := signed(p, b, kindSetup, what)
 		if err != nil {
 			return nil, err
+		}
+		if !ed25519.Verify(roster[i], signedBytes(domainSetup, hdr, crs[:], body[8:]), sig) {
+			return nil, fmt.Errorf("%w: %s: bad signature (or another advert set)", ErrProtocol, what)
+		}
+		// Signed by party i+1: from here on, what is wrong is its doing.
+		if d := commitment(crs, i+1, b); subtle.ConstantTimeCompare(d[:], commits[i][:]) != 1 {
+			bad[i+1] = fmt.Errorf("%w: party %d's signed reveal does not match its signed commitment", ErrProtocol, i+1)
+			continue
 		}
 		id := int(r.u32("party"))
 		pk := r.poly(n, moduli, "public-key share")
@@ -291,22 +534,47 @@ func parseSetup(p *Params, roster []ed25519.PublicKey, crs [32]byte, msgs [][]by
 			sealed[j] = r.bytes(fmt.Sprintf("share for party %d", j+1), shareLen)
 		}
 		if err := r.done(); err != nil {
-			return nil, err
+			bad[i+1] = err
+			continue
 		}
 		if id != i+1 {
-			return nil, fmt.Errorf("%w: setup message %d is from party %d", ErrProtocol, i+1, id)
+			bad[i+1] = fmt.Errorf("%w: reveal %d names party %d", ErrProtocol, i+1, id)
+			continue
 		}
-		if !ed25519.Verify(roster[i], append([]byte(domainSetup), append(crs[:], body[8:]...)...), sig) {
-			return nil, fmt.Errorf("%w: setup message %d: bad signature (or another advert set)", ErrProtocol, id)
-		}
-		out[i] = setupMsg{party: id, pk: pk, sealed: sealed}
+		out[i] = reveal{party: id, pk: pk, sealed: sealed}
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// collectiveKey sums the public-key shares (Mouchet et al., "Multiparty
-// Homomorphic Encryption from Ring-Learning-with-Errors", PETS 2021, §4.2).
-func collectiveKey(p *Params, crs [32]byte, msgs []setupMsg) *rlwe.PublicKey {
+// CheckReveals lets the party that relays setup (the coordinator) find out
+// who broke it: given the adverts, commitments and reveals it relayed, it
+// returns nil if every reveal matches its party's signed commitment, a
+// *SetupError naming the parties whose signed reveals do not, or another
+// error (ErrProtocol, ErrMalformed) for messages no party can be blamed
+// for. It needs no secret.
+func CheckReveals(p *Params, roster []ed25519.PublicKey, adverts, commitments, reveals [][]byte) error {
+	if len(roster) != p.cfg.Parties {
+		return fmt.Errorf("he: roster has %d keys for %d parties", len(roster), p.cfg.Parties)
+	}
+	ads, err := parseAdverts(p, roster, adverts)
+	if err != nil {
+		return err
+	}
+	crs := crsFor(p, ads)
+	cs, err := parseCommitments(p, roster, crs, commitments)
+	if err != nil {
+		return err
+	}
+	_, err = parseReveals(p, roster, crs, cs, reveals)
+	return err
+}
+
+// collectiveKey sums the public-key shares (Mouchet et al., PETS 2021,
+// §4.2).
+func collectiveKey(p *Params, crs [32]byte, msgs []reveal) *rlwe.PublicKey {
 	ckg, c := crp(p, crs)
 	agg := ckg.AllocateShare()
 	for i, m := range msgs {
@@ -323,48 +591,152 @@ func collectiveKey(p *Params, crs [32]byte, msgs []setupMsg) *rlwe.PublicKey {
 	return pk
 }
 
-// Finish completes setup from every party's setup message: it computes the
-// collective public key itself (clients never take it from the
-// coordinator), opens the Shamir shares addressed to it, and keeps their
-// sum as its threshold key share. Its own key share is then cleared.
-func (pt *Party) Finish(setup [][]byte) error {
-	if pt.adverts == nil {
-		return fmt.Errorf("%w: Finish before Setup", ErrProtocol)
+// transcriptHash binds the whole setup: the group's parameters, its
+// MinContributors, the CRS (every advert) and every party's commitment
+// (hence every reveal).
+func transcriptHash(p *Params, crs [32]byte, commits [][32]byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(domainTranscript))
+	h.Write(groupHeader(p))
+	h.Write(binary.LittleEndian.AppendUint32(nil, uint32(p.cfg.MinContributors)))
+	h.Write(crs[:])
+	for _, c := range commits {
+		h.Write(c[:])
 	}
-	if pt.threshold != nil {
-		return fmt.Errorf("%w: setup already finished", ErrProtocol)
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Finish checks every reveal against its commitment, computes the
+// collective public key itself (a client never takes it from the
+// coordinator), opens the Shamir shares addressed to it and keeps their
+// sum as its threshold key share; its own key share is then erased. It
+// returns the party's fourth setup message: its shares of the key
+// confirmation (see Confirm). A reveal that does not match its commitment
+// gives a *SetupError naming its party.
+func (pt *Party) Finish(reveals [][]byte) ([]byte, error) {
+	if pt.step != stepRevealed {
+		return nil, fmt.Errorf("%w: Finish out of order", ErrProtocol)
 	}
-	msgs, err := parseSetup(pt.params, pt.roster, pt.crs, setup)
+	p := pt.params
+	msgs, err := parseReveals(p, pt.roster, pt.crs, pt.commits, reveals)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	thr := mhe.NewThresholdizer(pt.params.p)
+	thr := mhe.NewThresholdizer(p.p)
 	total := thr.AllocateThresholdSecretShare()
-	n := pt.params.p.N()
+	sh := thr.AllocateThresholdSecretShare()
+	n := p.p.N()
+	bad := faults{}
 	for _, m := range msgs {
 		plain, err := hpke.Open(pt.kemKey, kdf, aead, shareInfo(pt.crs, m.party, pt.id), m.sealed[pt.id-1])
 		if err != nil {
-			return fmt.Errorf("%w: share from party %d does not open: %v", ErrProtocol, m.party, err)
+			bad[m.party] = fmt.Errorf("%w: party %d's Shamir share for party %d does not open: %v", ErrProtocol, m.party, pt.id, err)
+			continue
 		}
-		r := &reader{b: plain, what: fmt.Sprintf("share from party %d", m.party)}
-		poly := r.poly(n, pt.params.p.Q(), "share")
+		r := &reader{b: plain, what: fmt.Sprintf("Shamir share from party %d", m.party)}
+		poly := r.poly(n, p.p.Q(), "share")
+		err = r.done()
 		clear(plain)
-		if err := r.done(); err != nil {
-			return err
+		if err != nil {
+			bad[m.party] = err
+			continue
 		}
-		sh := thr.AllocateThresholdSecretShare()
 		sh.Poly.Q.Copy(poly)
+		for _, row := range poly.Coeffs {
+			clear(row)
+		}
 		if err := thr.AggregateShares(total, sh, &total); err != nil {
-			return fmt.Errorf("he: internal error: %w", err)
+			return nil, fmt.Errorf("he: internal error: %w", err)
 		}
 	}
-	pt.cpk = collectiveKey(pt.params, pt.crs, msgs)
+	for _, row := range sh.Poly.Q.Coeffs {
+		clear(row)
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
+	}
+	pt.cpk = collectiveKey(p, pt.crs, msgs)
 	pt.threshold = &total
 	for _, row := range pt.sk.Value.Q.Coeffs {
 		clear(row)
 	}
 	pt.sk = nil
+	pt.transcript = transcriptHash(p, pt.crs, pt.commits)
+	pt.confirm = newConfirmation(p, pt.cpk, pt.transcript)
+	out, err := pt.confirm.shares(pt)
+	if err != nil {
+		return nil, err
+	}
+	pt.step = stepFinished
+	return out, nil
+}
+
+// Confirm ends setup with key confirmation: every party's Finish message
+// must be signed over this party's own transcript hash (so all N saw the
+// same setup), the key-confirmation vector must decrypt under the first t
+// parties' threshold shares to its known value (so their shares combine to
+// the secret of the collective public key), and every party's share must
+// pass the parity check (so all N threshold shares lie on one polynomial of
+// degree t−1: any t of them decrypt alike). A party that dealt inconsistent
+// Shamir shares is caught here, at setup, rather than in a training round;
+// the error wraps ErrKeyConfirmation and the key must not be used.
+func (pt *Party) Confirm(finishes [][]byte) error {
+	if pt.step != stepFinished {
+		return fmt.Errorf("%w: Confirm out of order", ErrProtocol)
+	}
+	if err := pt.confirm.check(pt.params, pt.roster, finishes); err != nil {
+		return err
+	}
+	pt.confirm = nil
+	pt.ads = nil
+	pt.reveal = nil
+	pt.step = stepReady
 	return nil
+}
+
+// SetupLocal runs the whole key ceremony for parties that live in one
+// process (simulations, tests and benchmarks): identities[i] is party
+// i+1's identity key, p every party's parameters. A deployment runs
+// Advert, Commit, Reveal, Finish and Confirm at each party instead, with
+// the coordinator relaying each step's messages to every party.
+func SetupLocal(p *Params, identities []ed25519.PrivateKey) ([]*Party, error) {
+	n := len(identities)
+	roster := make([]ed25519.PublicKey, n)
+	for i, k := range identities {
+		if len(k) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("he: identity %d has %d bytes", i+1, len(k))
+		}
+		roster[i] = k.Public().(ed25519.PublicKey)
+	}
+	parties := make([]*Party, n)
+	msgs := make([][]byte, n)
+	for i := range parties {
+		pt, err := NewParty(p, i+1, identities[i], roster)
+		if err != nil {
+			return nil, err
+		}
+		parties[i] = pt
+		msgs[i] = pt.Advert()
+	}
+	steps := []func(*Party, [][]byte) ([]byte, error){(*Party).Commit, (*Party).Reveal, (*Party).Finish}
+	for _, f := range steps {
+		next := make([][]byte, n)
+		for i, pt := range parties {
+			var err error
+			if next[i], err = f(pt, msgs); err != nil {
+				return nil, fmt.Errorf("he: party %d: %w", i+1, err)
+			}
+		}
+		msgs = next
+	}
+	for i, pt := range parties {
+		if err := pt.Confirm(msgs); err != nil {
+			return nil, fmt.Errorf("he: party %d: %w", i+1, err)
+		}
+	}
+	return parties, nil
 }
 
 // Noise adds a client's share of differential-privacy noise to its update
@@ -379,13 +751,13 @@ type Noise interface {
 // submission: the ciphertexts and the client's signature over the round,
 // its id and their hash, which every decryptor checks.
 func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, error) {
-	if pt.cpk == nil {
+	if pt.step != stepReady {
 		return nil, fmt.Errorf("%w: Encrypt before setup finished", ErrProtocol)
 	}
 	if noise == nil {
 		return nil, errors.New("he: no DP noise given: pass the client's share of the distributed noise (he.DPNoise), or he.NoNoise to send the update without it")
 	}
-	if len(values) == 0 || len(values) > 1<<26 {
+	if len(values) == 0 || len(values) > maxValues {
 		return nil, fmt.Errorf("he: update has %d values, want 1 to 2^26", len(values))
 	}
 	v := slices.Clone(values)
@@ -400,7 +772,8 @@ func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, e
 	}
 	p := pt.params
 	n := p.p.N()
-	k := (len(v) + n - 1) / n
+	vpc := p.ValuesPerCiphertext()
+	k := (len(v) + vpc - 1) / vpc
 	ecd := hefloat.NewEncoder(p.p)
 	enc := rlwe.NewEncryptor(p.p, pt.cpk)
 	level := p.p.MaxLevel()
@@ -413,8 +786,8 @@ func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, e
 	pt0 := hefloat.NewPlaintext(p.p, level)
 	ct := rlwe.NewCiphertext(p.p, 1, level)
 	for c := 0; c < k; c++ {
-		clear(buf)
-		copy(buf, v[c*n:min((c+1)*n, len(v))])
+		clear(buf) // the guard coefficients stay zero
+		copy(buf, v[c*vpc:min((c+1)*vpc, len(v))])
 		pt0.IsBatched = false
 		pt0.Scale = rlwe.NewScale(math.Exp2(float64(p.logS)))
 		if err := ecd.Encode(buf, pt0); err != nil {
@@ -441,20 +814,24 @@ func submissionDigest(crs [32]byte, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// CRS returns the group's common reference string (available after Setup),
-// which the coordinator needs to check submissions.
+// CRS returns the group's common reference string (available after
+// Commit), which the coordinator needs to check submissions.
 func (pt *Party) CRS() [32]byte { return pt.crs }
 
-// kindState marks a party's saved state.
-const kindState = 6
+// Transcript returns the hash of the whole setup transcript (available
+// after Finish): parties that finished setup together hold the same one,
+// which a relay can compare.
+func (pt *Party) Transcript() [32]byte { return pt.transcript }
 
 // MarshalState returns the party's state after setup: its threshold key
 // share (secret: store it encrypted at rest), the collective public key,
-// the CRS, and its record of decrypted rounds and ciphertexts, which must
-// survive restarts for the one-decryption-per-round rule to hold. Save it
-// after Finish and after every DecryptShare, before sending the share.
+// the CRS, the group's MinContributors, every party's setup commitment and
+// the transcript hash over them, and its record of decrypted rounds and
+// ciphertexts, which must survive restarts for the one-decryption-per-round
+// rule to hold. Save it after Confirm and after every DecryptShare, before
+// sending the share.
 func (pt *Party) MarshalState() ([]byte, error) {
-	if pt.threshold == nil {
+	if pt.step != stepReady {
 		return nil, fmt.Errorf("%w: no state before setup finished", ErrProtocol)
 	}
 	p := pt.params
@@ -463,11 +840,15 @@ func (pt *Party) MarshalState() ([]byte, error) {
 		rounds = append(rounds, r)
 	}
 	slices.Sort(rounds)
-	w := newWriter(kindState, p.cfg.Preset.ID, 3*p.CiphertextBytes()/2+64+8*len(rounds))
+	w := newWriter(kindState, p.cfg.Preset.ID, 3*p.CiphertextBytes()/2+128+32*len(pt.commits)+8*len(rounds))
 	w.u32(uint32(pt.id))
-	w.u32(uint32(p.cfg.Parties))
-	w.u32(uint32(p.cfg.Threshold))
+	w.b = append(w.b, groupHeader(p)...)
+	w.u32(uint32(p.cfg.MinContributors))
 	w.b = append(w.b, pt.crs[:]...)
+	w.b = append(w.b, pt.transcript[:]...)
+	for _, c := range pt.commits {
+		w.b = append(w.b, c[:]...)
+	}
 	w.poly(pt.cpk.Value[0].Q)
 	w.poly(pt.cpk.Value[1].Q)
 	w.poly(pt.threshold.Poly.Q)
@@ -479,14 +860,26 @@ func (pt *Party) MarshalState() ([]byte, error) {
 	return w.b, nil
 }
 
-// RestoreParty rebuilds a party from MarshalState's output.
+// RestoreParty rebuilds a party from MarshalState's output. The state must
+// be for p's preset, N, t, MaxAbsSum and MaxDecryptions. The group's
+// MinContributors is the one fixed at setup and kept in the state; p's is
+// ignored, so no restore can lower it (MinContributors reports it).
 func RestoreParty(p *Params, identity ed25519.PrivateKey, roster []ed25519.PublicKey, state []byte) (*Party, error) {
 	r := newReader(state, kindState, p.cfg.Preset.ID, "party state")
 	id := int(r.u32("party"))
-	if n, t := int(r.u32("parties")), int(r.u32("threshold")); r.err == nil && (n != p.cfg.Parties || t != p.cfg.Threshold) {
-		r.fail("state is for %d-of-%d, parameters are %d-of-%d", t, n, p.cfg.Threshold, p.cfg.Parties)
+	if h := r.take(28, "group parameters"); r.err == nil && !bytes.Equal(h, groupHeader(p)) {
+		r.fail("state is for other group parameters (N, t, MaxAbsSum or MaxDecryptions) than these (%d-of-%d)", p.cfg.Threshold, p.cfg.Parties)
+	}
+	floor := int(r.u32("minimum contributors"))
+	if r.err == nil && (floor < 2 || floor > p.cfg.Parties) {
+		r.fail("minimum contributors %d outside [2, %d]", floor, p.cfg.Parties)
 	}
 	crs := r.take(32, "CRS")
+	transcript := r.take(32, "transcript hash")
+	commits := make([][32]byte, p.cfg.Parties)
+	for i := range commits {
+		copy(commits[i][:], r.take(32, "commitment"))
+	}
 	n := p.p.N()
 	pk0 := r.poly(n, p.p.Q(), "public key")
 	pk1 := r.poly(n, p.p.Q(), "public key")
@@ -498,32 +891,44 @@ func RestoreParty(p *Params, identity ed25519.PrivateKey, roster []ed25519.Publi
 	}
 	rounds := make([]uint64, 0, max(nr, 0))
 	for i := 0; i < nr && r.err == nil; i++ {
-		rounds = append(rounds, r.u64("round"))
+		rd := r.u64("round")
+		if i > 0 && rd <= rounds[i-1] {
+			r.fail("rounds out of order")
+		}
+		rounds = append(rounds, rd)
 	}
 	if err := r.done(); err != nil {
 		return nil, err
 	}
+	gp := withFloor(p, floor)
+	var c [32]byte
+	copy(c[:], crs)
+	if t := transcriptHash(gp, c, commits); !bytes.Equal(t[:], transcript) {
+		return nil, fmt.Errorf("%w: party state: the transcript hash does not match its commitments and minimum contributors", ErrMalformed)
+	}
 	if count > uint64(p.cfg.MaxDecryptions) {
 		return nil, fmt.Errorf("%w: party state: %d decryptions, above the budget %d", ErrMalformed, count, p.cfg.MaxDecryptions)
 	}
-	pt, err := NewParty(p, id, identity, roster)
+	pt, err := newParty(gp, id, identity, roster)
 	if err != nil {
 		return nil, err
 	}
-	for _, row := range pt.sk.Value.Q.Coeffs {
-		clear(row)
-	}
-	pt.sk = nil
-	copy(pt.crs[:], crs)
+	pt.crs = c
+	copy(pt.transcript[:], transcript)
+	pt.commits = commits
 	pt.cpk = rlwe.NewPublicKey(p.p)
 	pt.cpk.Value[0].Q.Copy(pk0)
 	pt.cpk.Value[1].Q.Copy(pk1)
 	thr := mhe.NewThresholdizer(p.p).AllocateThresholdSecretShare()
 	thr.Poly.Q.Copy(share)
+	for _, row := range share.Coeffs {
+		clear(row)
+	}
 	pt.threshold = &thr
 	pt.decCount = int(count)
 	for _, rd := range rounds {
 		pt.decrypted[rd] = true
 	}
+	pt.step = stepReady
 	return pt, nil
 }

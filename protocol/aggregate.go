@@ -132,25 +132,8 @@ func newHESummer(n int, preset he.Preset, threshold, minCohort int, maxAbs float
 		}
 	}
 	s := &heSummer{params: params, roster: roster, grid: noise, samplers: samplers, gamma: gamma}
-	adverts := make([][]byte, n)
-	for i := range keys {
-		p, err := he.NewParty(params, i+1, keys[i], roster)
-		if err != nil {
-			return nil, err
-		}
-		s.parties = append(s.parties, p)
-		adverts[i] = p.Advert()
-	}
-	setup := make([][]byte, n)
-	for i, p := range s.parties {
-		if setup[i], err = p.Setup(adverts); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range s.parties {
-		if err := p.Finish(setup); err != nil {
-			return nil, err
-		}
+	if s.parties, err = he.SetupLocal(params, keys); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -21,13 +21,16 @@ import (
 	"github.com/fl-secure/fl-secure/protocol/wire"
 )
 
-// Engine phases of threshold CKKS on the wire.
+// Engine phases of threshold CKKS on the wire. The key ceremony runs
+// advert (10), commit (15), reveal (11), confirm (16), finish (12).
 const (
 	phaseHEAdvert  = 10 // site → advert; coordinator → every advert
-	phaseHESetup   = 11 // site → setup message; coordinator → every one
-	phaseHEFinish  = 12 // site → its CRS, once setup is finished
+	phaseHESetup   = 11 // site → reveal (key share, sealed Shamir shares); coordinator → every one
+	phaseHEFinish  = 12 // site → its CRS and transcript hash, once setup is confirmed
 	phaseHESubmit  = 13 // site → signed ciphertexts
 	phaseHEDecrypt = 14 // coordinator → request; site → decryption share
+	phaseHECommit  = 15 // site → signed commitment to its reveal; coordinator → every one
+	phaseHEConfirm = 16 // site → key-confirmation shares; coordinator → every one
 )
 
 // heNetPreset and heNetMaxAbs are the network federation's CKKS settings:
@@ -84,7 +87,8 @@ func heParams(sites, minCohort int) (*he.Params, error) {
 }
 
 type heState struct {
-	CRS string `json:"crs"`
+	CRS        string `json:"crs"`
+	Transcript string `json:"transcript,omitempty"`
 }
 
 // heSetup runs the key ceremony with every site on the roster (it needs
@@ -140,14 +144,19 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 				return nil, false
 			}
 			out := make([][]byte, n)
+			ok := true
 			for site, m := range got {
 				e := m.GetEngine()
 				if e == nil {
-					return nil, false
+					if r := m.GetRefuse(); r != nil {
+						c.log.Warn("key ceremony: site refused", "site", site, "reason", r.Reason)
+					}
+					ok = false
+					continue
 				}
 				out[site-1] = e.Payload
 			}
-			return out, true
+			return out, ok
 		}
 		broadcast := func(phase uint32, items [][]byte) {
 			b := packList(items)
@@ -155,30 +164,62 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 				s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phase, Payload: b}}})
 			}
 		}
+		// Each step's messages go to every site only once every site has
+		// sent its own: in particular no site sees a reveal before all
+		// commitments are in (and each site checks that for itself).
 		adverts, ok := step(phaseHEAdvert)
 		if !ok {
 			c.log.Warn("key ceremony: missing adverts; retrying")
 			continue
 		}
 		broadcast(phaseHEAdvert, adverts)
-		setup, ok := step(phaseHESetup)
+		commits, ok := step(phaseHECommit)
 		if !ok {
-			c.log.Warn("key ceremony: missing setup messages; retrying")
+			c.log.Warn("key ceremony: missing commitments; retrying")
 			continue
 		}
-		broadcast(phaseHESetup, setup)
+		broadcast(phaseHECommit, commits)
+		reveals, ok := step(phaseHESetup)
+		if !ok {
+			c.log.Warn("key ceremony: missing reveals; retrying")
+			continue
+		}
+		// A site whose signed reveal does not match its signed commitment
+		// has tried to choose its key share after seeing the others'.
+		params, err := heParams(n, c.cfg.MinCohort)
+		if err != nil {
+			return crs, err
+		}
+		if err := he.CheckReveals(params, c.cfg.Roster.identities(), adverts, commits, reveals); err != nil {
+			var se *he.SetupError
+			if errors.As(err, &se) {
+				for i, site := range se.Parties {
+					c.misbehaved(site, fmt.Sprintf("key ceremony: %v", se.Errs[i]))
+				}
+				return crs, fmt.Errorf("protocol: the key ceremony failed because of site(s) %v: %w; remove them from the roster and run it again", se.Parties, err)
+			}
+			c.log.Warn("key ceremony: bad reveals; retrying", "err", err)
+			continue
+		}
+		broadcast(phaseHESetup, reveals)
+		confirms, ok := step(phaseHEConfirm)
+		if !ok {
+			c.log.Warn("key ceremony: not every site sent its key confirmation; retrying")
+			continue
+		}
+		broadcast(phaseHEConfirm, confirms)
 		acks, ok := step(phaseHEFinish)
 		if !ok {
-			c.log.Warn("key ceremony: not every site finished; retrying")
+			c.log.Warn("key ceremony: not every site confirmed the key; retrying")
 			continue
 		}
 		for i, a := range acks {
-			if len(a) != 32 || string(a) != string(acks[0]) {
-				return crs, fmt.Errorf("protocol: site %d reports another common reference string", i+1)
+			if len(a) != 64 || string(a) != string(acks[0]) {
+				return crs, fmt.Errorf("protocol: site %d reports another common reference string or setup transcript", i+1)
 			}
 		}
 		copy(crs[:], acks[0])
-		b, _ := json.Marshal(heState{CRS: hex.EncodeToString(crs[:])})
+		b, _ := json.Marshal(heState{CRS: hex.EncodeToString(crs[:]), Transcript: hex.EncodeToString(acks[0][32:])})
 		if err := writeAtomic(path, b); err != nil {
 			return crs, err
 		}
@@ -245,6 +286,13 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	if len(contributors) < c.cfg.MinCohort {
 		return nil, len(contributors), bl, fmt.Errorf("%w: %d submissions", ErrCohort, len(contributors))
 	}
+	rng, err := heRange(start, len(contributors))
+	if err != nil {
+		return nil, len(contributors), bl, err
+	}
+	if err := agg.SetRange(rng); err != nil {
+		return nil, len(contributors), bl, fmt.Errorf("protocol: round %d: %w", tr, err)
+	}
 	req, err := agg.Request(contributors)
 	if err != nil {
 		return nil, len(contributors), bl, err
@@ -277,10 +325,53 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 		}
 	}
 	sum, err := agg.Combine(shares)
+	if errors.Is(err, he.ErrOutOfRange) {
+		// Some site submitted a malformed ciphertext: what was decrypted
+		// may hold the collective key, and it is published to no one.
+		c.log.Error("decrypted sum refused: outside the range honest sites' updates can produce; the result is withheld and not published. A site submitted a malformed ciphertext; the threshold key may be under attack",
+			"round", tr, "contributors", fmt.Sprint(contributors))
+		return nil, len(contributors), bl, fmt.Errorf("protocol: round %d: %w", tr, err)
+	}
 	if err != nil {
 		return nil, len(contributors), bl, err
 	}
 	return sum, len(contributors), bl, nil
+}
+
+// heRange is what the sum of an he round can be when every site follows
+// the protocol (see he.Range): the sites' values lie on the round's grid
+// (each site rounds its vector to it, with or without DP noise); in a
+// client-level training round each site's update is clipped to L2 norm
+// Clip, so no coordinate of the sum of c updates exceeds c·Clip before
+// noise. Statistics and record-level sums have no bound tighter than the
+// preset's (a record-level sum grows with the records), so there only the
+// grid and the unused coefficients are checked.
+func heRange(st *wire.RoundStart, contributors int) (he.Range, error) {
+	e, err := heGrid(st)
+	if err != nil {
+		return he.Range{}, err
+	}
+	r := he.Range{Grid: math.Ldexp(1, e)}
+	if st.Kind == wire.RoundStart_TRAIN {
+		r.Sigma = st.SiteSigma
+		if st.Level == string(dp.ClientLevel) && st.Clip > 0 {
+			r.MaxAbs = float64(contributors) * st.Clip
+		}
+	}
+	return r, nil
+}
+
+// heGrid returns the exponent of the round's grid 2^e: the power of two
+// nearest the round's γ.
+func heGrid(st *wire.RoundStart) (int, error) {
+	if !(st.Gamma > 0) || math.IsInf(st.Gamma, 0) {
+		return 0, fmt.Errorf("grid step %v is not positive", st.Gamma)
+	}
+	e := int(math.Round(math.Log2(st.Gamma)))
+	if e < -60 || e > 0 {
+		return 0, fmt.Errorf("grid step 2^%d outside [2^-60, 1]", e)
+	}
+	return e, nil
 }
 
 // Site side.
@@ -289,29 +380,30 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	if st.HePreset != heNetPreset.Name || st.HeMaxAbs != heNetMaxAbs {
 		return nil, nil, fmt.Errorf("he preset %q with bound %v is not this build's (%s, %v)", st.HePreset, st.HeMaxAbs, heNetPreset.Name, float64(heNetMaxAbs))
 	}
-	// The fewest contributors a sum this site helps decrypt must hold: the
-	// site's own minimum cohort, or the coordinator's if that is larger.
-	params, err := heParams(int(st.Sites), max(s.cfg.MinCohort, int(st.MinCohort)))
+	if s.he != nil {
+		return s.he, s.he.Params(), nil
+	}
+	// The fewest contributors a sum this site helps decrypt must hold was
+	// fixed at the key ceremony and is kept in the saved state, which
+	// RestoreParty uses: nothing a RoundStart says can lower it.
+	params, err := heParams(len(s.cfg.Roster.Sites), 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.he != nil {
-		return s.he, params, nil
-	}
 	b, err := atrest.ReadFile(filepath.Join(s.cfg.State, "he-party.bin"), s.cfg.Passphrase)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, params, errors.New("no threshold key yet: the key ceremony has not run")
+		return nil, nil, errors.New("no threshold key yet: the key ceremony has not run")
 	}
 	if err != nil {
-		return nil, params, err
+		return nil, nil, err
 	}
 	defer clear(b)
 	p, err := he.RestoreParty(params, s.identity, s.cfg.Roster.identities(), b)
 	if err != nil {
-		return nil, params, err
+		return nil, nil, err
 	}
 	s.he = p
-	return p, params, nil
+	return p, p.Params(), nil
 }
 
 // saveHE writes the party's state (threshold share and decrypted rounds),
@@ -330,6 +422,9 @@ func (s *Site) saveHE() error {
 func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	st := r.start
 	if st.Kind == wire.RoundStart_HE_SETUP {
+		// The only time the coordinator's minimum cohort counts: at setup,
+		// the larger of it and the site's own goes into the site's advert,
+		// and the group's is the largest advert's, fixed for the key's life.
 		params, err := heParams(int(st.Sites), max(s.cfg.MinCohort, int(st.MinCohort)))
 		if err != nil {
 			return nil, err
@@ -349,9 +444,15 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var noise he.Noise = he.NoNoise
+	// Every vector goes on the round's grid, noised or not: the coordinator
+	// returns the decrypted sum rounded to that grid, so nothing below it
+	// (where a malformed ciphertext could hide key bits) is ever released.
+	e, err := heGrid(st)
+	if err != nil {
+		return nil, err
+	}
+	var noise he.Noise = gridRound{s.sampler, math.Ldexp(1, e)}
 	if st.Kind == wire.RoundStart_TRAIN && st.SiteSigma > 0 {
-		e := int(math.Round(math.Log2(st.Gamma)))
 		g, err := dp.NewGridGaussian(st.SiteSigma, e)
 		if err != nil {
 			return nil, err
@@ -378,36 +479,45 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 // heStep handles an engine message in mode he.
 func (s *Site) heStep(r *siteRound, e *wire.Engine) (*wire.SiteMessage, error) {
 	switch e.Phase {
-	case phaseHEAdvert:
+	case phaseHEAdvert, phaseHECommit, phaseHESetup, phaseHEConfirm:
 		list, err := unpackList(e.Payload)
 		if err != nil {
 			return nil, err
 		}
-		if s.heSetup == nil {
+		p := s.heSetup
+		if p == nil {
 			return nil, errors.New("no key ceremony in progress")
 		}
-		m, err := s.heSetup.Setup(list)
-		if err != nil {
+		switch e.Phase {
+		case phaseHEAdvert:
+			m, err := p.Commit(list)
+			if err != nil {
+				return nil, err
+			}
+			return engineMsg(e.Round, phaseHECommit, m), nil
+		case phaseHECommit:
+			// Reveal checks that all N commitments are in and signed.
+			m, err := p.Reveal(list)
+			if err != nil {
+				return nil, err
+			}
+			return engineMsg(e.Round, phaseHESetup, m), nil
+		case phaseHESetup:
+			m, err := p.Finish(list)
+			if err != nil {
+				return nil, err
+			}
+			return engineMsg(e.Round, phaseHEConfirm, m), nil
+		}
+		if err := p.Confirm(list); err != nil {
 			return nil, err
 		}
-		return engineMsg(e.Round, phaseHESetup, m), nil
-	case phaseHESetup:
-		list, err := unpackList(e.Payload)
-		if err != nil {
-			return nil, err
-		}
-		if s.heSetup == nil {
-			return nil, errors.New("no key ceremony in progress")
-		}
-		if err := s.heSetup.Finish(list); err != nil {
-			return nil, err
-		}
-		s.he, s.heSetup = s.heSetup, nil
+		s.he, s.heSetup = p, nil
 		if err := s.saveHE(); err != nil {
 			return nil, err
 		}
-		crs := s.he.CRS()
-		return engineMsg(e.Round, phaseHEFinish, crs[:]), nil
+		crs, t := p.CRS(), p.Transcript()
+		return engineMsg(e.Round, phaseHEFinish, append(crs[:], t[:]...)), nil
 	case phaseHEDecrypt:
 		if s.he == nil {
 			return nil, errors.New("no threshold key")

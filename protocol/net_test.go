@@ -445,6 +445,17 @@ func TestNetworkHE(t *testing.T) {
 			t.Errorf("site %d: no saved threshold key: %v", i+1, err)
 		}
 	}
+	// Every site confirmed the key over the transcript the coordinator
+	// recorded (adverts, commitments before reveals, key confirmation).
+	rec, err := os.ReadFile(filepath.Join(f.coord.cfg.State, "he.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sites {
+		if tr := s.he.Transcript(); !strings.Contains(string(rec), fmt.Sprintf(`"transcript":"%x"`, tr)) {
+			t.Errorf("site %d: transcript %x is not the coordinator's: %s", i+1, tr, rec)
+		}
+	}
 }
 
 // An oversized message is refused by gRPC's limit before the round code
