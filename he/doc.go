@@ -134,7 +134,7 @@
 // probability at most 2·e^(−z²/2). Combine allows z of each in each of the
 // M = k·N coefficients of a round of k ciphertexts, so a false alarm needs
 // one of at most 3M such tail events: probability at most 6M·e^(−z²/2),
-// and z = √(2·(ln 6M + 40·ln 2)) makes that 2^−40 per round (z ≈ 8.8 for
+// and z = √(2·(ln 6M + 40·ln 2)) makes that 2^−40 per round (z ≈ 8.7 for
 // one Compact ciphertext, 9.8 for 2^26 values). A malicious decryptor that
 // adds more noise than σ_f can make an honest round fail; it can also just
 // not answer.
