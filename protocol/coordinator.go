@@ -33,6 +33,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/he"
 	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 	"github.com/fl-secure/fl-secure/secagg"
@@ -698,6 +699,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if errors.Is(err, he.ErrOutOfRange) {
+				// A site submitted a malformed ciphertext. The result was
+				// withheld, but each refused round tells that site one bit
+				// about the decryption key: stop.
+				return nil, fmt.Errorf("protocol: round %d: a decrypted sum was out of the range honest updates produce, so a site submitted a malformed ciphertext; the run stops (each such round could leak a bit of the decryption key): %w", r, err)
 			}
 			if err := retry.failed(ctx, bl, err); err != nil {
 				return nil, err

@@ -548,7 +548,21 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 			if s.ledger == nil {
 				return nil, nil, errors.New("this site has no privacy budget (epsilon_cap)")
 			}
-			ch, err := s.chargeFor(st, r.floor, colluders)
+			k := r.floor
+			if st.Mode == string(HE) {
+				// The decryptors enforce the group's minimum number of
+				// contributors, fixed at the key ceremony, whatever this
+				// round announces: charge for no more than that.
+				p, _, err := s.heParty(st)
+				if err != nil {
+					return nil, nil, err
+				}
+				k = min(k, p.MinContributors())
+				if colluders >= k {
+					return nil, nil, fmt.Errorf("%d colluders among the %d contributors a sum must hold leave no honest site", colluders, k)
+				}
+			}
+			ch, err := s.chargeFor(st, k, colluders)
 			if err != nil {
 				return nil, nil, err
 			}
