@@ -299,4 +299,4 @@ func isTerminal(w io.Writer) bool {
 
 // heWarning states what mode he does not yet protect (SECURITY.md, "Threshold
 // CKKS").
-const heWarning = "fl-secure: warning: mode he holds only against a passive coordinator and hospitals that follow the protocol: a malicious hospital can recover the decryption key from a malformed ciphertext, and the last party of the key ceremony can choose the key (SECURITY.md); use secagg for sensitive data"
+const heWarning = "fl-secure: warning: mode he keeps updates and the decryption key confidential against a malicious coordinator, or against malicious hospitals while the coordinator is honest, but not against a coordinator that colludes with even one malicious hospital (that pair can recover the key from a single round); where that is a risk, use secagg (SECURITY.md, \"Threshold CKKS\")"
