@@ -296,14 +296,15 @@ func heRound(name string, d, n int) ([]Result, error) {
 	for i := range v {
 		v[i] = float64(i%100) / 100
 	}
-	agg, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1)
+	var terms [he.ContextSize]byte // one process: every party holds the same round terms
+	agg, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1, terms)
 	var enc time.Duration
 	var subBytes int
 	var mem int64
 	mem, err = peak(func() error {
 		for i, p := range parties {
 			t0 := time.Now()
-			sub, err := p.Encrypt(1, v, he.NoNoise)
+			sub, err := p.Encrypt(1, terms, v, he.NoNoise)
 			if i == 0 {
 				enc = time.Since(t0)
 				subBytes = len(sub)
@@ -332,7 +333,7 @@ func heRound(name string, d, n int) ([]Result, error) {
 	var share time.Duration
 	for i := 0; i < n/2+1; i++ {
 		t0 := time.Now()
-		s, err := parties[i].DecryptShare(req)
+		s, err := parties[i].DecryptShare(req, terms)
 		if i == 0 {
 			share = time.Since(t0)
 		}

@@ -16,10 +16,11 @@ import (
 const maxValues = 1 << 26
 
 type submission struct {
-	round uint64
-	party int
-	dim   int
-	cts   [][2]ring.Poly
+	round   uint64
+	context [ContextSize]byte
+	party   int
+	dim     int
+	cts     [][2]ring.Poly
 }
 
 // parseSubmission decodes and verifies a client's signed submission.
@@ -28,7 +29,9 @@ func parseSubmission(p *Params, roster []ed25519.PublicKey, crs [32]byte, b []by
 	if err != nil {
 		return nil, err
 	}
-	s := &submission{round: r.u64("round"), party: int(r.u32("party")), dim: int(r.u32("length"))}
+	s := &submission{round: r.u64("round")}
+	copy(s.context[:], r.take(ContextSize, "context"))
+	s.party, s.dim = int(r.u32("party")), int(r.u32("length"))
 	k := int(r.u32("ciphertext count"))
 	n := p.p.N()
 	vpc := p.ValuesPerCiphertext()
@@ -66,8 +69,9 @@ func parseSubmission(p *Params, roster []ed25519.PublicKey, crs [32]byte, b []by
 }
 
 // sumSubmissions verifies submissions for round and returns their sum and
-// contributors, refusing duplicates and mismatched lengths.
-func sumSubmissions(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64, subs [][]byte) ([][2]ring.Poly, []int, int, error) {
+// contributors, refusing duplicates, mismatched lengths and submissions
+// made under another context than the caller's.
+func sumSubmissions(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64, context [ContextSize]byte, subs [][]byte) ([][2]ring.Poly, []int, int, error) {
 	var sum [][2]ring.Poly
 	var who []int
 	dim := 0
@@ -80,6 +84,9 @@ func sumSubmissions(p *Params, roster []ed25519.PublicKey, crs [32]byte, round u
 		}
 		if s.round != round {
 			return nil, nil, 0, fmt.Errorf("%w: submission from party %d is for round %d, not %d", ErrProtocol, s.party, s.round, round)
+		}
+		if s.context != context {
+			return nil, nil, 0, fmt.Errorf("%w: party %d made its submission under other terms (context) than this party holds for round %d: the parties were shown different terms", ErrRefused, s.party, round)
 		}
 		if seen[s.party] {
 			return nil, nil, 0, fmt.Errorf("%w: two submissions from party %d", ErrProtocol, s.party)
@@ -106,28 +113,32 @@ func sumSubmissions(p *Params, roster []ed25519.PublicKey, crs [32]byte, round u
 // submissions, asks t decryptors for shares of the sum, and combines them.
 // It holds no key and can decrypt nothing by itself.
 type Aggregator struct {
-	params *Params
-	roster []ed25519.PublicKey
-	crs    [32]byte
-	round  uint64
-	subs   [][]byte
-	who    map[int]bool
-	dim    int
-	sum    [][2]ring.Poly
-	req    *request
-	rng    *Range // what an honest sum of the round can be; nil: MaxAbsSum
+	params  *Params
+	roster  []ed25519.PublicKey
+	crs     [32]byte
+	round   uint64
+	context [ContextSize]byte
+	subs    [][]byte
+	who     map[int]bool
+	dim     int
+	sum     [][2]ring.Poly
+	req     *request
+	rng     *Range // what an honest sum of the round can be; nil: MaxAbsSum
 }
 
 // NewAggregator starts a round for a group whose common reference string
-// is crs (every party's CRS()).
-func NewAggregator(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64) (*Aggregator, error) {
+// is crs (every party's CRS()); context is the round's, which every
+// submission must carry (see Encrypt).
+func NewAggregator(p *Params, roster []ed25519.PublicKey, crs [32]byte, round uint64, context [ContextSize]byte) (*Aggregator, error) {
 	if len(roster) != p.cfg.Parties {
 		return nil, fmt.Errorf("he: roster has %d keys for %d parties", len(roster), p.cfg.Parties)
 	}
-	return &Aggregator{params: p, roster: slices.Clone(roster), crs: crs, round: round, who: map[int]bool{}}, nil
+	return &Aggregator{params: p, roster: slices.Clone(roster), crs: crs, round: round, context: context, who: map[int]bool{}}, nil
 }
 
-// Add verifies a submission and adds it to the running sum.
+// Add verifies a submission and adds it to the running sum. A submission
+// made under another context than the round's is refused: its party was
+// shown other terms, and no decryptor would decrypt the mixed sum.
 func (a *Aggregator) Add(sub []byte) error {
 	if a.req != nil {
 		return fmt.Errorf("%w: submission after the decryption request", ErrProtocol)
@@ -138,6 +149,9 @@ func (a *Aggregator) Add(sub []byte) error {
 	}
 	if s.round != a.round {
 		return fmt.Errorf("%w: submission for round %d in round %d", ErrProtocol, s.round, a.round)
+	}
+	if s.context != a.context {
+		return fmt.Errorf("%w: party %d made its submission under other terms (context) than round %d's", ErrProtocol, s.party, a.round)
 	}
 	if a.who[s.party] {
 		return fmt.Errorf("%w: second submission from party %d", ErrProtocol, s.party)
@@ -251,12 +265,16 @@ func parseRequest(p *Params, b []byte) (*request, error) {
 // DecryptShare answers a decryption request with this party's share of the
 // decryption of the sum, after checking that
 //   - this party has not answered for this round before (any two
-//     decrypting sets share a party, since t > N/2, so no sum is ever
-//     decrypted twice and no two sums of one round are both decrypted);
+//     decrypting sets of t ≥ MinThreshold(N, c) share an honest party, so
+//     no sum is ever decrypted twice and no two sums of one round are both
+//     decrypted, even when c colluding parties answer twice);
 //   - it is one of the request's t decryptors;
 //   - the request carries at least MinContributors distinct clients'
-//     submissions for the round, each signed by its client; the sum is
-//     recomputed here from them, never taken from the coordinator;
+//     submissions for the round, each signed by its client and made under
+//     context, the round's context as this party knows it (for fl-secure,
+//     the digest of the terms it was shown; see Encrypt), whether or not
+//     this party contributed; the sum is recomputed here from them, never
+//     taken from the coordinator;
 //   - the key's decryption budget (MaxDecryptions/2 ciphertexts per party,
 //     so fewer than MaxDecryptions in all) is not spent.
 //
@@ -264,7 +282,7 @@ func parseRequest(p *Params, b []byte) (*request, error) {
 // 2021, §4.4) of the additive share derived from this party's threshold
 // key for the request's decrypting set, flooded with Gaussian noise of
 // σ = SmudgingSigma (see Params).
-func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
+func (pt *Party) DecryptShare(req []byte, context [ContextSize]byte) ([]byte, error) {
 	if pt.step != stepReady {
 		return nil, fmt.Errorf("%w: DecryptShare before setup finished", ErrProtocol)
 	}
@@ -279,7 +297,7 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 	if !slices.Contains(q.decryptors, pt.id) {
 		return nil, fmt.Errorf("%w: party %d is not among the request's decryptors %v", ErrRefused, pt.id, q.decryptors)
 	}
-	sum, who, dim, err := sumSubmissions(p, pt.roster, pt.crs, q.round, q.subs)
+	sum, who, _, err := sumSubmissions(p, pt.roster, pt.crs, q.round, context, q.subs)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +310,6 @@ func (pt *Party) DecryptShare(req []byte) ([]byte, error) {
 	// Commit to the refusal state before computing anything from the key.
 	pt.decrypted[q.round] = true
 	pt.decCount += len(sum)
-	_ = dim
 	return pt.share(q.round, q.decryptors, sum)
 }
 
@@ -426,10 +443,76 @@ func (a *Aggregator) check(decryptors, m int) *rangeCheck {
 	return rc
 }
 
+// ShareParty returns the round and the party that an encoded decryption
+// share names, reading only its header. A transport that authenticates its
+// peers compares them with the peer and the round before the share
+// reaches Combine: a share sent in another party's name would otherwise
+// crowd out that party's and make the round fail with no one to blame.
+func ShareParty(b []byte) (round uint64, party int, err error) {
+	if len(b) < 8 {
+		return 0, 0, fmt.Errorf("%w: decryption share: %d bytes, shorter than the 8-byte header", ErrMalformed, len(b))
+	}
+	r := newReader(b, kindShare, b[6], "decryption share")
+	round = r.u64("round")
+	party = int(r.u32("party"))
+	if r.err != nil {
+		return 0, 0, r.err
+	}
+	return round, party, nil
+}
+
+// CheckShare checks a decryption share as Combine will — the request's
+// round, one of its decryptors, one share per ciphertext of the sum, every
+// residue below its modulus — and returns the party it names, so that a
+// caller who knows which party sent it can blame a malformed share on its
+// sender before Combine. What it cannot check is whether the share was
+// computed from its party's key: nothing proves that (see the package
+// documentation, "Decryption shares").
+func (a *Aggregator) CheckShare(b []byte) (int, error) {
+	if a.req == nil {
+		return 0, fmt.Errorf("%w: CheckShare before Request", ErrProtocol)
+	}
+	id, _, err := a.parseShare(b)
+	return id, err
+}
+
+// parseShare decodes a decryption share for this round's request.
+func (a *Aggregator) parseShare(b []byte) (int, []ring.Poly, error) {
+	p := a.params
+	n := p.p.N()
+	k := len(a.sum)
+	r := newReader(b, kindShare, p.cfg.Preset.ID, "decryption share")
+	round := r.u64("round")
+	id := int(r.u32("party"))
+	kk := int(r.u32("ciphertext count"))
+	if r.err == nil {
+		switch {
+		case round != a.round:
+			r.fail("round %d, want %d", round, a.round)
+		case !slices.Contains(a.req.decryptors, id):
+			r.fail("party %d is not a decryptor of this request", id)
+		case kk != k:
+			r.fail("%d ciphertext shares, want %d", kk, k)
+		case len(r.b) != k*n*len(p.p.Q())*8:
+			// Check the size before decoding anything.
+			r.fail("%d bytes of shares, want %d", len(r.b), k*n*len(p.p.Q())*8)
+		}
+	}
+	polys := make([]ring.Poly, k)
+	for c := 0; c < k && r.err == nil; c++ {
+		polys[c] = r.poly(n, p.p.Q(), fmt.Sprintf("share %d", c))
+	}
+	if err := r.done(); err != nil {
+		return 0, nil, err
+	}
+	return id, polys, nil
+}
+
 // Combine adds the t decryption shares to the sum, decodes every
 // coefficient and checks it (see Range). It returns the round's values, or
 // an error wrapping ErrOutOfRange and no values. It needs exactly one share
-// from each of the request's decryptors.
+// from each of the request's decryptors. A share not computed from its
+// party's key (all zero, say) makes the sum out of range.
 func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
 	if a.req == nil {
 		return nil, fmt.Errorf("%w: Combine before Request", ErrProtocol)
@@ -444,30 +527,12 @@ func (a *Aggregator) Combine(shares [][]byte) ([]float64, error) {
 	combined := make([]ring.Poly, k)
 	got := map[int]bool{}
 	for _, b := range shares {
-		r := newReader(b, kindShare, p.cfg.Preset.ID, "decryption share")
-		round := r.u64("round")
-		id := int(r.u32("party"))
-		kk := int(r.u32("ciphertext count"))
-		if r.err == nil {
-			switch {
-			case round != a.round:
-				r.fail("round %d, want %d", round, a.round)
-			case !slices.Contains(a.req.decryptors, id):
-				r.fail("party %d is not a decryptor of this request", id)
-			case got[id]:
-				r.fail("second share from party %d", id)
-			case kk != k:
-				r.fail("%d ciphertext shares, want %d", kk, k)
-			case len(r.b) != k*n*len(p.p.Q())*8:
-				r.fail("%d bytes of shares, want %d", len(r.b), k*n*len(p.p.Q())*8)
-			}
-		}
-		polys := make([]ring.Poly, k)
-		for c := 0; c < k && r.err == nil; c++ {
-			polys[c] = r.poly(n, p.p.Q(), fmt.Sprintf("share %d", c))
-		}
-		if err := r.done(); err != nil {
+		id, polys, err := a.parseShare(b)
+		if err != nil {
 			return nil, err
+		}
+		if got[id] {
+			return nil, fmt.Errorf("%w: decryption share: second share from party %d", ErrMalformed, id)
 		}
 		got[id] = true
 		for c := range polys {

@@ -135,8 +135,9 @@ func forgeSubmission(g *group, key ed25519.PrivateKey, id int, round uint64, dim
 	p := g.params
 	n := p.p.N()
 	k := (dim + n - 1) / n
-	w := newWriter(kindSubmission, p.cfg.Preset.ID, 24+k*p.CiphertextBytes()+64)
+	w := newWriter(kindSubmission, p.cfg.Preset.ID, 24+ContextSize+k*p.CiphertextBytes()+64)
 	w.u64(round)
+	w.b = append(w.b, testContext[:]...)
 	w.u32(uint32(id))
 	w.u32(uint32(dim))
 	w.u32(uint32(k))
@@ -154,7 +155,7 @@ func forgeSubmission(g *group, key ed25519.PrivateKey, id int, round uint64, dim
 func maliciousRound(t *testing.T, g *group, round uint64, dim, e int, rng *Range) ([]float64, []float64, error) {
 	t.Helper()
 	keys, _ := testKeys(5)
-	agg, err := NewAggregator(g.params, g.roster, g.crs, round)
+	agg, err := NewAggregator(g.params, g.roster, g.crs, round, testContext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func maliciousRound(t *testing.T, g *group, round uint64, dim, e int, rng *Range
 			v[j] = float64(r.IntN(513)-256) / 256
 			want[j] += v[j]
 		}
-		sub, err := g.parties[id-1].Encrypt(round, v, NoNoise)
+		sub, err := g.parties[id-1].Encrypt(round, testContext, v, NoNoise)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +191,7 @@ func maliciousRound(t *testing.T, g *group, round uint64, dim, e int, rng *Range
 	}
 	var shares [][]byte
 	for _, id := range []int{1, 2, 3} {
-		sh, err := g.parties[id-1].DecryptShare(req)
+		sh, err := g.parties[id-1].DecryptShare(req, testContext)
 		if err != nil {
 			t.Fatalf("decryptor %d: %v", id, err)
 		}
@@ -309,7 +310,7 @@ func testRangeHonestRoundsPass(t *testing.T, pr Preset) {
 	}
 	for round := uint64(1); round <= rounds; round++ {
 		dim := 1 + rng.IntN(3*n)
-		agg, _ := NewAggregator(g.params, g.roster, g.crs, round)
+		agg, _ := NewAggregator(g.params, g.roster, g.crs, round, testContext)
 		if err := agg.SetRange(Range{MaxAbs: 5, Sigma: 0.5, Grid: gamma}); err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +322,7 @@ func testRangeHonestRoundsPass(t *testing.T, pr Preset) {
 				v[j] = float64(1-2*(j%2)) + math.Round(rng.NormFloat64()*0.5/gamma)*gamma
 				want[j] += v[j]
 			}
-			sub, err := g.parties[id-1].Encrypt(round, v, NoNoise)
+			sub, err := g.parties[id-1].Encrypt(round, testContext, v, NoNoise)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -332,7 +333,7 @@ func testRangeHonestRoundsPass(t *testing.T, pr Preset) {
 		req, _ := agg.Request([]int{1, 2, 3, 4, 5})
 		var shares [][]byte
 		for _, id := range []int{1, 2, 3} {
-			sh, err := g.parties[id-1].DecryptShare(req)
+			sh, err := g.parties[id-1].DecryptShare(req, testContext)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -352,7 +353,7 @@ func testRangeHonestRoundsPass(t *testing.T, pr Preset) {
 
 func TestSetRangeRejects(t *testing.T) {
 	g := newGroup(t, Config{Preset: Compact, Parties: 3, Threshold: 2})
-	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1, testContext)
 	for _, r := range []Range{
 		{MaxAbs: -1}, {MaxAbs: math.NaN()}, {MaxAbs: math.Inf(1)},
 		{Sigma: -1}, {Sigma: math.NaN()},
@@ -459,7 +460,7 @@ func rogueReveal(t *testing.T, p *Params, crs [32]byte, key ed25519.PrivateKey, 
 // rogueDecrypts shows party 1's update decrypted with the rogue secret.
 func rogueDecrypts(t *testing.T, p *Params, parties []*Party, roster []ed25519.PublicKey, sk *rlwe.SecretKey) string {
 	want := []float64{0.5, -0.25, 0.125}
-	sub, err := parties[0].Encrypt(1, want, NoNoise)
+	sub, err := parties[0].Encrypt(1, testContext, want, NoNoise)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,9 +595,9 @@ func TestAttackLowerMinContributorsOnRestore(t *testing.T) {
 			t.Errorf("party %d restored with MinContributors %d, want the group's 5", i+1, m)
 		}
 	}
-	agg, _ := NewAggregator(low, g.roster, g.crs, 1)
+	agg, _ := NewAggregator(low, g.roster, g.crs, 1, testContext)
 	for _, id := range []int{1, 2} {
-		sub, _ := g.parties[id-1].Encrypt(1, []float64{float64(id)}, NoNoise)
+		sub, _ := g.parties[id-1].Encrypt(1, testContext, []float64{float64(id)}, NoNoise)
 		if err := agg.Add(sub); err != nil {
 			t.Fatal(err)
 		}
@@ -607,7 +608,7 @@ func TestAttackLowerMinContributorsOnRestore(t *testing.T) {
 	}
 	var shares [][]byte
 	for _, id := range []int{1, 2, 3} {
-		sh, err := g.parties[id-1].DecryptShare(req)
+		sh, err := g.parties[id-1].DecryptShare(req, testContext)
 		if err != nil {
 			if !errors.Is(err, ErrRefused) {
 				t.Errorf("decryptor %d: %v, want ErrRefused", id, err)

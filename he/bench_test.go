@@ -41,7 +41,7 @@ func BenchmarkHE(b *testing.B) {
 			subs := make([][]byte, n)
 			for i := range subs {
 				var err error
-				if subs[i], err = g.parties[i].Encrypt(round, v, NoNoise); err != nil {
+				if subs[i], err = g.parties[i].Encrypt(round, testContext, v, NoNoise); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -49,7 +49,7 @@ func BenchmarkHE(b *testing.B) {
 			b.Run(name+"/encrypt", func(b *testing.B) {
 				b.SetBytes(int64(4 * d))
 				for b.Loop() {
-					s, err := g.parties[0].Encrypt(round, v, NoNoise)
+					s, err := g.parties[0].Encrypt(round, testContext, v, NoNoise)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -60,14 +60,14 @@ func BenchmarkHE(b *testing.B) {
 			})
 			b.Run(name+"/add", func(b *testing.B) {
 				for b.Loop() {
-					a, _ := NewAggregator(g.params, g.roster, g.crs, round)
+					a, _ := NewAggregator(g.params, g.roster, g.crs, round, testContext)
 					if err := a.Add(subs[0]); err != nil {
 						b.Fatal(err)
 					}
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(k), "ns/ciphertext")
 			})
-			agg, _ := NewAggregator(g.params, g.roster, g.crs, round)
+			agg, _ := NewAggregator(g.params, g.roster, g.crs, round, testContext)
 			for _, s := range subs {
 				if err := agg.Add(s); err != nil {
 					b.Fatal(err)
@@ -100,7 +100,7 @@ func BenchmarkHE(b *testing.B) {
 				for b.Loop() {
 					delete(p.decrypted, round)
 					p.decCount = 0
-					s, err := p.DecryptShare(req)
+					s, err := p.DecryptShare(req, testContext)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -111,7 +111,7 @@ func BenchmarkHE(b *testing.B) {
 			for _, id := range dec {
 				p := g.parties[id-1]
 				delete(p.decrypted, round)
-				s, err := p.DecryptShare(req)
+				s, err := p.DecryptShare(req, testContext)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -58,9 +58,12 @@
 //     restarts without it.
 //   - Round: Encrypt adds the client's DP noise (Noise; DPNoise uses
 //     dp.GridGaussian), encodes, encrypts under the collective key, and
-//     signs (round, client, ciphertexts). The Aggregator checks and adds
-//     submissions and sends a request naming exactly t decryptors and
-//     carrying every submission.
+//     signs (round, context, client, ciphertexts). The context is a
+//     32-byte digest of the terms the client was shown for the round (in
+//     fl-secure, of its RoundStart: model, noise share, clip, grid, level,
+//     floors, members). The Aggregator checks and adds submissions made
+//     under the round's context and sends a request naming exactly t
+//     decryptors and carrying every submission.
 //   - Decryption: each named decryptor checks the request (below),
 //     recomputes the sum itself, derives its additive share λ_j·s_j of the
 //     secret for the named set, and key-switches the sum to the zero key
@@ -77,25 +80,46 @@
 // can recover the collective key from a single round — so where that is a
 // risk, use secagg mode.
 //
-// Adversary: the coordinator may deviate from the protocol; up to t−1
-// hospitals may collude and deviate; the coordinator does not collude with
-// a hospital that deviates. Decryptors enforce, whatever the coordinator
-// asks:
+// Adversary: the coordinator may deviate from the protocol; up to c
+// hospitals may collude and deviate, where the threshold was chosen for
+// them: 2t − N > c, that is t ≥ MinThreshold(N, c) = ⌊(N+c)/2⌋ + 1; the
+// coordinator does not collude with a hospital that deviates, except where
+// a rule below says it holds even then. Decryptors enforce, whatever the
+// coordinator asks:
 //
-//   - one decryption per round per decryptor, and t > N/2, so any two
-//     decrypting sets share a decryptor: no ciphertext is decrypted twice
-//     (lattigo's security notes: repeated decryptions leak the key), and no
-//     two sums of one round (for instance with and without one hospital)
-//     are both decrypted;
+//   - one decryption per round per decryptor, and 2t − N > c, so any two
+//     decrypting sets of t share at least 2t − N decryptors, one of them
+//     honest: no ciphertext is decrypted twice (lattigo's security notes:
+//     repeated decryptions leak the key), and no two sums of one round
+//     (for instance with and without one hospital, whose update is their
+//     difference) are both decrypted. This holds even for a coordinator
+//     colluding with c hospitals that restore old copies of their state
+//     and answer a round twice (TestAttackTwoSumsOneColluder); with t only
+//     above N/2, the sets {1,2,5} and {3,4,5} of 5 parties, t = 3, share
+//     only party 5, and one colluder suffices. (Such a coalition can still
+//     recover the key with a malformed ciphertext, see "Range check"; this
+//     rule closes the attack that needs none and passes every check.)
+//   - every submission in the sum carries the context the decryptor holds
+//     itself for the round — the terms it was shown, whether or not it
+//     contributed — signed by its hospital: a coordinator that shows
+//     hospitals different terms in one round (a large noise share to one,
+//     which that hospital pays for as if every hospital added one, small
+//     ones to the others) gets nothing decrypted
+//     (TestDecryptShareChecksContext);
 //   - a sum must hold at least MinContributors distinct hospitals'
 //     submissions for the request's round, each signed by its hospital, and
 //     the decryptor recomputes the sum from them: asking for one hospital's
 //     own ciphertext to be decrypted is refused. MinContributors is the
 //     group's, fixed at setup and kept in each party's saved state;
 //     RestoreParty ignores the caller's value, so no restore lowers it;
-//   - a key decrypts at most MaxDecryptions ciphertexts (each decryptor
-//     stops at half of it; with t > N/2 fewer than MaxDecryptions happen in
-//     all); then setup must run again.
+//   - a key decrypts fewer than MaxDecryptions ciphertexts, even if the c
+//     colluders reset their own counts: each decryptor stops at half of
+//     it, so D ciphertexts decrypted need D·(t − c) answers from the N − c
+//     honest decryptors, at most (N − c)·MaxDecryptions/2 in all, and
+//     2t − N > c makes D < MaxDecryptions; then setup must run again.
+//
+// A refusal spends nothing: a decryptor records a round as decrypted only
+// once every check has passed.
 //
 // Setup against an active coordinator or malicious hospitals: every
 // message is signed; no party reveals before all N commitments are in;
@@ -200,20 +224,41 @@
 // (probability beyond 2^−1150 a coefficient). Key confirmation decrypts
 // its vector like a round and counts against each party's budget.
 //
+// Decryption shares. Nothing proves that a decryption share was computed
+// from its party's key either. A share names its round and its sender
+// (ShareParty reads them from the header, so a transport that
+// authenticates its peers drops a share sent in another party's name and
+// blames the sender; CheckShare checks the rest of its format before
+// Combine). A wrong share — all zero, or random — leaves −c1·λ_j·s_j
+// (plus what it holds) in the sum, far outside the range: Combine withholds the result
+// (ErrOutOfRange) exactly as for a malformed submission, and cannot tell
+// the two apart. A decryptor that adds Δ·D to its honest share shifts the
+// result by D, which passes when the sum stays in range: like a malicious
+// contributor it can poison the sum, and it learns nothing from it
+// (TestWrongDecryptionShares). Only a proof of correct key switching would
+// stop either; none is built.
+//
 // Not protected: the sum itself (that is what DP noise is for); which
-// hospitals took part; a malicious hospital's input within the range (only
-// a proof would bound it; this is poisoning, not a leak); hospitals that
-// collude with the coordinator (above); more than t−1 colluding hospitals,
-// who can decrypt anything; liveness against a coordinator that drops or
-// reorders setup messages or a party that deals bad shares (setup fails
-// and must be run again; a dealer of inconsistent shares is caught but not
-// named). Encryption and decryption are not constant time with respect to
-// the plaintext in lattigo's encoder, nor is Combine's decoding; keys are
-// handled by lattigo's ring arithmetic. Decryptors must persist their
-// decrypted-rounds state across restarts: MarshalState / RestoreParty
-// carry it with the threshold key share, the group's MinContributors and
-// the setup commitments (bound by the transcript hash), and must be saved
-// before a decryption share is sent.
+// hospitals took part; a malicious hospital's input within the range, or a
+// decryptor's shift of the sum (only a proof would bound either; this is
+// poisoning, not a leak); hospitals that collude with the coordinator
+// (above); more colluding hospitals than the c that t was chosen for —
+// 2t − N of them, with the coordinator, can have two sums of one round
+// decrypted, and t of them can decrypt anything; liveness against a
+// coordinator that drops or reorders setup messages, a party that deals
+// bad shares (setup fails and must be run again; a dealer of inconsistent
+// shares is caught but not named) or a decryptor that sends a wrong share
+// (the round is withheld as out of range). Encryption and decryption are
+// not constant time with respect to the plaintext in lattigo's encoder,
+// nor is Combine's decoding; keys are handled by lattigo's ring
+// arithmetic. Decryptors must persist their decrypted-rounds state across
+// restarts: MarshalState / RestoreParty carry it with the threshold key
+// share, the group's t and MinContributors and the setup commitments
+// (bound by the transcript hash), and must be saved before a decryption
+// share is sent. RestoreParty keeps the state's
+// t and refuses a state whose t is below the caller's (for c colluders,
+// MinThreshold(N, c)): a key made for fewer colluders than now assumed is
+// not used.
 //
 // # Precision
 //

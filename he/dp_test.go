@@ -25,9 +25,9 @@ func TestDPNoiseInSum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1, testContext)
 	for i := 0; i < n; i++ {
-		sub, err := g.parties[i].Encrypt(1, make([]float64, d), DPNoise(gg, s))
+		sub, err := g.parties[i].Encrypt(1, testContext, make([]float64, d), DPNoise(gg, s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestDPNoiseInSum(t *testing.T) {
 	req, _ := agg.Request([]int{1, 2, 3})
 	var shares [][]byte
 	for _, id := range []int{1, 2, 3} {
-		sh, err := g.parties[id-1].DecryptShare(req)
+		sh, err := g.parties[id-1].DecryptShare(req, testContext)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package he_test
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -52,9 +53,12 @@ func Example() {
 		}
 	}
 
-	// Round 1: hospitals 2 and 4 are offline.
+	// Round 1: hospitals 2 and 4 are offline. Every hospital signs its
+	// submission with a digest of the round's terms as it was shown them,
+	// and helps decrypt only sums made under the terms it holds itself.
 	online := []int{1, 3, 5}
-	agg, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1)
+	terms := sha256.Sum256([]byte("round 1: model v1, clip 3, noise σ 0.001 per hospital"))
+	agg, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1, terms)
 	noise, _ := dp.NewGridGaussian(0.001, -20) // each hospital's share of the DP noise
 	// What an honest sum of three updates in [−1, 1] can be: the
 	// coordinator withholds any decryption outside it.
@@ -62,7 +66,7 @@ func Example() {
 	sampler, _ := dp.NewSampler(nil)
 	for _, id := range online {
 		update := []float64{0.1 * float64(id), -0.2, 0.05}
-		sub, err := parties[id-1].Encrypt(1, update, he.DPNoise(noise, sampler))
+		sub, err := parties[id-1].Encrypt(1, terms, update, he.DPNoise(noise, sampler))
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -76,7 +80,7 @@ func Example() {
 	}
 	var shares [][]byte
 	for _, id := range online {
-		sh, err := parties[id-1].DecryptShare(req)
+		sh, err := parties[id-1].DecryptShare(req, terms)
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -88,13 +92,13 @@ func Example() {
 
 	// The coordinator tries to have a second sum of round 1 decrypted (say,
 	// one that leaves a hospital out, to learn its update by difference).
-	agg2, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1)
+	agg2, _ := he.NewAggregator(params, roster, parties[0].CRS(), 1, terms)
 	for _, id := range online {
-		sub, _ := parties[id-1].Encrypt(1, []float64{1, 1, 1}, he.NoNoise)
+		sub, _ := parties[id-1].Encrypt(1, terms, []float64{1, 1, 1}, he.NoNoise)
 		agg2.Add(sub)
 	}
 	req2, _ := agg2.Request(online)
-	if _, err := parties[0].DecryptShare(req2); errors.Is(err, he.ErrRefused) {
+	if _, err := parties[0].DecryptShare(req2, terms); errors.Is(err, he.ErrRefused) {
 		fmt.Println("second decryption in round 1: refused")
 	}
 	// Only two key holders online: nothing can be decrypted.

@@ -22,16 +22,16 @@ func fuzzGroup(f *testing.F) (*group, [][]byte, [][]byte, []byte, []byte, []byte
 		adverts[i] = pt.Advert()
 	}
 	_ = p
-	sub1, _ := g.parties[0].Encrypt(1, []float64{1, 2}, NoNoise)
-	sub2, _ := g.parties[1].Encrypt(1, []float64{3, 4}, NoNoise)
-	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+	sub1, _ := g.parties[0].Encrypt(1, testContext, []float64{1, 2}, NoNoise)
+	sub2, _ := g.parties[1].Encrypt(1, testContext, []float64{3, 4}, NoNoise)
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1, testContext)
 	agg.Add(sub1)
 	agg.Add(sub2)
 	req, err := agg.Request([]int{1, 2})
 	if err != nil {
 		f.Fatal(err)
 	}
-	share, err := g.parties[0].DecryptShare(req)
+	share, err := g.parties[0].DecryptShare(req, testContext)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		if err == nil {
 			// A request that parses must never panic a decryptor.
-			g.parties[2].DecryptShare(b)
+			g.parties[2].DecryptShare(b, testContext)
 		}
 	})
 }
@@ -70,11 +70,17 @@ func FuzzShare(f *testing.F) {
 	g, _, subs, _, share, _ := fuzzGroup(f)
 	f.Add(share)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+		agg, _ := NewAggregator(g.params, g.roster, g.crs, 1, testContext)
 		agg.Add(subs[0])
 		agg.Add(subs[1])
 		if _, err := agg.Request([]int{1, 2}); err != nil {
 			t.Fatal(err)
+		}
+		if round, party, err := ShareParty(b); err != nil && (round != 0 || party != 0) {
+			t.Fatalf("ShareParty: round %d, party %d with error %v", round, party, err)
+		}
+		if id, err := agg.CheckShare(b); err == nil && id != 1 && id != 2 {
+			t.Fatalf("CheckShare accepted a share from party %d, not a decryptor", id)
 		}
 		out, err := agg.Combine([][]byte{b, b})
 		if err == nil || out != nil {

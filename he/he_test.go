@@ -3,12 +3,17 @@ package he
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
 )
+
+// testContext is the context of every test round: the digest of the terms
+// every party was shown.
+var testContext = sha256.Sum256([]byte("fl-secure he tests: round terms"))
 
 type group struct {
 	params  *Params
@@ -28,7 +33,7 @@ func newGroup(t testing.TB, cfg Config) *group {
 // the given decryptors; it returns the decrypted sum and the exact sum.
 func (g *group) round(t testing.TB, r uint64, contributors, decryptors []int, dim int, rng *rand.Rand) ([]float64, []float64, error) {
 	t.Helper()
-	agg, err := NewAggregator(g.params, g.roster, g.crs, r)
+	agg, err := NewAggregator(g.params, g.roster, g.crs, r, testContext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +44,7 @@ func (g *group) round(t testing.TB, r uint64, contributors, decryptors []int, di
 			v[j] = rng.Float64()*2 - 1
 			want[j] += v[j]
 		}
-		sub, err := g.parties[c-1].Encrypt(r, v, NoNoise)
+		sub, err := g.parties[c-1].Encrypt(r, testContext, v, NoNoise)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +58,7 @@ func (g *group) round(t testing.TB, r uint64, contributors, decryptors []int, di
 	}
 	var shares [][]byte
 	for _, d := range decryptors[:g.params.cfg.Threshold] {
-		sh, err := g.parties[d-1].DecryptShare(req)
+		sh, err := g.parties[d-1].DecryptShare(req, testContext)
 		if err != nil {
 			return nil, want, err
 		}
@@ -185,17 +190,17 @@ func TestDropouts(t *testing.T) {
 	}
 	// A decryptor that vanishes after the request: Combine fails, revealing
 	// nothing, and the round cannot be retried with another set.
-	agg, _ := NewAggregator(g.params, g.roster, g.crs, 3)
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 3, testContext)
 	for _, c := range []int{1, 2, 3} {
-		sub, _ := g.parties[c-1].Encrypt(3, []float64{1, 2, 3}, NoNoise)
+		sub, _ := g.parties[c-1].Encrypt(3, testContext, []float64{1, 2, 3}, NoNoise)
 		agg.Add(sub)
 	}
 	req, err := agg.Request([]int{1, 2, 3, 4, 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s1, _ := g.parties[0].DecryptShare(req)
-	s2, _ := g.parties[1].DecryptShare(req)
+	s1, _ := g.parties[0].DecryptShare(req, testContext)
+	s2, _ := g.parties[1].DecryptShare(req, testContext)
 	if _, err := agg.Combine([][]byte{s1, s2}); !errors.Is(err, ErrTooFewDecryptors) {
 		t.Errorf("combine with two of three shares: %v", err)
 	}
@@ -205,49 +210,49 @@ func TestDropouts(t *testing.T) {
 // a sum of fewer than MinContributors clients: refused.
 func TestSingleCiphertextRefused(t *testing.T) {
 	g := newGroup(t, Config{Preset: Compact, Parties: 5, Threshold: 3})
-	sub, err := g.parties[0].Encrypt(1, []float64{0.25, -0.5}, NoNoise)
+	sub, err := g.parties[0].Encrypt(1, testContext, []float64{0.25, -0.5}, NoNoise)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A forged request: the aggregator would refuse, so build it by hand.
 	req := (&request{round: 1, decryptors: []int{1, 2, 3}, subs: [][]byte{sub}}).encode(g.params)
 	for _, d := range []int{1, 2, 3} {
-		if _, err := g.parties[d-1].DecryptShare(req); !errors.Is(err, ErrRefused) {
+		if _, err := g.parties[d-1].DecryptShare(req, testContext); !errors.Is(err, ErrRefused) {
 			t.Errorf("party %d decrypted a single client's ciphertext: %v", d, err)
 		}
 	}
 	// The same submission listed three times is not three clients.
 	req = (&request{round: 1, decryptors: []int{1, 2, 3}, subs: [][]byte{sub, sub, sub}}).encode(g.params)
-	if _, err := g.parties[1].DecryptShare(req); !errors.Is(err, ErrProtocol) {
+	if _, err := g.parties[1].DecryptShare(req, testContext); !errors.Is(err, ErrProtocol) {
 		t.Errorf("duplicated submission: %v", err)
 	}
 	// A submission re-signed for another round cannot be replayed: the
 	// request's round must match every submission's.
-	other, _ := g.parties[1].Encrypt(2, []float64{1, 1}, NoNoise)
-	third, _ := g.parties[2].Encrypt(2, []float64{1, 1}, NoNoise)
+	other, _ := g.parties[1].Encrypt(2, testContext, []float64{1, 1}, NoNoise)
+	third, _ := g.parties[2].Encrypt(2, testContext, []float64{1, 1}, NoNoise)
 	req = (&request{round: 2, decryptors: []int{1, 2, 3}, subs: [][]byte{sub, other, third}}).encode(g.params)
-	if _, err := g.parties[2].DecryptShare(req); !errors.Is(err, ErrProtocol) {
+	if _, err := g.parties[2].DecryptShare(req, testContext); !errors.Is(err, ErrProtocol) {
 		t.Errorf("round-1 submission in a round-2 sum: %v", err)
 	}
 	// A party not named among the decryptors refuses.
-	a, _ := NewAggregator(g.params, g.roster, g.crs, 5)
+	a, _ := NewAggregator(g.params, g.roster, g.crs, 5, testContext)
 	for _, c := range []int{1, 2, 3} {
-		s, _ := g.parties[c-1].Encrypt(5, []float64{1}, NoNoise)
+		s, _ := g.parties[c-1].Encrypt(5, testContext, []float64{1}, NoNoise)
 		a.Add(s)
 	}
 	req, _ = a.Request([]int{1, 2, 3})
-	if _, err := g.parties[4].DecryptShare(req); !errors.Is(err, ErrRefused) {
+	if _, err := g.parties[4].DecryptShare(req, testContext); !errors.Is(err, ErrRefused) {
 		t.Errorf("outsider decrypted: %v", err)
 	}
 }
 
 func TestBadSubmissionsRejected(t *testing.T) {
 	g := newGroup(t, Config{Preset: Compact, Parties: 3, Threshold: 2})
-	sub, err := g.parties[0].Encrypt(1, []float64{1, 2, 3}, NoNoise)
+	sub, err := g.parties[0].Encrypt(1, testContext, []float64{1, 2, 3}, NoNoise)
 	if err != nil {
 		t.Fatal(err)
 	}
-	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1)
+	agg, _ := NewAggregator(g.params, g.roster, g.crs, 1, testContext)
 	cases := map[string][]byte{
 		"empty":      nil,
 		"header":     sub[:8],
@@ -263,7 +268,7 @@ func TestBadSubmissionsRejected(t *testing.T) {
 	// A coefficient at or above the modulus, re-signed so that only the
 	// range check can catch it.
 	big := append([]byte{}, sub[:len(sub)-64]...)
-	binary.LittleEndian.PutUint64(big[28:], g.params.p.Q()[0])
+	binary.LittleEndian.PutUint64(big[28+ContextSize:], g.params.p.Q()[0]) // the first residue
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 	cases["residue at the modulus"] = append(big, ed25519.Sign(key, submissionDigest(g.crs, big[8:]))...)
 	for name, b := range cases {
@@ -285,10 +290,10 @@ func TestBadSubmissionsRejected(t *testing.T) {
 	if err := agg.Add(sub); !errors.Is(err, ErrProtocol) {
 		t.Errorf("second submission from one party: %v", err)
 	}
-	if _, err := g.parties[1].Encrypt(1, []float64{math.NaN()}, NoNoise); err == nil {
+	if _, err := g.parties[1].Encrypt(1, testContext, []float64{math.NaN()}, NoNoise); err == nil {
 		t.Error("NaN encrypted")
 	}
-	if _, err := g.parties[1].Encrypt(1, []float64{1}, nil); err == nil {
+	if _, err := g.parties[1].Encrypt(1, testContext, []float64{1}, nil); err == nil {
 		t.Error("nil noise accepted")
 	}
 }
@@ -419,7 +424,7 @@ func TestSetupNeedsEveryParty(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := parties[0].Encrypt(1, []float64{1}, NoNoise); !errors.Is(err, ErrProtocol) {
+	if _, err := parties[0].Encrypt(1, testContext, []float64{1}, NoNoise); !errors.Is(err, ErrProtocol) {
 		t.Errorf("encrypt before key confirmation: %v", err)
 	}
 	if _, err := parties[0].MarshalState(); !errors.Is(err, ErrProtocol) {

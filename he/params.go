@@ -61,7 +61,9 @@ type Config struct {
 	Parties int
 	// Threshold is how many of them must take part in a decryption (t).
 	// It must exceed N/2: then any two decrypting subsets share a party,
-	// who refuses to decrypt the same round twice.
+	// who refuses to decrypt the same round twice. Against c colluding
+	// parties, which can answer twice, it must be at least
+	// MinThreshold(N, c).
 	Threshold int
 	// MinContributors is the fewest distinct clients whose updates a sum
 	// must hold before any decryptor helps decrypt it (at least 2; 0 means
@@ -76,6 +78,19 @@ type Config struct {
 	// life (each ciphertext holds N values); it sizes the smudging noise.
 	// 0 means 2^20.
 	MaxDecryptions int
+}
+
+// MinThreshold returns the smallest threshold t for which any two
+// decrypting subsets of t of the parties share more than colluders
+// parties, ⌊(parties+colluders)/2⌋ + 1: two subsets of t share at least
+// 2t − N, and 2t − N > c puts an honest party, which answers one request
+// per round, in every overlap. Colluding parties can restore old copies of
+// their state and answer a round twice; with t below this value two sums
+// of one round — with and without one party's update — could both be
+// decrypted, and their difference is that update. The result may exceed
+// parties, in which case no threshold serves.
+func MinThreshold(parties, colluders int) int {
+	return (parties+max(colluders, 0))/2 + 1
 }
 
 // Params is a validated configuration with its derived noise analysis.

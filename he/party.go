@@ -32,7 +32,7 @@ const (
 	domainTranscript = "fl-secure/he/v2 transcript\x00"
 	domainConfirm    = "fl-secure/he/v2 key confirmation\x00"
 	domainConfirmCt  = "fl-secure/he/v2 key confirmation vector\x00"
-	domainSubmit     = "fl-secure/he/v2 submission\x00"
+	domainSubmit     = "fl-secure/he/v3 submission\x00" // v3: the round's context in the body
 )
 
 // The Shamir shares of secret keys travel through the coordinator sealed
@@ -53,8 +53,9 @@ const hpkePublicKeySize = 1184 + 32
 var ErrTooFewDecryptors = errors.New("he: too few decryptors")
 
 // ErrRefused is wrapped by a decryptor's refusals: a second decryption in a
-// round, a sum of too few clients, a request naming the wrong parties. A
-// refusal reveals nothing.
+// round, a sum of too few clients, a sum with a submission made under
+// other terms (context) than the decryptor's, a request naming the wrong
+// parties. A refusal reveals nothing and spends nothing.
 var ErrRefused = errors.New("he: decryption refused")
 
 // ErrProtocol is wrapped when a message is well formed but wrong: a bad
@@ -745,12 +746,25 @@ type Noise interface {
 	AddNoise(values []float64) error
 }
 
+// ContextSize is the size of a round's context (see Encrypt).
+const ContextSize = 32
+
 // Encrypt encodes and encrypts a client's update for a round under the
 // collective key, after adding noise (which must not be nil: a client that
 // means to add none says so with NoNoise). The result is a signed
 // submission: the ciphertexts and the client's signature over the round,
-// its id and their hash, which every decryptor checks.
-func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, error) {
+// the round's context, its id and the ciphertexts, which every decryptor
+// checks.
+//
+// context names the terms under which the client made its update — for
+// fl-secure, a digest of everything the round announced: the model, the
+// noise each client adds, the clip, the grid, the floors, the members.
+// Every decryptor holds the context of the round itself and helps decrypt
+// only a sum whose submissions all carry it (DecryptShare), so a
+// coordinator that shows clients different terms in one round (a large
+// noise share to one, charged for as if every client added it, small ones
+// to the others) gets nothing decrypted.
+func (pt *Party) Encrypt(round uint64, context [ContextSize]byte, values []float64, noise Noise) ([]byte, error) {
 	if pt.step != stepReady {
 		return nil, fmt.Errorf("%w: Encrypt before setup finished", ErrProtocol)
 	}
@@ -777,8 +791,9 @@ func (pt *Party) Encrypt(round uint64, values []float64, noise Noise) ([]byte, e
 	ecd := hefloat.NewEncoder(p.p)
 	enc := rlwe.NewEncryptor(p.p, pt.cpk)
 	level := p.p.MaxLevel()
-	w := newWriter(kindSubmission, p.cfg.Preset.ID, 24+k*p.CiphertextBytes()+64)
+	w := newWriter(kindSubmission, p.cfg.Preset.ID, 24+ContextSize+k*p.CiphertextBytes()+64)
 	w.u64(round)
+	w.b = append(w.b, context[:]...)
 	w.u32(uint32(pt.id))
 	w.u32(uint32(len(v)))
 	w.u32(uint32(k))
@@ -861,14 +876,25 @@ func (pt *Party) MarshalState() ([]byte, error) {
 }
 
 // RestoreParty rebuilds a party from MarshalState's output. The state must
-// be for p's preset, N, t, MaxAbsSum and MaxDecryptions. The group's
-// MinContributors is the one fixed at setup and kept in the state; p's is
-// ignored, so no restore can lower it (MinContributors reports it).
+// be for p's preset, N, MaxAbsSum and MaxDecryptions. The threshold t and
+// the group's MinContributors are the ones fixed at setup and kept in the
+// state (Params reports them): p's MinContributors is ignored, so no
+// restore can lower it, and p's Threshold is the least t the caller
+// accepts — for c colluders, MinThreshold(N, c) — so a key made for fewer
+// colluders than the caller now assumes is refused rather than used.
 func RestoreParty(p *Params, identity ed25519.PrivateKey, roster []ed25519.PublicKey, state []byte) (*Party, error) {
 	r := newReader(state, kindState, p.cfg.Preset.ID, "party state")
 	id := int(r.u32("party"))
-	if h := r.take(28, "group parameters"); r.err == nil && !bytes.Equal(h, groupHeader(p)) {
-		r.fail("state is for other group parameters (N, t, MaxAbsSum or MaxDecryptions) than these (%d-of-%d)", p.cfg.Threshold, p.cfg.Parties)
+	th := 0
+	if h := r.take(28, "group parameters"); r.err == nil {
+		// Everything in the group header but t must be p's.
+		want := groupHeader(p)
+		th = int(binary.LittleEndian.Uint32(h[8:12]))
+		if !bytes.Equal(h[:8], want[:8]) || !bytes.Equal(h[12:], want[12:]) {
+			r.fail("state is for other group parameters (N, MaxAbsSum or MaxDecryptions) than these (%d parties)", p.cfg.Parties)
+		} else if th <= p.cfg.Parties/2 || th > p.cfg.Parties {
+			r.fail("threshold %d outside (%d, %d]", th, p.cfg.Parties/2, p.cfg.Parties)
+		}
 	}
 	floor := int(r.u32("minimum contributors"))
 	if r.err == nil && (floor < 2 || floor > p.cfg.Parties) {
@@ -900,7 +926,15 @@ func RestoreParty(p *Params, identity ed25519.PrivateKey, roster []ed25519.Publi
 	if err := r.done(); err != nil {
 		return nil, err
 	}
-	gp := withFloor(p, floor)
+	if th < p.cfg.Threshold {
+		return nil, fmt.Errorf("he: party state: the key was made with threshold %d of %d, below the %d these parameters need (more colluders assumed than at setup); run setup again", th, p.cfg.Parties, p.cfg.Threshold)
+	}
+	gcfg := p.cfg
+	gcfg.Threshold, gcfg.MinContributors = th, floor
+	gp, err := NewParams(gcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: party state: %v", ErrMalformed, err)
+	}
 	var c [32]byte
 	copy(c[:], crs)
 	if t := transcriptHash(gp, c, commits); !bytes.Equal(t[:], transcript) {

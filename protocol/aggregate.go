@@ -157,7 +157,10 @@ func (g gridRound) AddNoise(v []float64) error {
 }
 
 func (s *heSummer) sum(round uint64, sites []int, vectors [][]float64, noise bool) ([]float64, error) {
-	agg, err := he.NewAggregator(s.params, s.roster, s.parties[0].CRS(), round)
+	// In one process every party is shown the same terms: the round's
+	// context binds nothing more here.
+	var terms [he.ContextSize]byte
+	agg, err := he.NewAggregator(s.params, s.roster, s.parties[0].CRS(), round, terms)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +169,7 @@ func (s *heSummer) sum(round uint64, sites []int, vectors [][]float64, noise boo
 		if noise {
 			nz = he.DPNoise(s.grid, s.samplers[i])
 		}
-		sub, err := s.parties[i].Encrypt(round, vectors[j], nz)
+		sub, err := s.parties[i].Encrypt(round, terms, vectors[j], nz)
 		if err != nil {
 			return nil, fmt.Errorf("protocol: site %d: %w", i+1, err)
 		}
@@ -184,7 +187,7 @@ func (s *heSummer) sum(round uint64, sites []int, vectors [][]float64, noise boo
 	}
 	var shares [][]byte
 	for _, id := range ids[:s.params.Config().Threshold] {
-		sh, err := s.parties[id-1].DecryptShare(req)
+		sh, err := s.parties[id-1].DecryptShare(req, terms)
 		if err != nil {
 			return nil, err
 		}

@@ -23,14 +23,12 @@ import (
 // ciphertext is (0, 2^(logScale+8)) and signs it again with the site's
 // identity key: what a malicious hospital can send, since nothing proves a
 // ciphertext was formed by encryption. The format is package he's
-// submission encoding, rebuilt here from its parts. It runs on the site's
-// goroutine, so it reports trouble with t.Error and leaves the payload.
+// submission encoding (header, round, the round's 32-byte context, party,
+// length, count, ciphertexts), rebuilt here from its parts. It runs on the
+// site's goroutine, so it reports trouble with t.Error and leaves the
+// payload.
 func forgeHESubmission(t *testing.T, s *Site, payload []byte) []byte {
-	params, err := heParams(len(s.cfg.Roster.Sites), 0)
-	if err != nil {
-		t.Error(err)
-		return payload
-	}
+	params := s.he.Params()
 	lp, err := hefloat.NewParametersFromLiteral(hefloat.ParametersLiteral{LogN: heNetPreset.LogN, LogQ: heNetPreset.LogQ, LogDefaultScale: 40})
 	if err != nil {
 		t.Error(err)
@@ -39,14 +37,15 @@ func forgeHESubmission(t *testing.T, s *Site, payload []byte) []byte {
 	moduli := lp.Q()
 	n := lp.N()
 	body := append([]byte(nil), payload[:len(payload)-ed25519.SignatureSize]...)
-	k := int(binary.LittleEndian.Uint32(body[24:28]))
+	const head = 8 + 8 + 32 + 4 + 4 + 4
+	k := int(binary.LittleEndian.Uint32(body[head-4 : head]))
 	polyLen := n * len(moduli) * 8
-	if len(body) != 28+2*k*polyLen {
+	if len(body) != head+2*k*polyLen {
 		t.Errorf("submission of %d bytes for %d ciphertexts", len(body), k)
 		return payload
 	}
 	big2 := new(big.Int).Lsh(big.NewInt(1), uint(params.LogScale()+8))
-	off := 28
+	off := head
 	for c := 0; c < k; c++ {
 		clear(body[off : off+polyLen]) // c0 = 0
 		off += polyLen
@@ -60,7 +59,7 @@ func forgeHESubmission(t *testing.T, s *Site, payload []byte) []byte {
 	}
 	crs := s.he.CRS()
 	h := sha256.New()
-	h.Write([]byte("fl-secure/he/v2 submission\x00"))
+	h.Write([]byte("fl-secure/he/v3 submission\x00"))
 	h.Write(crs[:])
 	h.Write(body[8:])
 	return append(body, ed25519.Sign(s.identity, h.Sum(nil))...)
@@ -228,12 +227,7 @@ func TestNetworkHERogueRevealNamed(t *testing.T) {
 // reveal and signs the result again with its identity key (package he's
 // reveal signature, rebuilt here).
 func resignReveal(t *testing.T, s *Site, payload []byte) []byte {
-	params, err := heParams(len(s.cfg.Roster.Sites), 0)
-	if err != nil {
-		t.Error(err)
-		return payload
-	}
-	cfg := params.Config()
+	cfg := s.heSetup.Params().Config()
 	body := append([]byte(nil), payload[:len(payload)-ed25519.SignatureSize]...)
 	body[100] ^= 1
 	crs := s.heSetup.CRS()

@@ -81,31 +81,60 @@ func unpackList(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
-func heParams(sites, minCohort int) (*he.Params, error) {
-	return he.NewParams(he.Config{Preset: heNetPreset, Parties: sites, Threshold: sites/2 + 1,
+// heParams returns the network federation's he parameters for the given
+// number of sites, minimum cohort and colluding sites. The decryption
+// threshold is he.MinThreshold(sites, colluders): any two decrypting sets
+// then share more than the colluders (2t − N > c), so an honest site, which
+// answers one decryption per round, is in every overlap, and no two sums
+// of one round — with and without one site's update — are both decrypted,
+// even when the colluders restore old copies of their state and answer
+// twice.
+func heParams(sites, minCohort, colluders int) (*he.Params, error) {
+	t := he.MinThreshold(sites, colluders)
+	if t > sites {
+		return nil, fmt.Errorf("%d colluding sites among %d need a decryption threshold of %d, more than the sites", colluders, sites, t)
+	}
+	return he.NewParams(he.Config{Preset: heNetPreset, Parties: sites, Threshold: t,
 		MinContributors: minCohort, MaxAbsSum: heNetMaxAbs})
 }
 
 type heState struct {
 	CRS        string `json:"crs"`
 	Transcript string `json:"transcript,omitempty"`
+	// Threshold is the key's decryption threshold; 0 in records written
+	// before it was kept, whose keys have ⌊N/2⌋+1.
+	Threshold int `json:"threshold,omitempty"`
 }
 
 // heSetup runs the key ceremony with every site on the roster (it needs
-// them all) and records the group's CRS in the state directory.
+// them all) and records the group's CRS and threshold in the state
+// directory. The ceremony's start announces the coordinator's colluders,
+// which fix the threshold every site uses; a site that assumes more
+// colluders than that threshold tolerates refuses the ceremony.
 func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 	var crs [32]byte
+	n := len(c.cfg.Roster.Sites)
+	params, err := heParams(n, c.cfg.MinCohort, c.cfg.Colluders)
+	if err != nil {
+		return crs, fmt.Errorf("protocol: %w", err)
+	}
+	th := params.Config().Threshold
 	path := filepath.Join(c.cfg.State, "he.json")
 	if b, err := os.ReadFile(path); err == nil {
 		var st heState
 		if json.Unmarshal(b, &st) == nil {
 			if h, err := hex.DecodeString(st.CRS); err == nil && len(h) == 32 {
+				if st.Threshold == 0 {
+					st.Threshold = n/2 + 1
+				}
+				if st.Threshold != th {
+					return crs, fmt.Errorf("protocol: the threshold key was made with a decryption threshold of %d of %d sites; with %d colluders this run needs %d: remove %s to run the key ceremony again", st.Threshold, n, c.cfg.Colluders, th, path)
+				}
 				copy(crs[:], h)
 				return crs, nil
 			}
 		}
 	}
-	n := len(c.cfg.Roster.Sites)
 	for attempt := 1; ; attempt++ {
 		if attempt > maxFailures {
 			return crs, fmt.Errorf("protocol: the key ceremony failed %d times; every site must be online and agree", maxFailures)
@@ -129,8 +158,8 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 		if err != nil {
 			return crs, err
 		}
-		start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_HE_SETUP, Sites: uint32(n),
-			MinCohort: uint32(c.cfg.MinCohort), HePreset: heNetPreset.Name, HeMaxAbs: heNetMaxAbs, Mode: string(HE)}
+		start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_HE_SETUP, Sites: uint32(n), MinCohort: uint32(c.cfg.MinCohort),
+			Colluders: uint32(c.cfg.Colluders), HePreset: heNetPreset.Name, HeMaxAbs: heNetMaxAbs, Mode: string(HE)}
 		for i, s := range sess {
 			start.Members = append(start.Members, uint32(s.site))
 			_ = i
@@ -186,10 +215,6 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 		}
 		// A site whose signed reveal does not match its signed commitment
 		// has tried to choose its key share after seeing the others'.
-		params, err := heParams(n, c.cfg.MinCohort)
-		if err != nil {
-			return crs, err
-		}
 		if err := he.CheckReveals(params, c.cfg.Roster.identities(), adverts, commits, reveals); err != nil {
 			var se *he.SetupError
 			if errors.As(err, &se) {
@@ -219,35 +244,39 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 			}
 		}
 		copy(crs[:], acks[0])
-		b, _ := json.Marshal(heState{CRS: hex.EncodeToString(crs[:]), Transcript: hex.EncodeToString(acks[0][32:])})
+		b, _ := json.Marshal(heState{CRS: hex.EncodeToString(crs[:]), Transcript: hex.EncodeToString(acks[0][32:]), Threshold: th})
 		if err := writeAtomic(path, b); err != nil {
 			return crs, err
 		}
-		c.log.Info("key ceremony done", "sites", n)
+		c.log.Info("key ceremony done", "sites", n, "threshold", th, "colluders", c.cfg.Colluders)
 		return crs, nil
 	}
 }
 
 // heSum runs one threshold-CKKS aggregation: submissions, the charge, a
 // decryption request to the contributors, and the combination of the t
-// shares.
+// shares. A sum refused as out of range gives an error wrapping
+// he.ErrOutOfRange.
 func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, *attempt, error) {
 	bl := newAttempt()
 	n := len(c.cfg.Roster.Sites)
-	params, err := heParams(n, c.cfg.MinCohort)
+	params, err := heParams(n, c.cfg.MinCohort, c.cfg.Colluders)
 	if err != nil {
-		return nil, 0, bl, err
+		return nil, 0, bl, fmt.Errorf("protocol: %w", err)
 	}
 	for _, s := range sess {
 		start.Members = append(start.Members, uint32(s.site))
 	}
 	start.HePreset, start.HeMaxAbs, start.Mode = heNetPreset.Name, heNetMaxAbs, string(HE)
 	start.Sites, start.MinCohort = uint32(n), uint32(c.cfg.MinCohort)
+	// start is final: every submission must carry the digest of these
+	// terms, as every decryptor checks against the terms it was shown.
+	roundTerms := terms(start)
 	for _, s := range sess {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
 	}
 	tr := roundOf(start.Round)
-	agg, err := he.NewAggregator(params, c.cfg.Roster.identities(), c.crs, start.Round)
+	agg, err := he.NewAggregator(params, c.cfg.Roster.identities(), c.crs, start.Round, roundTerms)
 	if err != nil {
 		return nil, 0, bl, err
 	}
@@ -321,15 +350,39 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 		case m.GetRefuse() != nil:
 			bl.note(s.site, "refused to decrypt: %s", m.GetRefuse().Reason)
 		default:
-			shares = append(shares, m.GetEngine().Payload)
+			// A share must be its sender's, for this session, and well
+			// formed: one sent in another site's name would crowd out that
+			// site's share and make the round fail with no one to blame.
+			b := m.GetEngine().Payload
+			var why string
+			switch round, party, err := he.ShareParty(b); {
+			case err != nil:
+				why = fmt.Sprintf("malformed decryption share: %v", err)
+			case party != s.site:
+				why = fmt.Sprintf("decryption share in party %d's name", party)
+			case round != start.Round:
+				why = fmt.Sprintf("decryption share for session %d, not %d", round, start.Round)
+			default:
+				if _, err := agg.CheckShare(b); err != nil {
+					why = fmt.Sprintf("malformed decryption share: %v", err)
+				}
+			}
+			if why != "" {
+				bl.add(s.site, "%s", why)
+				c.misbehaved(s.site, fmt.Sprintf("round %d: %s", tr, why))
+				continue
+			}
+			shares = append(shares, b)
 		}
 	}
 	sum, err := agg.Combine(shares)
 	if errors.Is(err, he.ErrOutOfRange) {
-		// Some site submitted a malformed ciphertext: what was decrypted
-		// may hold the collective key, and it is published to no one.
-		c.log.Error("decrypted sum refused: outside the range honest sites' updates can produce; the result is withheld and not published. A site submitted a malformed ciphertext; the threshold key may be under attack",
-			"round", tr, "contributors", fmt.Sprint(contributors))
+		// A site submitted a malformed ciphertext, or a decryptor sent a
+		// share not computed from its key (nothing proves a share, and the
+		// two cannot be told apart): what was decrypted may hold the
+		// collective key, and it is published to no one.
+		c.log.Error("decrypted sum refused: outside the range honest sites' updates can produce; the result is withheld and not published. A site submitted a malformed ciphertext or a decryptor a wrong decryption share; the threshold key may be under attack",
+			"round", tr, "contributors", fmt.Sprint(contributors), "decryptors", fmt.Sprint(named))
 		return nil, len(contributors), bl, fmt.Errorf("protocol: round %d: %w", tr, err)
 	}
 	if err != nil {
@@ -383,10 +436,12 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	if s.he != nil {
 		return s.he, s.he.Params(), nil
 	}
-	// The fewest contributors a sum this site helps decrypt must hold was
-	// fixed at the key ceremony and is kept in the saved state, which
-	// RestoreParty uses: nothing a RoundStart says can lower it.
-	params, err := heParams(len(s.cfg.Roster.Sites), 0)
+	// The fewest contributors a sum this site helps decrypt must hold and
+	// the decryption threshold were fixed at the key ceremony and are kept
+	// in the saved state, which RestoreParty uses: nothing a RoundStart
+	// says can lower them. The threshold must still suit this site's own
+	// colluders (RestoreParty refuses one below heParams' threshold).
+	params, err := heParams(len(s.cfg.Roster.Sites), 0, s.cfg.Colluders)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -400,7 +455,7 @@ func (s *Site) heParty(st *wire.RoundStart) (*he.Party, *he.Params, error) {
 	defer clear(b)
 	p, err := he.RestoreParty(params, s.identity, s.cfg.Roster.identities(), b)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("this site's threshold key (it assumes %d colluders): %w", s.cfg.Colluders, err)
 	}
 	s.he = p
 	return p, p.Params(), nil
@@ -425,7 +480,16 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 		// The only time the coordinator's minimum cohort counts: at setup,
 		// the larger of it and the site's own goes into the site's advert,
 		// and the group's is the largest advert's, fixed for the key's life.
-		params, err := heParams(int(st.Sites), max(s.cfg.MinCohort, int(st.MinCohort)))
+		// The threshold follows the coordinator's colluders, so that every
+		// site uses the same one (the advert signatures bind it), unless
+		// this site assumes more colluders than that threshold tolerates.
+		n := int(st.Sites)
+		own, announced := he.MinThreshold(n, s.cfg.Colluders), he.MinThreshold(n, int(st.Colluders))
+		if own > announced {
+			return nil, fmt.Errorf("this site assumes %d colluding sites, which needs a decryption threshold of at least %d of %d; the coordinator announces %d colluders, which give %d, so two decryptions of one round could overlap in colluders only: the coordinator must assume at least %d colluders",
+				s.cfg.Colluders, own, n, st.Colluders, announced, s.cfg.Colluders)
+		}
+		params, err := heParams(n, max(s.cfg.MinCohort, int(st.MinCohort)), int(st.Colluders))
 		if err != nil {
 			return nil, err
 		}
@@ -464,7 +528,9 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 			return nil, err
 		}
 	}
-	sub, err := p.Encrypt(st.Round, v, noise)
+	// The submission carries the digest of the terms this site was shown,
+	// signed: a decryptor shown other terms refuses the sum.
+	sub, err := p.Encrypt(st.Round, terms(st), v, noise)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +588,9 @@ func (s *Site) heStep(r *siteRound, e *wire.Engine) (*wire.SiteMessage, error) {
 		if s.he == nil {
 			return nil, errors.New("no threshold key")
 		}
-		sh, err := s.he.DecryptShare(e.Payload)
+		// Only a sum whose submissions were all made under the terms this
+		// site was shown for the round, whether or not it contributed.
+		sh, err := s.he.DecryptShare(e.Payload, terms(r.start))
 		if err != nil {
 			return &wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: e.Round, Reason: err.Error()}}}, nil
 		}
