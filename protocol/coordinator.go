@@ -596,6 +596,9 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				return nil, err
 			}
 			v, _, bl, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
+			if errors.Is(err, he.ErrOutOfRange) {
+				return nil, fmt.Errorf("protocol: the statistics round: a decrypted sum was out of the range honest sites produce (a malformed ciphertext or a wrong decryption share); the run stops: %w", err)
+			}
 			if err != nil {
 				if err := retry.failed(ctx, bl, err); err != nil {
 					return nil, err
@@ -704,7 +707,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				// A site submitted a malformed ciphertext. The result was
 				// withheld, but each refused round tells that site one bit
 				// about the decryption key: stop.
-				return nil, fmt.Errorf("protocol: round %d: a decrypted sum was out of the range honest updates produce, so a site submitted a malformed ciphertext; the run stops (each such round could leak a bit of the decryption key): %w", r, err)
+				return nil, fmt.Errorf("protocol: round %d: a decrypted sum was out of the range honest updates produce, so a site submitted a malformed ciphertext or a decryptor a wrong decryption share; the run stops (each such round could leak a bit of the decryption key): %w", r, err)
 			}
 			if err := retry.failed(ctx, bl, err); err != nil {
 				return nil, err
