@@ -97,6 +97,24 @@ func (b *attackBed) statistics(members []int, colluders int) *wire.RoundStart {
 	return st
 }
 
+// train returns a record-level secagg training RoundStart over members
+// with a fresh session identifier (σ 3 per site, clip 1, logistic model on
+// 30 features), after change, if any, has edited it.
+func (b *attackBed) train(members []int, change func(*wire.RoundStart)) *wire.RoundStart {
+	b.sid++
+	st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+		Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
+		Mean: make([]float64, 30), Scale: ones(30), Sites: uint32(len(b.roster.Sites)), Delta: 1e-5,
+		Mode: string(SecAgg), Level: string(dp.RecordLevel), Threshold: uint32(len(members)/2 + 1)}
+	for _, m := range members {
+		st.Members = append(st.Members, uint32(m))
+	}
+	if change != nil {
+		change(st)
+	}
+	return st
+}
+
 // party is one member of a session: an honest site's round, or a colluder's
 // secagg client.
 type party struct {
@@ -424,15 +442,7 @@ func TestAttackUnderCharging(t *testing.T) {
 	b := newAttackBed(t, 8, []int{1}, func(c *SiteConfig) { c.MinCohort, c.Colluders = 6, 1 })
 	s := b.sites[1]
 	train := func(members []int, minCohort, colluders uint32) *wire.RoundStart {
-		b.sid++
-		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: minCohort, Colluders: colluders, ModelName: "logistic",
-			Mean: make([]float64, 30), Scale: ones(30), Sites: 8, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel)}
-		for _, m := range members {
-			st.Members = append(st.Members, uint32(m))
-		}
-		st.Threshold = uint32(len(members)/2 + 1)
-		return st
+		return b.train(members, func(st *wire.RoundStart) { st.MinCohort, st.Colluders = minCohort, colluders })
 	}
 	if _, _, err := s.start(train([]int{1, 2, 3}, 3, 0)); err == nil || !strings.Contains(err.Error(), "minimum cohort is 6") {
 		t.Fatalf("3-member round: %v", err)
@@ -585,11 +595,7 @@ func TestAttackLevelSwitch(t *testing.T) {
 	b := newAttackBed(t, 3, []int{1}, nil)
 	s := b.sites[1]
 	train := func(level dp.Level) *wire.RoundStart {
-		b.sid++
-		return &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
-			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(level),
-			Members: []uint32{1, 2, 3}, Threshold: 2}
+		return b.train([]int{1, 2, 3}, func(st *wire.RoundStart) { st.Level = string(level) })
 	}
 	r, _, err := s.start(train(dp.ClientLevel))
 	if err != nil {
@@ -621,11 +627,8 @@ func TestAttackUnopenedRounds(t *testing.T) {
 	s := b.sites[1]
 	paid := 0
 	for r := 1; r <= 10; r++ {
-		b.sid = uint64(r) << 20
-		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
-			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel),
-			Members: []uint32{1, 2, 3}, Threshold: 2}
+		b.sid = uint64(r)<<20 - 1 // each attempt numbered as a new round
+		st := b.train([]int{1, 2, 3}, nil)
 		rd, _, err := s.start(st)
 		if err != nil {
 			if !strings.Contains(err.Error(), "did not open") {
@@ -742,11 +745,8 @@ func TestAttackFakeEndResetsUnopened(t *testing.T) {
 	s := b.sites[1]
 	paid := 0
 	for r := 1; r <= 10; r++ {
-		b.sid = uint64(r) << 20
-		st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-			Clip: 1, Gamma: math.Exp2(-20), SiteSigma: 3, MinCohort: 3, ModelName: "logistic",
-			Mean: make([]float64, 30), Scale: ones(30), Sites: 3, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.RecordLevel),
-			Members: []uint32{1, 2, 3}, Threshold: 2}
+		b.sid = uint64(r)<<20 - 1 // each attempt numbered as a new round
+		st := b.train([]int{1, 2, 3}, nil)
 		rd, _, err := s.start(st)
 		if err != nil {
 			continue
