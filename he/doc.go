@@ -73,12 +73,17 @@
 //
 // # Security
 //
-// In one sentence: he mode keeps the hospitals' updates and the collective
-// key confidential against an actively malicious coordinator, or against
-// malicious hospitals while the coordinator is honest, but not against a
-// coordinator that colludes with even one malicious hospital — that pair
-// can recover the collective key from a single round — so where that is a
-// risk, use secagg mode.
+// In one sentence: he mode keeps the hospitals' updates confidential
+// against an actively malicious coordinator that colludes with no
+// hospital, and the collective key against malicious hospitals while the
+// coordinator is honest; it does not keep one hospital's update from
+// another hospital that takes part in decryption (decryptors see every
+// submission, and a hospital can submit a scaled copy of another's earlier
+// ciphertext as its own: TestLimitReplayOfAnotherHospitalsCiphertext), nor
+// anything from a coordinator colluding with a hospital (that pair can
+// recover the collective key from a single round) — wherever a hospital
+// may be malicious, use secagg mode. Binding each ciphertext to its sender
+// and round needs a proof of plaintext knowledge (see the estimate below).
 //
 // Adversary: the coordinator may deviate from the protocol; up to c
 // hospitals may collude and deviate, where the threshold was chosen for
@@ -177,7 +182,10 @@
 // ≤ e on 64 key coefficients, which bounds the term on the values by a few
 // e. Rounded to the grid, the result is then exactly the honest sum plus
 // the malformed submission's own chosen c0, independent of the key
-// (TestMalformedCiphertextLimits); what a malformed ciphertext learns is
+// (TestMalformedCiphertextLimits) — though that c0, or a well-formed
+// submission, can be a scaled copy of another hospital's earlier
+// ciphertext, which exposes that hospital's input (above); what a
+// malformed ciphertext learns about the key is
 // whether its round was refused, one bit per round. Without a Grid a term
 // below e stays in the low bits of the result, where it shows key
 // coefficients round after round: give the grid whenever the inputs are on

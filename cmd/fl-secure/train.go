@@ -299,4 +299,4 @@ func isTerminal(w io.Writer) bool {
 
 // heWarning states what mode he does not yet protect (SECURITY.md, "Threshold
 // CKKS").
-const heWarning = "fl-secure: warning: mode he keeps updates and the decryption key confidential against a malicious coordinator, or against malicious hospitals while the coordinator is honest, but not against a coordinator that colludes with even one malicious hospital (that pair can recover the key from a single round); where that is a risk, use secagg (SECURITY.md, \"Threshold CKKS\")"
+const heWarning = "fl-secure: warning: mode he protects updates against a malicious coordinator that colludes with no hospital, and the decryption key against malicious hospitals while the coordinator is honest, but not one hospital's update from another hospital that decrypts, nor anything from a coordinator colluding with a hospital; wherever a hospital may be malicious, use secagg (SECURITY.md, \"Threshold CKKS\")"
