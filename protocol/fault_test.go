@@ -116,11 +116,7 @@ func TestAttackImpersonation(t *testing.T) {
 	f := newFederation(t, 5, CoordinatorConfig{Rounds: 3, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
 	logs := f.watch()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 5; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 5, func(i int, c *SiteConfig) {
 		if i == 1 {
 			// Site 1's messages are handled first in each phase.
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
@@ -130,14 +126,7 @@ func TestAttackImpersonation(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait() // the sites leave on the coordinator's goodbye
+	})
 	if okRounds(sum) != 3 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -237,11 +226,7 @@ func TestNetworkMaliciousSite(t *testing.T) {
 	f := newFederation(t, 6, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
 	logs := f.watch()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 6; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 6, func(i int, c *SiteConfig) {
 		c.EpsilonCap = 6 // room for a retried round
 		if i == 6 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
@@ -264,14 +249,7 @@ func TestNetworkMaliciousSite(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait() // the sites leave on the coordinator's goodbye
+	})
 	// Round 3 fails after every site (and the coordinator) paid for it:
 	// the coordinator charged it before asking to unmask, so it is spent,
 	// not retried, and site 6 is left out of the rest of the run. Every
@@ -309,13 +287,8 @@ func TestNetworkMaliciousSite(t *testing.T) {
 func TestStatisticsRetryOverTheSignedSet(t *testing.T) {
 	f := newFederation(t, 4, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
-	logs := f.watch()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
 	var withheld sync.Once
-	for i := 1; i <= 4; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 4, func(i int, c *SiteConfig) {
 		if i == 2 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
 				if e := m.GetEngine(); e != nil && st.Kind == wire.RoundStart_STATISTICS && e.Phase == phaseConsistency {
@@ -328,14 +301,7 @@ func TestStatisticsRetryOverTheSignedSet(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
-	wait()
+	})
 	if okRounds(sum) != 1 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -356,11 +322,7 @@ func TestStatisticsRetryOverTheSignedSet(t *testing.T) {
 func TestAttackPersistentWithholder(t *testing.T) {
 	f := newFederation(t, 6, CoordinatorConfig{Rounds: 10, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 6; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 6, func(i int, c *SiteConfig) {
 		if i == 6 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
 				if e := m.GetEngine(); e != nil && st.Kind == wire.RoundStart_TRAIN && e.Phase == phaseConsistency {
@@ -369,14 +331,7 @@ func TestAttackPersistentWithholder(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait()
+	})
 	if okRounds(sum) != 9 || sum.Rounds[0].Status != "failed" {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -404,11 +359,7 @@ func TestAttackPersistentWithholder(t *testing.T) {
 func TestAttackBlameShift(t *testing.T) {
 	f := newFederation(t, 5, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 5; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 5, func(i int, c *SiteConfig) {
 		c.EpsilonCap = 6
 		if i == 5 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
@@ -426,14 +377,7 @@ func TestAttackBlameShift(t *testing.T) {
 				return engineMsg(e.Round, e.Phase, b)
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait()
+	})
 	if okRounds(sum) < 3 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -465,11 +409,7 @@ func TestAttackBlameShift(t *testing.T) {
 func TestAttackFramingByAccusation(t *testing.T) {
 	f := newFederation(t, 5, CoordinatorConfig{Rounds: 4, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 5; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 5, func(i int, c *SiteConfig) {
 		if i == 5 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
 				if e := m.GetEngine(); e != nil && e.Phase == phaseMasked {
@@ -480,14 +420,7 @@ func TestAttackFramingByAccusation(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait()
+	})
 	if okRounds(sum) != 4 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -507,11 +440,7 @@ func TestAttackFramingByAccusation(t *testing.T) {
 func TestAttackPlausibleRefusal(t *testing.T) {
 	f := newFederation(t, 6, CoordinatorConfig{Rounds: 6, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	var cfgs []SiteConfig
-	for i := 1; i <= 6; i++ {
-		c := f.siteConfig(i)
+	sites, sum := f.run(t, 6, func(i int, c *SiteConfig) {
 		if i == 6 {
 			c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
 				if e := m.GetEngine(); e != nil && e.Phase == phaseConsistency && st.Kind == wire.RoundStart_TRAIN && roundOf(st.Round)%3 != 0 {
@@ -521,14 +450,7 @@ func TestAttackPlausibleRefusal(t *testing.T) {
 				return m
 			}
 		}
-		cfgs = append(cfgs, c)
-	}
-	sites, wait := runSites(t, ctx, cfgs)
-	sum, err := f.coord.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait()
+	})
 	if okRounds(sum) != 5 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
@@ -540,4 +462,28 @@ func TestAttackPlausibleRefusal(t *testing.T) {
 			t.Errorf("site %d: %d rounds opened", s.cfg.Site, s.Rounds())
 		}
 	}
+}
+
+// run starts sites 1..n, each configured by change (nil: as siteConfig
+// makes it), runs the coordinator to the end, waits for the sites to
+// leave on its goodbye, and returns them with the coordinator's summary.
+func (f *federation) run(t *testing.T, n int, change func(i int, c *SiteConfig)) ([]*Site, *Summary) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= n; i++ {
+		c := f.siteConfig(i)
+		if change != nil {
+			change(i, &c)
+		}
+		cfgs = append(cfgs, c)
+	}
+	sites, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	return sites, sum
 }
