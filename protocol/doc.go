@@ -66,8 +66,9 @@
 //
 // # Transport
 //
-// Today the round runs in-process: secagg through internal/localround
-// (every message encoded and decoded on the way) and he through its
-// message API. The network transport (gRPC over mutual TLS) will drive the
-// same steps.
+// The network coordinator and sites (Coordinator, Site) run rounds over
+// gRPC with mutual TLS 1.3; the simulator (Train, behind fl-secure
+// simulate) still sequences rounds in process through internal/localround
+// and he's message API, so the rules of "What a site enforces" above are
+// exercised by the network path and its tests.
 package protocol
