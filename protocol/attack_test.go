@@ -131,6 +131,7 @@ type drive struct {
 	st      *wire.RoundStart
 	parties map[int]*party // by site
 	refused map[int]error  // honest sites that refused, by site
+	fwd     map[int][]byte // the forwarded shares each site was sent
 }
 
 // begin sends st to every member. Honest sites answer with their advert or
@@ -263,9 +264,12 @@ func (d *drive) shareAndMask() map[int][]byte {
 			}
 		}
 	}
+	d.fwd = map[int][]byte{}
+	for _, site := range d.sorted() {
+		d.fwd[site], _ = fwd[d.parties[site].id].MarshalBinary()
+	}
 	return d.exchange(d.sorted(), phaseShares, func(p *party) []byte {
-		b, _ := fwd[p.id].MarshalBinary()
-		return b
+		return d.fwd[p.site]
 	}, func(p *party, b []byte) ([]byte, error) {
 		var f secagg.ForwardedShares
 		if err := f.UnmarshalBinary(b); err != nil {
@@ -760,4 +764,101 @@ func TestAttackFakeEndResetsUnopened(t *testing.T) {
 	if paid != 3 {
 		t.Fatalf("the site paid for %d rounds it never unmasked, want 3", paid)
 	}
+}
+
+// TestAttackReplayedForwardedShares: a coordinator sends a site the same
+// forwarded shares again and again in one session; the site answers with
+// the masked input it already sent, and used to charge its ledger each
+// time (10 charges for one round, past both the attempt and the unopened
+// bounds). It charges once per session.
+func TestAttackReplayedForwardedShares(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1, 2, 3}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	d := b.begin(b.train([]int{1, 2, 3}, nil))
+	d.shareAndMask()
+	r := d.parties[1].round
+	for range 10 {
+		if _, err := r.step(&wire.Engine{Round: d.st.Round, Phase: phaseShares, Payload: d.fwd[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := b.sites[1].attempts(roundOf(d.st.Round)); n != 1 {
+		t.Fatalf("the site paid %d times for one session", n)
+	}
+}
+
+// TestAttackPlainTrainClaimsNoise: a plain-mode round sends a site's vector
+// as it is. A coordinator that announces a noise share in a plain training
+// round would get an exact, uncharged update from a site that allows plain
+// mode but not rounds without noise. The site refuses plain training rounds
+// unless it allows rounds without noise, and any that claims noise.
+func TestAttackPlainTrainClaimsNoise(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.AllowPlain = true })
+	plain := func(sigma float64) *wire.RoundStart {
+		return b.train([]int{1, 2, 3}, func(st *wire.RoundStart) { st.Mode, st.SiteSigma = string(Plain), sigma })
+	}
+	if _, _, err := b.sites[1].start(plain(3)); err == nil {
+		t.Fatal("a plain training round claiming noise was joined")
+	}
+	if _, _, err := b.sites[1].start(plain(0)); err == nil {
+		t.Fatal("a plain training round was joined without AllowNoDP")
+	}
+	b.sites[1].cfg.AllowNoDP = true
+	if _, _, err := b.sites[1].start(plain(3)); err == nil {
+		t.Fatal("a plain training round claiming noise was joined with AllowNoDP")
+	}
+	if _, _, err := b.sites[1].start(plain(0)); err != nil {
+		t.Fatalf("a plain round without noise, allowed: %v", err)
+	}
+}
+
+// TestAttackSiteLedgerCutShort: whoever can write a site's state directory
+// deletes its ledger, or cuts its last charges off, so that the ε it spent
+// comes back (a new ledger starts at 0; a truncated one passes its own
+// audit). The signed site state records the ledger's length and last hash
+// at every charge, and the site refuses to start on a shorter ledger.
+func TestAttackSiteLedgerCutShort(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	s := b.sites[1]
+	for r := 1; r <= 3; r++ {
+		b.sid = uint64(r)<<20 - 1
+		rd, _, err := s.start(b.train([]int{1, 2, 3}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.charge(*rd.charge); err != nil {
+			t.Fatal(err)
+		}
+		s.opened()
+	}
+	s.Close()
+	path := filepath.Join(s.cfg.State, "site-ledger.jsonl")
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(full, []byte("\n"))
+	for name, cut := range map[string][]byte{
+		"deleted":         nil,
+		"last charge cut": bytes.Join(lines[:len(lines)-2], nil),
+		"two charges cut": bytes.Join(lines[:len(lines)-3], nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if cut == nil {
+				os.Remove(path)
+			} else if err := os.WriteFile(path, cut, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewSite(b.siteConfig(1)); err == nil || !strings.Contains(err.Error(), "site-ledger.jsonl") {
+				t.Fatalf("the site started on a %s ledger: %v", name, err)
+			}
+			if err := os.WriteFile(path, full, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	s2, err := NewSite(b.siteConfig(1))
+	if err != nil {
+		t.Fatalf("the whole ledger: %v", err)
+	}
+	s2.Close()
 }

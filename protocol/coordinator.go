@@ -875,9 +875,11 @@ func (t *retrier) failed(ctx context.Context, a *attempt, err error) error {
 	} else if a.masked {
 		t.paid++
 	}
-	for site, why := range a.sites {
-		if _, ok := t.excluded[site]; !ok {
-			t.excluded[site] = why
+	for _, m := range []map[int]string{a.sites, a.retryOnly} {
+		for site, why := range m {
+			if _, ok := t.excluded[site]; !ok {
+				t.excluded[site] = why
+			}
 		}
 	}
 	if t.round != 0 && a.masked {
@@ -887,10 +889,6 @@ func (t *retrier) failed(ctx context.Context, a *attempt, err error) error {
 		// for a round that never opens in every round it joins. Restarting
 		// the coordinator admits it again.
 		for _, site := range a.paid {
-			if strings.HasPrefix(a.sites[site], "accused") {
-				// An accusation cannot be verified on its own (see accuse).
-				continue
-			}
 			if _, ok := t.c.banned[site]; !ok {
 				why := fmt.Sprintf("round %d failed after the sites paid for it: %s", t.round, a.sites[site])
 				t.c.banned[site] = why
@@ -1133,9 +1131,23 @@ type attempt struct {
 	signing []int
 	// notes says why other sites left, without holding it against them.
 	notes map[int]string
+	// retryOnly lists sites to leave out of a retry only (unconfirmed).
+	retryOnly map[int]string
 }
 
-func newAttempt() *attempt { return &attempt{sites: map[int]string{}, notes: map[int]string{}} }
+func newAttempt() *attempt {
+	return &attempt{sites: map[int]string{}, notes: map[int]string{}, retryOnly: map[int]string{}}
+}
+
+// unconfirmed records a site to leave out of a retry for a reason that is
+// no fault of its own as far as the coordinator can tell (an unconfirmed
+// accusation, either side of it); it never leaves a site out of the run,
+// and a fault the site commits later in the attempt is recorded as usual.
+func (a *attempt) unconfirmed(site int, format string, args ...any) {
+	if _, ok := a.retryOnly[site]; !ok {
+		a.retryOnly[site] = fmt.Sprintf(format, args...)
+	}
+}
 
 // note records why a site left a session without leaving it out of a
 // retry.
@@ -1381,12 +1393,12 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	// of the rest of the run and keeps its accusers.
 	for _, acc := range accusations {
 		if !c.accuse(acc[1], acc[0], tr) {
-			bl.add(acc[1], "accused by site %d of sealing a share it could not open", acc[0])
+			bl.unconfirmed(acc[1], "accused by site %d of sealing a share it could not open", acc[0])
 		}
 	}
 	for _, acc := range accusations {
 		if _, banned := c.banned[acc[1]]; !banned {
-			bl.add(acc[0], "accused site %d, unconfirmed", acc[1])
+			bl.unconfirmed(acc[0], "accused site %d, unconfirmed", acc[1])
 		}
 	}
 	creq, err := srv.ConsistencyRequest()

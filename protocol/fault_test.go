@@ -487,3 +487,55 @@ func (f *federation) run(t *testing.T, n int, change func(i int, c *SiteConfig))
 	wait()
 	return sites, sum
 }
+
+// TestAttackAccusedEvadesLeaveOut: a site garbles only the share it seals
+// for site 1, so that site 1 accuses it (one accuser: unconfirmed), and then
+// refuses the survivor set after everyone paid. The unconfirmed accusation
+// used to stand as its reason, which exempted it from being left out: in 2
+// rounds of every 3, honest sites paid for rounds that never opened (8
+// charges for 2 opened rounds). The fault it commits after the sites paid
+// is recorded as such, and it is left out after the first.
+func TestAttackAccusedEvadesLeaveOut(t *testing.T) {
+	f := newFederation(t, 6, CoordinatorConfig{Rounds: 6, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: 2 * time.Second, JoinWait: time.Second})
+	sites, sum := f.run(t, 6, func(i int, c *SiteConfig) {
+		if i != 6 {
+			return
+		}
+		c.misbehave = func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+			e := m.GetEngine()
+			if e == nil || st.Kind != wire.RoundStart_TRAIN || roundOf(st.Round)%3 == 0 {
+				return m
+			}
+			var sh secagg.Shares
+			switch {
+			case e.Phase == phaseShares && sh.UnmarshalBinary(e.Payload) == nil:
+				for i := range sh.Shares {
+					if sh.Shares[i].Peer == clientID(st, 1) {
+						sh.Shares[i].Ciphertext[3] ^= 1
+					}
+				}
+				b, _ := sh.MarshalBinary()
+				return engineMsg(e.Round, e.Phase, b)
+			case e.Phase == phaseConsistency:
+				return &wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: e.Round, Reason: "secagg: too few clients remain"}}}
+			}
+			return m
+		}
+	})
+	if okRounds(sum) < 5 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	if len(f.coord.Misbehaviour()[6]) == 0 {
+		t.Errorf("site 6 not named: %v", f.coord.Misbehaviour())
+	}
+	for _, s := range sites[1:5] {
+		total := 0
+		for _, n := range siteCharges(t, s) {
+			total += n
+		}
+		if total > s.Rounds()+1 {
+			t.Errorf("site %d paid %d charges for %d opened rounds", s.cfg.Site, total, s.Rounds())
+		}
+	}
+}

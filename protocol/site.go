@@ -489,6 +489,8 @@ type siteRound struct {
 	client *secagg.Client
 	charge *dp.Charge
 	input  []uint64 // secagg: the quantized, noised contribution
+	// charged records that this session's charge is in the ledger.
+	charged bool
 }
 
 // start decides whether to take part in a round and, if so, returns the
@@ -593,6 +595,10 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if st.Mode == string(Plain) {
 		if !s.cfg.AllowPlain {
 			return nil, nil, errors.New("plain mode is NOT PRIVATE and this site does not allow it")
+		}
+		if st.Kind == wire.RoundStart_TRAIN && (st.SiteSigma != 0 || !s.cfg.AllowNoDP) {
+			// A plain round sends the vector as it is: no noise, no charge.
+			return nil, nil, errors.New("a plain training round carries no DP noise; this site takes part only with AllowNoDP, and in none that claims noise")
 		}
 		v, err := r.vector()
 		if err != nil {
@@ -907,11 +913,13 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 		if err := r.client.OpenShares(&m); err != nil {
 			return nil, err
 		}
-		// Charge this hospital's ledger before its data leaves.
-		if r.charge != nil {
+		// Charge this hospital's ledger before its data leaves, once per
+		// session: a replayed request gets the same masked input back.
+		if r.charge != nil && !r.charged {
 			if err := r.s.charge(*r.charge); err != nil {
 				return nil, err
 			}
+			r.charged = true
 		}
 		out, err := r.client.MaskInput(&m, r.input)
 		if err != nil {

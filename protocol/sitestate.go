@@ -42,6 +42,12 @@ type siteState struct {
 	// after everyone paid) could otherwise make it pay for round after
 	// round that never opens; at MaxUnopened the site stops paying.
 	Unopened int `json:"unopened_paid_rounds,omitempty"`
+	// LedgerEntries and LedgerHead are the length of this site's ledger and
+	// the hash of its last entry after the newest charge: a ledger found
+	// shorter, or without that entry, was truncated, deleted or rolled back
+	// (its ε would come back).
+	LedgerEntries int64  `json:"ledger_entries,omitempty"`
+	LedgerHead    string `json:"ledger_head,omitempty"`
 }
 
 // statisticsReleased says in which mode this site has already let its
@@ -106,11 +112,23 @@ func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 		return st, fmt.Errorf("protocol: %s is corrupt (%v); restore it from a backup, never delete it", path, err)
 	}
 	// Sessions are joined before anything is charged in them.
-	if es, err := dp.ReadLedger(filepath.Join(dir, "site-ledger.jsonl")); err == nil {
+	ledger := filepath.Join(dir, "site-ledger.jsonl")
+	es, err := dp.ReadLedger(ledger)
+	if err == nil {
 		for _, e := range es {
 			if e.Kind == "charge" && e.Round > roundOf(st.LastSession) {
 				return st, fmt.Errorf("protocol: %s is older than the ledger (it last joined round %d, the ledger charges round %d): restore the matching state", path, roundOf(st.LastSession), e.Round)
 			}
+		}
+	}
+	if st.LedgerEntries > 0 {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return st, fmt.Errorf("protocol: %s is missing, though this site has charged it %d entries: restore it from a backup (a new ledger would give back the ε spent)", ledger, st.LedgerEntries)
+		case err != nil && !errors.Is(err, dp.ErrTornLedger):
+			return st, err
+		case int64(len(es)) < st.LedgerEntries || es[st.LedgerEntries-1].Hash != st.LedgerHead:
+			return st, fmt.Errorf("protocol: %s holds %d entries and not the one this site last wrote (entry %d): it was truncated or rolled back; restore it (its ε would come back)", ledger, len(es), st.LedgerEntries)
 		}
 	}
 	return st, nil
@@ -193,10 +211,12 @@ func (s *Site) sendPlainStatistics(sid uint64) error {
 // charge records a charge in the ledger and counts it as unopened until the
 // round's result arrives.
 func (s *Site) charge(c dp.Charge) error {
-	if _, err := s.ledger.Charge(c); err != nil {
+	e, err := s.ledger.Charge(c)
+	if err != nil {
 		return err
 	}
 	s.state.Unopened++
+	s.state.LedgerEntries, s.state.LedgerHead = e.Seq+1, e.Hash
 	return s.saveState()
 }
 
