@@ -1317,8 +1317,8 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 				continue
 			} else if sender != client[s.site] || mr != round {
 				bl.add(s.site, "sent a message in another's name")
-				c.misbehaved(s.site, fmt.Sprintf("round %d, phase %s: message claims client %d of session %d; this site is client %d",
-					tr, phaseLabel[phase], sender, mr, client[s.site]))
+				c.misbehaved(s.site, fmt.Sprintf("round %d, phase %s: message claims client %d of %s; this site is client %d",
+					tr, phaseLabel[phase], sender, sessionName(mr), client[s.site]))
 				continue
 			}
 			if err := f(b); err != nil {

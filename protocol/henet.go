@@ -361,7 +361,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 			case party != s.site:
 				why = fmt.Sprintf("decryption share in party %d's name", party)
 			case round != start.Round:
-				why = fmt.Sprintf("decryption share for session %d, not %d", round, start.Round)
+				why = fmt.Sprintf("decryption share for %s, not %s", sessionName(round), sessionName(start.Round))
 			default:
 				if _, err := agg.CheckShare(b); err != nil {
 					why = fmt.Sprintf("malformed decryption share: %v", err)

@@ -59,9 +59,9 @@ func (st *siteState) statisticsReleased() string {
 	case st.Statistics != nil:
 		return fmt.Sprintf("in secagg mode over sites %v", st.Statistics)
 	case st.HEStatistics != 0:
-		return fmt.Sprintf("in he mode (round session %d)", st.HEStatistics)
+		return fmt.Sprintf("in he mode (%s)", sessionName(st.HEStatistics))
 	case st.PlainStatistics != 0:
-		return fmt.Sprintf("in plain mode (round session %d)", st.PlainStatistics)
+		return fmt.Sprintf("in plain mode (%s)", sessionName(st.PlainStatistics))
 	}
 	return ""
 }
@@ -151,8 +151,8 @@ func (s *Site) saveState() error {
 // before the site sends anything in it.
 func (s *Site) joinSession(sid uint64) error {
 	if sid <= s.state.LastSession {
-		return fmt.Errorf("session %d of round %d is not newer than the last this site joined (%d of round %d): a replayed or rolled-back round",
-			sid, roundOf(sid), s.state.LastSession, roundOf(s.state.LastSession))
+		return fmt.Errorf("%s is not newer than the last this site joined (%s): a replayed or rolled-back round",
+			sessionName(sid), sessionName(s.state.LastSession))
 	}
 	prev := s.state.LastSession
 	s.state.LastSession = sid
@@ -229,4 +229,10 @@ func (s *Site) opened() {
 	if err := s.saveState(); err != nil {
 		s.log.Error("saving the site state", "err", err)
 	}
+}
+
+// sessionName names a session for people: its training round and the
+// attempt within it (round 0 is the statistics round and the key ceremony).
+func sessionName(sid uint64) string {
+	return fmt.Sprintf("round %d, attempt %d", roundOf(sid), sid&(1<<20-1))
 }
