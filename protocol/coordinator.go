@@ -317,6 +317,23 @@ func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 	if !ok {
 		return status.Error(codes.PermissionDenied, "protocol: certificate not on the roster")
 	}
+	return c.serve(stream, site)
+}
+
+// A coordStream is the coordinator's end of one site's session: the gRPC
+// server stream, or an in-memory one (memnet.go).
+type coordStream interface {
+	Send(*wire.CoordinatorMessage) error
+	Recv() (*wire.SiteMessage, error)
+	Context() context.Context
+}
+
+// serve runs the session of site, already authenticated by its transport:
+// it checks the Hello against site, registers the session, and feeds the
+// inbox with what the site sends, within MaxBuffered bytes, until the
+// stream ends. Every message is attributed to site and no message can
+// change that. Its error is the status the site's stream ends with.
+func (c *Coordinator) serve(stream coordStream, site int) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
