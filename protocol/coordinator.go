@@ -96,6 +96,12 @@ type CoordinatorConfig struct {
 	// Without one they are stored unencrypted and NewCoordinator logs a
 	// warning.
 	Passphrase atrest.Passphrase
+	// InMemory builds a coordinator without a gRPC server: Cert, Key and CA
+	// are not read, Serve fails, and sites join only through
+	// ConnectInMemory, in this process. A coordinator without it accepts
+	// in-memory sessions too, beside its gRPC ones. For simulations and
+	// tests; an in-memory session is as trusted as the code that opens it.
+	InMemory bool
 }
 
 // A Coordinator drives rounds over the sites' sessions.
@@ -115,6 +121,8 @@ type Coordinator struct {
 	misbehaviour map[int][]string
 	// waitLog is how often waitFor says which sites it waits for.
 	waitLog time.Duration
+	// mem holds the in-memory sessions (memnet.go).
+	mem memSessions
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -267,34 +275,51 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if !cfg.Passphrase.IsSet() {
 		cfg.Logger.Warn(noPassphraseWarning)
 	}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{}}
+	c.mem.init()
+	if cfg.InMemory {
+		return c, nil
+	}
 	tc, err := serverTLS(cfg.Cert, cfg.Key, cfg.CA, cfg.Roster, cfg.Logger, cfg.Passphrase)
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{}}
 	c.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
 	wire.RegisterCoordinatorServer(c.srv, c)
 	return c, nil
 }
 
 // Serve accepts sessions on lis until Stop.
-func (c *Coordinator) Serve(lis net.Listener) error { return c.srv.Serve(lis) }
+func (c *Coordinator) Serve(lis net.Listener) error {
+	if c.srv == nil {
+		return errors.New("protocol: this coordinator is in-memory only (CoordinatorConfig.InMemory): it serves no network")
+	}
+	return c.srv.Serve(lis)
+}
 
 // Stop closes every session and the listener.
-func (c *Coordinator) Stop() { c.srv.Stop() }
+func (c *Coordinator) Stop() {
+	if c.srv != nil {
+		c.srv.Stop()
+	}
+	c.mem.stop()
+}
 
 // Shutdown lets the sites receive what was sent to them (the final
 // goodbye) and close their sessions, for at most timeout, then stops.
 func (c *Coordinator) Shutdown(timeout time.Duration) {
 	done := make(chan struct{})
 	go func() {
-		c.srv.GracefulStop()
+		if c.srv != nil {
+			c.srv.GracefulStop()
+		}
+		c.mem.drain()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		c.srv.Stop()
+		c.Stop()
 	}
 }
 
@@ -317,6 +342,23 @@ func (c *Coordinator) Session(stream wire.Coordinator_SessionServer) error {
 	if !ok {
 		return status.Error(codes.PermissionDenied, "protocol: certificate not on the roster")
 	}
+	return c.serve(stream, site)
+}
+
+// A coordStream is the coordinator's end of one site's session: the gRPC
+// server stream, or an in-memory one (memnet.go).
+type coordStream interface {
+	Send(*wire.CoordinatorMessage) error
+	Recv() (*wire.SiteMessage, error)
+	Context() context.Context
+}
+
+// serve runs the session of site, already authenticated by its transport:
+// it checks the Hello against site, registers the session, and feeds the
+// inbox with what the site sends, within MaxBuffered bytes, until the
+// stream ends. Every message is attributed to site and no message can
+// change that. Its error is the status the site's stream ends with.
+func (c *Coordinator) serve(stream coordStream, site int) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err

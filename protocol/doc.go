@@ -67,7 +67,10 @@
 // # Transport
 //
 // The network coordinator and sites (Coordinator, Site) run rounds over
-// gRPC with mutual TLS 1.3; the simulator (Train, behind fl-secure
+// gRPC with mutual TLS 1.3, or in one process over an in-memory transport
+// (Coordinator.ConnectInMemory, Site.RunOn, CoordinatorConfig.InMemory)
+// that replaces only the transport and the certificate: the session code
+// after authentication is the same. The simulator (Train, behind fl-secure
 // simulate) still sequences rounds in process through internal/localround
 // and he's message API, so the rules of "What a site enforces" above are
 // exercised by the network path and its tests.

@@ -358,6 +358,28 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stream, err := wire.NewCoordinatorClient(conn).Session(sctx)
+	if err != nil {
+		if refusal(err) {
+			return fmt.Errorf("%w: %w", errRefused, err)
+		}
+		return err
+	}
+	return s.converse(stream)
+}
+
+// A siteConn is the site's end of a session as converse uses it: the gRPC
+// client stream, or an in-memory SiteStream.
+type siteConn interface {
+	Send(*wire.SiteMessage) error
+	Recv() (*wire.CoordinatorMessage, error)
+}
+
+// converse runs the site's side of one session over stream: the Hello,
+// then the rounds the coordinator starts, until the stream ends or the
+// coordinator says goodbye (errGoodbye). The caller ends the stream when
+// converse returns.
+func (s *Site) converse(stream siteConn) error {
 	welcomed := false
 	// ended marks an error that refuses identity before the Welcome.
 	ended := func(err error) error {
@@ -365,10 +387,6 @@ func (s *Site) session(ctx context.Context, tc *tls.Config) error {
 			return fmt.Errorf("%w: %w", errRefused, err)
 		}
 		return err
-	}
-	stream, err := wire.NewCoordinatorClient(conn).Session(sctx)
-	if err != nil {
-		return ended(err)
 	}
 	var r *siteRound
 	send := func(m *wire.SiteMessage) error {
