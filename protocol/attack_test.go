@@ -627,13 +627,22 @@ func TestAttackLevelSwitch(t *testing.T) {
 // MaxUnopened charges in a row; then the site pays for nothing more until
 // a round it paid for opens or its operator raises the bound.
 func TestAttackUnopenedRounds(t *testing.T) {
+	if paid := payUnopened(t, nil); paid != 3 {
+		t.Fatalf("the site paid for %d rounds that never opened, want 3", paid)
+	}
+}
+
+// payUnopened offers a site 10 rounds, each numbered as a new round, in
+// which it pays and which never open; after each, after (if set) plays the
+// coordinator's end of the round. It returns how many the site paid for.
+func payUnopened(t *testing.T, after func(s *Site, r *siteRound)) int {
+	t.Helper()
 	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })
 	s := b.sites[1]
 	paid := 0
 	for r := 1; r <= 10; r++ {
 		b.sid = uint64(r)<<20 - 1 // each attempt numbered as a new round
-		st := b.train([]int{1, 2, 3}, nil)
-		rd, _, err := s.start(st)
+		rd, _, err := s.start(b.train([]int{1, 2, 3}, nil))
 		if err != nil {
 			if !strings.Contains(err.Error(), "did not open") {
 				t.Fatal(err)
@@ -644,10 +653,11 @@ func TestAttackUnopenedRounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		paid++
+		if after != nil {
+			after(s, rd)
+		}
 	}
-	if paid != 3 {
-		t.Fatalf("the site paid for %d rounds that never opened, want 3", paid)
-	}
+	return paid
 }
 
 // TestAttackSiteStateReset: whoever can write a site's state directory
@@ -745,22 +755,9 @@ func TestAttackUnknownKind(t *testing.T) {
 // count of unopened rounds a site paid for. In secagg mode only the site's
 // own unmasking counts a round as opened.
 func TestAttackFakeEndResetsUnopened(t *testing.T) {
-	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })
-	s := b.sites[1]
-	paid := 0
-	for r := 1; r <= 10; r++ {
-		b.sid = uint64(r)<<20 - 1 // each attempt numbered as a new round
-		st := b.train([]int{1, 2, 3}, nil)
-		rd, _, err := s.start(st)
-		if err != nil {
-			continue
-		}
-		if err := s.charge(*rd.charge); err != nil {
-			t.Fatal(err)
-		}
-		paid++
-		s.end(rd, &wire.RoundEnd{Round: st.Round, Status: "ok"})
-	}
+	paid := payUnopened(t, func(s *Site, r *siteRound) {
+		s.end(r, &wire.RoundEnd{Round: r.start.Round, Status: "ok"})
+	})
 	if paid != 3 {
 		t.Fatalf("the site paid for %d rounds it never unmasked, want 3", paid)
 	}
