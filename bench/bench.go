@@ -15,10 +15,10 @@ import (
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/he"
-	"github.com/fl-secure/fl-secure/internal/localround"
 	"github.com/fl-secure/fl-secure/internal/prg"
 	"github.com/fl-secure/fl-secure/protocol"
 	"github.com/fl-secure/fl-secure/secagg"
+	"github.com/fl-secure/fl-secure/secagg/secaggtest"
 )
 
 // A Result is one measurement: a scenario's case, a metric, its value and
@@ -190,7 +190,7 @@ func secaggCases(quick bool) []bcase {
 }
 
 func secaggRound(name string, n, d int, complete bool, dropout float64) ([]Result, error) {
-	pl, err := localround.NewPlan(localround.Config{Clients: n, Rounds: 1, Dim: d - 1, Dropout: dropout, Complete: complete, Bits: 32, Clip: 1, MaxWeight: 1})
+	pl, err := secaggtest.NewPlan(secaggtest.Config{Clients: n, Rounds: 1, Dim: d - 1, Dropout: dropout, Complete: complete, Bits: 32, Clip: 1, MaxWeight: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -215,13 +215,13 @@ func secaggRound(name string, n, d int, complete bool, dropout float64) ([]Resul
 		}
 	}
 	// Dropouts after sharing keys: the case that costs the server most.
-	drop := make([]localround.Phase, n)
+	drop := make([]secaggtest.Phase, n)
 	for i := 0; i < int(math.Round(dropout*float64(n))); i++ {
-		drop[i] = localround.AfterShares
+		drop[i] = secaggtest.AfterShares
 	}
-	var res localround.Result
+	var res secaggtest.Result
 	mem, err := peak(func() error {
-		res = localround.Run(p, keys, roster, inputs, drop, nil)
+		res = secaggtest.Drive(p, keys, roster, inputs, drop, nil)
 		return res.Err
 	})
 	if err != nil {
@@ -247,7 +247,7 @@ func secaggRound(name string, n, d int, complete bool, dropout float64) ([]Resul
 	var bytes int64
 	alive := 0
 	for i := range res.ClientTime {
-		if drop[i] == localround.Stay {
+		if drop[i] == secaggtest.Stay {
 			ct += res.ClientTime[i]
 			bytes += res.ClientBytes[i]
 			alive++

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fl-secure/fl-secure/internal/report"
+	"github.com/fl-secure/fl-secure/dp/report"
 
 	"github.com/fl-secure/fl-secure/dp"
 )

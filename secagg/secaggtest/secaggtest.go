@@ -1,14 +1,17 @@
-// Package secaggtest holds deterministic helpers for testing secagg: a seeded
-// randomness source, deterministic identities, and an in-memory round with a
-// chosen dropout pattern. They are for tests and known-answer tests only:
-// production code takes its randomness from crypto/rand.
+// Package secaggtest drives secagg's engines in memory, below any transport:
+// one round with a chosen dropout pattern (Drive), rounds with random
+// dropouts and sums checked against the plaintext (Simulate, behind
+// fl-secure bench's engine-level SecAgg+ scenarios), and deterministic
+// helpers for tests — a seeded randomness source and identities. Seeded
+// sources are for tests and known-answer tests only: production code takes
+// its randomness from crypto/rand. Federations over sessions (the
+// Coordinator and Sites) are protocol's.
 package secaggtest
 
 import (
 	"crypto/ed25519"
 	"io"
 
-	"github.com/fl-secure/fl-secure/internal/localround"
 	"github.com/fl-secure/fl-secure/internal/prg"
 	"github.com/fl-secure/fl-secure/secagg"
 )
@@ -35,28 +38,12 @@ func Identities(n int, seed uint64) ([]ed25519.PrivateKey, *secagg.Roster) {
 	return keys, rr
 }
 
-// Phase says when a client drops out.
-type Phase = localround.Phase
-
-// Dropout phases.
-const (
-	Stay             = localround.Stay
-	BeforeAdvert     = localround.BeforeAdvert
-	AfterAdvert      = localround.AfterAdvert
-	AfterShares      = localround.AfterShares
-	AfterMaskedInput = localround.AfterMaskedInput
-	AfterConsistency = localround.AfterConsistency
-)
-
-// Result is what Run observed.
-type Result = localround.Result
-
 // Run drives one honest round in memory with deterministic identities and
 // randomness derived from seed: the client with id i+1 has input inputs[i]
 // and drops out as drop[i] says.
 func Run(p secagg.Params, inputs [][]uint64, drop []Phase, seed uint64) Result {
 	keys, roster := Identities(p.Clients, seed)
-	return localround.Run(p, keys, roster, inputs, drop, func(i int) io.Reader {
+	return Drive(p, keys, roster, inputs, drop, func(i int) io.Reader {
 		return Rand(seed*1_000_003 + uint64(i))
 	})
 }
