@@ -97,6 +97,11 @@ func (f *federation) close() {
 func (f *federation) connected() []int {
 	var out []int
 	for site, c := range f.open {
+		if d, ok := c.stream.(interface{ Dropped() bool }); ok && d.Dropped() {
+			<-c.done // a simulated drop: its session is over
+			delete(f.open, site)
+			continue
+		}
 		select {
 		case <-c.done:
 			delete(f.open, site) // it ended by itself (a simulated drop)
