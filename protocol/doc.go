@@ -66,12 +66,15 @@
 //
 // # Transport
 //
-// The network coordinator and sites (Coordinator, Site) run rounds over
-// gRPC with mutual TLS 1.3, or in one process over an in-memory transport
+// Rounds run one way: the Coordinator and its Sites, over gRPC with
+// mutual TLS 1.3, or in one process over an in-memory transport
 // (Coordinator.ConnectInMemory, Site.RunOn, CoordinatorConfig.InMemory)
 // that replaces only the transport and the certificate: the session code
-// after authentication is the same. The simulator (Train, behind fl-secure
-// simulate) still sequences rounds in process through internal/localround
-// and he's message API, so the rules of "What a site enforces" above are
-// exercised by the network path and its tests.
+// after authentication is the same. Package protocol/local builds whole
+// federations in one process this way for fl-secure simulate and fl-secure
+// secagg, so the simulator exercises every rule of "What a site enforces"
+// above. The coordinator evaluates a held test set (CoordinatorConfig.Test),
+// averages the tail of the published models (AverageFrom) and times every
+// round (RoundResult.Seconds, Summary.SetupSeconds); sites bring their own
+// trainer through SiteConfig.UpdateFunc.
 package protocol

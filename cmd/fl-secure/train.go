@@ -21,7 +21,11 @@ const simulateUsage = `Usage: fl-secure simulate [flags]
 
 Federated training among in-process hospitals on embedded clinical data (or
 your own CSV), with secure aggregation and distributed differential privacy
-in every round. By default: the breast cancer data (wdbc) over 5 hospitals
+in every round. The coordinator and every hospital's client are the ones
+"fl-secure coordinator" and "fl-secure client" run, joined in one process by
+in-memory sessions instead of gRPC; each hospital keeps its own ledger and
+budget (--site-cap), and a hospital offline in a round (--dropout) does not
+join it. Kits, states, ledgers and checkpoints go under --dir. By default: the breast cancer data (wdbc) over 5 hospitals
 with Dirichlet(0.5) label skew, a 25% stratified test set, logistic
 regression, secagg, and record-level DP at ε = 3, δ = 1e-5 for the whole run.
 
