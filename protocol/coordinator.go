@@ -118,6 +118,13 @@ type CoordinatorConfig struct {
 	// post-processing of released models, so it costs no ε and averages
 	// out noise. 0 keeps the last model.
 	AverageFrom int
+	// NoSync writes the coordinator's state files (the session counter,
+	// the statistics, the checkpoints) atomically but without fsync, so a
+	// crash of the machine may lose the newest of them. For simulations
+	// whose state lives no longer than the process; a coordinator of a real
+	// federation never sets it (its session identifiers must survive a
+	// crash). The ledger is fsync'ed regardless.
+	NoSync bool
 	// BeforeRound, if set, is called before the cohort of each training
 	// round is gathered, once per round whatever its attempts: a
 	// simulation takes sites offline or brings them back there.
@@ -162,7 +169,7 @@ func (c *Coordinator) sessionID(r int) (uint64, error) {
 	b, _ := json.Marshal(struct {
 		Last uint64 `json:"last_session"`
 	}{id})
-	if err := writeAtomic(filepath.Join(c.cfg.State, "sessions.json"), b); err != nil {
+	if err := writeState(filepath.Join(c.cfg.State, "sessions.json"), b, !c.cfg.NoSync); err != nil {
 		return 0, err
 	}
 	c.lastSession = id
@@ -745,7 +752,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				}
 			}
 			b, _ := json.Marshal(st)
-			if err := writeAtomic(statePath, b); err != nil {
+			if err := writeState(statePath, b, !cfg.NoSync); err != nil {
 				return nil, err
 			}
 			break
@@ -893,7 +900,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				w[k] -= cfg.LearningRate / st.Rows * agg[k]
 			}
 		}
-		if err := checkpoint(cfg.State, r, w, spent(ledger)); err != nil {
+		if err := checkpoint(cfg.State, r, w, spent(ledger), !cfg.NoSync); err != nil {
 			return nil, err
 		}
 		res.Status, res.Participants, res.Epsilon = "ok", n, spent(ledger)
@@ -1689,6 +1696,29 @@ func readCheckpoint(dir string, round int) ([]float64, error) {
 // checkpoints, the he CRS, ledger.pub) is not secret.
 func writeAtomic(path string, b []byte) error {
 	return atrest.WriteFile(path, b, 0o600, atrest.Passphrase{})
+}
+
+// writeState replaces path with b atomically (writeAtomic), durably only
+// if durable is set (see CoordinatorConfig.NoSync, SiteConfig.NoSync).
+func writeState(path string, b []byte, durable bool) error {
+	if durable {
+		return writeAtomic(path, b)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 func loadStats(dir string) (coordState, error) {

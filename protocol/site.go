@@ -107,6 +107,13 @@ type SiteConfig struct {
 	// encrypted in place. Without a passphrase they are stored
 	// unencrypted and NewSite logs a warning.
 	Passphrase atrest.Passphrase
+	// NoSync writes this site's state file atomically but without fsync,
+	// so a crash of the machine may lose its newest version (the last
+	// session joined, the unopened-round count, the ledger's anchor). For
+	// simulations whose state lives no longer than the process; a real
+	// site never sets it: its replay and budget protections rest on that
+	// file surviving a crash. The ledger is fsync'ed regardless.
+	NoSync bool
 	// Rand, if set, replaces crypto/rand for noise and rounding (tests).
 	Rand func() *dp.Sampler
 

@@ -124,8 +124,9 @@ func scaleLabels(d *fl.Dataset, mean, scale float64) *fl.Dataset {
 	return &out
 }
 
-// checkpoint writes the model after a round as safetensors, atomically.
-func checkpoint(dir string, round int, w []float64, eps float64) error {
+// checkpoint writes the model after a round as safetensors, atomically
+// (durably if durable is set).
+func checkpoint(dir string, round int, w []float64, eps float64, durable bool) error {
 	cd := filepath.Join(dir, "checkpoints")
 	if err := os.MkdirAll(cd, 0o700); err != nil {
 		return err
@@ -135,5 +136,5 @@ func checkpoint(dir string, round int, w []float64, eps float64) error {
 		map[string]string{"round": strconv.Itoa(round), "epsilon": strconv.FormatFloat(eps, 'g', -1, 64)}); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(cd, fmt.Sprintf("round-%04d.safetensors", round)), buf.Bytes())
+	return writeState(filepath.Join(cd, fmt.Sprintf("round-%04d.safetensors", round)), buf.Bytes(), durable)
 }

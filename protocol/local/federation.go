@@ -52,7 +52,9 @@ func newFederation(dir string, n int, cc protocol.CoordinatorConfig, site func(i
 	if err != nil {
 		return nil, err
 	}
-	cc.InMemory, cc.Roster, cc.State = true, roster, filepath.Join(dir, "coordinator")
+	// The states live as long as the simulation: no fsync for them (the
+	// ledgers are fsync'ed regardless).
+	cc.InMemory, cc.Roster, cc.State, cc.NoSync = true, roster, filepath.Join(dir, "coordinator"), true
 	if cc.Logger == nil {
 		cc.Logger = discard()
 	}
@@ -69,7 +71,7 @@ func newFederation(dir string, n int, cc protocol.CoordinatorConfig, site func(i
 		sc := site(i)
 		sc.Site, sc.Roster = i, roster
 		sc.Identity = filepath.Join(kits, fmt.Sprintf("site-%d", i), "identity.pem")
-		sc.State = f.siteState(i)
+		sc.State, sc.NoSync = f.siteState(i), true
 		if sc.Logger == nil {
 			sc.Logger = discard()
 		}

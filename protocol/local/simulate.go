@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -328,37 +329,35 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 		out.Warnings = append(out.Warnings, "mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
 		fc.Epsilon = 0
 	}
+	// The comparison rows are computed beside the federation: the
+	// reference federation without DP mostly waits on its own files and
+	// sessions.
+	var (
+		wg     sync.WaitGroup
+		rows   []Row
+		cmpErr error
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Compare {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows, cmpErr = compare(cctx, fc, split, cfg.Data.Seed)
+		}()
+	}
 	fed, err := Federate(ctx, fc, split.Sites, split.Test)
+	if err != nil {
+		cancel()
+	}
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	out.Federated = fed
-	if cfg.Compare {
-		c, err := Baseline(fc.Model, fc.Hidden, split.Train, split.Test, cfg.Data.Seed)
-		if err != nil {
-			return nil, err
-		}
-		out.Table = append(out.Table, Row{Setting: "centralized (no privacy)", Test: c})
-		for i, s := range split.Sites {
-			m, err := Baseline(fc.Model, fc.Hidden, s, split.Test, cfg.Data.Seed)
-			if err != nil {
-				return nil, err
-			}
-			out.Table = append(out.Table, Row{Setting: fmt.Sprintf("hospital %d alone (%d rows)", i+1, s.Rows()), Test: m})
-		}
-		if fed.DP {
-			nd := fc
-			nd.Epsilon, nd.Dir, nd.Progress = 0, "", nil
-			if nd.Mode == protocol.HE {
-				nd.Mode = protocol.SecAgg // the no-DP reference needs no second key ceremony
-			}
-			s, err := Federate(ctx, nd, split.Sites, split.Test)
-			if err != nil {
-				return nil, fmt.Errorf("local: the federation without DP: %w", err)
-			}
-			out.Table = append(out.Table, Row{Setting: fmt.Sprintf("federated, %s, no DP", nd.Mode), Test: s.Test})
-		}
+	if cmpErr != nil {
+		return nil, cmpErr
 	}
+	out.Federated, out.Table = fed, rows
 	name := fmt.Sprintf("federated, %s", fed.Mode)
 	switch {
 	case fed.DP:
@@ -378,6 +377,38 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
 	return out, nil
+}
+
+// compare computes the comparison rows of federation fc over split:
+// centralized training, each hospital alone, and, with DP, the same
+// federation without DP.
+func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]Row, error) {
+	var rows []Row
+	c, err := Baseline(fc.Model, fc.Hidden, split.Train, split.Test, seed)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, Row{Setting: "centralized (no privacy)", Test: c})
+	for i, s := range split.Sites {
+		m, err := Baseline(fc.Model, fc.Hidden, s, split.Test, seed)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, Row{Setting: fmt.Sprintf("hospital %d alone (%d rows)", i+1, s.Rows()), Test: m})
+	}
+	if fc.Epsilon > 0 {
+		nd := fc
+		nd.Epsilon, nd.Dir, nd.Progress = 0, "", nil
+		if nd.Mode == protocol.HE {
+			nd.Mode = protocol.SecAgg // the no-DP reference needs no second key ceremony
+		}
+		s, err := Federate(ctx, nd, split.Sites, split.Test)
+		if err != nil {
+			return nil, fmt.Errorf("local: the federation without DP: %w", err)
+		}
+		rows = append(rows, Row{Setting: fmt.Sprintf("federated, %s, no DP", nd.Mode), Test: s.Test})
+	}
+	return rows, nil
 }
 
 // AuditCommand is the fl-secure command that verifies a ledger.
