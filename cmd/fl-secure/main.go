@@ -54,7 +54,7 @@ Usage:
 Examples:
   fl-secure simulate
   fl-secure simulate --data diabetes --mode he --epsilon 1
-  fl-secure secagg -n 100 -k 7 -t 4 -d 100000 --dropout 0.1
+  fl-secure secagg -n 20 -d 100000 --dropout 0.1
   fl-secure dp epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5
   fl-secure dp plan --epsilon 4 --delta 1e-6 --rounds 50 --sites 8 --clip 1
   fl-secure budget audit --ledger privacy.jsonl --key KEY
@@ -151,7 +151,11 @@ round); survivors (clients whose update is in the sum: those that sent their
 masked input); d; the round's wall time (ms); the largest difference between
 the opened sum and the exact one (quantization only, below survivors × 2^-16);
 and the status ("ok", or "below-cohort"/"failed": nothing opened; the
-coordinator retries the round without the sites that failed it).
+coordinator retries the round without the sites that failed it). A client
+that drops after its masked input but before signing the survivor set fails
+the attempt: against a malicious coordinator, clients reveal shares only
+once every survivor has signed; a client that left an attempt after the
+masked inputs is left out of the rest of the run.
 
 Flags:
 `)

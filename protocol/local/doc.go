@@ -9,10 +9,12 @@
 // simulated hospitals, provisions kits under the run directory, runs the
 // federation (secagg, he or plain; record or client level; with or
 // without DP; with simulated dropouts) and the comparison rows of its
-// closing table. SecAgg is fl-secure secagg: bare secure-aggregation
-// rounds among sites holding random weighted updates, with sites dropping
-// at random phases, every opened sum checked against the exact sum of
-// the survivors. Federate runs one federation over data already split.
+// closing table. PlanSecAgg and SecAggPlan.Run are fl-secure secagg: bare
+// secure-aggregation rounds among sites holding random weighted updates,
+// with sites dropping at random phases, every opened sum checked against
+// the exact sum of the survivors. Federate runs one federation over data
+// already split (the accuracy-vs-ε benchmark); Baseline trains the
+// table's reference rows.
 //
 // # Simulated faults
 //

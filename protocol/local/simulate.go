@@ -53,8 +53,8 @@ type Federation struct {
 	// Dropout is the chance that a site is offline in a round.
 	Dropout float64
 	Bits    int // secagg ring width (default 32)
-	// Seed determines the simulated dropouts and the initial local
-	// training order; keys, masks and noise come from crypto/rand.
+	// Seed determines the simulated dropouts; keys, masks, noise and
+	// rounding come from crypto/rand.
 	Seed uint64
 	// Dir receives the kits, the coordinator's and the sites' states
 	// (ledgers, keys, checkpoints). Empty: a temporary directory, removed
