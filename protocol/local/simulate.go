@@ -8,7 +8,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -415,6 +414,3 @@ func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]R
 func AuditCommand(ledger, key string) string {
 	return fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
 }
-
-// sorted returns a sorted copy.
-func sorted(s []int) []int { return slices.Sorted(slices.Values(s)) }
