@@ -138,6 +138,16 @@ func PlanSecAgg(c SecAggConfig) (*SecAggPlan, error) {
 		Corrupt: c.Colluders, MinCohort: k, Gamma: gamma}, nil
 }
 
+// SecAgg plans c (PlanSecAgg) and runs its rounds (SecAggPlan.Run),
+// calling row after each round.
+func SecAgg(ctx context.Context, c SecAggConfig, row func(SecAggRow)) error {
+	p, err := PlanSecAgg(c)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx, row)
+}
+
 // update is site's update in round r: a weight w in [1, MaxWeight] and w
 // times a vector uniform in [−Clip, Clip]^(Dim−1), then w.
 func (p *SecAggPlan) update(r, site int) []float64 {

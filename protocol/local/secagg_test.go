@@ -51,6 +51,21 @@ func TestSecAggExactSums(t *testing.T) {
 	}
 }
 
+func TestSecAgg(t *testing.T) {
+	rows := 0
+	err := SecAgg(context.Background(), SecAggConfig{Clients: 3, Rounds: 2, Dim: 5, Clip: 0.5, MaxWeight: 3, Seed: 9}, func(r SecAggRow) {
+		if r.Status == "ok" && r.MaxError <= r.ErrorBound {
+			rows++
+		}
+	})
+	if err != nil || rows != 2 {
+		t.Fatalf("%d exact rounds, %v", rows, err)
+	}
+	if err := SecAgg(context.Background(), SecAggConfig{Clients: 2, Rounds: 1, Dim: 5, Clip: 1}, nil); !errors.Is(err, ErrUsage) {
+		t.Errorf("two clients: %v", err)
+	}
+}
+
 func TestSecAggPlanErrors(t *testing.T) {
 	good := SecAggConfig{Clients: 10, Rounds: 1, Dim: 100, Bits: 32, Clip: 1}
 	if _, err := PlanSecAgg(good); err != nil {
