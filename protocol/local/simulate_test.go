@@ -299,3 +299,25 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// fl-secure evaluate reads a regression federation's state as the
+// coordinator evaluated it: the label standardized with the federation's
+// statistics, RMSE in the label's units.
+func TestEvaluateStateRegression(t *testing.T) {
+	sp, err := Load(Data{Name: "diabetes", Sites: 5, Alpha: 0.5, TestFraction: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Federation{Rounds: 10, Clip: 1, LearningRate: 1, AverageFrom: -1, Dir: t.TempDir()}
+	s, err := Federate(context.Background(), f, sp.Sites, sp.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, round, err := protocol.EvaluateState(filepath.Join(f.Dir, "coordinator"), "linear", 0, sp.Test)
+	if err != nil || round != 10 {
+		t.Fatalf("round %d: %v", round, err)
+	}
+	if math.Abs(m.RMSE-s.Test.RMSE) > 1e-9 || m.RMSE < 30 || m.RMSE > 90 {
+		t.Errorf("evaluate: RMSE %v, the coordinator's %v", m.RMSE, s.Test.RMSE)
+	}
+}
