@@ -86,9 +86,9 @@ type SiteConfig struct {
 	// client-level training round from the round's global model, instead
 	// of Update or training on Data: bring your own trainer. round is the
 	// training round (1, 2, …); global must not be kept. The update is
-	// clipped to the round's L2 bound like Update; an error refuses the
-	// round, before the site joins it. Data, if also set, only contributes
-	// the statistics.
+	// clipped to the round's L2 bound like Update (on a copy); an error
+	// refuses the round before the site joins it, and is logged here, not
+	// sent. Data, if also set, only contributes the statistics.
 	UpdateFunc func(round int, global []float64) ([]float64, error)
 	// LocalTraining is the local SGD a client-level round runs on Data
 	// from the global model (zero fields: 1 epoch, batch 16, learning rate
@@ -895,10 +895,14 @@ func (r *siteRound) vector() ([]float64, error) {
 		}
 		u := append([]float64(nil), cfg.Update...)
 		if cfg.UpdateFunc != nil {
-			var err error
-			if u, err = cfg.UpdateFunc(roundOf(st.Round), slices.Clone(st.Model)); err != nil {
-				return nil, fmt.Errorf("computing this site's update: %w", err)
+			up, err := cfg.UpdateFunc(roundOf(st.Round), slices.Clone(st.Model))
+			if err != nil {
+				// The trainer's words stay here: the coordinator learns
+				// only that this site has no update.
+				r.s.log.Warn("the trainer failed", "round", roundOf(st.Round), "err", err)
+				return nil, errors.New("this site's trainer produced no update (see the site's log)")
 			}
+			u = slices.Clone(up)
 		}
 		if len(u) != int(st.Length) {
 			return nil, fmt.Errorf("the update has %d values, the model %d", len(u), st.Length)

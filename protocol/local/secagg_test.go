@@ -3,7 +3,13 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"slices"
 	"testing"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/protocol"
 )
 
 // Every opened sum is the exact sum of the survivors' updates, up to
@@ -87,6 +93,41 @@ func TestSecAggPlanErrors(t *testing.T) {
 		f(&c)
 		if _, err := PlanSecAgg(c); !errors.Is(err, ErrUsage) {
 			t.Errorf("PlanSecAgg(%+v): %v", c, err)
+		}
+	}
+}
+
+// A site whose trainer fails in a round sits that round out; its update
+// is in every other round's sum.
+func TestUpdateFuncFailure(t *testing.T) {
+	cc := protocol.CoordinatorConfig{Mode: protocol.SecAgg, Level: dp.ClientLevel, Rounds: 3, Clip: 100, LearningRate: 1,
+		Model: "linear", Features: 3}
+	fed, err := newFederation(t.TempDir(), 5, cc, func(i int) protocol.SiteConfig {
+		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, UpdateFunc: func(r int, global []float64) ([]float64, error) {
+			if len(global) != 4 {
+				return nil, fmt.Errorf("model of %d parameters", len(global))
+			}
+			if i == 1 && r == 2 {
+				return nil, errors.New("out of memory")
+			}
+			return []float64{float64(i), 0, 0, 1}, nil
+		}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fed.close()
+	s, err := fed.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.Rounds {
+		want := []int{1, 2, 3, 4, 5}
+		if r.Round == 2 {
+			want = want[1:]
+		}
+		if !slices.Equal(r.Survivors, want) || math.Abs(r.Sum[3]-float64(len(want))) > 1e-3 {
+			t.Errorf("round %d: survivors %v, sum %v", r.Round, r.Survivors, r.Sum)
 		}
 	}
 }
