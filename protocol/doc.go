@@ -6,11 +6,13 @@
 // # One round
 //
 //  1. Sites that are online and whose own ledger accepts the round's charge
-//     join; a site whose budget is spent sits the round out.
+//     join; a site whose budget is spent refuses the round.
 //  2. The coordinator's ledger must accept the charge too; otherwise the run
 //     stops there (status budget-refused) before any site touches its data.
-//  3. Fewer than MinCohort sites: the round is skipped, nothing is computed
-//     or opened, nothing is charged.
+//  3. Fewer than MinCohort sites: nothing is opened and nothing is charged;
+//     the coordinator waits for sites to come online, retries the round
+//     without the sites that failed it, and stops after RoundAttempts paid
+//     attempts or when the cohort cannot be reached.
 //  4. Each site computes its vector: at record level the sum of its records'
 //     clipped gradients at the global model (full-batch DP-SGD, Abadi et al.
 //     2016 with sampling rate 1: one step over the union of the sites'
