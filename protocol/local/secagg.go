@@ -184,10 +184,14 @@ func (p *SecAggPlan) Run(ctx context.Context, row func(SecAggRow)) error {
 		droppers = map[int]*dropper{}
 		mismatch error
 	)
+	// dropped counts the sessions closed by a simulated drop since the
+	// last row (a retry of a round is not charged its first attempt's).
+	reported := map[*dropper]bool{}
 	dropped := func() int {
 		n := 0
 		for _, d := range droppers {
-			if d.dropped.Load() {
+			if d.dropped.Load() && !reported[d] {
+				reported[d] = true
 				n++
 			}
 		}
