@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"runtime"
 	"sort"
@@ -17,6 +19,7 @@ import (
 	"github.com/fl-secure/fl-secure/he"
 	"github.com/fl-secure/fl-secure/internal/prg"
 	"github.com/fl-secure/fl-secure/protocol"
+	"github.com/fl-secure/fl-secure/protocol/local"
 	"github.com/fl-secure/fl-secure/secagg"
 	"github.com/fl-secure/fl-secure/secagg/secaggtest"
 )
@@ -474,7 +477,7 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := protocol.Baseline(model, 0, tr, te, uint64(seed))
+		c, err := local.Baseline(model, 0, tr, te, uint64(seed))
 		if err != nil {
 			return nil, err
 		}
@@ -484,7 +487,7 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 			b = 0
 		}
 		for _, s := range sites {
-			m, err := protocol.Baseline(model, 0, s, te, uint64(seed))
+			m, err := local.Baseline(model, 0, s, te, uint64(seed))
 			if err != nil {
 				return nil, err
 			}
@@ -496,7 +499,7 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 		}
 		best.xs = append(best.xs, b)
 		for _, e := range eps {
-			cfg := protocol.Config{Mode: protocol.SecAgg, Level: dp.RecordLevel, DP: e > 0, Epsilon: e, Delta: 1e-5, Rounds: 30,
+			cfg := local.Federation{Mode: protocol.SecAgg, Level: dp.RecordLevel, Epsilon: e, Delta: 1e-5, Rounds: 30,
 				Model: model, Clip: 1, LearningRate: 1, Seed: uint64(seed)}
 			if e > 0 {
 				dir, err := tempDir()
@@ -505,7 +508,10 @@ func utility(data string, seeds int, quick bool) ([]Result, error) {
 				}
 				cfg.Dir = dir
 			}
-			s, err := protocol.Train(cfg, sites, te)
+			s, err := local.Federate(context.Background(), cfg, sites, te)
+			if cfg.Dir != "" {
+				os.RemoveAll(cfg.Dir)
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -102,6 +102,33 @@ type CoordinatorConfig struct {
 	// in-memory sessions too, beside its gRPC ones. For simulations and
 	// tests; an in-memory session is as trusted as the code that opens it.
 	InMemory bool
+	// PlanRounds is how many rounds the noise is calibrated for (0:
+	// Rounds). With more Rounds than PlanRounds the ledger refuses the
+	// round that would pass Epsilon, and the run ends there
+	// (RoundResult.Status "budget-refused").
+	PlanRounds int
+	// Test, if set, is a test set held by the coordinator: every published
+	// model is evaluated on it, standardized with the federation's
+	// statistics (features, and for regression the label, whose RMSE is
+	// reported in the label's units), into RoundResult.Test and
+	// Summary.Test.
+	Test *fl.Dataset
+	// AverageFrom, if positive, makes Summary.Model (and Summary.Test) the
+	// average of the models published from that round on: tail averaging,
+	// post-processing of released models, so it costs no ε and averages
+	// out noise. 0 keeps the last model.
+	AverageFrom int
+	// NoSync writes the coordinator's state files (the session counter,
+	// the statistics, the checkpoints) atomically but without fsync, so a
+	// crash of the machine may lose the newest of them. For simulations
+	// whose state lives no longer than the process; a coordinator of a real
+	// federation never sets it (its session identifiers must survive a
+	// crash). The ledger is fsync'ed regardless.
+	NoSync bool
+	// BeforeRound, if set, is called before the cohort of each training
+	// round is gathered, once per round whatever its attempts: a
+	// simulation takes sites offline or brings them back there.
+	BeforeRound func(round int)
 }
 
 // A Coordinator drives rounds over the sites' sessions.
@@ -142,7 +169,7 @@ func (c *Coordinator) sessionID(r int) (uint64, error) {
 	b, _ := json.Marshal(struct {
 		Last uint64 `json:"last_session"`
 	}{id})
-	if err := writeAtomic(filepath.Join(c.cfg.State, "sessions.json"), b); err != nil {
+	if err := writeState(filepath.Join(c.cfg.State, "sessions.json"), b, !c.cfg.NoSync); err != nil {
 		return 0, err
 	}
 	c.lastSession = id
@@ -235,6 +262,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.MinCohort < 3 || cfg.MinCohort > n || cfg.Colluders < 0 || cfg.Colluders >= cfg.MinCohort {
 		return nil, fmt.Errorf("protocol: minimum cohort %d with %d colluders for %d sites", cfg.MinCohort, cfg.Colluders, n)
+	}
+	if cfg.PlanRounds == 0 {
+		cfg.PlanRounds = cfg.Rounds
+	}
+	if cfg.PlanRounds < 1 || cfg.AverageFrom < 0 {
+		return nil, fmt.Errorf("protocol: noise planned for %d rounds, averaging from round %d", cfg.PlanRounds, cfg.AverageFrom)
 	}
 	if cfg.Rounds < 1 || !(cfg.Clip > 0) || !(cfg.LearningRate > 0) || cfg.Features < 1 {
 		return nil, fmt.Errorf("protocol: rounds %d, clip %v, learning rate %v, features %d", cfg.Rounds, cfg.Clip, cfg.LearningRate, cfg.Features)
@@ -509,7 +542,16 @@ func (c *Coordinator) missing(sess []*session) string {
 	return strings.Join(out, ", ")
 }
 
-// connected returns the connected sites, sorted.
+// Connected returns the sites that have a session open with this
+// coordinator now, in order.
+func (c *Coordinator) Connected() []int {
+	var out []int
+	for _, s := range c.connected() {
+		out = append(out, s.site)
+	}
+	return out
+}
+
 // sessionOf returns site's current session, or nil.
 func (c *Coordinator) sessionOf(site int) *session {
 	c.mu.Lock()
@@ -517,6 +559,7 @@ func (c *Coordinator) sessionOf(site int) *session {
 	return c.sessions[site]
 }
 
+// connected returns the connected sites' sessions, sorted.
 func (c *Coordinator) connected() []*session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -530,24 +573,34 @@ func (c *Coordinator) connected() []*session {
 
 // waitFor waits until every site is connected, or JoinWait has passed with
 // at least want connected. Every waitLog it logs who is missing.
+// It wakes on every change of the sessions (c.changed), at the deadline
+// and to log, and polls nothing.
 func (c *Coordinator) waitFor(ctx context.Context, want int) ([]*session, error) {
 	deadline := time.Now().Add(c.cfg.JoinWait)
 	report := time.Now().Add(c.waitLog)
 	for {
 		s := c.connected()
-		if len(s) == len(c.cfg.Roster.Sites) || (len(s) >= want && time.Now().After(deadline)) {
+		now := time.Now()
+		if len(s) == len(c.cfg.Roster.Sites) || (len(s) >= want && !now.Before(deadline)) {
 			return s, nil
 		}
-		if time.Now().After(report) {
+		if !now.Before(report) {
 			c.log.Info("waiting for sites", "have", len(s), "of", len(c.cfg.Roster.Sites), "need", want, "missing", c.missing(s))
-			report = time.Now().Add(c.waitLog)
+			report = now.Add(c.waitLog)
 		}
+		wake := report
+		if len(s) >= want && deadline.Before(wake) {
+			wake = deadline
+		}
+		timer := time.NewTimer(wake.Sub(now))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil, ctx.Err()
 		case <-c.changed:
-		case <-time.After(100 * time.Millisecond):
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 }
 
@@ -556,6 +609,27 @@ type coordState struct {
 	Mean  []float64 `json:"mean"`
 	Scale []float64 `json:"scale"`
 	Rows  float64   `json:"rows"`
+	// LabelMean and LabelScale standardize a regression label (the linear
+	// model); 0 and 0 elsewhere.
+	LabelMean  float64 `json:"label_mean,omitempty"`
+	LabelScale float64 `json:"label_scale,omitempty"`
+}
+
+// labelScale returns the scale of the label (1 without one).
+func (st coordState) labelScale() float64 {
+	if st.LabelScale > 0 {
+		return st.LabelScale
+	}
+	return 1
+}
+
+// wireStandardization returns the standardization a RoundStart carries:
+// the features' means and scales, and for regression the label's last.
+func (st coordState) wireStandardization(regression bool) ([]float64, []float64) {
+	if !regression {
+		return st.Mean, st.Scale
+	}
+	return append(slices.Clone(st.Mean), st.LabelMean), append(slices.Clone(st.Scale), st.labelScale())
 }
 
 // Run waits for sites and runs the federation: a statistics round (if not
@@ -566,6 +640,7 @@ type coordState struct {
 // before it.
 func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	cfg := c.cfg
+	began := time.Now()
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, err
 	}
@@ -584,6 +659,10 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	d := model.NumParams()
+	regression := task == fl.Regression
+	if cfg.Test != nil && (cfg.Test.Dim() != cfg.Features || cfg.Test.Task != task) {
+		return nil, fmt.Errorf("protocol: the test set has %d features for a %s task; the federation trains a %s model on %d", cfg.Test.Dim(), cfg.Test.Task, cfg.Model, cfg.Features)
+	}
 	sum := &Summary{Mode: cfg.Mode, DP: cfg.Epsilon > 0, Disclosed: disclosed}
 	var ledger *dp.Ledger
 	var plan *dp.DistributedNoise
@@ -624,6 +703,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	// Federated standardization (once; kept across restarts).
 	var st coordState
 	statePath := filepath.Join(cfg.State, "statistics.json")
+	// For regression the label's statistics are aggregated with the
+	// features' (as a last feature): sites train on a standardized label.
+	statDim := cfg.Features
+	if regression {
+		statDim++
+	}
 	if b, err := os.ReadFile(statePath); err == nil && json.Unmarshal(b, &st) == nil && len(st.Mean) == cfg.Features {
 		c.log.Info("statistics loaded", "rows", st.Rows)
 	} else {
@@ -637,7 +722,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			v, _, bl, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*cfg.Features), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
+			v, _, bl, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*statDim), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
 			if errors.Is(err, he.ErrOutOfRange) {
 				return nil, fmt.Errorf("protocol: the statistics round: a decrypted sum was out of the range honest sites produce (a malformed ciphertext or a wrong decryption share); the run stops: %w", err)
 			}
@@ -647,7 +732,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				}
 				continue
 			}
-			stats, err := fl.StatsFromVector(v, cfg.Features)
+			stats, err := fl.StatsFromVector(v, statDim)
 			if err != nil {
 				return nil, err
 			}
@@ -661,17 +746,57 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 					return nil, err
 				}
 				st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
+				if regression {
+					st.LabelMean, st.LabelScale = st.Mean[cfg.Features], st.Scale[cfg.Features]
+					st.Mean, st.Scale = st.Mean[:cfg.Features], st.Scale[:cfg.Features]
+				}
 			}
 			b, _ := json.Marshal(st)
-			if err := writeAtomic(statePath, b); err != nil {
+			if err := writeState(statePath, b, !cfg.NoSync); err != nil {
 				return nil, err
 			}
 			break
 		}
 	}
 
+	// The coordinator's test set, standardized as the sites' data.
+	var test *fl.Dataset
+	if cfg.Test != nil {
+		test = (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(cfg.Test)
+		if regression {
+			test = scaleLabels(test, st.LabelMean, st.labelScale())
+		}
+	}
+	evaluate := func(w []float64) (fl.Metrics, error) {
+		if test == nil {
+			return fl.Metrics{}, nil
+		}
+		m, err := fl.Evaluate(model, w, test)
+		m.RMSE *= st.labelScale()
+		return m, err
+	}
+	// Tail averaging over the published models from AverageFrom on,
+	// including those published before a restart.
+	avg := make([]float64, d)
+	averaged := 0
+	average := func(w []float64) {
+		averaged++
+		for k := range avg {
+			avg[k] += (w[k] - avg[k]) / float64(averaged)
+		}
+	}
+	if cfg.AverageFrom > 0 {
+		for r := cfg.AverageFrom; r < next; r++ {
+			if m, err := readCheckpoint(cfg.State, r); err == nil && len(m) == d {
+				average(m)
+			}
+		}
+	}
+	wMean, wScale := st.wireStandardization(regression)
+	sum.SetupSeconds = time.Since(began).Seconds()
+
 	if cfg.Epsilon > 0 {
-		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.Rounds, 1)
+		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.PlanRounds, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -693,10 +818,15 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		sum.NoiseMultiplier, sum.SiteSigma = plan.NoiseMultiplier, plan.LocalSigma
 	}
 	var retry *retrier
+	var roundBegan time.Time
 	for r := next; r <= cfg.Rounds; r++ {
 		res := RoundResult{Round: r}
 		if retry == nil || retry.round != r {
+			if cfg.BeforeRound != nil {
+				cfg.BeforeRound(r)
+			}
 			retry = c.newRetry(r)
+			roundBegan = time.Now()
 		}
 		sess, err := retry.cohort(ctx)
 		if err != nil {
@@ -708,7 +838,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 		start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_TRAIN, Model: w, Length: uint32(d), Bits: uint32(cfg.Bits),
 			Clip: cfg.Clip, MinCohort: uint32(cfg.MinCohort), Colluders: uint32(cfg.Colluders), ModelName: cfg.Model,
-			Mean: st.Mean, Scale: st.Scale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
+			Mean: wMean, Scale: wScale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
 			Level: string(cfg.Level)}
 		var charge func(int) error
 		if plan != nil {
@@ -719,6 +849,9 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if _, err := ledger.Preview(ch); err != nil {
 				res.Status, res.Epsilon = "budget-refused", ledger.Spent()
 				sum.Rounds = append(sum.Rounds, res)
+				if cfg.Progress != nil {
+					cfg.Progress(res)
+				}
 				c.log.Info("round refused by the budget", "round", r, "err", err)
 				break
 			}
@@ -733,7 +866,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites), "refusals", blame(bl.notes))
 		}
 		if err != nil {
-			res.Status, res.Participants = "failed", n
+			res.Status, res.Participants, res.Seconds = "failed", n, time.Since(roundBegan).Seconds()
 			c.log.Warn("round failed", "round", r, "err", err)
 			if errors.Is(err, ErrCohort) {
 				res.Status = "below-cohort"
@@ -767,20 +900,35 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				w[k] -= cfg.LearningRate / st.Rows * agg[k]
 			}
 		}
-		if err := checkpoint(cfg.State, r, w, spent(ledger)); err != nil {
+		if err := checkpoint(cfg.State, r, w, spent(ledger), !cfg.NoSync); err != nil {
 			return nil, err
 		}
 		res.Status, res.Participants, res.Epsilon = "ok", n, spent(ledger)
-		sum.Rounds = append(sum.Rounds, res)
+		res.Survivors, res.Sum = bl.survivors, agg
 		for _, s := range sess {
 			s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_End{End: &wire.RoundEnd{Round: start.Round, Status: "ok", Model: w, Epsilon: res.Epsilon}}})
 		}
+		if cfg.AverageFrom > 0 && r >= cfg.AverageFrom {
+			average(w)
+		}
+		if res.Test, err = evaluate(w); err != nil {
+			return nil, err
+		}
+		res.Seconds = time.Since(roundBegan).Seconds()
+		sum.Rounds = append(sum.Rounds, res)
 		c.log.Info("round done", "round", r, "participants", n, "epsilon", res.Epsilon)
 		if cfg.Progress != nil {
 			cfg.Progress(res)
 		}
 	}
 	sum.Model, sum.Epsilon = w, spent(ledger)
+	if averaged > 0 {
+		sum.Model, sum.Averaged = avg, averaged
+	}
+	if sum.Test, err = evaluate(sum.Model); err != nil {
+		return nil, err
+	}
+	sum.Seconds = time.Since(began).Seconds()
 	for _, s := range c.connected() {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
 	}
@@ -888,12 +1036,15 @@ func (t *retrier) gather(ctx context.Context) ([]*session, error) {
 				"survivors", fmt.Sprint(t.pinned), "missing", fmt.Sprint(missing))
 			report = time.Now().Add(5 * time.Second)
 		}
+		wait := time.NewTimer(time.Until(report))
 		select {
 		case <-ctx.Done():
+			wait.Stop()
 			return nil, ctx.Err()
 		case <-t.c.changed:
-		case <-time.After(100 * time.Millisecond):
+		case <-wait.C:
 		}
+		wait.Stop()
 	}
 }
 
@@ -1175,6 +1326,8 @@ type attempt struct {
 	notes map[int]string
 	// retryOnly lists sites to leave out of a retry only (unconfirmed).
 	retryOnly map[int]string
+	// survivors are the sites whose input is in the opened sum, in order.
+	survivors []int
 }
 
 func newAttempt() *attempt {
@@ -1268,6 +1421,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
 			default:
 				n++
+				bl.survivors = append(bl.survivors, s.site)
 				for i, x := range m.GetPlain().Vector {
 					out[i] += x
 				}
@@ -1503,6 +1657,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	if err != nil {
 		return nil, len(survivors), bl, err
 	}
+	bl.survivors = slices.Sorted(slices.Values(surv))
 	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), bl, nil
 }
 
@@ -1543,6 +1698,29 @@ func writeAtomic(path string, b []byte) error {
 	return atrest.WriteFile(path, b, 0o600, atrest.Passphrase{})
 }
 
+// writeState replaces path with b atomically (writeAtomic), durably only
+// if durable is set (see CoordinatorConfig.NoSync, SiteConfig.NoSync).
+func writeState(path string, b []byte, durable bool) error {
+	if durable {
+		return writeAtomic(path, b)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
 func loadStats(dir string) (coordState, error) {
 	var st coordState
 	b, err := os.ReadFile(filepath.Join(dir, "statistics.json"))
@@ -1581,6 +1759,11 @@ func EvaluateState(state, modelName string, hidden int, d *fl.Dataset) (fl.Metri
 	if m.NumParams() != len(w) {
 		return fl.Metrics{}, 0, fmt.Errorf("protocol: checkpoint has %d parameters, a %s model %d", len(w), modelName, m.NumParams())
 	}
-	met, err := fl.Evaluate(m, w, (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(d))
+	test := (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(d)
+	if d.Task == fl.Regression {
+		test = scaleLabels(test, st.LabelMean, st.labelScale())
+	}
+	met, err := fl.Evaluate(m, w, test)
+	met.RMSE *= st.labelScale()
 	return met, round, err
 }

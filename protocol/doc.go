@@ -6,11 +6,13 @@
 // # One round
 //
 //  1. Sites that are online and whose own ledger accepts the round's charge
-//     join; a site whose budget is spent sits the round out.
+//     join; a site whose budget is spent refuses the round.
 //  2. The coordinator's ledger must accept the charge too; otherwise the run
 //     stops there (status budget-refused) before any site touches its data.
-//  3. Fewer than MinCohort sites: the round is skipped, nothing is computed
-//     or opened, nothing is charged.
+//  3. Fewer than MinCohort sites: nothing is opened and nothing is charged;
+//     the coordinator waits for sites to come online, retries the round
+//     without the sites that failed it, and stops after RoundAttempts paid
+//     attempts or when the cohort cannot be reached.
 //  4. Each site computes its vector: at record level the sum of its records'
 //     clipped gradients at the global model (full-batch DP-SGD, Abadi et al.
 //     2016 with sampling rate 1: one step over the union of the sites'
@@ -66,12 +68,15 @@
 //
 // # Transport
 //
-// The network coordinator and sites (Coordinator, Site) run rounds over
-// gRPC with mutual TLS 1.3, or in one process over an in-memory transport
+// Rounds run one way: the Coordinator and its Sites, over gRPC with
+// mutual TLS 1.3, or in one process over an in-memory transport
 // (Coordinator.ConnectInMemory, Site.RunOn, CoordinatorConfig.InMemory)
 // that replaces only the transport and the certificate: the session code
-// after authentication is the same. The simulator (Train, behind fl-secure
-// simulate) still sequences rounds in process through internal/localround
-// and he's message API, so the rules of "What a site enforces" above are
-// exercised by the network path and its tests.
+// after authentication is the same. Package protocol/local builds whole
+// federations in one process this way for fl-secure simulate and fl-secure
+// secagg, so the simulator exercises every rule of "What a site enforces"
+// above. The coordinator evaluates a held test set (CoordinatorConfig.Test),
+// averages the tail of the published models (AverageFrom) and times every
+// round (RoundResult.Seconds, Summary.SetupSeconds); sites bring their own
+// trainer through SiteConfig.UpdateFunc.
 package protocol

@@ -388,6 +388,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	if err != nil {
 		return nil, len(contributors), bl, err
 	}
+	bl.survivors = contributors
 	return sum, len(contributors), bl, nil
 }
 
@@ -601,4 +602,22 @@ func (s *Site) heStep(r *siteRound, e *wire.Engine) (*wire.SiteMessage, error) {
 		return engineMsg(e.Round, phaseHEDecrypt, sh), nil
 	}
 	return nil, fmt.Errorf("unknown he phase %d", e.Phase)
+}
+
+// gridRound rounds a vector to the grid γZ without noise (for rounds that
+// carry none), so that rounds with and without noise release grid values.
+type gridRound struct {
+	s     *dp.Sampler
+	gamma float64
+}
+
+func (g gridRound) AddNoise(v []float64) error {
+	r, err := dp.Round(g.s, v, g.gamma, math.Inf(1))
+	if err != nil {
+		return err
+	}
+	for i := range v {
+		v[i] = float64(r[i]) * g.gamma
+	}
+	return nil
 }

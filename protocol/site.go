@@ -81,7 +81,22 @@ type SiteConfig struct {
 	// Update, if set, is sent (clipped) instead of training on Data: an
 	// update trained elsewhere. ModelOut receives the global model after
 	// every round (.npy or .safetensors by extension).
-	Update   []float64
+	Update []float64
+	// UpdateFunc, if set, computes this site's update for each
+	// client-level training round from the round's global model, instead
+	// of Update or training on Data: bring your own trainer. round is the
+	// training round (1, 2, …); global must not be kept. The update is
+	// clipped to the round's L2 bound like Update (on a copy); an error
+	// refuses the round before the site joins it, and is logged here, not
+	// sent. Data, if also set, only contributes the statistics.
+	UpdateFunc func(round int, global []float64) ([]float64, error)
+	// LocalTraining is the local SGD a client-level round runs on Data
+	// from the global model (zero fields: 1 epoch, batch 16, learning rate
+	// 0.1; Seed 0: the round's session identifier).
+	LocalTraining fl.TrainConfig
+	// Hidden is the hidden width of an mlp model (default 16); it must be
+	// the coordinator's.
+	Hidden   int
 	ModelOut string
 	State    string
 	Logger   *slog.Logger
@@ -92,6 +107,13 @@ type SiteConfig struct {
 	// encrypted in place. Without a passphrase they are stored
 	// unencrypted and NewSite logs a warning.
 	Passphrase atrest.Passphrase
+	// NoSync writes this site's state file atomically but without fsync,
+	// so a crash of the machine may lose its newest version (the last
+	// session joined, the unopened-round count, the ledger's anchor). For
+	// simulations whose state lives no longer than the process; a real
+	// site never sets it: its replay and budget protections rest on that
+	// file surviving a crash. The ledger is fsync'ed regardless.
+	NoSync bool
 	// Rand, if set, replaces crypto/rand for noise and rounding (tests).
 	Rand func() *dp.Sampler
 
@@ -162,6 +184,22 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	if cfg.MaxUnopened == 0 {
 		cfg.MaxUnopened = 3
+	}
+	if cfg.Hidden == 0 {
+		cfg.Hidden = 16
+	}
+	lt := &cfg.LocalTraining
+	if lt.Epochs == 0 {
+		lt.Epochs = 1
+	}
+	if lt.BatchSize == 0 {
+		lt.BatchSize = 16
+	}
+	if lt.LearningRate == 0 {
+		lt.LearningRate = 0.1
+	}
+	if cfg.Hidden < 0 || lt.Epochs < 0 || lt.BatchSize < 0 || !(lt.LearningRate > 0) || lt.ProxMu < 0 || math.IsNaN(lt.ProxMu) {
+		return nil, fmt.Errorf("protocol: hidden width %d, local epochs %d, batch size %d, learning rate %v, proximal μ %v", cfg.Hidden, lt.Epochs, lt.BatchSize, lt.LearningRate, lt.ProxMu)
 	}
 	if cfg.Level != "" && cfg.Level != dp.RecordLevel && cfg.Level != dp.ClientLevel {
 		return nil, fmt.Errorf("protocol: privacy level %q is neither record nor client", cfg.Level)
@@ -844,40 +882,31 @@ func (r *siteRound) vector() ([]float64, error) {
 			// A site that only sends updates contributes no statistics.
 			return make([]float64, st.Length), nil
 		}
-		v := fl.LocalStats(cfg.Data).Vector()
+		// For regression the label's statistics go with the features'.
+		v := fl.LocalStats(withLabel(cfg.Data)).Vector()
 		if len(v) != int(st.Length) {
 			return nil, fmt.Errorf("statistics have %d values, the round wants %d", len(v), st.Length)
 		}
 		return v, nil
 	}
-	if cfg.Update == nil && st.Level == string(dp.ClientLevel) && cfg.Data != nil {
-		// Client level with local data: one epoch of local SGD from the
-		// global model; the whole update is clipped below.
-		std := &fl.Standardizer{Mean: st.Mean, Scale: st.Scale}
-		m, err := fl.NewModel(st.ModelName, cfg.Data.Task, cfg.Data.Dim(), max(cfg.Data.Classes, 2), 16)
-		if err != nil {
-			return nil, err
-		}
-		if m.NumParams() != len(st.Model) {
-			return nil, fmt.Errorf("the model has %d parameters, this site's %s model %d", len(st.Model), st.ModelName, m.NumParams())
-		}
-		up, _, err := fl.LocalSGD(m, st.Model, std.Apply(cfg.Data), fl.TrainConfig{Epochs: 1, BatchSize: 16, LearningRate: 0.1, Seed: st.Round})
-		if err != nil {
-			return nil, err
-		}
-		if err := dp.ClipL2(up, st.Clip, nil); err != nil {
-			return nil, err
-		}
-		return up, nil
-	}
-	if cfg.Update != nil {
+	if cfg.UpdateFunc != nil || cfg.Update != nil {
 		if st.Level != string(dp.ClientLevel) {
 			return nil, errors.New("an update trained elsewhere can only join a client-level federation")
 		}
-		if len(cfg.Update) != int(st.Length) {
-			return nil, fmt.Errorf("the update has %d values, the model %d", len(cfg.Update), st.Length)
-		}
 		u := append([]float64(nil), cfg.Update...)
+		if cfg.UpdateFunc != nil {
+			up, err := cfg.UpdateFunc(roundOf(st.Round), slices.Clone(st.Model))
+			if err != nil {
+				// The trainer's words stay here: the coordinator learns
+				// only that this site has no update.
+				r.s.log.Warn("the trainer failed", "round", roundOf(st.Round), "err", err)
+				return nil, errors.New("this site's trainer produced no update (see the site's log)")
+			}
+			u = slices.Clone(up)
+		}
+		if len(u) != int(st.Length) {
+			return nil, fmt.Errorf("the update has %d values, the model %d", len(u), st.Length)
+		}
 		if err := dp.ClipL2(u, st.Clip, nil); err != nil {
 			return nil, err
 		}
@@ -886,21 +915,55 @@ func (r *siteRound) vector() ([]float64, error) {
 	if cfg.Data == nil {
 		return nil, errors.New("no data and no update")
 	}
-	if len(st.Mean) != cfg.Data.Dim() || len(st.Scale) != cfg.Data.Dim() {
-		return nil, fmt.Errorf("the round standardizes %d features, the data has %d", len(st.Mean), cfg.Data.Dim())
+	data, err := r.standardized()
+	if err != nil {
+		return nil, err
 	}
-	classes := max(cfg.Data.Classes, 2)
-	task := cfg.Data.Task
-	m, err := fl.NewModel(st.ModelName, task, cfg.Data.Dim(), classes, 16)
+	m, err := fl.NewModel(st.ModelName, cfg.Data.Task, cfg.Data.Dim(), max(cfg.Data.Classes, 2), cfg.Hidden)
 	if err != nil {
 		return nil, err
 	}
 	if m.NumParams() != len(st.Model) || len(st.Model) != int(st.Length) {
 		return nil, fmt.Errorf("the model has %d parameters, this site's %s model %d", len(st.Model), st.ModelName, m.NumParams())
 	}
-	std := &fl.Standardizer{Mean: st.Mean, Scale: st.Scale}
-	g, _, err := fl.ClippedGradientSum(m, st.Model, std.Apply(cfg.Data), 1, st.Clip, r.s.sampler)
+	if st.Level == string(dp.ClientLevel) {
+		// Client level with local data: local SGD from the global model;
+		// the whole update is clipped.
+		tc := cfg.LocalTraining
+		if tc.Seed == 0 {
+			tc.Seed = st.Round
+		}
+		up, _, err := fl.LocalSGD(m, st.Model, data, tc)
+		if err != nil {
+			return nil, err
+		}
+		if err := dp.ClipL2(up, st.Clip, nil); err != nil {
+			return nil, err
+		}
+		return up, nil
+	}
+	g, _, err := fl.ClippedGradientSum(m, st.Model, data, 1, st.Clip, r.s.sampler)
 	return g, err
+}
+
+// standardized returns the site's data standardized as the round says:
+// the features with its means and scales and, for regression, the label
+// with the last pair when the round carries one.
+func (r *siteRound) standardized() (*fl.Dataset, error) {
+	st, data := r.start, r.s.cfg.Data
+	dim := data.Dim()
+	label := data.Task == fl.Regression && len(st.Mean) == dim+1
+	if len(st.Mean) != dim && !label {
+		return nil, fmt.Errorf("the round standardizes %d features, the data has %d", len(st.Mean), dim)
+	}
+	out := (&fl.Standardizer{Mean: st.Mean[:dim], Scale: st.Scale[:dim]}).Apply(data)
+	if label {
+		if !(st.Scale[dim] > 0) || math.IsInf(st.Scale[dim], 0) || math.IsInf(st.Mean[dim], 0) {
+			return nil, fmt.Errorf("label scale %v", st.Scale[dim])
+		}
+		out = scaleLabels(out, st.Mean[dim], st.Scale[dim])
+	}
+	return out, nil
 }
 
 // step handles one engine message from the coordinator.

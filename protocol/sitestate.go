@@ -144,7 +144,7 @@ func (s *Site) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.cfg.State, siteStateFile), out)
+	return writeState(filepath.Join(s.cfg.State, siteStateFile), out, !s.cfg.NoSync)
 }
 
 // joinSession records sid as the newest session this site joined, on disk,

@@ -226,34 +226,6 @@ func printJSON(stdout, stderr io.Writer, v any) int {
 	return 0
 }
 
-// plan is the result of dp plan.
-type plan struct {
-	Epsilon           float64  `json:"epsilon"`
-	Delta             float64  `json:"delta"`
-	Rounds            int      `json:"rounds"`
-	Sites             int      `json:"sites"`
-	Threshold         int      `json:"threshold"`
-	Colluders         int      `json:"colluders"`
-	HonestSurvivors   int      `json:"honest_survivors"`
-	Clip              float64  `json:"clip"`
-	Dim               int      `json:"dim"`
-	Bits              int      `json:"bits"`
-	NoiseMultiplier   float64  `json:"noise_multiplier"`
-	Sigma             float64  `json:"sigma"`
-	SiteSigma         float64  `json:"site_sigma"`
-	SumSigmaAllSites  float64  `json:"sum_sigma_all_sites"`
-	Grid              float64  `json:"grid_step"`
-	AchievedEpsilon   float64  `json:"achieved_epsilon"`
-	NoiseToSignal     float64  `json:"noise_to_signal"`
-	WrapProbability   float64  `json:"wrap_probability"`
-	Level             string   `json:"level"`
-	Neighbouring      string   `json:"neighbouring"`
-	Accountant        string   `json:"accountant"`
-	Warnings          []string `json:"warnings"`
-	RecordsPerSite    int      `json:"records_per_site,omitempty"`
-	EffectiveMultiple float64  `json:"effective_noise_multiplier"`
-}
-
 func dpPlan(args []string, stdout, stderr io.Writer) int {
 	fs, parse := newFlags("dp plan", `Usage: fl-secure dp plan --epsilon E --delta D --rounds R --sites N [flags]
 
@@ -264,7 +236,7 @@ colluders) alone reach the σ the accountant needs. Prints σ, each site's
 share, the expected noise-to-signal ratio, and warnings about dangerous
 settings.
 `, stderr)
-	var p plan
+	var p dp.PreflightConfig
 	fs.Float64Var(&p.Epsilon, "epsilon", 0, "target ε for the whole run")
 	fs.Float64Var(&p.Delta, "delta", 0, "target δ")
 	fs.IntVar(&p.Rounds, "rounds", 0, "number of rounds")
@@ -282,80 +254,42 @@ settings.
 		}
 		return 0
 	}
-	if p.Threshold == 0 {
-		p.Threshold = (2*p.Sites + 2) / 3
+	threshold := p.Threshold
+	if threshold == 0 {
+		threshold = (2*p.Sites + 2) / 3
 	}
 	err := errors.Join(
 		checkRange("epsilon", p.Epsilon, p.Epsilon > 0 && !math.IsInf(p.Epsilon, 0), "a positive number"),
 		checkRange("delta", p.Delta, p.Delta > 0 && p.Delta < 1, "a probability in (0, 1)"),
 		checkRange("rounds", float64(p.Rounds), p.Rounds >= 1, "a positive count"),
 		checkRange("sites", float64(p.Sites), p.Sites >= 1, "a positive count"),
-		checkRange("threshold", float64(p.Threshold), p.Threshold >= 1 && p.Threshold <= p.Sites, "between 1 and --sites"),
-		checkRange("colluders", float64(p.Colluders), p.Colluders >= 0 && p.Colluders < p.Threshold, "at least 0 and below --threshold"),
+		checkRange("threshold", float64(threshold), threshold >= 1 && threshold <= p.Sites, "between 1 and --sites"),
+		checkRange("colluders", float64(p.Colluders), p.Colluders >= 0 && p.Colluders < threshold, "at least 0 and below --threshold"),
 		checkRange("clip", p.Clip, p.Clip >= 0 && !math.IsInf(p.Clip, 0), "a non-negative number"),
 		checkRange("dim", float64(p.Dim), p.Dim >= 1, "a positive count"),
 	)
 	if err != nil {
 		return fail(stderr, err, "")
 	}
-	p.Level, p.Neighbouring, p.Accountant = string(dp.ClientLevel), dp.AddRemove.String(), dp.RDP
-	p.HonestSurvivors = p.Threshold - p.Colluders
-	warn := func(format string, a ...any) { p.Warnings = append(p.Warnings, fmt.Sprintf(format, a...)) }
-	if p.Clip == 0 {
+	pf, err := dp.PlanPreflight(p)
+	if errors.Is(err, dp.ErrNoClipping) {
 		return fail(stderr, errors.New("no clipping (--clip 0): a site's update has unbounded sensitivity and no ε holds"), "pass --clip, the L2 norm each site's update is clipped to")
 	}
-	if p.Epsilon > 10 {
-		warn("whole-run ε = %g is above 10: the guarantee is weak", p.Epsilon)
-	}
-	if 2*p.Threshold <= p.Sites {
-		warn("threshold %d ≤ n/2 = %g: two disjoint halves of the sites could each finish a round", p.Threshold, float64(p.Sites)/2)
-	}
-	if p.Sites < 3 {
-		warn("%d sites: with fewer than 3, each site can subtract its own update from the sum and learn the other's", p.Sites)
-	}
-	if p.RecordsPerSite > 0 && p.Delta >= 1/float64(p.RecordsPerSite*p.Sites) {
-		warn("δ = %g is not below 1/(records in all sites) = %.3g", p.Delta, 1/float64(p.RecordsPerSite*p.Sites))
-	}
-	if p.Colluders == 0 && p.Sites >= 3 {
-		warn("no colluding sites assumed: a site that colludes with the coordinator can remove its own noise share")
-	}
-	c, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, p.Epsilon, p.Delta, p.Rounds, 1)
 	if err != nil {
 		return fail(stderr, err, "")
-	}
-	p.NoiseMultiplier = c.NoiseMultiplier
-	// σ rises until the distributed mechanism's effective multiplier (after
-	// rounding and the KLS τ term) meets the calibrated one.
-	dn, err := dp.PlanDistributed(c.NoiseMultiplier, dp.DistributedConfig{Clip: p.Clip, Clients: p.Sites,
-		Threshold: p.Threshold, Colluders: p.Colluders, Dim: p.Dim, Bits: p.Bits})
-	if err != nil {
-		return fail(stderr, err, "")
-	}
-	sigma := dn.LocalSigma * math.Sqrt(float64(dn.Honest))
-	p.Sigma, p.SiteSigma, p.SumSigmaAllSites, p.Grid = sigma, dn.LocalSigma, dn.SumSigma, dn.Gamma
-	p.EffectiveMultiple, p.WrapProbability = dn.NoiseMultiplier, dn.WrapProbability
-	p.AchievedEpsilon, _ = dp.Epsilon(dp.RDP, dp.AddRemove, p.Delta, dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: dn.NoiseMultiplier, SamplingRate: 1, Count: p.Rounds})
-	// Noise in the sum against the largest signal the sum can carry (all
-	// sites' clipped updates aligned): ‖noise‖₂ ≈ σ_sum·√d, ‖signal‖₂ ≤ n·C.
-	p.NoiseToSignal = dn.SumSigma * math.Sqrt(float64(p.Dim)) / (float64(p.Sites) * p.Clip)
-	if p.NoiseToSignal > 1 {
-		warn("expected noise-to-signal ratio %.3g > 1: the noise in the sum outweighs even perfectly aligned updates; train for fewer rounds, add sites, or accept a larger ε", p.NoiseToSignal)
 	}
 	if *asJSON {
-		if p.Warnings == nil {
-			p.Warnings = []string{}
-		}
-		return printJSON(stdout, stderr, p)
+		return printJSON(stdout, stderr, pf)
 	}
 	fmt.Fprintf(stdout, "privacy          client-level, %s neighbours: (ε = %g, δ = %g) over %d rounds (%s accountant: ε = %.6g)\n",
-		p.Neighbouring, p.Epsilon, p.Delta, p.Rounds, p.Accountant, p.AchievedEpsilon)
-	fmt.Fprintf(stdout, "noise multiplier %.6g (σ / clip)\n", p.NoiseMultiplier)
-	fmt.Fprintf(stdout, "σ in the sum     %.6g  (reached by the %d honest survivors alone: threshold %d − colluders %d)\n", p.Sigma, p.HonestSurvivors, p.Threshold, p.Colluders)
-	fmt.Fprintf(stdout, "each site adds   %.6g  (discrete Gaussian on a grid of step 2^%.0f, %d-bit ring)\n", p.SiteSigma, math.Log2(p.Grid), p.Bits)
-	fmt.Fprintf(stdout, "σ if all %d sites survive  %.6g\n", p.Sites, p.SumSigmaAllSites)
-	fmt.Fprintf(stdout, "noise-to-signal  %.3g  (‖noise‖ ≈ σ·√d against n·clip, d = %d)\n", p.NoiseToSignal, p.Dim)
-	fmt.Fprintf(stdout, "wraparound       ≤ %.2g per round\n", p.WrapProbability)
-	for _, w := range p.Warnings {
+		pf.Neighbouring, pf.Epsilon, pf.Delta, pf.Rounds, pf.Accountant, pf.AchievedEpsilon)
+	fmt.Fprintf(stdout, "noise multiplier %.6g (σ / clip)\n", pf.NoiseMultiplier)
+	fmt.Fprintf(stdout, "σ in the sum     %.6g  (reached by the %d honest survivors alone: threshold %d − colluders %d)\n", pf.Sigma, pf.HonestSurvivors, pf.Threshold, pf.Colluders)
+	fmt.Fprintf(stdout, "each site adds   %.6g  (discrete Gaussian on a grid of step 2^%.0f, %d-bit ring)\n", pf.SiteSigma, math.Log2(pf.Grid), pf.Bits)
+	fmt.Fprintf(stdout, "σ if all %d sites survive  %.6g\n", pf.Sites, pf.SumSigmaAllSites)
+	fmt.Fprintf(stdout, "noise-to-signal  %.3g  (‖noise‖ ≈ σ·√d against n·clip, d = %d)\n", pf.NoiseToSignal, pf.Dim)
+	fmt.Fprintf(stdout, "wraparound       ≤ %.2g per round\n", pf.WrapProbability)
+	for _, w := range pf.Warnings {
 		fmt.Fprintf(stderr, "fl-secure: warning: %s\n", w)
 	}
 	return 0

@@ -13,15 +13,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/debug"
 
-	"github.com/fl-secure/fl-secure/internal/localround"
+	"github.com/fl-secure/fl-secure/protocol/local"
 )
 
 const usage = `fl-secure: privacy-preserving federated learning for hospitals
@@ -52,7 +54,7 @@ Usage:
 Examples:
   fl-secure simulate
   fl-secure simulate --data diabetes --mode he --epsilon 1
-  fl-secure secagg -n 100 -k 7 -t 4 -d 100000 --dropout 0.1
+  fl-secure secagg -n 20 -d 100000 --dropout 0.1
   fl-secure dp epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5
   fl-secure dp plan --epsilon 4 --delta 1e-6 --rounds 50 --sites 8 --clip 1
   fl-secure budget audit --ledger privacy.jsonl --key KEY
@@ -117,31 +119,43 @@ func intVar(fs *flag.FlagSet, p *int, short, long string, v int, help string) {
 func simulate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("secagg", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := localround.Config{Bits: 32, Clip: 1, MaxWeight: 1000}
+	c := local.SecAggConfig{Bits: 32, Clip: 1}
+	var degree, threshold int
+	var corruption float64
 	intVar(fs, &c.Clients, "n", "clients", 10, "number of clients `n`")
 	intVar(fs, &c.Rounds, "r", "rounds", 5, "number of rounds")
-	intVar(fs, &c.Dim, "d", "dim", 10_000, "update length `d` (model coordinates)")
-	intVar(fs, &c.Degree, "k", "degree", 0, "neighbours per client; 0 derives it from --dropout and --corruption")
-	intVar(fs, &c.Threshold, "t", "threshold", 0, "Shamir threshold; 0 derives it")
+	intVar(fs, &c.Dim, "d", "dim", 10_000, "update length `d` (model coordinates; the last carries the weight)")
+	intVar(fs, &degree, "k", "degree", 0, "neighbours per client: sessions speak the complete graph only, n−1 (SecAgg+ graphs: fl-secure bench)")
+	intVar(fs, &threshold, "t", "threshold", 0, "Shamir threshold: sessions use ⌊n/2⌋+1 (at least colluders+1) for a round of n")
 	intVar(fs, &c.Bits, "b", "bits", 32, "ring size: inputs live in Z_2^b, b = 32 or 64")
 	fs.Float64Var(&c.Dropout, "dropout", 0.1, "probability that a client drops out of a round, at a random phase")
-	fs.Float64Var(&c.Corruption, "corruption", 0, "fraction of clients assumed to collude with the coordinator")
-	fs.BoolVar(&c.Complete, "complete", false, "use the complete graph (classic SecAgg) instead of SecAgg+")
-	fs.Float64Var(&c.Clip, "clip", 1, "clip each coordinate to [-clip, clip]")
-	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the simulated data and dropouts (keys and masks always use crypto/rand)")
+	fs.Float64Var(&corruption, "corruption", 0, "fraction of clients assumed to collude with the coordinator")
+	complete := fs.Bool("complete", true, "use the complete graph (classic SecAgg), the only graph sessions speak")
+	fs.Float64Var(&c.Clip, "clip", 1, "bound every coordinate of an unweighted update to [-clip, clip]")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the simulated updates and dropouts (keys and masks always use crypto/rand)")
 	asJSON := fs.Bool("json", false, "print one JSON object per round instead of a table")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: fl-secure secagg [flags]
 
-Runs rounds of secure aggregation (SecAgg+, or SecAgg with --complete) among
-in-process clients holding random weighted updates, drops clients at random
-phases, and checks every unmasked sum against the plaintext sum of the
-survivors. Prints one row per round: clients; dropped (went offline at some
-phase); survivors (clients whose update is in the sum: those that sent their
-masked input); d; mean client compute (ms); server compute (ms); the largest
-difference between the decoded weighted sum and the exact one (quantization
-only, below survivors/scale); and the status ("ok", or "below-threshold":
-too many dropped, nothing revealed).
+Runs rounds of secure aggregation among in-process sites holding random
+weighted updates, through the real coordinator and sites (the code of
+"fl-secure coordinator" and "fl-secure client") over in-memory sessions.
+Sites drop out at random phases (a dropped site closes its session and
+reconnects for the next round), and every opened sum is checked against the
+exact sum of the survivors' updates. Sessions speak SecAgg over the complete
+graph; for SecAgg+'s sparse graphs, see the engine-level costs of
+"fl-secure bench".
+
+Prints one row per round: clients; dropped (closed their session during the
+round); survivors (clients whose update is in the sum: those that sent their
+masked input); d; the round's wall time (ms); the largest difference between
+the opened sum and the exact one (quantization only, below survivors × 2^-16);
+and the status ("ok", or "below-cohort"/"failed": nothing opened; the
+coordinator retries the round without the sites that failed it). A client
+that drops after its masked input but before signing the survivor set fails
+the attempt: against a malicious coordinator, clients reveal shares only
+once every survivor has signed; a client that left an attempt after the
+masked inputs is left out of the rest of the run.
 
 Flags:
 `)
@@ -154,41 +168,36 @@ Flags:
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fl-secure: error: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return fail(stderr, usagef("unexpected argument %q", fs.Arg(0)), "")
 	}
-	pl, err := localround.NewPlan(c)
+	if !(corruption >= 0 && corruption < 1) {
+		return fail(stderr, usagef("corruption = %v, want 0 ≤ fraction < 1", corruption), `run "fl-secure secagg -h" for the flags and their ranges`)
+	}
+	c.Colluders = int(math.Floor(corruption * float64(c.Clients)))
+	pl, err := local.PlanSecAgg(c)
 	if err != nil {
-		fmt.Fprintf(stderr, "fl-secure: error: %v\n", err)
-		fmt.Fprintln(stderr, "fl-secure: hint: run \"fl-secure secagg -h\" for the flags and their ranges")
-		return 2
+		return fail(stderr, usageError(err.Error()), `run "fl-secure secagg -h" for the flags and their ranges`)
 	}
-	p := pl.Params
-	kind := "SecAgg+ (sparse graph)"
-	if p.Degree == p.Clients-1 {
-		kind = "SecAgg (complete graph)"
+	const engine = `for SecAgg+ sparse graphs and other thresholds, "fl-secure bench" measures the engine alone`
+	switch {
+	case !*complete:
+		return fail(stderr, usagef("--complete=false: sessions speak SecAgg over the complete graph only"), engine)
+	case degree != 0 && degree != pl.Degree:
+		return fail(stderr, usagef("--degree %d: sessions speak SecAgg over the complete graph only (degree n−1 = %d)", degree, pl.Degree), engine)
+	case threshold != 0 && threshold != pl.Threshold:
+		return fail(stderr, usagef("--threshold %d: sessions use t = %d for a round of %d (⌊n/2⌋+1, at least colluders+1)", threshold, pl.Threshold, c.Clients), engine)
 	}
-	fmt.Fprintf(stderr, "fl-secure: %s: n=%d k=%d t=%d corrupt≤%d, ring Z_2^%d, clip %g, scale 2^%g\n",
-		kind, p.Clients, p.Degree, p.Threshold, p.Corrupt, p.Bits, c.Clip, log2(pl.Quant.Scale))
-	if r := pl.Recommended; r != nil {
-		sec := fmt.Sprintf("≤ %.2g", r.SecurityFailure)
-		if c.Corruption == 0 {
-			sec = "none (no colluding clients assumed)"
-		}
-		fmt.Fprintf(stderr, "fl-secure: derived for dropout %g, corruption %g: security failure %s, round failure ≤ %.2g\n",
-			c.Dropout, c.Corruption, sec, r.CorrectnessFailure)
-	}
-	if p.Degree < p.Clients-1 && c.Corruption > 0 {
-		fmt.Fprintln(stderr, "fl-secure: warning: a coordinator that colludes with clients can bias the SecAgg+ graph by omitting adverts; use --complete against an active coordinator (SECURITY.md, \"Graph choice\")")
-	}
+	p := pl.Config
+	fmt.Fprintf(stderr, "fl-secure: SecAgg (complete graph): n=%d k=%d t=%d corrupt≤%d, ring Z_2^%d, clip %g, weights ≤ %d, grid 2^%g, minimum cohort %d\n",
+		p.Clients, pl.Degree, pl.Threshold, pl.Corrupt, p.Bits, p.Clip, p.MaxWeight, log2(pl.Gamma), pl.MinCohort)
 
-	const row = "%5v %7v %7v %9v %9v %9v %9v %9v  %s\n"
+	const row = "%5v %7v %7v %9v %9v %9v %9v  %s\n"
 	if !*asJSON {
-		fmt.Fprintf(stdout, row, "round", "clients", "dropped", "survivors", "d", "client ms", "server ms", "max error", "status")
+		fmt.Fprintf(stdout, row, "round", "clients", "dropped", "survivors", "d", "round ms", "max error", "status")
 	}
 	enc := json.NewEncoder(stdout)
 	failed := 0
-	err = localround.Simulate(c, func(r localround.Row) {
+	err = pl.Run(context.Background(), func(r local.SecAggRow) {
 		if r.Status != "ok" {
 			failed++
 		}
@@ -197,14 +206,13 @@ Flags:
 			return
 		}
 		fmt.Fprintf(stdout, row, r.Round, r.Clients, r.Dropped, r.Survivors, r.Dim,
-			fmt.Sprintf("%.2f", r.ClientMs), fmt.Sprintf("%.2f", r.ServerMs), fmt.Sprintf("%.2g", r.MaxError), r.Status)
+			fmt.Sprintf("%.2f", r.Millis), fmt.Sprintf("%.2g", r.MaxError), r.Status)
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "fl-secure: error: %v\n", err)
-		return 1
+		return fail(stderr, err, "")
 	}
 	if failed > 0 {
-		fmt.Fprintf(stderr, "fl-secure: %d of %d rounds fell below threshold and revealed nothing; every other sum was exact\n", failed, c.Rounds)
+		fmt.Fprintf(stderr, "fl-secure: %d attempts fell below the minimum cohort and opened nothing; every opened sum was exact\n", failed)
 	} else {
 		fmt.Fprintf(stderr, "fl-secure: all %d sums exact\n", c.Rounds)
 	}

@@ -29,12 +29,14 @@ func TestUsageAndMisuse(t *testing.T) {
 		{[]string{"secagg", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"secagg", "-h"}, 0, "Usage: fl-secure secagg"},
 		{[]string{"secagg", "-n", "2"}, 2, "clients = 2"},
+		{[]string{"secagg", "-n", "10", "-k", "4"}, 2, "fl-secure bench"},
+		{[]string{"secagg", "--complete=false"}, 2, "complete graph only"},
 		{[]string{"secagg", "--dropout", "1.5"}, 2, "dropout = 1.5"},
-		{[]string{"secagg", "-n", "10", "-k", "9", "-t", "4"}, 2, "Threshold = 4 ≤ Degree/2"},
-		{[]string{"secagg", "--bits", "16"}, 2, "Bits = 16"},
-		{[]string{"secagg", "--clip", "0"}, 2, "Clip = 0"},
+		{[]string{"secagg", "-n", "10", "-k", "9", "-t", "4"}, 2, "--threshold 4"},
+		{[]string{"secagg", "--bits", "16"}, 2, "bits = 16"},
+		{[]string{"secagg", "--clip", "0"}, 2, "clip = 0"},
 		{[]string{"secagg", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"secagg", "-n", "60000", "-d", "100000000"}, 2, "GiB in one process"},
+		{[]string{"secagg", "-n", "1000", "-d", "100000000"}, 2, "GiB in one process"},
 	} {
 		code, out, errOut := runCLI(tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
@@ -58,7 +60,7 @@ func TestSimulateTable(t *testing.T) {
 }
 
 func TestSimulateJSON(t *testing.T) {
-	code, out, errOut := runCLI("secagg", "-n", "12", "-k", "4", "-t", "3", "-r", "3", "-d", "40", "--bits", "64", "--json", "--dropout", "0")
+	code, out, errOut := runCLI("secagg", "-n", "12", "-k", "11", "-t", "7", "-r", "3", "-d", "40", "--bits", "64", "--json", "--dropout", "0")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,13 +14,18 @@ import (
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/protocol"
+	"github.com/fl-secure/fl-secure/protocol/local"
 )
 
 const simulateUsage = `Usage: fl-secure simulate [flags]
 
 Federated training among in-process hospitals on embedded clinical data (or
 your own CSV), with secure aggregation and distributed differential privacy
-in every round. By default: the breast cancer data (wdbc) over 5 hospitals
+in every round. The coordinator and every hospital's client are the ones
+"fl-secure coordinator" and "fl-secure client" run, joined in one process by
+in-memory sessions instead of gRPC; each hospital keeps its own ledger and
+budget (--site-cap), and a hospital offline in a round (--dropout) does not
+join it. Kits, states, ledgers and checkpoints go under --dir. By default: the breast cancer data (wdbc) over 5 hospitals
 with Dirichlet(0.5) label skew, a 25% stratified test set, logistic
 regression, secagg, and record-level DP at ε = 3, δ = 1e-5 for the whole run.
 
@@ -40,224 +47,106 @@ Examples:
 Flags:
 `
 
-type simFlags struct {
-	data, label, model, mode, level, dir  string
-	sites, rounds, hidden, colluders      int
-	minCohort, epochs, batch              int
-	alpha, testFrac, eps, delta, clip, lr float64
-	dropout, prox                         float64
-	average                               int
-	seed                                  uint64
-	asJSON, noCompare                     bool
-}
-
-type row struct {
-	Setting string     `json:"setting"`
-	Test    fl.Metrics `json:"test"`
-	Epsilon *float64   `json:"epsilon"` // null: no privacy guarantee
-	Private bool       `json:"private"`
-}
-
-type simSummary struct {
-	Data      string            `json:"data"`
-	Rows      int               `json:"rows"`
-	Test      int               `json:"test_rows"`
-	SiteRows  []int             `json:"site_rows"`
-	Table     []row             `json:"table"`
-	Federated *protocol.Summary `json:"federated"`
-	Audit     []string          `json:"audit_commands,omitempty"`
-}
-
 func simulateFL(args []string, stdout, stderr io.Writer) int {
-	var f simFlags
+	var cfg local.Config
+	d, f := &cfg.Data, &cfg.Federation
+	var mode, level, dir string
+	var asJSON, noCompare bool
 	fs, parse := newFlags("simulate", simulateUsage, stderr)
-	fs.StringVar(&f.data, "data", "wdbc", "data set: wdbc, diabetes, or a CSV file path")
-	fs.StringVar(&f.label, "label", "", "label column of a CSV file")
-	fs.StringVar(&f.model, "model", "", "logistic, softmax, linear or mlp (default: by task)")
-	fs.IntVar(&f.hidden, "hidden", 16, "hidden units of the mlp")
-	fs.IntVar(&f.sites, "sites", 5, "number of hospitals")
-	fs.Float64Var(&f.alpha, "alpha", 0.5, "Dirichlet label-skew parameter α (0: IID)")
-	fs.Float64Var(&f.testFrac, "test", 0.25, "stratified test fraction")
-	fs.IntVar(&f.rounds, "rounds", 30, "rounds")
-	fs.StringVar(&f.mode, "mode", "secagg", "secagg, he, or plain (NOT PRIVATE)")
-	fs.Float64Var(&f.eps, "epsilon", 3, "ε for the whole run (0: no DP)")
-	fs.Float64Var(&f.delta, "delta", 1e-5, "δ")
-	fs.StringVar(&f.level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
-	fs.Float64Var(&f.clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
-	fs.Float64Var(&f.lr, "lr", 0, "learning rate (default 1 at record level, 0.1 at client level)")
-	fs.IntVar(&f.epochs, "local-epochs", 1, "local epochs per round (client level)")
-	fs.IntVar(&f.batch, "batch", 16, "local batch size (client level)")
-	fs.Float64Var(&f.prox, "prox", 0, "FedProx μ (client level)")
-	fs.Float64Var(&f.dropout, "dropout", 0, "chance that a hospital is offline in a round")
-	fs.IntVar(&f.colluders, "colluders", 0, "hospitals assumed to collude with the coordinator")
-	fs.IntVar(&f.minCohort, "min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
-	fs.Uint64Var(&f.seed, "seed", 0, "seed of the data split and simulated dropouts (keys, masks and noise always use crypto/rand)")
-	fs.StringVar(&f.dir, "dir", "", "directory for ledgers, keys and checkpoints (default: fl-secure-runs/<time>)")
-	fs.IntVar(&f.average, "average-from", 0, "final model: average of the models from this round on (0: second half; -1: last model)")
-	fs.BoolVar(&f.asJSON, "json", false, "print the whole summary as JSON")
-	fs.BoolVar(&f.noCompare, "no-compare", false, "skip the comparison rows")
+	fs.StringVar(&d.Name, "data", "wdbc", "data set: wdbc, diabetes, or a CSV file path")
+	fs.StringVar(&d.Label, "label", "", "label column of a CSV file")
+	fs.StringVar(&f.Model, "model", "", "logistic, softmax, linear or mlp (default: by task)")
+	fs.IntVar(&f.Hidden, "hidden", 16, "hidden units of the mlp")
+	fs.IntVar(&d.Sites, "sites", 5, "number of hospitals")
+	fs.Float64Var(&d.Alpha, "alpha", 0.5, "Dirichlet label-skew parameter α (0: IID)")
+	fs.Float64Var(&d.TestFraction, "test", 0.25, "stratified test fraction")
+	fs.IntVar(&f.Rounds, "rounds", 30, "rounds")
+	fs.StringVar(&mode, "mode", "secagg", "secagg, he, or plain (NOT PRIVATE)")
+	fs.Float64Var(&f.Epsilon, "epsilon", 3, "ε for the whole run (0: no DP)")
+	fs.Float64Var(&f.Delta, "delta", 1e-5, "δ")
+	fs.Float64Var(&f.SiteCap, "site-cap", 0, "each hospital's own ε cap (0: --epsilon)")
+	fs.StringVar(&level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
+	fs.Float64Var(&f.Clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
+	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default 1 at record level, 0.1 at client level)")
+	fs.IntVar(&f.LocalEpochs, "local-epochs", 1, "local epochs per round (client level)")
+	fs.IntVar(&f.BatchSize, "batch", 16, "local batch size (client level)")
+	fs.Float64Var(&f.ProxMu, "prox", 0, "FedProx μ (client level)")
+	fs.Float64Var(&f.Dropout, "dropout", 0, "chance that a hospital is offline in a round")
+	fs.IntVar(&f.Colluders, "colluders", 0, "hospitals assumed to collude with the coordinator")
+	fs.IntVar(&f.MinCohort, "min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
+	fs.Uint64Var(&d.Seed, "seed", 0, "seed of the data split and simulated dropouts (keys, masks and noise always use crypto/rand)")
+	fs.StringVar(&dir, "dir", "", "directory for kits, ledgers, keys and checkpoints (default: fl-secure-runs/<time>)")
+	fs.IntVar(&f.AverageFrom, "average-from", 0, "final model: average of the models from this round on (0: second half; -1: last model)")
+	fs.BoolVar(&asJSON, "json", false, "print the whole summary as JSON")
+	fs.BoolVar(&noCompare, "no-compare", false, "skip the comparison rows")
 	if help, err := parse(args); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure simulate -h"`)
 		}
 		return 0
 	}
-	sum, err := runSimulation(f, stderr)
-	if err != nil {
-		return fail(stderr, err, "")
+	f.Mode, f.Level, cfg.Compare, f.Seed = protocol.Mode(mode), dp.Level(level), !noCompare, d.Seed
+	switch f.Model {
+	case "linear":
+		d.Task = fl.Regression
+	case "softmax":
+		d.Task = fl.Multiclass
 	}
-	if f.asJSON {
-		return printJSON(stdout, stderr, sum)
+	if _, ok := fl.Builtin[d.Name]; !ok && d.Label == "" {
+		return fail(stderr, usagef("--data %q is a file: name its label column with --label", d.Name), "")
 	}
-	printSimulation(stdout, sum)
-	return 0
-}
-
-func runSimulation(f simFlags, stderr io.Writer) (*simSummary, error) {
-	var d *fl.Dataset
-	var err error
-	if _, ok := fl.Builtin[f.data]; ok {
-		d, err = fl.LoadBuiltin(f.data)
-	} else {
-		if f.label == "" {
-			return nil, usagef("--data %q is a file: name its label column with --label", f.data)
-		}
-		task := fl.Binary
-		if f.model == "linear" {
-			task = fl.Regression
-		} else if f.model == "softmax" {
-			task = fl.Multiclass
-		}
-		d, err = fl.LoadCSV(f.data, f.label, task)
+	if d.Sites < 1 || d.Sites > 1000 {
+		return fail(stderr, usagef("--sites %d: want 1 to 1000", d.Sites), "")
 	}
-	if err != nil {
-		return nil, err
+	if f.Epsilon < 0 || math.IsNaN(f.Epsilon) {
+		return fail(stderr, usagef("--epsilon %v: want ≥ 0 (0 for no DP)", f.Epsilon), "")
 	}
-	if f.model == "" {
-		f.model = map[fl.Task]string{fl.Binary: "logistic", fl.Multiclass: "softmax", fl.Regression: "linear"}[d.Task]
-	}
-	if f.lr == 0 {
-		f.lr = 1
-		if f.level == "client" {
-			f.lr = 0.1
-		}
-	}
-	if f.sites < 1 || f.sites > 1000 {
-		return nil, usagef("--sites %d: want 1 to 1000", f.sites)
-	}
-	if f.alpha < 0 || math.IsNaN(f.alpha) {
-		return nil, usagef("--alpha %v: want ≥ 0", f.alpha)
-	}
-	if f.eps < 0 || math.IsNaN(f.eps) {
-		return nil, usagef("--epsilon %v: want ≥ 0 (0 for no DP)", f.eps)
-	}
-	train, test, err := fl.StratifiedSplit(d, f.testFrac, f.seed)
-	if err != nil {
-		return nil, err
-	}
-	var sites []*fl.Dataset
-	if f.alpha == 0 {
-		sites, err = fl.PartitionIID(train, f.sites, f.seed)
-	} else {
-		sites, err = fl.PartitionDirichlet(train, f.sites, f.alpha, 10, f.seed)
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := &simSummary{Data: d.Name, Rows: d.Rows(), Test: test.Rows()}
-	for _, s := range sites {
-		out.SiteRows = append(out.SiteRows, s.Rows())
-	}
-	dir := f.dir
 	if dir == "" {
 		dir = filepath.Join("fl-secure-runs", time.Now().UTC().Format("20060102-150405"))
 	}
-	cfg := protocol.Config{
-		Mode: protocol.Mode(f.mode), Level: dp.Level(f.level), DP: f.eps > 0, Epsilon: f.eps, Delta: f.delta,
-		Colluders: f.colluders, MinCohort: f.minCohort, Rounds: f.rounds, Model: f.model, Hidden: f.hidden,
-		Clip: f.clip, LearningRate: f.lr, LocalEpochs: f.epochs, BatchSize: f.batch, ProxMu: f.prox,
-		Dropout: f.dropout, Seed: f.seed, Dir: dir, AverageFrom: f.average,
-	}
-	if cfg.Mode == protocol.Plain && cfg.DP {
-		fmt.Fprintln(stderr, "fl-secure: warning: --mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
-		cfg.DP = false
-	}
-	if f.mode == "he" {
+	f.Dir = dir
+	if mode == "he" {
 		fmt.Fprintln(stderr, heWarning)
 	}
 	tty := isTerminal(stderr)
-	cfg.Progress = func(r protocol.RoundResult) {
+	f.Progress = func(r protocol.RoundResult) {
 		if !tty {
 			return
 		}
-		done := r.Round * 30 / f.rounds
-		fmt.Fprintf(stderr, "\rround %3d/%d [%s%s] %s ε %.3f", r.Round, f.rounds, strings.Repeat("#", done), strings.Repeat(" ", 30-done), metricText(r.Test, d.Task), r.Epsilon)
+		done := min(r.Round*30/f.Rounds, 30)
+		fmt.Fprintf(stderr, "\rround %3d/%d [%s%s] %s ε %.3f", r.Round, f.Rounds, strings.Repeat("#", done), strings.Repeat(" ", 30-done), metricText(r.Test, r.Test.RMSE > 0), r.Epsilon)
 	}
-	fed, err := protocol.Train(cfg, sites, test)
+	res, err := local.Simulate(context.Background(), cfg)
 	if tty {
 		fmt.Fprintln(stderr)
 	}
 	if err != nil {
-		return nil, err
-	}
-	out.Federated = fed
-	if !f.noCompare {
-		c, err := protocol.Baseline(f.model, f.hidden, train, test, f.seed)
-		if err != nil {
-			return nil, err
+		if errors.Is(err, local.ErrUsage) {
+			err = usageError(err.Error())
 		}
-		out.Table = append(out.Table, row{Setting: "centralized (no privacy)", Test: c})
-		for i, s := range sites {
-			m, err := protocol.Baseline(f.model, f.hidden, s, test, f.seed)
-			if err != nil {
-				return nil, err
-			}
-			out.Table = append(out.Table, row{Setting: fmt.Sprintf("hospital %d alone (%d rows)", i+1, s.Rows()), Test: m})
-		}
-		if cfg.DP {
-			nd := cfg
-			nd.DP, nd.Dir, nd.Progress = false, "", nil
-			if nd.Mode == protocol.HE {
-				nd.Mode = protocol.SecAgg // the no-DP reference needs no second key ceremony
-			}
-			s, err := protocol.Train(nd, sites, test)
-			if err != nil {
-				return nil, err
-			}
-			out.Table = append(out.Table, row{Setting: fmt.Sprintf("federated, %s, no DP", nd.Mode), Test: s.Test})
-		}
+		return fail(stderr, err, "")
 	}
-	name := fmt.Sprintf("federated, %s", f.mode)
-	if cfg.DP {
-		name += fmt.Sprintf(" + DP (%s level)", f.level)
-	} else if cfg.Mode == protocol.Plain {
-		name += " (NOT PRIVATE)"
-	} else {
-		name += ", no DP"
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "fl-secure: warning: %s\n", w)
 	}
-	var eps *float64
-	if cfg.DP {
-		eps = &fed.Epsilon
-		out.Audit = append(out.Audit, fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", fed.Ledger, fed.LedgerKey))
-		for i, l := range fed.SiteLedgers {
-			out.Audit = append(out.Audit, fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", l, fed.SiteKeys[i]))
-		}
+	if asJSON {
+		return printJSON(stdout, stderr, res)
 	}
-	out.Table = append(out.Table, row{Setting: name, Test: fed.Test, Epsilon: eps, Private: cfg.DP})
-	return out, nil
+	printSimulation(stdout, res)
+	return 0
 }
 
-func metricText(m fl.Metrics, task fl.Task) string {
-	if task == fl.Regression {
+func metricText(m fl.Metrics, regression bool) string {
+	if regression {
 		return fmt.Sprintf("RMSE %.2f R² %.3f", m.RMSE, m.R2)
 	}
 	return fmt.Sprintf("acc %.3f AUC %.3f", m.Accuracy, m.AUC)
 }
 
-func printSimulation(w io.Writer, s *simSummary) {
+func printSimulation(w io.Writer, s *local.Result) {
 	fed := s.Federated
-	fmt.Fprintf(w, "data %s: %d rows, %d held out for testing; hospitals hold %v rows\n", s.Data, s.Rows, s.Test, s.SiteRows)
-	regression := s.Table[len(s.Table)-1].Test.RMSE > 0
+	fmt.Fprintf(w, "data %s: %d rows, %d held out for testing; hospitals hold %v rows\n", s.Data, s.Rows, s.TestRows, s.SiteRows)
+	regression := s.Task == fl.Regression
 	if regression {
 		fmt.Fprintf(w, "%-42s %9s %7s %10s\n", "setting", "RMSE", "R²", "ε")
 	} else {

@@ -1,0 +1,416 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol"
+)
+
+// Federation configures one federated training run among hospitals in
+// this process: the coordinator's settings, and each hospital's.
+type Federation struct {
+	Mode  protocol.Mode // secagg (default), he, or plain (NOT PRIVATE)
+	Level dp.Level      // record (full-batch DP-SGD, default) or client
+	// Epsilon is the coordinator's ε cap for the whole run; 0 trains
+	// without DP (the sites allow rounds without noise).
+	Epsilon float64
+	Delta   float64
+	// SiteCap is each hospital's own ε cap (0: Epsilon).
+	SiteCap float64
+	// Colluders is the number of sites assumed to collude with the
+	// coordinator; noise is sized for MinCohort − Colluders honest sites.
+	Colluders int
+	// MinCohort is k: no sum of fewer than k sites is ever opened (0: a
+	// majority of the sites, at least 3).
+	MinCohort int
+	Rounds    int
+	// PlanRounds is how many rounds the noise is calibrated for (0:
+	// Rounds); with more Rounds the coordinator's ledger refuses the round
+	// that would pass its cap and the run ends there.
+	PlanRounds int
+	Model      string
+	Hidden     int
+	// Clip is the L2 bound per record (record level) or per update (client
+	// level).
+	Clip float64
+	// LearningRate is the server step on the mean clipped gradient (record
+	// level) or the local SGD step (client level).
+	LearningRate float64
+	LocalEpochs  int // client level (default 1)
+	BatchSize    int // client level (default 16)
+	ProxMu       float64
+	// Dropout is the chance that a site is offline in a round.
+	Dropout float64
+	Bits    int // secagg ring width (default 32)
+	// Seed determines the simulated dropouts; keys, masks, noise and
+	// rounding come from crypto/rand.
+	Seed uint64
+	// Dir receives the kits, the coordinator's and the sites' states
+	// (ledgers, keys, checkpoints). Empty: a temporary directory, removed
+	// afterwards (not allowed with DP, whose ledgers must remain).
+	Dir string
+	// AverageFrom makes the final model the average of the published
+	// models from that round on (tail averaging, post-processing: no ε);
+	// 0 means the second half of the run, −1 keeps the last model.
+	AverageFrom int
+	// Progress, if set, is called after every round.
+	Progress func(protocol.RoundResult)
+	// Logger receives the coordinator's and sites' logs (nil: none).
+	Logger *slog.Logger
+}
+
+// dp reports whether the run charges privacy.
+func (f *Federation) dp() bool { return f.Epsilon > 0 }
+
+// defaults fills in f's defaults for n sites and checks it.
+func (f *Federation) defaults(n int) error {
+	if f.Mode == "" {
+		f.Mode = protocol.SecAgg
+	}
+	switch f.Mode {
+	case protocol.SecAgg, protocol.HE, protocol.Plain:
+	default:
+		return fmt.Errorf("local: unknown mode %q (secagg, he, plain)", f.Mode)
+	}
+	if f.Level == "" {
+		f.Level = dp.RecordLevel
+	}
+	if f.Level != dp.RecordLevel && f.Level != dp.ClientLevel {
+		return fmt.Errorf("local: level %q is neither record nor client", f.Level)
+	}
+	if n < 3 {
+		return fmt.Errorf("local: %d sites: a federation needs at least 3 (secure aggregation of two reveals each to the other)", n)
+	}
+	if f.MinCohort == 0 {
+		f.MinCohort = max(3, n/2+1)
+	}
+	if f.MinCohort < 3 || f.MinCohort > n {
+		return fmt.Errorf("local: minimum cohort %d for %d sites: want 3 to %d", f.MinCohort, n, n)
+	}
+	if f.Colluders < 0 || f.Colluders >= f.MinCohort {
+		return fmt.Errorf("local: %d colluders leave no honest site in a cohort of %d", f.Colluders, f.MinCohort)
+	}
+	if f.Rounds < 1 || f.Rounds > 100000 {
+		return fmt.Errorf("local: %d rounds: want 1 to 100000", f.Rounds)
+	}
+	if !(f.Clip > 0) || math.IsInf(f.Clip, 0) || !(f.LearningRate > 0) || math.IsInf(f.LearningRate, 0) {
+		return fmt.Errorf("local: clip %v and learning rate %v must be positive", f.Clip, f.LearningRate)
+	}
+	if !(f.Dropout >= 0 && f.Dropout < 1) {
+		return fmt.Errorf("local: dropout %v outside [0, 1)", f.Dropout)
+	}
+	if f.LocalEpochs == 0 {
+		f.LocalEpochs = 1
+	}
+	if f.BatchSize == 0 {
+		f.BatchSize = 16
+	}
+	if f.LocalEpochs < 1 || f.BatchSize < 1 || f.ProxMu < 0 || math.IsNaN(f.ProxMu) {
+		return fmt.Errorf("local: local epochs %d, batch size %d, proximal μ %v", f.LocalEpochs, f.BatchSize, f.ProxMu)
+	}
+	if f.Hidden == 0 {
+		f.Hidden = 16
+	}
+	if f.Epsilon < 0 || math.IsNaN(f.Epsilon) || math.IsInf(f.Epsilon, 0) {
+		return fmt.Errorf("local: ε %v: want ≥ 0 (0 for no DP)", f.Epsilon)
+	}
+	if f.dp() {
+		if f.Mode == protocol.Plain {
+			return errors.New("local: DP needs secagg or he: in plain mode the coordinator sees every update before noise")
+		}
+		if !(f.Delta > 0 && f.Delta < 1) {
+			return fmt.Errorf("local: δ %v: want a probability in (0, 1)", f.Delta)
+		}
+		if f.SiteCap == 0 {
+			f.SiteCap = f.Epsilon
+		}
+		if !(f.SiteCap > 0) || math.IsInf(f.SiteCap, 0) {
+			return fmt.Errorf("local: site ε cap %v", f.SiteCap)
+		}
+		if f.Dir == "" {
+			return errors.New("local: a run with DP needs a directory for its ledgers")
+		}
+	}
+	if f.Bits == 0 {
+		f.Bits = 32
+	}
+	if f.PlanRounds == 0 {
+		f.PlanRounds = f.Rounds
+	}
+	if f.PlanRounds < 1 {
+		return fmt.Errorf("local: noise planned for %d rounds", f.PlanRounds)
+	}
+	switch {
+	case f.AverageFrom == 0:
+		f.AverageFrom = f.Rounds/2 + 1
+	case f.AverageFrom < 0:
+		f.AverageFrom = 0
+	}
+	return nil
+}
+
+// Federate runs one federation over sites (one data set per hospital),
+// with a coordinator that holds test, through the real Coordinator and
+// Sites over in-memory sessions: a statistics round for the federated
+// standardization (and mode he's key ceremony), then the training rounds.
+// The summary names the coordinator's and the sites' ledgers and keys.
+func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.Dataset) (*protocol.Summary, error) {
+	if err := f.defaults(len(sites)); err != nil {
+		return nil, err
+	}
+	if test == nil {
+		return nil, errors.New("local: no test set")
+	}
+	dim, task, classes := sites[0].Dim(), sites[0].Task, max(test.Classes, 2)
+	for i, s := range sites {
+		if s.Dim() != dim || s.Task != task {
+			return nil, fmt.Errorf("local: site %d holds %d features for a %s task, site 1 %d for a %s task", i+1, s.Dim(), s.Task, dim, task)
+		}
+		classes = max(classes, s.Classes)
+	}
+	if f.Model == "" {
+		f.Model = DefaultModel(task)
+	}
+	if (f.Model == "linear") != (task == fl.Regression) {
+		return nil, fmt.Errorf("local: a %s model for a %s task", f.Model, task)
+	}
+	dir := f.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "fl-secure-federation-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cc := protocol.CoordinatorConfig{Mode: f.Mode, Level: f.Level, Rounds: f.Rounds, PlanRounds: f.PlanRounds,
+		Delta: f.Delta, Clip: f.Clip, LearningRate: f.LearningRate, Model: f.Model, Features: dim, Classes: classes,
+		Hidden: f.Hidden, MinCohort: f.MinCohort, Colluders: f.Colluders, Bits: f.Bits, PhaseTimeout: 10 * time.Second,
+		Test: test, AverageFrom: f.AverageFrom, Progress: f.Progress, Logger: f.Logger}
+	if f.dp() {
+		cc.Epsilon = f.Epsilon
+	}
+	fed, err := newFederation(dir, len(sites), cc, func(i int) protocol.SiteConfig {
+		sc := protocol.SiteConfig{Delta: f.Delta, AllowNoDP: !f.dp(), AllowPlain: f.Mode == protocol.Plain,
+			Level: f.Level, MinCohort: f.MinCohort, Colluders: f.Colluders, Data: sites[i-1], Hidden: f.Hidden, Logger: f.Logger,
+			LocalTraining: fl.TrainConfig{Epochs: f.LocalEpochs, BatchSize: f.BatchSize, ProxMu: f.ProxMu}}
+		if f.Level == dp.ClientLevel {
+			sc.LocalTraining.LearningRate = f.LearningRate
+		}
+		if f.dp() {
+			sc.EpsilonCap = f.SiteCap
+		}
+		return sc
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer fed.close()
+	sched, err := dropouts(len(sites), f.Rounds, f.MinCohort, f.Dropout, f.Seed)
+	if err != nil {
+		return nil, err
+	}
+	var schedule func(int) []int
+	if f.Dropout > 0 {
+		schedule = func(r int) []int { return sched[r-1] }
+	}
+	sum, err := fed.run(ctx, schedule)
+	if err != nil {
+		return nil, err
+	}
+	if f.dp() {
+		if err := fed.ledgers(sum); err != nil {
+			return nil, err
+		}
+	}
+	return sum, nil
+}
+
+// dropouts draws, for each of rounds rounds, the sites online (each
+// offline with probability p); a draw that leaves fewer than k online is
+// drawn again, as a round waits for a cohort over the network.
+func dropouts(n, rounds, k int, p float64, seed uint64) ([][]int, error) {
+	rng := mrand.New(mrand.NewPCG(seed, 0xd20))
+	out := make([][]int, rounds)
+	for r := range out {
+		for try := 0; ; try++ {
+			if try == 1000 {
+				return nil, fmt.Errorf("local: with dropout %v, 1000 draws in a row left fewer than %d of %d sites online", p, k, n)
+			}
+			var on []int
+			for i := 1; i <= n; i++ {
+				if rng.Float64() >= p {
+					on = append(on, i)
+				}
+			}
+			if len(on) >= k {
+				out[r] = on
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// Config is a simulation: a data set split among hospitals, the
+// federation they run, and whether to add the comparison rows.
+type Config struct {
+	Data
+	Federation
+	// Compare adds the comparison rows: centralized training, each
+	// hospital alone, and (with DP) the same federation without DP.
+	Compare bool
+}
+
+// Row is one line of the closing table.
+type Row struct {
+	Setting string     `json:"setting"`
+	Test    fl.Metrics `json:"test"`
+	Epsilon *float64   `json:"epsilon"` // nil: no privacy guarantee
+	Private bool       `json:"private"`
+}
+
+// Result is a simulation's outcome.
+type Result struct {
+	Data     string  `json:"data"`
+	Task     fl.Task `json:"-"`
+	Rows     int     `json:"rows"`
+	TestRows int     `json:"test_rows"`
+	SiteRows []int   `json:"site_rows"`
+	Table    []Row   `json:"table"`
+	// Federated is the federation's summary: its rounds, ledgers and keys.
+	Federated *protocol.Summary `json:"federated"`
+	// Audit holds the fl-secure budget audit commands for every ledger.
+	Audit []string `json:"audit_commands,omitempty"`
+	// Warnings says what was changed in the configuration as given.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Simulate loads and splits cfg.Data, runs the federation through the
+// real coordinator and sites over in-memory sessions (kits and states
+// under cfg.Dir) and, with cfg.Compare, the comparison rows. Defaults: the
+// model by task, a learning rate of 1 (record level) or 0.1 (client
+// level).
+func Simulate(ctx context.Context, cfg Config) (*Result, error) {
+	split, err := Load(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	task := split.All.Task
+	fc := cfg.Federation
+	if fc.Model == "" {
+		fc.Model = DefaultModel(task)
+	}
+	if fc.LearningRate == 0 {
+		fc.LearningRate = 1
+		if fc.Level == dp.ClientLevel {
+			fc.LearningRate = 0.1
+		}
+	}
+	out := &Result{Data: split.All.Name, Task: task, Rows: split.All.Rows(), TestRows: split.Test.Rows()}
+	for _, s := range split.Sites {
+		out.SiteRows = append(out.SiteRows, s.Rows())
+	}
+	if fc.Mode == protocol.Plain && fc.Epsilon > 0 {
+		out.Warnings = append(out.Warnings, "mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
+		fc.Epsilon = 0
+	}
+	// The comparison rows are computed beside the federation: the
+	// reference federation without DP mostly waits on its own files and
+	// sessions.
+	var (
+		wg     sync.WaitGroup
+		rows   []Row
+		cmpErr error
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Compare {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows, cmpErr = compare(cctx, fc, split, cfg.Data.Seed)
+		}()
+	}
+	fed, err := Federate(ctx, fc, split.Sites, split.Test)
+	if err != nil {
+		cancel()
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if cmpErr != nil {
+		return nil, cmpErr
+	}
+	out.Federated, out.Table = fed, rows
+	name := fmt.Sprintf("federated, %s", fed.Mode)
+	switch {
+	case fed.DP:
+		name += fmt.Sprintf(" + DP (%s level)", fed.Level)
+	case fed.Mode == protocol.Plain:
+		name += " (NOT PRIVATE)"
+	default:
+		name += ", no DP"
+	}
+	var eps *float64
+	if fed.DP {
+		eps = &fed.Epsilon
+		out.Audit = append(out.Audit, AuditCommand(fed.Ledger, fed.LedgerKey))
+		for i, l := range fed.SiteLedgers {
+			out.Audit = append(out.Audit, AuditCommand(l, fed.SiteKeys[i]))
+		}
+	}
+	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
+	return out, nil
+}
+
+// compare computes the comparison rows of federation fc over split:
+// centralized training, each hospital alone, and, with DP, the same
+// federation without DP.
+func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]Row, error) {
+	var rows []Row
+	c, err := Baseline(fc.Model, fc.Hidden, split.Train, split.Test, seed)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, Row{Setting: "centralized (no privacy)", Test: c})
+	for i, s := range split.Sites {
+		m, err := Baseline(fc.Model, fc.Hidden, s, split.Test, seed)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, Row{Setting: fmt.Sprintf("hospital %d alone (%d rows)", i+1, s.Rows()), Test: m})
+	}
+	if fc.Epsilon > 0 {
+		nd := fc
+		nd.Epsilon, nd.Dir, nd.Progress = 0, "", nil
+		if nd.Mode == protocol.HE {
+			nd.Mode = protocol.SecAgg // the no-DP reference needs no second key ceremony
+		}
+		s, err := Federate(ctx, nd, split.Sites, split.Test)
+		if err != nil {
+			return nil, fmt.Errorf("local: the federation without DP: %w", err)
+		}
+		rows = append(rows, Row{Setting: fmt.Sprintf("federated, %s, no DP", nd.Mode), Test: s.Test})
+	}
+	return rows, nil
+}
+
+// AuditCommand is the fl-secure command that verifies a ledger.
+func AuditCommand(ledger, key string) string {
+	return fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
+}

@@ -1,0 +1,140 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+)
+
+// Mode is how sites' updates are protected in transit.
+type Mode string
+
+const (
+	SecAgg Mode = "secagg" // pairwise-mask secure aggregation
+	HE     Mode = "he"     // threshold CKKS
+	Plain  Mode = "plain"  // NOT PRIVATE: the coordinator sees every update
+)
+
+// RoundResult reports one training round.
+type RoundResult struct {
+	Round        int `json:"round"`
+	Participants int `json:"participants"`
+	// Survivors are the sites whose input is in the opened sum (secagg:
+	// those that sent their masked input; he: the contributors; plain:
+	// those that answered), in order; empty when nothing was opened.
+	Survivors []int `json:"survivors,omitempty"`
+	// Status is "ok", "below-cohort", "failed" or "budget-refused".
+	Status  string  `json:"status"`
+	Epsilon float64 `json:"epsilon"`
+	// Test holds the metrics of the round's model on the coordinator's
+	// held test set (CoordinatorConfig.Test), if it has one.
+	Test fl.Metrics `json:"test"`
+	// Seconds is the round's wall time at the coordinator, from gathering
+	// its cohort to publishing its model.
+	Seconds float64 `json:"seconds"`
+	// Sum is the opened sum of the round (what the coordinator learns from
+	// it, in the units of the sites' vectors); nil when nothing was opened.
+	Sum []float64 `json:"-"`
+}
+
+// Summary reports a whole run.
+type Summary struct {
+	Mode            Mode          `json:"mode"`
+	Level           dp.Level      `json:"level,omitempty"`
+	DP              bool          `json:"dp"`
+	Rounds          []RoundResult `json:"rounds"`
+	Test            fl.Metrics    `json:"test"`
+	Epsilon         float64       `json:"epsilon"`
+	Delta           float64       `json:"delta,omitempty"`
+	NoiseMultiplier float64       `json:"noise_multiplier,omitempty"`
+	SiteSigma       float64       `json:"site_sigma,omitempty"`
+	Ledger          string        `json:"ledger,omitempty"`
+	LedgerKey       string        `json:"ledger_key,omitempty"`
+	SiteLedgers     []string      `json:"site_ledgers,omitempty"`
+	SiteKeys        []string      `json:"site_keys,omitempty"`
+	Disclosed       string        `json:"disclosed"`
+	// Averaged is how many published models the final Model averages
+	// (CoordinatorConfig.AverageFrom); 0: Model is the last one.
+	Averaged int `json:"averaged,omitempty"`
+	// SetupSeconds is the wall time before the first training round: the
+	// key ceremony (mode he) and the statistics round.
+	SetupSeconds float64 `json:"setup_seconds"`
+	// Seconds is the wall time of the whole run.
+	Seconds float64   `json:"seconds"`
+	Model   []float64 `json:"-"`
+}
+
+// disclosed names what a run releases outside its ε.
+const disclosed = "the number of records and each feature's sum and sum of squares over one survivor set of at least the minimum cohort, opened once (federated standardization, through secure aggregation, not noised)"
+
+// withLabel returns d with, for regression, the label as a last feature, so
+// that its mean and variance are aggregated with the features'.
+func withLabel(d *fl.Dataset) *fl.Dataset {
+	if d.Task != fl.Regression {
+		return d
+	}
+	out := *d
+	out.Features = append(append([]string(nil), d.Features...), d.Label)
+	out.X = make([][]float64, len(d.X))
+	for i, x := range d.X {
+		out.X[i] = append(append([]float64(nil), x...), d.Y[i])
+	}
+	return &out
+}
+
+// standardizer turns the summed statistics into a feature standardizer
+// and, for regression, the label's mean and scale.
+func standardizer(sv []float64, d int, task fl.Task) (*fl.Standardizer, float64, float64, error) {
+	dd := d
+	if task == fl.Regression {
+		dd++
+	}
+	st, err := fl.StatsFromVector(sv, dd)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	std, err := fl.NewStandardizer(st)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if task != fl.Regression {
+		return std, 0, 1, nil
+	}
+	ym, ys := std.Mean[d], std.Scale[d]
+	std.Mean, std.Scale = std.Mean[:d], std.Scale[:d]
+	return std, ym, ys, nil
+}
+
+// scaleLabels standardizes regression labels (RMSE is reported back in
+// the original units).
+func scaleLabels(d *fl.Dataset, mean, scale float64) *fl.Dataset {
+	if d.Task != fl.Regression {
+		return d
+	}
+	out := *d
+	out.Y = make([]float64, len(d.Y))
+	for i, y := range d.Y {
+		out.Y[i] = (y - mean) / scale
+	}
+	return &out
+}
+
+// checkpoint writes the model after a round as safetensors, atomically
+// (durably if durable is set).
+func checkpoint(dir string, round int, w []float64, eps float64, durable bool) error {
+	cd := filepath.Join(dir, "checkpoints")
+	if err := os.MkdirAll(cd, 0o700); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := fl.WriteSafetensors(&buf, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{len(w)}, Data: w}},
+		map[string]string{"round": strconv.Itoa(round), "epsilon": strconv.FormatFloat(eps, 'g', -1, 64)}); err != nil {
+		return err
+	}
+	return writeState(filepath.Join(cd, fmt.Sprintf("round-%04d.safetensors", round)), buf.Bytes(), durable)
+}
