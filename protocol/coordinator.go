@@ -102,6 +102,10 @@ type CoordinatorConfig struct {
 	// in-memory sessions too, beside its gRPC ones. For simulations and
 	// tests; an in-memory session is as trusted as the code that opens it.
 	InMemory bool
+
+	// hooks are the fault simulator's observation and crash points
+	// (simhooks.go); nil outside tests.
+	hooks *simHooks
 }
 
 // A Coordinator drives rounds over the sites' sessions.
@@ -142,7 +146,13 @@ func (c *Coordinator) sessionID(r int) (uint64, error) {
 	b, _ := json.Marshal(struct {
 		Last uint64 `json:"last_session"`
 	}{id})
+	if err := c.cfg.hooks.crashAt("sessions", r); err != nil {
+		return 0, err
+	}
 	if err := writeAtomic(filepath.Join(c.cfg.State, "sessions.json"), b); err != nil {
+		return 0, err
+	}
+	if err := c.cfg.hooks.crashAt("sessions written", r); err != nil {
 		return 0, err
 	}
 	c.lastSession = id
@@ -663,7 +673,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
 			}
 			b, _ := json.Marshal(st)
+			if err := c.cfg.hooks.crashAt("statistics", 0); err != nil {
+				return nil, err
+			}
 			if err := writeAtomic(statePath, b); err != nil {
+				return nil, err
+			}
+			if err := c.cfg.hooks.crashAt("statistics written", 0); err != nil {
 				return nil, err
 			}
 			break
@@ -724,8 +740,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			charge = func(survivors int) error {
 				ch.Survivors = survivors
-				_, err := ledger.Charge(ch)
-				return err
+				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
+					return err
+				}
+				if _, err := ledger.Charge(ch); err != nil {
+					return err
+				}
+				return c.cfg.hooks.crashAt("charged", r)
 			}
 		}
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
@@ -767,7 +788,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				w[k] -= cfg.LearningRate / st.Rows * agg[k]
 			}
 		}
+		if err := c.cfg.hooks.crashAt("checkpoint", r); err != nil {
+			return nil, err
+		}
 		if err := checkpoint(cfg.State, r, w, spent(ledger)); err != nil {
+			return nil, err
+		}
+		if err := c.cfg.hooks.crashAt("publish", r); err != nil {
 			return nil, err
 		}
 		res.Status, res.Participants, res.Epsilon = "ok", n, spent(ledger)
@@ -1503,6 +1530,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	if err != nil {
 		return nil, len(survivors), bl, err
 	}
+	c.cfg.hooks.recordOpened(round, int(start.Bits), surv, raw)
 	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), bl, nil
 }
 

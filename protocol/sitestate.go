@@ -144,7 +144,13 @@ func (s *Site) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.cfg.State, siteStateFile), out)
+	if err := s.cfg.hooks.crashAt("site state", roundOf(s.state.LastSession)); err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(s.cfg.State, siteStateFile), out); err != nil {
+		return err
+	}
+	return s.cfg.hooks.crashAt("site state written", roundOf(s.state.LastSession))
 }
 
 // joinSession records sid as the newest session this site joined, on disk,
@@ -211,8 +217,14 @@ func (s *Site) sendPlainStatistics(sid uint64) error {
 // charge records a charge in the ledger and counts it as unopened until the
 // round's result arrives.
 func (s *Site) charge(c dp.Charge) error {
+	if err := s.cfg.hooks.crashAt("site charge", c.Round); err != nil {
+		return err
+	}
 	e, err := s.ledger.Charge(c)
 	if err != nil {
+		return err
+	}
+	if err := s.cfg.hooks.crashAt("site charged", c.Round); err != nil {
 		return err
 	}
 	s.state.Unopened++
