@@ -1,0 +1,1166 @@
+package protocol
+
+// A deterministic fault simulator for the network protocol, in the manner
+// of FoundationDB's simulation and TigerBeetle's VOPR: one seed decides a
+// whole federation (its size, floors, budgets and rounds), the faults of
+// its network and the crashes of its parties, and the run's invariants are
+// checked at the end.
+//
+// Each run is a coordinator and 3 to 6 sites in one process, inside a
+// testing/synctest bubble (a fake clock that moves only when every
+// goroutine is blocked, so that phase timeouts, join waits and backoffs
+// cost no wall time), with crypto/rand made deterministic by
+// testing/cryptotest.SetGlobalRandom. The sites talk to the coordinator
+// through simNet, which holds every message in flight: after
+// synctest.Wait (every party quiescent) the scheduler takes ONE step,
+// chosen by the seeded generator from the canonically sorted set of
+// deliverable messages (by link, direction and sequence): deliver the
+// oldest message of a link, or drop, duplicate, delay, corrupt or reorder
+// it; partition a site for a while (its sessions break and it reconnects);
+// crash the coordinator or a site between two messages; or restart a
+// crashed party on its state directory. Parties also crash at their own
+// crash points (simHooks.crash: right before or after each ledger charge
+// and state write, and before a model is published), chosen per
+// incarnation by the seed. A crashed party writes nothing more and its
+// messages are lost; its restart is a new Coordinator or Site on the same
+// directory.
+//
+// Malicious parties: a run may hold one malicious site (through the
+// misbehave hook it spoofs its sender, withholds or truncates messages) and
+// a lying coordinator (the scheduler alters RoundStart messages on their
+// way: smaller minimum cohort or colluders, fewer members, or an earlier
+// session replayed). The invariants then concern the honest parties.
+//
+// How exact the replay is: every decision of the simulator (the
+// federation, each step of the scheduler, each crash point, each
+// misbehaviour) comes from generators seeded by the seed, consumed each by
+// one goroutine, and crypto/rand is seeded too; since only one message is
+// delivered per quiescent state, the order in which parties act is decided
+// by the seed. What the seed does not decide is the order of goroutines
+// that wake at the same simulated instant (timers of several parties
+// firing together, or the goroutines of one party, such as the
+// coordinator's per-site readers) and Go's randomized map iteration where
+// the protocol code ranges over maps; these can change the interleaving
+// and the bytes crypto/rand hands to each party. In practice a seed
+// replays the same trace almost always, but not by construction.
+//
+// Invariants checked after each run (V counts their violations):
+//   - every opened secagg sum has at least the coordinator's and each honest
+//     survivor's minimum cohort of contributors, and equals exactly (mod
+//     2^bits) the sum of those contributors' noised, quantized inputs;
+//   - every honest survivor of an opened training round charged that round
+//     in its ledger, and no honest site paid for a round more than its
+//     MaxAttempts;
+//   - every ledger audits (dp.AuditLedger), stays within its cap, and a
+//     site's ledger matches the anchor in its signed state (its state
+//     loads);
+//   - the coordinator charges no training round twice;
+//   - the coordinator publishes (checkpoints and announces) a model only
+//     after the round's charge is in the ledger on disk;
+//   - every crashed party restarts from its directory;
+//   - nothing panics in the parties' goroutines, and the coordinator's run
+//     ends within the simulated time bound once the faults stop; a
+//     deadlock that synctest reports fails the run with its seed.
+//
+//	go test ./protocol -run 'TestSimulation$' -sim.runs N -sim.seed S
+//
+// runs seeds S … S+N−1 and prints one summary line; a failing run prints
+// its seed, and -sim.seed S -sim.runs 1 -v replays it with a trace.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/cryptotest"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol/wire"
+)
+
+var (
+	simRuns = flag.Int("sim.runs", 0, "simulated federations to run in TestSimulation (0: the default count)")
+	simSeed = flag.Uint64("sim.seed", 1, "first seed of TestSimulation")
+)
+
+// simDefaultRuns is how many seeds a plain go test runs.
+const simDefaultRuns = 200
+
+// simRegressions are seeds on which the simulator once found a bug; they
+// run in every go test.
+var simRegressions = []uint64{}
+
+// TestSimulation runs seeded federations under faults and checks the
+// invariants of each (see the top of this file).
+func TestSimulation(t *testing.T) {
+	runs, seed := *simRuns, *simSeed
+	if runs == 0 {
+		runs = simDefaultRuns
+		if testing.Short() {
+			runs = 20
+		}
+	}
+	kits := newSimKits(t)
+	var faults, violations int
+	var failed []uint64
+	for i := range runs {
+		f, v := kits.run(t, seed+uint64(i), runs == 1 && testing.Verbose())
+		faults += f
+		violations += v
+		if v > 0 {
+			failed = append(failed, seed+uint64(i))
+		}
+	}
+	fmt.Printf("simulation: %d runs, %d faults injected, %d invariant violations\n", runs, faults, violations)
+	if violations > 0 {
+		t.Errorf("seeds with violations: %v (replay one with -sim.seed S -sim.runs 1 -v)", failed)
+	}
+}
+
+// TestSimulationRegressions replays the seeds on which the simulator found
+// bugs.
+func TestSimulationRegressions(t *testing.T) {
+	if len(simRegressions) == 0 {
+		t.Skip("no regression seeds")
+	}
+	kits := newSimKits(t)
+	for _, seed := range simRegressions {
+		if _, v := kits.run(t, seed, false); v > 0 {
+			t.Errorf("seed %d: %d invariant violations", seed, v)
+		}
+	}
+}
+
+// simKits are provisioned federations (one per size) and their data, made
+// once and copied for each run.
+type simKits struct {
+	dir  string
+	mu   sync.Mutex
+	data map[int][]*fl.Dataset
+}
+
+func newSimKits(t *testing.T) *simKits {
+	k := &simKits{dir: t.TempDir(), data: map[int][]*fl.Dataset{}}
+	d, err := fl.LoadBuiltin("wdbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _, _ := fl.StratifiedSplit(d, 0.25, 0)
+	for n := 3; n <= 6; n++ {
+		if err := Provision(filepath.Join(k.dir, fmt.Sprint(n)), n, nil); err != nil {
+			t.Fatal(err)
+		}
+		if k.data[n], err = fl.PartitionIID(tr, n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k
+}
+
+// copyDir copies the regular files of src into dst.
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		out := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o600)
+	})
+}
+
+// run simulates the federation of seed and returns the faults injected and
+// the invariant violations found.
+func (k *simKits) run(t *testing.T, seed uint64, trace bool) (faults, violations int) {
+	t.Helper()
+	dir, err := os.MkdirTemp(k.dir, "run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	var s *simRun
+	ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			cryptotest.SetGlobalRandom(t, seed)
+			s = newSimRun(t, k, seed, dir, trace)
+			s.simulate()
+			s.check()
+		})
+	})
+	if s == nil {
+		return 0, 1
+	}
+	v := len(s.violations)
+	if !ok && v == 0 {
+		v = 1 // a panic, a deadlock synctest reported, or a failed setup
+	}
+	if v > 0 {
+		t.Logf("simulation seed %d: %d violations: %s", seed, v, strings.Join(s.violations, "; "))
+	}
+	return int(s.faults.Load()), v
+}
+
+// simRun is one simulated federation.
+type simRun struct {
+	t       *testing.T
+	seed    uint64
+	rng     *rand.Rand // the scheduler's; used by its goroutine only
+	trace   bool
+	dir     string
+	n       int
+	ccfg    CoordinatorConfig
+	scfg    []SiteConfig
+	ids     []ed25519.PrivateKey
+	bad     int  // the malicious site, 0 if none
+	liar    bool // the coordinator alters RoundStart messages
+	rates   simRates
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the parties' goroutines
+	faults  atomic.Int64
+	crashes int // crashes so far, bounded by rates.maxCrashes
+
+	mu         sync.Mutex
+	violations []string
+	pending    []*simEvent
+	seq        uint64
+	links      []*simLink
+	coord      *Coordinator
+	cparty     *simParty
+	sparty     []*simParty // per site (index site−1), the current incarnation
+	restartAt  map[int]time.Time
+	cut        map[int]time.Time // partitioned sites, until when
+	finished   bool              // the coordinator's Run returned (not crashed)
+	result     error
+	starts     []*wire.RoundStart // RoundStarts seen, for the lying coordinator's replays
+	inputs     map[uint64]map[int][]uint64
+	opened     []simOpened
+	siteDone   []bool
+	maliceRand *rand.Rand // the malicious site's; used by its goroutine only
+}
+
+// simRates are one run's fault probabilities, per scheduler step.
+type simRates struct {
+	drop, dup, delay, corrupt, reorder float64
+	partition, crash                   float64
+	crashPoint                         float64 // an incarnation crashes at one of its crash points
+	lie, malice                        float64
+	maxCrashes                         int
+	window                             time.Duration // faults are injected in this first stretch of simulated time
+}
+
+type simOpened struct {
+	sid       uint64
+	bits      int
+	survivors []int
+	raw       []uint64
+}
+
+// A simParty is one incarnation of the coordinator or a site.
+type simParty struct {
+	name       string
+	site       int // 0: the coordinator
+	dead       atomic.Bool
+	crashAfter int64 // stop at this crash point (counting from 1; 0: never)
+	points     atomic.Int64
+	armed      atomic.Bool // started: crash points count from now on
+	cancel     context.CancelFunc
+}
+
+// A simLink is one session between a site incarnation and a coordinator
+// incarnation.
+type simLink struct {
+	id       int
+	site     int
+	sitep    *simParty
+	coordp   *simParty
+	real     SiteStream
+	upq      chan *wire.SiteMessage
+	in       chan *wire.CoordinatorMessage
+	closed   chan struct{}
+	isClosed bool
+	err      error // why the site's end closed
+}
+
+// A simEvent is a message in flight, or the end of the coordinator's side
+// of a session.
+type simEvent struct {
+	link      *simLink
+	up        bool
+	seq       uint64
+	upMsg     *wire.SiteMessage
+	down      *wire.CoordinatorMessage
+	end       error // the coordinator's side ended with this
+	notBefore time.Time
+}
+
+func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *simRun {
+	s := &simRun{t: t, seed: seed, trace: trace, dir: dir, rng: rand.New(rand.NewPCG(seed, 0x5eed)),
+		restartAt: map[int]time.Time{}, cut: map[int]time.Time{}, inputs: map[uint64]map[int][]uint64{}}
+	r := s.rng
+	s.n = 3 + r.IntN(4)
+	if err := copyDir(filepath.Join(k.dir, fmt.Sprint(s.n)), dir); err != nil {
+		t.Fatal(err)
+	}
+	roster, err := LoadRoster(filepath.Join(dir, "coordinator", "roster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cohort := 3 + r.IntN(s.n-2)
+	eps := 2 + 4*r.Float64()
+	s.ccfg = CoordinatorConfig{InMemory: true, Roster: roster, Mode: SecAgg, Level: dp.RecordLevel, Rounds: 1 + r.IntN(3),
+		Epsilon: eps, Delta: 1e-5, Clip: 1, LearningRate: 1, Model: "logistic", Features: 30,
+		MinCohort: cohort, Colluders: r.IntN(cohort - 1), PhaseTimeout: 2 * time.Second, JoinWait: time.Second,
+		State: filepath.Join(dir, "coordinator", "state"), Logger: quietLogger()}
+	for i := 1; i <= s.n; i++ {
+		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i))
+		c := SiteConfig{Site: i, Identity: filepath.Join(sd, "identity.pem"), Roster: roster, EpsilonCap: eps, Delta: 1e-5,
+			MinCohort: 3, Data: k.data[s.n][i-1], State: filepath.Join(sd, "state"), Logger: quietLogger()}
+		if r.IntN(4) == 0 {
+			c.EpsilonCap = eps * (0.3 + 0.7*r.Float64()) // a smaller budget: it sits rounds out
+		}
+		if r.IntN(6) == 0 {
+			c.MinCohort = 3 + r.IntN(s.n-2) // a private floor, maybe stricter
+		}
+		if r.IntN(6) == 0 {
+			c.Colluders = r.IntN(max(c.MinCohort, cohort) - 1)
+		}
+		s.scfg = append(s.scfg, c)
+		id, err := readKey(c.Identity, c.Passphrase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ids = append(s.ids, id)
+	}
+	f := func(max float64) float64 { return max * r.Float64() * r.Float64() }
+	s.rates = simRates{drop: f(0.08), dup: f(0.05), delay: f(0.08), corrupt: f(0.04), reorder: f(0.05),
+		partition: f(0.01), crash: f(0.01), crashPoint: f(0.5), maxCrashes: r.IntN(6), window: time.Duration(20+r.IntN(100)) * time.Second}
+	if r.IntN(5) == 0 {
+		s.bad = 1 + r.IntN(s.n)
+		s.rates.malice = 0.1 + 0.4*r.Float64()
+		s.maliceRand = rand.New(rand.NewPCG(seed, 0xbad))
+	}
+	if r.IntN(7) == 0 {
+		s.liar = true
+		s.rates.lie = 0.1 + 0.5*r.Float64()
+	}
+	s.sparty = make([]*simParty, s.n)
+	s.siteDone = make([]bool, s.n)
+	s.logf("federation: %d sites, min cohort %d, colluders %d, %d rounds, ε %.3g; malicious site %d, lying coordinator %v; rates %+v",
+		s.n, cohort, s.ccfg.Colluders, s.ccfg.Rounds, eps, s.bad, s.liar, s.rates)
+	return s
+}
+
+// logf traces the run when replaying one seed.
+func (s *simRun) logf(format string, args ...any) {
+	if s.trace {
+		s.t.Logf("%8.3fs "+format, append([]any{time.Since(simEpoch).Seconds()}, args...)...)
+	}
+}
+
+// simEpoch is the bubble's starting time (synctest starts every bubble at
+// midnight UTC, 2000-01-01).
+var simEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (s *simRun) violate(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.mu.Lock()
+	s.violations = append(s.violations, msg)
+	s.mu.Unlock()
+	s.logf("VIOLATION: %s", msg)
+}
+
+func (s *simRun) fault(format string, args ...any) {
+	s.faults.Add(1)
+	s.logf("fault: "+format, args...)
+}
+
+// simulate runs the federation until the coordinator's Run ends and the
+// sites have heard, or the simulated time bound passes.
+func (s *simRun) simulate() {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	start := time.Now()
+	faultsEnd := start.Add(s.rates.window)
+	deadline := faultsEnd.Add(30 * time.Minute)
+	s.mu.Lock()
+	s.startCoordinator()
+	for i := 1; i <= s.n; i++ {
+		s.startSite(i)
+	}
+	s.mu.Unlock()
+	var drainUntil time.Time
+	for {
+		synctest.Wait()
+		now := time.Now()
+		s.mu.Lock()
+		if s.finished && drainUntil.IsZero() {
+			drainUntil = now.Add(time.Minute)
+		}
+		if !drainUntil.IsZero() && (now.After(drainUntil) || (len(s.pending) == 0 && !slices.Contains(s.siteDone, false))) {
+			s.mu.Unlock()
+			break
+		}
+		if now.After(deadline) {
+			s.mu.Unlock()
+			s.violate("the coordinator's run did not end within %v of simulated time after the faults stopped", deadline.Sub(faultsEnd))
+			break
+		}
+		faulty := now.Before(faultsEnd) && drainUntil.IsZero()
+		if s.step(now, faulty) {
+			s.mu.Unlock()
+			continue
+		}
+		// Nothing to deliver: let time pass.
+		wake := now.Add(250 * time.Millisecond)
+		for _, e := range s.pending {
+			if e.notBefore.Before(wake) {
+				wake = e.notBefore
+			}
+		}
+		for _, at := range s.restartAt {
+			if at.Before(wake) {
+				wake = at
+			}
+		}
+		for _, at := range s.cut {
+			if at.Before(wake) {
+				wake = at
+			}
+		}
+		s.mu.Unlock()
+		time.Sleep(max(wake.Sub(now), time.Millisecond))
+	}
+	// Shut everything down and wait for the parties' goroutines.
+	s.mu.Lock()
+	s.logf("shutting down: coordinator result %v", s.result)
+	if s.coord != nil {
+		s.coord.Stop()
+	}
+	for _, l := range s.links {
+		s.closeLink(l, status.Error(codes.Canceled, "simulation over"))
+	}
+	s.mu.Unlock()
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Hour):
+		s.violate("parties still running an hour of simulated time after the shutdown")
+	}
+}
+
+// step takes one scheduler step at now, with s.mu held: a restart, a
+// crash, a partition, or one message delivered (or faulted). It reports
+// whether it did anything.
+func (s *simRun) step(now time.Time, faulty bool) bool {
+	// Restarts and healed partitions that are due, in party order.
+	for _, p := range mapsKeys(s.restartAt) {
+		if !s.restartAt[p].After(now) {
+			delete(s.restartAt, p)
+			if p == 0 {
+				s.startCoordinator()
+			} else {
+				s.startSite(p)
+			}
+			return true
+		}
+	}
+	for _, p := range mapsKeys(s.cut) {
+		if !s.cut[p].After(now) {
+			delete(s.cut, p)
+			s.logf("site %d: partition healed", p)
+		}
+	}
+	r := s.rng
+	if faulty {
+		if s.crashes < s.rates.maxCrashes && r.Float64() < s.rates.crash {
+			p := r.IntN(s.n + 1) // 0: the coordinator
+			party := s.cparty
+			if p > 0 {
+				party = s.sparty[p-1]
+			}
+			if party != nil && !party.dead.Load() && !(p > 0 && s.siteDone[p-1]) {
+				s.kill(party, "between messages")
+				return true
+			}
+		}
+		if r.Float64() < s.rates.partition {
+			p := 1 + r.IntN(s.n)
+			if _, ok := s.cut[p]; !ok {
+				d := time.Duration(1+r.IntN(20)) * time.Second
+				s.cut[p] = now.Add(d)
+				s.fault("site %d: partitioned for %v", p, d)
+				for _, l := range s.links {
+					if l.site == p {
+						s.closeLink(l, status.Error(codes.Unavailable, "simulated partition"))
+					}
+				}
+				return true
+			}
+		}
+	}
+	// Deliverable messages, by link, direction and sequence.
+	var ready []*simEvent
+	for _, e := range s.pending {
+		if !e.notBefore.After(now) {
+			ready = append(ready, e)
+		}
+	}
+	if len(ready) == 0 {
+		return false
+	}
+	slices.SortFunc(ready, func(a, b *simEvent) int {
+		if a.link.id != b.link.id {
+			return a.link.id - b.link.id
+		}
+		if a.up != b.up {
+			if a.up {
+				return -1
+			}
+			return 1
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	// The streams: (link, direction) pairs with something to deliver.
+	var heads []int
+	for i, e := range ready {
+		if i == 0 || e.link != ready[i-1].link || e.up != ready[i-1].up {
+			heads = append(heads, i)
+		}
+	}
+	h := r.IntN(len(heads))
+	i := heads[h]
+	end := len(ready)
+	if h+1 < len(heads) {
+		end = heads[h+1]
+	}
+	if faulty && end-i > 1 && r.Float64() < s.rates.reorder {
+		j := i + 1 + r.IntN(end-i-1)
+		s.fault("reorder: %s before %d earlier", s.describe(ready[j]), j-i)
+		i = j
+	}
+	e := ready[i]
+	s.pending = slices.DeleteFunc(s.pending, func(x *simEvent) bool { return x == e })
+	if faulty && e.end == nil {
+		switch x := r.Float64(); {
+		case x < s.rates.drop:
+			s.fault("drop: %s", s.describe(e))
+			return true
+		case x < s.rates.drop+s.rates.dup:
+			s.fault("duplicate: %s", s.describe(e))
+			c := *e
+			s.seq++
+			c.seq = s.seq
+			s.pending = append(s.pending, &c)
+		case x < s.rates.drop+s.rates.dup+s.rates.delay:
+			d := time.Duration(r.IntN(3000)+1) * time.Millisecond
+			s.fault("delay %v: %s", d, s.describe(e))
+			e.notBefore = now.Add(d)
+			s.pending = append(s.pending, e)
+			return true
+		case x < s.rates.drop+s.rates.dup+s.rates.delay+s.rates.corrupt:
+			s.corrupt(e)
+		}
+		if s.liar && e.down.GetStart() != nil && r.Float64() < s.rates.lie {
+			s.lie(e)
+		}
+	}
+	s.deliver(e)
+	return true
+}
+
+func mapsKeys[V any](m map[int]V) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// describe names an event for the trace.
+func (s *simRun) describe(e *simEvent) string {
+	dir := "coordinator→site"
+	if e.up {
+		dir = "site→coordinator"
+	}
+	var what string
+	switch {
+	case e.end != nil:
+		what = fmt.Sprintf("end of session (%v)", e.end)
+	case e.up:
+		switch b := e.upMsg.Body.(type) {
+		case *wire.SiteMessage_Hello:
+			what = "Hello"
+		case *wire.SiteMessage_Join:
+			what = "Join " + sessionName(b.Join.Round)
+		case *wire.SiteMessage_Refuse:
+			what = fmt.Sprintf("Refuse %s: %s", sessionName(b.Refuse.Round), b.Refuse.Reason)
+		case *wire.SiteMessage_Engine:
+			what = fmt.Sprintf("Engine %s phase %s, %d bytes", sessionName(b.Engine.Round), phaseLabel[b.Engine.Phase], len(b.Engine.Payload))
+		default:
+			what = fmt.Sprintf("%T", b)
+		}
+	default:
+		switch b := e.down.Body.(type) {
+		case *wire.CoordinatorMessage_Welcome:
+			what = "Welcome"
+		case *wire.CoordinatorMessage_Start:
+			what = fmt.Sprintf("Start %s kind %v members %v cohort %d colluders %d", sessionName(b.Start.Round), b.Start.Kind, b.Start.Members, b.Start.MinCohort, b.Start.Colluders)
+		case *wire.CoordinatorMessage_Engine:
+			what = fmt.Sprintf("Engine %s phase %s, %d bytes", sessionName(b.Engine.Round), phaseLabel[b.Engine.Phase], len(b.Engine.Payload))
+		case *wire.CoordinatorMessage_End:
+			what = fmt.Sprintf("End %s %s", sessionName(b.End.Round), b.End.Status)
+		case *wire.CoordinatorMessage_Bye:
+			what = "Bye"
+		default:
+			what = fmt.Sprintf("%T", b)
+		}
+	}
+	return fmt.Sprintf("link %d (site %d) %s #%d %s", e.link.id, e.link.site, dir, e.seq, what)
+}
+
+// corrupt spoils an engine message as a transport without integrity
+// would: its payload cut short, or a byte of its header flipped. (gRPC's
+// TLS turns any corruption into a broken session; these corruptions are
+// ones the engine's parsing must catch on its own.)
+func (s *simRun) corrupt(e *simEvent) {
+	var eng *wire.Engine
+	if e.up {
+		eng = e.upMsg.GetEngine()
+	} else {
+		eng = e.down.GetEngine()
+	}
+	if eng == nil || len(eng.Payload) == 0 {
+		return
+	}
+	p := slices.Clone(eng.Payload)
+	if s.rng.IntN(2) == 0 {
+		p = p[:s.rng.IntN(len(p))]
+	} else {
+		p[s.rng.IntN(min(len(p), 14))] ^= byte(1 + s.rng.IntN(255))
+	}
+	m := engineMsg(eng.Round, eng.Phase, p)
+	if e.up {
+		e.upMsg = m
+	} else {
+		e.down = &wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: m.GetEngine()}}
+	}
+	s.fault("corrupt: %s", s.describe(e))
+}
+
+// lie alters a RoundStart on its way, as a lying coordinator would.
+func (s *simRun) lie(e *simEvent) {
+	st := proto.Clone(e.down.GetStart()).(*wire.RoundStart)
+	var what string
+	switch s.rng.IntN(4) {
+	case 0:
+		st.MinCohort = uint32(s.rng.IntN(int(st.MinCohort) + 1))
+		what = fmt.Sprintf("minimum cohort %d", st.MinCohort)
+	case 1:
+		st.Colluders = 0
+		what = "no colluders"
+	case 2:
+		if len(st.Members) > 1 {
+			st.Members = st.Members[:len(st.Members)-1]
+		}
+		what = fmt.Sprintf("members %v", st.Members)
+	case 3:
+		if len(s.starts) == 0 {
+			return
+		}
+		st = proto.Clone(s.starts[s.rng.IntN(len(s.starts))]).(*wire.RoundStart)
+		what = "replays " + sessionName(st.Round)
+	}
+	e.down = &wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: st}}
+	s.fault("lying coordinator: %s: %s", what, s.describe(e))
+}
+
+// deliver hands e to its receiver, with s.mu held.
+func (s *simRun) deliver(e *simEvent) {
+	l := e.link
+	if l.isClosed {
+		return // the session is gone
+	}
+	s.logf("deliver: %s", s.describe(e))
+	switch {
+	case e.end != nil:
+		s.closeLink(l, e.end)
+	case e.up:
+		select {
+		case l.upq <- e.upMsg:
+		default:
+			s.fault("overflow: %s", s.describe(e))
+		}
+	default:
+		if st := e.down.GetStart(); st != nil {
+			s.starts = append(s.starts, st)
+		}
+		select {
+		case l.in <- e.down:
+		default:
+			s.fault("overflow: %s", s.describe(e))
+		}
+	}
+}
+
+// enqueue puts a message in flight.
+func (s *simRun) enqueue(l *simLink, e *simEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.isClosed {
+		return
+	}
+	s.seq++
+	e.link, e.seq = l, s.seq
+	s.pending = append(s.pending, e)
+}
+
+// closeLink ends a session at both ends, with s.mu held: the site's end
+// reads what was delivered, then err.
+func (s *simRun) closeLink(l *simLink, err error) {
+	if l.isClosed {
+		return
+	}
+	l.isClosed, l.err = true, err
+	close(l.closed)
+	l.real.Close()
+	s.pending = slices.DeleteFunc(s.pending, func(e *simEvent) bool { return e.link == l })
+}
+
+// simStream is a site's end of a simulated session.
+type simStream struct {
+	s *simRun
+	l *simLink
+}
+
+func (x simStream) Send(m *wire.SiteMessage) error {
+	select {
+	case <-x.l.closed:
+		return io.EOF
+	default:
+	}
+	x.s.enqueue(x.l, &simEvent{up: true, upMsg: proto.Clone(m).(*wire.SiteMessage)})
+	return nil
+}
+
+func (x simStream) Recv() (*wire.CoordinatorMessage, error) {
+	select {
+	case m := <-x.l.in:
+		return m, nil
+	case <-x.l.closed:
+		select {
+		case m := <-x.l.in:
+			return m, nil
+		default:
+		}
+		if x.l.err == nil {
+			return nil, io.EOF
+		}
+		return nil, x.l.err
+	}
+}
+
+func (x simStream) Close() {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	x.s.closeLink(x.l, status.Error(codes.Canceled, "closed by the site"))
+}
+
+// connect opens a session of site i's incarnation p with the current
+// coordinator, unless the site is partitioned or no coordinator runs.
+func (s *simRun) connect(i int, p *simParty) (SiteStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, cut := s.cut[i]; cut {
+		return nil, status.Error(codes.Unavailable, "simulated partition")
+	}
+	if s.coord == nil || s.cparty.dead.Load() || p.dead.Load() {
+		return nil, status.Error(codes.Unavailable, "no coordinator")
+	}
+	real, err := s.coord.ConnectInMemory(s.ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	l := &simLink{id: len(s.links) + 1, site: i, sitep: p, coordp: s.cparty, real: real,
+		upq: make(chan *wire.SiteMessage, 1024), in: make(chan *wire.CoordinatorMessage, 1024), closed: make(chan struct{})}
+	s.links = append(s.links, l)
+	s.logf("site %d: connects (link %d)", i, l.id)
+	s.wg.Add(2)
+	go func() { // the coordinator's messages into flight
+		defer s.wg.Done()
+		for {
+			m, err := real.Recv()
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				s.enqueue(l, &simEvent{end: orEOF(err)})
+				return
+			}
+			s.enqueue(l, &simEvent{down: m})
+		}
+	}()
+	go func() { // delivered site messages to the coordinator, in order
+		defer s.wg.Done()
+		for {
+			select {
+			case m := <-l.upq:
+				if err := real.Send(m); err != nil {
+					return
+				}
+			case <-l.closed:
+				return
+			}
+		}
+	}()
+	return simStream{s, l}, nil
+}
+
+// errSessionEOF marks a session the coordinator ended without a status.
+var errSessionEOF = errors.New("EOF")
+
+func orEOF(err error) error {
+	if err == nil {
+		return errSessionEOF
+	}
+	return err
+}
+
+// newParty makes an incarnation, choosing its crash point from the seed.
+func (s *simRun) newParty(site int) *simParty {
+	p := &simParty{site: site, name: "coordinator"}
+	if site > 0 {
+		p.name = fmt.Sprintf("site %d", site)
+	}
+	if s.crashes < s.rates.maxCrashes && s.rng.Float64() < s.rates.crashPoint {
+		p.crashAfter = 1 + s.rng.Int64N(40)
+	}
+	return p
+}
+
+// crashHook is p's simHooks.crash.
+func (s *simRun) crashHook(p *simParty) func(point string, round int) bool {
+	return func(point string, round int) bool {
+		if p.dead.Load() {
+			return true
+		}
+		if !p.armed.Load() {
+			return false // starting, with s.mu held
+		}
+		if p.site == 0 && point == "checkpoint" && s.ccfg.Epsilon > 0 {
+			// Publication: the round's charge must be on disk already.
+			if !ledgerHasOnDisk(filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl"), round) {
+				s.violate("the coordinator publishes round %d without its charge in the ledger on disk", round)
+			}
+		}
+		if n := p.points.Add(1); n == p.crashAfter {
+			s.mu.Lock()
+			s.kill(p, "at crash point "+point)
+			s.mu.Unlock()
+			return true
+		}
+		return false
+	}
+}
+
+func ledgerHasOnDisk(path string, round int) bool {
+	es, err := dp.ReadLedger(path)
+	if err != nil {
+		return false
+	}
+	for _, e := range es {
+		if e.Kind == "charge" && e.Round == round {
+			return true
+		}
+	}
+	return false
+}
+
+// kill crashes p, with s.mu held: it writes nothing more (its crash hook
+// says so at every write), its sessions break, and it restarts later.
+func (s *simRun) kill(p *simParty, where string) {
+	if p.dead.Swap(true) {
+		return
+	}
+	s.crashes++
+	s.fault("crash of the %s %s", p.name, where)
+	p.cancel()
+	for _, l := range s.links {
+		if l.sitep == p || l.coordp == p {
+			s.closeLink(l, status.Error(codes.Unavailable, "simulated crash"))
+		}
+	}
+	if p.site == 0 {
+		s.coord.Stop()
+	}
+	s.restartAt[p.site] = time.Now().Add(time.Duration(100+s.rng.IntN(5000)) * time.Millisecond)
+}
+
+// startCoordinator starts a coordinator incarnation, with s.mu held.
+func (s *simRun) startCoordinator() {
+	p := s.newParty(0)
+	cfg := s.ccfg
+	cfg.hooks = &simHooks{crash: s.crashHook(p), opened: func(sid uint64, bits int, survivors []int, raw []uint64) {
+		s.mu.Lock()
+		s.opened = append(s.opened, simOpened{sid, bits, survivors, raw})
+		s.mu.Unlock()
+		s.logf("opened: %s over sites %v", sessionName(sid), survivors)
+	}}
+	c, err := NewCoordinator(cfg)
+	if err != nil {
+		s.violations = append(s.violations, fmt.Sprintf("the coordinator cannot start on its state: %v", err))
+		s.finished = true
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	p.cancel = cancel
+	s.coord, s.cparty = c, p
+	p.armed.Store(true)
+	s.logf("coordinator starts (crash point %d)", p.crashAfter)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				s.violate("the coordinator panicked: %v", v)
+				s.mu.Lock()
+				s.finished = true
+				s.mu.Unlock()
+			}
+		}()
+		_, err := c.Run(ctx)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if p.dead.Load() {
+			return
+		}
+		s.finished, s.result = true, err
+		s.logf("the coordinator's run ended: %v", err)
+	}()
+}
+
+// startSite starts an incarnation of site i, with s.mu held: it connects
+// and reconnects as Site.Run does, until the coordinator says goodbye.
+func (s *simRun) startSite(i int) {
+	p := s.newParty(i)
+	cfg := s.scfg[i-1]
+	cfg.hooks = &simHooks{crash: s.crashHook(p), input: func(sid uint64, site int, input []uint64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inputs[sid] == nil {
+			s.inputs[sid] = map[int][]uint64{}
+		}
+		if _, ok := s.inputs[sid][site]; ok {
+			s.violations = append(s.violations, fmt.Sprintf("site %d made two inputs for %s", site, sessionName(sid)))
+		}
+		s.inputs[sid][site] = input
+	}}
+	if i == s.bad {
+		cfg.misbehave = s.misbehave
+	}
+	site, err := NewSite(cfg)
+	if err != nil {
+		s.violations = append(s.violations, fmt.Sprintf("site %d cannot start on its state: %v", i, err))
+		s.siteDone[i-1] = true
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	p.cancel = cancel
+	s.sparty[i-1] = p
+	p.armed.Store(true)
+	s.logf("site %d starts (crash point %d)", i, p.crashAfter)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer site.Close()
+		defer func() {
+			if v := recover(); v != nil {
+				s.violate("site %d panicked: %v", i, v)
+			}
+		}()
+		backoff := 200 * time.Millisecond
+		for ctx.Err() == nil && !p.dead.Load() {
+			stream, err := s.connect(i, p)
+			if err == nil {
+				err = site.RunOn(ctx, stream)
+				if err == nil {
+					s.mu.Lock()
+					s.siteDone[i-1] = true
+					s.mu.Unlock()
+					s.logf("site %d: goodbye", i)
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// misbehave is the malicious site's hook: it spoofs another member's
+// sender id, withholds, or cuts short its engine messages.
+func (s *simRun) misbehave(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage {
+	r := s.maliceRand
+	e := m.GetEngine()
+	if e == nil || len(e.Payload) < 14 || r.Float64() >= s.rates.malice {
+		return m
+	}
+	switch r.IntN(3) {
+	case 0:
+		if len(st.Members) > 1 {
+			other := st.Members[r.IntN(len(st.Members))]
+			if int(other) != s.bad {
+				return spoof(m, clientID(st, int(other)))
+			}
+		}
+		return m
+	case 1:
+		return nil
+	default:
+		return engineMsg(e.Round, e.Phase, e.Payload[:r.IntN(len(e.Payload))])
+	}
+}
+
+// check verifies the invariants on what the run recorded and left on
+// disk.
+func (s *simRun) check() {
+	honest := func(site int) bool { return site != s.bad }
+	// Opened sums.
+	for _, o := range s.opened {
+		floor := s.ccfg.MinCohort
+		for _, site := range o.survivors {
+			if honest(site) {
+				floor = max(floor, s.scfg[site-1].MinCohort)
+			}
+		}
+		if len(o.survivors) < floor {
+			s.violate("%s opened over %d sites %v, below the minimum cohort %d", sessionName(o.sid), len(o.survivors), o.survivors, floor)
+		}
+		mask := ^uint64(0)
+		if o.bits < 64 {
+			mask = 1<<o.bits - 1
+		}
+		want := make([]uint64, len(o.raw))
+		complete := true
+		for _, site := range o.survivors {
+			in, ok := s.inputs[o.sid][site]
+			if !ok || len(in) != len(want) {
+				s.violate("%s opened with site %d, which made no input of that length", sessionName(o.sid), site)
+				complete = false
+				continue
+			}
+			for k := range want {
+				want[k] += in[k]
+			}
+		}
+		if complete {
+			for k := range want {
+				if want[k]&mask != o.raw[k]&mask {
+					s.violate("%s opened to a sum that is not its survivors' inputs (element %d: %d, want %d)", sessionName(o.sid), k, o.raw[k]&mask, want[k]&mask)
+					break
+				}
+			}
+		}
+	}
+	// The coordinator's ledger.
+	cl := filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl")
+	if _, err := os.Stat(cl); err == nil {
+		pub := ledgerPub(s.ccfg.State)
+		a, err := dp.AuditLedger(cl, pub)
+		if err != nil {
+			s.violate("the coordinator's ledger does not audit: %v", err)
+		} else if a.Epsilon > a.Cap {
+			s.violate("the coordinator's ledger holds ε %v over its cap %v", a.Epsilon, a.Cap)
+		}
+		es, _ := dp.ReadLedger(cl)
+		seen := map[int]bool{}
+		for _, e := range es {
+			if e.Kind != "charge" {
+				continue
+			}
+			if seen[e.Round] {
+				s.violate("the coordinator charged round %d twice", e.Round)
+			}
+			seen[e.Round] = true
+		}
+	}
+	// The sites' ledgers and states.
+	charges := make([]map[int]int, s.n)
+	for i := 1; i <= s.n; i++ {
+		cfg := s.scfg[i-1]
+		charges[i-1] = map[int]int{}
+		if _, err := loadSiteState(cfg.State, s.ids[i-1]); err != nil {
+			s.violate("site %d: its state does not load: %v", i, err)
+		}
+		path := filepath.Join(cfg.State, "site-ledger.jsonl")
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		a, err := dp.AuditLedger(path, ledgerPub(cfg.State))
+		if err != nil {
+			s.violate("site %d: its ledger does not audit: %v", i, err)
+		} else if a.Epsilon > cfg.EpsilonCap || a.Epsilon > a.Cap {
+			s.violate("site %d: its ledger holds ε %v over its cap %v", i, a.Epsilon, cfg.EpsilonCap)
+		}
+		es, _ := dp.ReadLedger(path)
+		for _, e := range es {
+			if e.Kind == "charge" {
+				charges[i-1][e.Round]++
+			}
+		}
+		if honest(i) {
+			max := cfg.MaxAttempts
+			if max == 0 {
+				max = 2
+			}
+			for r, n := range charges[i-1] {
+				if n > max {
+					s.violate("site %d paid for round %d %d times, over its limit %d", i, r, n, max)
+				}
+			}
+		}
+	}
+	for _, o := range s.opened {
+		r := roundOf(o.sid)
+		if r == 0 {
+			continue
+		}
+		for _, site := range o.survivors {
+			if honest(site) && charges[site-1][r] == 0 {
+				s.violate("site %d took part in opened %s without a charge for it", site, sessionName(o.sid))
+			}
+		}
+	}
+	s.logf("run over: %d faults, %d sums opened, coordinator result %v, violations %v", s.faults.Load(), len(s.opened), s.result, s.violations)
+}
