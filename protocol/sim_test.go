@@ -267,8 +267,8 @@ type simRun struct {
 	mu         sync.Mutex
 	violations []string
 	pending    []*simEvent
-	seq        uint64
 	links      []*simLink
+	conns      map[int]int // sessions opened per site
 	coord      *Coordinator
 	cparty     *simParty
 	sparty     []*simParty // per site (index site−1), the current incarnation
@@ -314,7 +314,11 @@ type simParty struct {
 // A simLink is one session between a site incarnation and a coordinator
 // incarnation.
 type simLink struct {
+	// A link is named by its site and its number among the site's
+	// sessions, and its messages by their sequence in each direction, so
+	// that names do not depend on the order in which goroutines ran.
 	id       int
+	seqs     [2]uint64
 	site     int
 	sitep    *simParty
 	coordp   *simParty
@@ -324,6 +328,16 @@ type simLink struct {
 	closed   chan struct{}
 	isClosed bool
 	err      error // why the site's end closed
+}
+
+// next numbers the link's next message in one direction.
+func (l *simLink) next(up bool) uint64 {
+	i := 0
+	if up {
+		i = 1
+	}
+	l.seqs[i]++
+	return l.seqs[i]
 }
 
 // A simEvent is a message in flight, or the end of the coordinator's side
@@ -340,7 +354,7 @@ type simEvent struct {
 
 func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *simRun {
 	s := &simRun{t: t, seed: seed, trace: trace, dir: dir, rng: rand.New(rand.NewPCG(seed, 0x5eed)),
-		restartAt: map[int]time.Time{}, cut: map[int]time.Time{}, inputs: map[uint64]map[int][]uint64{}}
+		restartAt: map[int]time.Time{}, conns: map[int]int{}, cut: map[int]time.Time{}, inputs: map[uint64]map[int][]uint64{}}
 	r := s.rng
 	s.n = 3 + r.IntN(4)
 	if err := copyDir(filepath.Join(k.dir, fmt.Sprint(s.n)), dir); err != nil {
@@ -568,6 +582,9 @@ func (s *simRun) step(now time.Time, faulty bool) bool {
 		return false
 	}
 	slices.SortFunc(ready, func(a, b *simEvent) int {
+		if a.link.site != b.link.site {
+			return a.link.site - b.link.site
+		}
 		if a.link.id != b.link.id {
 			return a.link.id - b.link.id
 		}
@@ -610,8 +627,7 @@ func (s *simRun) step(now time.Time, faulty bool) bool {
 		case x < s.rates.drop+s.rates.dup:
 			s.fault("duplicate: %s", s.describe(e))
 			c := *e
-			s.seq++
-			c.seq = s.seq
+			c.seq = e.link.next(e.up)
 			s.pending = append(s.pending, &c)
 		case x < s.rates.drop+s.rates.dup+s.rates.delay:
 			d := time.Duration(r.IntN(500)+1) * time.Millisecond
@@ -681,7 +697,7 @@ func (s *simRun) describe(e *simEvent) string {
 			what = fmt.Sprintf("%T", b)
 		}
 	}
-	return fmt.Sprintf("link %d (site %d) %s #%d %s", e.link.id, e.link.site, dir, e.seq, what)
+	return fmt.Sprintf("site %d link %d %s #%d %s", e.link.site, e.link.id, dir, e.seq, what)
 }
 
 // corrupt spoils an engine message as a transport without integrity
@@ -775,8 +791,7 @@ func (s *simRun) enqueue(l *simLink, e *simEvent) {
 	if l.isClosed {
 		return
 	}
-	s.seq++
-	e.link, e.seq = l, s.seq
+	e.link, e.seq = l, l.next(e.up)
 	s.pending = append(s.pending, e)
 }
 
@@ -846,10 +861,10 @@ func (s *simRun) connect(i int, p *simParty) (SiteStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &simLink{id: len(s.links) + 1, site: i, sitep: p, coordp: s.cparty, real: real,
+	s.conns[i]++
+	l := &simLink{id: s.conns[i], site: i, sitep: p, coordp: s.cparty, real: real,
 		upq: make(chan *wire.SiteMessage, 1024), in: make(chan *wire.CoordinatorMessage, 1024), closed: make(chan struct{})}
 	s.links = append(s.links, l)
-	s.logf("site %d: connects (link %d)", i, l.id)
 	s.wg.Add(2)
 	go func() { // the coordinator's messages into flight
 		defer s.wg.Done()
