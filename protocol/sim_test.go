@@ -410,6 +410,26 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	if r.IntN(7) == 0 {
 		s.liar = true
 		s.rates.lie = 0.1 + 0.5*r.Float64()
+		// Half the lying coordinators also run with weaker floors than
+		// every site's: a smaller minimum cohort, or fewer colluders. (A
+		// generator of its own, so that the seeds of the other runs keep
+		// their traces.)
+		r2 := rand.New(rand.NewPCG(seed, 0x11a5))
+		switch r2.IntN(4) {
+		case 0:
+			if cohort < s.n {
+				for i := range s.scfg {
+					s.scfg[i].MinCohort = max(s.scfg[i].MinCohort, cohort+1)
+				}
+			}
+		case 1:
+			if s.ccfg.Colluders > 0 {
+				for i := range s.scfg {
+					s.scfg[i].Colluders = max(s.scfg[i].Colluders, s.ccfg.Colluders)
+				}
+				s.ccfg.Colluders = 0
+			}
+		}
 	}
 	s.sparty = make([]*simParty, s.n)
 	s.siteDone = make([]bool, s.n)
