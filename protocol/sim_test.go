@@ -1175,6 +1175,24 @@ func (s *simRun) check() {
 			}
 		}
 	}
+	// The statistics (not noised) open over one survivor set per honest
+	// site, ever: two sums over different sets would disclose their
+	// difference.
+	statsSet := map[int][]int{}
+	for _, o := range s.opened {
+		if roundOf(o.sid) != 0 {
+			continue
+		}
+		for _, site := range o.survivors {
+			if !honest(site) {
+				continue
+			}
+			if prev, ok := statsSet[site]; ok && !slices.Equal(prev, o.survivors) {
+				s.violate("site %d's statistics opened over sites %v and over sites %v", site, prev, o.survivors)
+			}
+			statsSet[site] = o.survivors
+		}
+	}
 	// The coordinator's ledger.
 	cl := filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl")
 	if _, err := os.Stat(cl); err == nil {
