@@ -547,6 +547,10 @@ func (s *simRun) simulate() {
 	case <-done:
 	case <-time.After(time.Hour):
 		s.violate("parties still running an hour of simulated time after the shutdown")
+		// synctest fails the run with a deadlock when the bubble ends with
+		// blocked goroutines; say which seed it is first.
+		fmt.Fprintf(os.Stderr, "simulation: seed %d: parties still blocked after the shutdown; violations: %s\n",
+			s.seed, strings.Join(s.violations, "; "))
 	}
 }
 
