@@ -405,6 +405,11 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	f := func(max float64) float64 { return scale * max * r.Float64() * r.Float64() }
 	s.rates = simRates{drop: f(0.08), dup: f(0.05), delay: f(0.08), corrupt: f(0.04), reorder: f(0.05),
 		partition: f(0.01), crash: f(0.01), crashPoint: f(0.5), maxCrashes: r.IntN(6), window: time.Duration(20+r.IntN(100)) * time.Second}
+	if r.IntN(3) == 0 {
+		// A crash-heavy run: parties crash often, at crash points and
+		// between messages, whatever the network does.
+		s.rates.crash, s.rates.crashPoint, s.rates.maxCrashes = 0.01+0.04*r.Float64(), 0.5+0.5*r.Float64(), 2+r.IntN(8)
+	}
 	if r.IntN(5) == 0 {
 		s.bad = 1 + r.IntN(s.n)
 		s.rates.malice = 0.1 + 0.4*r.Float64()
