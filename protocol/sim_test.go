@@ -259,6 +259,7 @@ type simRun struct {
 	scfg    []SiteConfig
 	ids     []ed25519.PrivateKey
 	bad     int  // the malicious site, 0 if none
+	odd     int  // the site with its own budget, floor or colluders, 0 if none
 	liar    bool // the coordinator alters RoundStart messages
 	rates   simRates
 	ctx     context.Context
@@ -279,7 +280,9 @@ type simRun struct {
 	cut        map[int]time.Time // partitioned sites, until when
 	finished   bool              // the coordinator's Run returned (not crashed)
 	result     error
+	summary    *Summary
 	starts     []*wire.RoundStart // RoundStarts seen, for the lying coordinator's replays
+	engines    []*wire.CoordinatorMessage
 	inputs     map[uint64]map[int][]uint64
 	opened     []simOpened
 	siteDone   []bool
@@ -377,6 +380,7 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	if r.IntN(3) == 0 {
 		odd = 1 + r.IntN(s.n)
 	}
+	s.odd = odd
 	for i := 1; i <= s.n; i++ {
 		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i))
 		c := SiteConfig{Site: i, Identity: filepath.Join(sd, "identity.pem"), Roster: roster, EpsilonCap: eps, Delta: 1e-5,
@@ -682,6 +686,12 @@ func (s *simRun) step(now time.Time, faulty bool) bool {
 		if s.liar && e.down.GetStart() != nil && r.Float64() < s.rates.lie {
 			s.lie(e)
 		}
+		if s.liar && e.down.GetEngine() != nil && len(s.engines) > 0 && r.Float64() < s.rates.lie/4 {
+			// Replays an engine message of an earlier session, or another
+			// site's, in its place.
+			e.down = s.engines[r.IntN(len(s.engines))]
+			s.fault("lying coordinator: replays an engine message: %s", s.describe(e))
+		}
 	}
 	s.deliver(e)
 	return true
@@ -813,6 +823,9 @@ func (s *simRun) deliver(e *simEvent) {
 	default:
 		if st := e.down.GetStart(); st != nil {
 			s.starts = append(s.starts, st)
+		}
+		if e.down.GetEngine() != nil && s.liar {
+			s.engines = append(s.engines, e.down)
 		}
 		select {
 		case l.in <- e.down:
@@ -1046,13 +1059,13 @@ func (s *simRun) startCoordinator() {
 				s.mu.Unlock()
 			}
 		}()
-		_, err := c.Run(ctx)
+		sum, err := c.Run(ctx)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if p.dead.Load() {
 			return
 		}
-		s.finished, s.result = true, err
+		s.finished, s.result, s.summary = true, err, sum
 		s.logf("the coordinator's run ended: %v", err)
 	}()
 }
@@ -1183,6 +1196,10 @@ func (s *simRun) check() {
 				}
 			}
 		}
+	}
+	// A run without faults, malice or odd sites trains every round.
+	if s.faults.Load() == 0 && s.bad == 0 && !s.liar && s.odd == 0 && (!s.finished || s.result != nil || okRounds(s.summary) != s.ccfg.Rounds) {
+		s.violate("a run without faults did not train every round: %v", s.result)
 	}
 	// The statistics (not noised) open over one survivor set per honest
 	// site, ever: two sums over different sets would disclose their
