@@ -103,7 +103,7 @@ var (
 )
 
 // simDefaultRuns is how many seeds a plain go test runs.
-const simDefaultRuns = 200
+const simDefaultRuns = 300
 
 // simHEEvery: one run in simHEEvery is in mode he (slower: CKKS).
 const simHEEvery = 25
@@ -267,6 +267,8 @@ type simRun struct {
 	wg      sync.WaitGroup // the parties' goroutines
 	faults  atomic.Int64
 	crashes int // crashes so far, bounded by rates.maxCrashes
+	// incarnations counts the parties started, to seed their crash points.
+	incarnations uint64
 
 	mu         sync.Mutex
 	violations []string
@@ -308,13 +310,15 @@ type simOpened struct {
 
 // A simParty is one incarnation of the coordinator or a site.
 type simParty struct {
-	name       string
-	site       int // 0: the coordinator
-	dead       atomic.Bool
-	crashAfter int64 // stop at this crash point (counting from 1; 0: never)
-	points     atomic.Int64
-	armed      atomic.Bool // started: crash points count from now on
-	cancel     context.CancelFunc
+	name string
+	site int // 0: the coordinator
+	dead atomic.Bool
+	// crashRand, if set, decides at each of the incarnation's crash
+	// points whether it stops there; it is seeded from the run's seed and
+	// used by the party's own goroutine.
+	crashRand *rand.Rand
+	armed     atomic.Bool // started: crash points count from now on
+	cancel    context.CancelFunc
 }
 
 // A simLink is one session between a site incarnation and a coordinator
@@ -963,8 +967,9 @@ func (s *simRun) newParty(site int) *simParty {
 	if site > 0 {
 		p.name = fmt.Sprintf("site %d", site)
 	}
+	s.incarnations++
 	if s.crashes < s.rates.maxCrashes && s.rng.Float64() < s.rates.crashPoint {
-		p.crashAfter = 1 + s.rng.Int64N(40)
+		p.crashRand = rand.New(rand.NewPCG(s.seed, 0xc0ffee+uint64(s.incarnations)))
 	}
 	return p
 }
@@ -984,7 +989,16 @@ func (s *simRun) crashHook(p *simParty) func(point string, round int) bool {
 				s.violate("the coordinator publishes round %d without its charge in the ledger on disk", round)
 			}
 		}
-		if n := p.points.Add(1); n == p.crashAfter {
+		if p.crashRand == nil {
+			return false
+		}
+		// Crash points next to a charge or a publication are the ones that
+		// matter most: stop there more often than at a state write.
+		odds := 0.05
+		if strings.Contains(point, "charge") || point == "checkpoint" || point == "publish" || strings.HasPrefix(point, "statistics") {
+			odds = 0.3
+		}
+		if p.crashRand.Float64() < odds {
 			s.mu.Lock()
 			s.kill(p, "at crash point "+point)
 			s.mu.Unlock()
@@ -1047,7 +1061,7 @@ func (s *simRun) startCoordinator() {
 	p.cancel = cancel
 	s.coord, s.cparty = c, p
 	p.armed.Store(true)
-	s.logf("coordinator starts (crash point %d)", p.crashAfter)
+	s.logf("coordinator starts (crash-prone %v)", p.crashRand != nil)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -1099,7 +1113,7 @@ func (s *simRun) startSite(i int) {
 	p.cancel = cancel
 	s.sparty[i-1] = p
 	p.armed.Store(true)
-	s.logf("site %d starts (crash point %d)", i, p.crashAfter)
+	s.logf("site %d starts (crash-prone %v)", i, p.crashRand != nil)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
