@@ -2,70 +2,114 @@ package protocol
 
 // A deterministic fault simulator for the network protocol, in the manner
 // of FoundationDB's simulation and TigerBeetle's VOPR: one seed decides a
-// whole federation (its size, floors, budgets and rounds), the faults of
-// its network and the crashes of its parties, and the run's invariants are
-// checked at the end.
+// whole federation (its size, mode, floors, budgets and rounds), the faults
+// of its network and the crashes of its parties, and the run's invariants
+// are checked at the end.
 //
-// Each run is a coordinator and 3 to 6 sites in one process, inside a
-// testing/synctest bubble (a fake clock that moves only when every
+// # One run
+//
+// A coordinator and 3 to 6 sites run in one process, over the in-memory
+// transport (Coordinator.ConnectInMemory, Site.RunOn), inside a
+// testing/synctest bubble: a fake clock that moves only when every
 // goroutine is blocked, so that phase timeouts, join waits and backoffs
-// cost no wall time), with crypto/rand made deterministic by
-// testing/cryptotest.SetGlobalRandom. The sites talk to the coordinator
-// through simNet, which holds every message in flight: after
-// synctest.Wait (every party quiescent) the scheduler takes ONE step,
-// chosen by the seeded generator from the canonically sorted set of
-// deliverable messages (by link, direction and sequence): deliver the
-// oldest message of a link, or drop, duplicate, delay, corrupt or reorder
-// it; partition a site for a while (its sessions break and it reconnects);
-// crash the coordinator or a site between two messages; or restart a
-// crashed party on its state directory. Parties also crash at their own
-// crash points (simHooks.crash: right before or after each ledger charge
-// and state write, and before a model is published), chosen per
-// incarnation by the seed. A crashed party writes nothing more and its
-// messages are lost; its restart is a new Coordinator or Site on the same
-// directory.
+// cost no wall time. crypto/rand is made deterministic by
+// testing/cryptotest.SetGlobalRandom. Mode secagg with DP at record level;
+// one run in simHEEvery is in mode he.
+//
+// Every message between a site and the coordinator passes through the
+// simulator, which holds it in flight. After synctest.Wait (every party
+// quiescent) the scheduler takes ONE step, chosen by the seeded generator
+// from the canonically sorted set of deliverable messages (by site, session
+// of the site, direction and sequence on the link): deliver the oldest
+// message of one link, or, while the faults last (the run's fault window),
+//   - lose it, and with it the session, as a gRPC stream loses a message
+//     only with its connection (the site reconnects, as Site.Run does);
+//   - duplicate it, delay it (sometimes past a phase's timeout), deliver a
+//     later message of the link before it (reorder), or corrupt it (an
+//     engine payload cut short, or a header byte flipped);
+//   - partition a site for up to 20 s (its sessions break, it cannot
+//     reconnect until the partition heals);
+//   - crash the coordinator or a site between two messages.
+//
+// Parties also crash at their own crash points (simHooks.crash, in the
+// coordinator and site code: right before and after every ledger charge,
+// state write, statistics, he state and checkpoint, and before a model is
+// announced): a crash-prone incarnation stops at each with odds drawn from
+// its own seeded generator, more often next to a charge or a publication.
+// A crashed party stops dead: its crash hook stops every later write, its
+// sessions break and its messages in flight are lost. After a while it
+// restarts as a new Coordinator or Site on the same state directory (the
+// coordinator resumes from its ledger, checkpoints and sessions.json).
 //
 // Malicious parties: a run may hold one malicious site (through the
-// misbehave hook it spoofs its sender, withholds or truncates messages) and
-// a lying coordinator (the scheduler alters RoundStart messages on their
-// way: smaller minimum cohort or colluders, fewer members, or an earlier
-// session replayed). The invariants then concern the honest parties.
+// misbehave hook it spoofs another member's sender id, withholds or cuts
+// short its messages) and a lying coordinator (the scheduler alters
+// RoundStart messages on their way — smaller minimum cohort, no colluders,
+// fewer members, or an earlier RoundStart replayed — and replays engine
+// messages of other sessions or sites; half the lying coordinators also run
+// with a smaller minimum cohort or fewer colluders than every site's
+// floor). The invariants then concern the honest parties.
 //
-// How exact the replay is: every decision of the simulator (the
-// federation, each step of the scheduler, each crash point, each
-// misbehaviour) comes from generators seeded by the seed, consumed each by
-// one goroutine, and crypto/rand is seeded too; since only one message is
-// delivered per quiescent state, the order in which parties act is decided
-// by the seed. What the seed does not decide is the order of goroutines
-// that wake at the same simulated instant (timers of several parties
-// firing together, or the goroutines of one party, such as the
-// coordinator's per-site readers) and Go's randomized map iteration where
-// the protocol code ranges over maps; these can change the interleaving
-// and the bytes crypto/rand hands to each party. In practice a seed
-// replays the same trace almost always, but not by construction.
+// # Replay
 //
-// Invariants checked after each run (V counts their violations):
+// Every decision of the simulator (the federation, each scheduler step,
+// the crash points of each incarnation, each misbehaviour) comes from
+// generators seeded by the seed, each used by one goroutine, and
+// crypto/rand is seeded too; links and messages are named by site,
+// session number and sequence, not by the order in which goroutines ran;
+// and since one message is delivered per quiescent state, the order in
+// which the parties act is decided by the seed. What the seed does not
+// decide: the order of goroutines that wake at the same simulated instant
+// (several parties' timers firing together, or one party's own goroutines,
+// such as the coordinator's per-site readers), which can change the
+// interleaving and so which party draws which bytes from crypto/rand; and
+// Go's randomized map iteration where the code ranges over maps. Replaying
+// sampled seeds three times gave identical traces, but the replay is exact
+// in practice, not by construction.
+//
+// # Invariants
+//
+// Checked after each run (V counts their violations):
 //   - every opened secagg sum has at least the coordinator's and each honest
-//     survivor's minimum cohort of contributors, and equals exactly (mod
-//     2^bits) the sum of those contributors' noised, quantized inputs;
-//   - every honest survivor of an opened training round charged that round
-//     in its ledger, and no honest site paid for a round more than its
-//     MaxAttempts;
-//   - every ledger audits (dp.AuditLedger), stays within its cap, and a
-//     site's ledger matches the anchor in its signed state (its state
-//     loads);
+//     survivor's own minimum cohort of contributors, and equals exactly (mod
+//     2^bits) the sum of those contributors' noised, quantized inputs, as
+//     each site recorded it when it joined the session (simHooks.input,
+//     simHooks.opened);
+//   - each honest site's statistics open over one survivor set only;
+//   - every honest survivor of an opened training round has charged that
+//     round in its ledger, and no honest site has paid for a round more
+//     than its MaxAttempts;
+//   - every ledger audits (dp.AuditLedger) and stays within its cap, and
+//     every site's state loads, which checks its ledger against the length
+//     and head anchored in its signed state;
 //   - the coordinator charges no training round twice;
-//   - the coordinator publishes (checkpoints and announces) a model only
-//     after the round's charge is in the ledger on disk;
-//   - every crashed party restarts from its directory;
-//   - nothing panics in the parties' goroutines, and the coordinator's run
-//     ends within the simulated time bound once the faults stop; a
-//     deadlock that synctest reports fails the run with its seed.
+//   - the coordinator checkpoints (and then announces) a model only once
+//     the round's charge is in its ledger on disk (checked at the crash
+//     point before the checkpoint);
+//   - every crashed party restarts on its directory;
+//   - nothing panics in the coordinator's run or a site's loop (recovered
+//     and reported), the coordinator's run ends within 30 minutes of
+//     simulated time after the faults stop, and a run without faults,
+//     malice or odd sites trains every round.
 //
-//	go test ./protocol -run 'TestSimulation$' -sim.runs N -sim.seed S
+// A deadlock that synctest reports, or a panic in another goroutine, ends
+// the test binary; the seed is then the name of the running subtest
+// (TestSimulation/seed=S), and the simulator prints it first when parties
+// are left blocked after its shutdown.
 //
-// runs seeds S … S+N−1 and prints one summary line; a failing run prints
-// its seed, and -sim.seed S -sim.runs 1 -v replays it with a trace.
+// # Running it
+//
+//	go test ./protocol -run 'TestSimulation$' -sim.runs N -sim.seed S -v
+//
+// runs seeds S … S+N−1 and ends with the line "simulation: N runs, F
+// faults injected, V invariant violations" (go test shows a passing
+// package's output only with -v); it fails if V > 0, naming the seeds.
+// A plain go test runs simDefaultRuns seeds (20 with -short), and
+// TestSimulationRegressions the seeds of simRegressions.
+//
+//	go test ./protocol -run 'TestSimulation$' -sim.seed S -sim.runs 1 -v
+//
+// replays seed S with a trace of every message, fault, crash and restart.
 
 import (
 	"context"
@@ -73,6 +117,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -166,6 +211,9 @@ type simKits struct {
 }
 
 func newSimKits(t *testing.T) *simKits {
+	// The kits' keys from a fixed seed: a seed replays the same keys,
+	// signatures and shares in every process.
+	cryptotest.SetGlobalRandom(t, 0x6b697473)
 	k := &simKits{dir: t.TempDir(), data: map[int][]*fl.Dataset{}}
 	d, err := fl.LoadBuiltin("wdbc")
 	if err != nil {
@@ -493,6 +541,12 @@ func (s *simRun) simulate() {
 	deadline := faultsEnd.Add(30 * time.Minute)
 	s.mu.Lock()
 	s.startCoordinator()
+	s.mu.Unlock()
+	// The coordinator draws its ledger key from crypto/rand, and each new
+	// site its keys: one after the other, so that each draws the same bytes
+	// in a replay.
+	synctest.Wait()
+	s.mu.Lock()
 	for i := 1; i <= s.n; i++ {
 		s.startSite(i)
 	}
@@ -814,7 +868,20 @@ func (s *simRun) deliver(e *simEvent) {
 	if l.isClosed {
 		return // the session is gone
 	}
-	s.logf("deliver: %s", s.describe(e))
+	if s.trace {
+		// The digest of the bytes shows that a replay carries the same
+		// keys, shares and masked inputs, not only the same message kinds.
+		var m proto.Message = e.down
+		if e.up {
+			m = e.upMsg
+		}
+		h := fnv.New64a()
+		if e.end == nil {
+			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+			h.Write(b)
+		}
+		s.logf("deliver: %s [%016x]", s.describe(e), h.Sum64())
+	}
 	switch {
 	case e.end != nil:
 		s.closeLink(l, e.end)
