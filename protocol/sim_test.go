@@ -13,8 +13,9 @@ package protocol
 // testing/synctest bubble: a fake clock that moves only when every
 // goroutine is blocked, so that phase timeouts, join waits and backoffs
 // cost no wall time. crypto/rand is made deterministic by
-// testing/cryptotest.SetGlobalRandom. Mode secagg with DP at record level;
-// one run in simHEEvery is in mode he.
+// testing/cryptotest.SetGlobalRandom. Mode secagg with DP, at record
+// level in three runs of four and at client level in the fourth; one run in
+// simHEEvery is in mode he.
 //
 // Every message between a site and the coordinator passes through the
 // simulator, which holds it in flight. After synctest.Wait (every party
@@ -505,10 +506,15 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	if rand.New(rand.NewPCG(seed, 0x4e)).IntN(simHEEvery) == 0 {
 		s.ccfg.Mode = HE
 	}
+	// A quarter of the runs protect each hospital's whole contribution
+	// (client level: local SGD, clipped as a whole) rather than a record.
+	if rand.New(rand.NewPCG(seed, 0xc1)).IntN(4) == 0 {
+		s.ccfg.Level = dp.ClientLevel
+	}
 	s.sparty = make([]*simParty, s.n)
 	s.siteDone = make([]bool, s.n)
-	s.logf("federation: mode %s, %d sites, min cohort %d, colluders %d, %d rounds, ε %.3g; malicious site %d, lying coordinator %v; rates %+v",
-		s.ccfg.Mode, s.n, cohort, s.ccfg.Colluders, s.ccfg.Rounds, eps, s.bad, s.liar, s.rates)
+	s.logf("federation: mode %s, %s level, %d sites, min cohort %d, colluders %d, %d rounds, ε %.3g; malicious site %d, lying coordinator %v; rates %+v",
+		s.ccfg.Mode, s.ccfg.Level, s.n, cohort, s.ccfg.Colluders, s.ccfg.Rounds, eps, s.bad, s.liar, s.rates)
 	return s
 }
 
