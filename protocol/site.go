@@ -188,6 +188,10 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
 			return nil, err
 		}
+		if err := s.anchorLedger(); err != nil {
+			s.ledger.Close()
+			return nil, err
+		}
 	}
 	if cfg.Rand != nil {
 		s.sampler = cfg.Rand()

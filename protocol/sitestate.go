@@ -232,6 +232,31 @@ func (s *Site) charge(c dp.Charge) error {
 	return s.saveState()
 }
 
+// anchorLedger brings the signed state up to the ledger's end. A site that
+// stopped between a charge and the state write after it (a crash) left a
+// charge past the state's anchor, where cutting it off would go unnoticed
+// and give its ε back: it is anchored now, and counted as a paid round not
+// seen open (the site stopped before its masked input left, so that round
+// did not open with it).
+func (s *Site) anchorLedger() error {
+	es, err := dp.ReadLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"))
+	if err != nil {
+		return err
+	}
+	n := int64(len(es))
+	if n <= s.state.LedgerEntries || n < 2 {
+		return nil
+	}
+	for _, e := range es[s.state.LedgerEntries:] {
+		if e.Kind == "charge" {
+			s.state.Unopened++
+		}
+	}
+	s.state.LedgerEntries, s.state.LedgerHead = n, es[n-1].Hash
+	s.log.Warn("the ledger holds charges the site state did not record (it stopped between a charge and the state write); recorded now", "entries", n)
+	return s.saveState()
+}
+
 // opened notes that a round this site paid for opened.
 func (s *Site) opened() {
 	if s.state.Unopened == 0 {
