@@ -88,7 +88,9 @@ package protocol
 //     every site's state loads, which checks its ledger against the length
 //     and head anchored in its signed state; a running site's state anchors
 //     its whole ledger;
-//   - the coordinator charges no training round twice;
+//   - the coordinator charges no training round twice, nor one with fewer
+//     survivors than its minimum cohort, and checkpoints only rounds that
+//     opened;
 //   - the coordinator checkpoints (and then announces) a model only once
 //     the round's charge is in its ledger on disk (checked at the crash
 //     point before the checkpoint);
@@ -1337,6 +1339,18 @@ func (s *simRun) check() {
 				s.violate("the coordinator charged round %d twice", e.Round)
 			}
 			seen[e.Round] = true
+			if e.Survivors < s.ccfg.MinCohort {
+				s.violate("the coordinator charged round %d for %d survivors, below its minimum cohort %d", e.Round, e.Survivors, s.ccfg.MinCohort)
+			}
+		}
+	}
+	// A checkpoint holds a round that opened.
+	names, _ := filepath.Glob(filepath.Join(s.ccfg.State, "checkpoints", "round-*.safetensors"))
+	for _, name := range names {
+		var r int
+		fmt.Sscanf(filepath.Base(name), "round-%d.safetensors", &r)
+		if !slices.ContainsFunc(s.opened, func(o simOpened) bool { return roundOf(o.sid) == r }) && s.ccfg.Mode == SecAgg {
+			s.violate("a checkpoint of round %d, which never opened", r)
 		}
 	}
 	// The sites' ledgers and states.
