@@ -192,7 +192,7 @@ func TestSimulation(t *testing.T) {
 			failed = append(failed, seed+uint64(i))
 		}
 	}
-	t.Logf("outcomes: %d runs finished every round, %d ended with an error; %d training sums opened, %d crashes",
+	t.Logf("outcomes: %d runs ended without an error, %d with one; %d training sums opened, %d crashes",
 		kits.stats.complete, kits.stats.errored, kits.stats.trainSums, kits.stats.crashes)
 	fmt.Printf("simulation: %d runs, %d faults injected, %d invariant violations\n", runs, faults, violations)
 	if violations > 0 {
@@ -220,7 +220,6 @@ type simKits struct {
 	// stats tally the runs' outcomes, to show what the faults let happen.
 	stats struct{ complete, errored, trainSums, crashes int }
 	dir   string
-	mu    sync.Mutex
 	data  map[int][]*fl.Dataset
 }
 
@@ -290,9 +289,6 @@ func (k *simKits) run(t *testing.T, seed uint64, trace bool) (faults, violations
 		k.stats.complete++
 	} else {
 		k.stats.errored++
-		if testing.Verbose() && s.result != nil {
-			t.Logf("seed %d: faults %d bad %d liar %v: %.200s", seed, s.faults.Load(), s.bad, s.liar, s.result)
-		}
 	}
 	for _, o := range s.opened {
 		if roundOf(o.sid) > 0 {
