@@ -129,6 +129,10 @@ type CoordinatorConfig struct {
 	// round is gathered, once per round whatever its attempts: a
 	// simulation takes sites offline or brings them back there.
 	BeforeRound func(round int)
+
+	// hooks are the fault simulator's observation and crash points
+	// (simhooks.go); nil outside tests.
+	hooks *simHooks
 }
 
 // A Coordinator drives rounds over the sites' sessions.
@@ -169,7 +173,13 @@ func (c *Coordinator) sessionID(r int) (uint64, error) {
 	b, _ := json.Marshal(struct {
 		Last uint64 `json:"last_session"`
 	}{id})
+	if err := c.cfg.hooks.crashAt("sessions", r); err != nil {
+		return 0, err
+	}
 	if err := writeState(filepath.Join(c.cfg.State, "sessions.json"), b, !c.cfg.NoSync); err != nil {
+		return 0, err
+	}
+	if err := c.cfg.hooks.crashAt("sessions written", r); err != nil {
 		return 0, err
 	}
 	c.lastSession = id
@@ -752,7 +762,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				}
 			}
 			b, _ := json.Marshal(st)
+			if err := c.cfg.hooks.crashAt("statistics", 0); err != nil {
+				return nil, err
+			}
 			if err := writeState(statePath, b, !cfg.NoSync); err != nil {
+				return nil, err
+			}
+			if err := c.cfg.hooks.crashAt("statistics written", 0); err != nil {
 				return nil, err
 			}
 			break
@@ -857,8 +873,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			charge = func(survivors int) error {
 				ch.Survivors = survivors
-				_, err := ledger.Charge(ch)
-				return err
+				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
+					return err
+				}
+				if _, err := ledger.Charge(ch); err != nil {
+					return err
+				}
+				return c.cfg.hooks.crashAt("charged", r)
 			}
 		}
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
@@ -900,7 +921,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				w[k] -= cfg.LearningRate / st.Rows * agg[k]
 			}
 		}
+		if err := c.cfg.hooks.crashAt("checkpoint", r); err != nil {
+			return nil, err
+		}
 		if err := checkpoint(cfg.State, r, w, spent(ledger), !cfg.NoSync); err != nil {
+			return nil, err
+		}
+		if err := c.cfg.hooks.crashAt("publish", r); err != nil {
 			return nil, err
 		}
 		res.Status, res.Participants, res.Epsilon = "ok", n, spent(ledger)
@@ -1031,10 +1058,10 @@ func (t *retrier) gather(ctx context.Context) ([]*session, error) {
 		if len(missing) == 0 {
 			return out, nil
 		}
-		if time.Now().After(report) {
+		if now := time.Now(); !now.Before(report) {
 			t.c.log.Warn("the statistics can only be opened over the survivor set the sites signed; waiting for its sites",
 				"survivors", fmt.Sprint(t.pinned), "missing", fmt.Sprint(missing))
-			report = time.Now().Add(5 * time.Second)
+			report = now.Add(5 * time.Second)
 		}
 		wait := time.NewTimer(time.Until(report))
 		select {
@@ -1658,6 +1685,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		return nil, len(survivors), bl, err
 	}
 	bl.survivors = slices.Sorted(slices.Values(surv))
+	c.cfg.hooks.recordOpened(round, int(start.Bits), surv, raw)
 	return decodeRing(raw, int(start.Bits), start.Gamma), len(survivors), bl, nil
 }
 

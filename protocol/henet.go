@@ -245,7 +245,13 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 		}
 		copy(crs[:], acks[0])
 		b, _ := json.Marshal(heState{CRS: hex.EncodeToString(crs[:]), Transcript: hex.EncodeToString(acks[0][32:]), Threshold: th})
+		if err := c.cfg.hooks.crashAt("he state", 0); err != nil {
+			return crs, err
+		}
 		if err := writeAtomic(path, b); err != nil {
+			return crs, err
+		}
+		if err := c.cfg.hooks.crashAt("he state written", 0); err != nil {
 			return crs, err
 		}
 		c.log.Info("key ceremony done", "sites", n, "threshold", th, "colluders", c.cfg.Colluders)
@@ -471,7 +477,13 @@ func (s *Site) saveHE() error {
 		return err
 	}
 	defer clear(b)
-	return atrest.WriteFile(filepath.Join(s.cfg.State, "he-party.bin"), b, 0o600, s.cfg.Passphrase)
+	if err := s.cfg.hooks.crashAt("site he state", 0); err != nil {
+		return err
+	}
+	if err := atrest.WriteFile(filepath.Join(s.cfg.State, "he-party.bin"), b, 0o600, s.cfg.Passphrase); err != nil {
+		return err
+	}
+	return s.cfg.hooks.crashAt("site he state written", 0)
 }
 
 // heStart handles a RoundStart in mode he.

@@ -126,6 +126,10 @@ type SiteConfig struct {
 	// round it belongs to, and returns what to send instead (nil: send
 	// nothing): a malicious site in tests.
 	misbehave func(st *wire.RoundStart, m *wire.SiteMessage) *wire.SiteMessage
+
+	// hooks are the fault simulator's observation and crash points
+	// (simhooks.go); nil outside tests.
+	hooks *simHooks
 }
 
 // A Site runs one hospital's side of the protocol.
@@ -220,6 +224,10 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	if cfg.EpsilonCap > 0 {
 		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
+			return nil, err
+		}
+		if err := s.anchorLedger(); err != nil {
+			s.ledger.Close()
 			return nil, err
 		}
 	}
@@ -710,6 +718,7 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if err := s.joinSession(st.Round); err != nil {
 		return nil, nil, err
 	}
+	s.cfg.hooks.recordInput(st.Round, s.cfg.Site, r.input)
 	ab, _ := adv.MarshalBinary()
 	return r, []*wire.SiteMessage{
 		{Body: &wire.SiteMessage_Join{Join: &wire.Join{Round: st.Round}}},

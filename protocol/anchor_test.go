@@ -1,0 +1,56 @@
+package protocol
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/fl-secure/fl-secure/dp"
+)
+
+// TestSiteAnchorsChargeAfterCrash: a site that stops between its ledger
+// charge and the state write after it (a crash) used to start again with a
+// signed state that did not anchor the charge, so cutting the charge off
+// the ledger went unnoticed and gave its ε back, and the round was not
+// counted as paid and unopened (found by TestSimulation). The restarted
+// site now anchors the charge and counts it.
+func TestSiteAnchorsChargeAfterCrash(t *testing.T) {
+	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	cfg := f.siteConfig(1)
+	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
+	cfg.hooks = &simHooks{crash: func(point string, _ int) bool { return point == "site charged" }}
+	s, err := NewSite(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
+		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
+	if err := s.joinSession(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.charge(ch); !errors.Is(err, errCrashed) {
+		t.Fatalf("charge: %v, want the simulated crash", err)
+	}
+	s.Close()
+
+	cfg.hooks = nil
+	s, err = NewSite(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	es, err := dp.ReadLedger(filepath.Join(cfg.State, "site-ledger.jsonl"))
+	if err != nil || len(es) != 2 {
+		t.Fatalf("ledger: %d entries, %v", len(es), err)
+	}
+	if s.state.LedgerEntries != 2 || s.state.LedgerHead != es[1].Hash {
+		t.Errorf("the state anchors %d entries (head %q), want 2 (%q)", s.state.LedgerEntries, s.state.LedgerHead, es[1].Hash)
+	}
+	if s.state.Unopened != 1 {
+		t.Errorf("unopened paid rounds %d, want 1", s.state.Unopened)
+	}
+	st, err := loadSiteState(cfg.State, s.identity)
+	if err != nil || st.LedgerEntries != 2 {
+		t.Errorf("the state on disk anchors %d entries: %v", st.LedgerEntries, err)
+	}
+}
