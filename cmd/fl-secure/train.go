@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -102,7 +101,10 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, usagef("--epsilon %v: want ≥ 0 (0 for no DP)", f.Epsilon), "")
 	}
 	if dir == "" {
-		dir = filepath.Join("fl-secure-runs", time.Now().UTC().Format("20060102-150405"))
+		var err error
+		if dir, err = local.NewRunDir("fl-secure-runs", time.Now()); err != nil {
+			return fail(stderr, err, "")
+		}
 	}
 	f.Dir = dir
 	if mode == "he" {

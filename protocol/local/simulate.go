@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -413,4 +415,29 @@ func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]R
 // AuditCommand is the fl-secure command that verifies a ledger.
 func AuditCommand(ledger, key string) string {
 	return fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
+}
+
+// NewRunDir creates and returns a fresh directory for one run under
+// parent, named by t (UTC, to the second) and, when runs start within the
+// same second, a counter: fl-secure-runs/20261202-150405, then
+// fl-secure-runs/20261202-150405-2. A run never writes into another's.
+func NewRunDir(parent string, t time.Time) (string, error) {
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	base := filepath.Join(parent, t.UTC().Format("20060102-150405"))
+	for k := 1; k <= 1000; k++ {
+		dir := base
+		if k > 1 {
+			dir = fmt.Sprintf("%s-%d", base, k)
+		}
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("local: %s: a thousand runs started in the same second", base)
 }

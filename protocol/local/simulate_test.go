@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
@@ -319,5 +320,29 @@ func TestEvaluateStateRegression(t *testing.T) {
 	}
 	if math.Abs(m.RMSE-s.Test.RMSE) > 1e-9 || m.RMSE < 30 || m.RMSE > 90 {
 		t.Errorf("evaluate: RMSE %v, the coordinator's %v", m.RMSE, s.Test.RMSE)
+	}
+}
+
+// TestNewRunDir gives runs that start in the same second directories of
+// their own.
+func TestNewRunDir(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "runs")
+	now := time.Date(2026, 12, 2, 15, 4, 5, 0, time.UTC)
+	seen := map[string]bool{}
+	for i := range 3 {
+		dir, err := NewRunDir(parent, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[dir] {
+			t.Fatalf("run %d got %s again", i, dir)
+		}
+		seen[dir] = true
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Fatalf("%s: %v", dir, err)
+		}
+	}
+	if !seen[filepath.Join(parent, "20261202-150405")] || !seen[filepath.Join(parent, "20261202-150405-3")] {
+		t.Errorf("directories %v", seen)
 	}
 }
