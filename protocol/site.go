@@ -230,6 +230,19 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 			s.ledger.Close()
 			return nil, err
 		}
+	} else if _, err := os.Stat(filepath.Join(cfg.State, "site-ledger.jsonl")); err == nil {
+		// No cap this time, but a ledger from earlier runs: verify it and
+		// anchor a charge a crash left past the signed state all the same,
+		// or it could be cut off unnoticed while this site runs without DP.
+		l, err := openSiteLedger(cfg.State, 0, 0, cfg.Passphrase)
+		if err != nil {
+			return nil, err
+		}
+		err = s.anchorLedger()
+		l.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Rand != nil {
 		s.sampler = cfg.Rand()
