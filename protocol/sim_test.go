@@ -83,7 +83,12 @@ package protocol
 //   - each honest site's statistics open over one survivor set only;
 //   - every honest survivor of an opened training round has charged that
 //     round in its ledger, and no honest site has paid for a round more
-//     than its MaxAttempts;
+//     than its MaxAttempts, nor more often than it joined the round's
+//     sessions (secagg);
+//   - an honest site's masked input for a training round leaves only once
+//     the round's charge is in its ledger on disk (checked as the message
+//     is sent), and the coordinator opens a training sum only once its
+//     charge is in its own ledger on disk (checked as the sum opens);
 //   - every ledger audits (dp.AuditLedger) and stays within its cap, and
 //     every site's state loads, which checks its ledger against the length
 //     and head anchored in its signed state; a running site's state anchors
@@ -197,8 +202,8 @@ func TestSimulation(t *testing.T) {
 			failed = append(failed, seed+uint64(i))
 		}
 	}
-	t.Logf("outcomes: %d runs ended without an error, %d with one; %d training sums opened, %d crashes",
-		kits.stats.complete, kits.stats.errored, kits.stats.trainSums, kits.stats.crashes)
+	t.Logf("outcomes: %d runs ended without an error, %d with one; %d training sums opened (in %d runs; %d runs trained every round), %d crashes",
+		kits.stats.complete, kits.stats.errored, kits.stats.trainSums, kits.stats.trainRuns, kits.stats.allRounds, kits.stats.crashes)
 	fmt.Printf("simulation: %d runs, %d faults injected, %d invariant violations\n", runs, faults, violations)
 	if violations > 0 {
 		t.Errorf("seeds with violations: %v (replay one with -sim.seed S -sim.runs 1 -v)", failed)
@@ -223,7 +228,7 @@ func TestSimulationRegressions(t *testing.T) {
 // once and copied for each run.
 type simKits struct {
 	// stats tally the runs' outcomes, to show what the faults let happen.
-	stats struct{ complete, errored, trainSums, crashes int }
+	stats struct{ complete, errored, trainSums, crashes, trainRuns, allRounds int }
 	dir   string
 	data  map[int][]*fl.Dataset
 }
@@ -295,10 +300,18 @@ func (k *simKits) run(t *testing.T, seed uint64, trace bool) (faults, violations
 	} else {
 		k.stats.errored++
 	}
+	trained := false
 	for _, o := range s.opened {
 		if roundOf(o.sid) > 0 {
 			k.stats.trainSums++
+			trained = true
 		}
+	}
+	if trained {
+		k.stats.trainRuns++
+	}
+	if s.finished && s.summary != nil && okRounds(s.summary) == s.ccfg.Rounds {
+		k.stats.allRounds++
 	}
 	k.stats.crashes += s.crashes
 	if !ok && v == 0 {
@@ -312,24 +325,29 @@ func (k *simKits) run(t *testing.T, seed uint64, trace bool) (faults, violations
 
 // simRun is one simulated federation.
 type simRun struct {
-	t       *testing.T
-	seed    uint64
-	rng     *rand.Rand // the scheduler's; used by its goroutine only
-	trace   bool
-	dir     string
-	n       int
-	ccfg    CoordinatorConfig
-	scfg    []SiteConfig
-	ids     []ed25519.PrivateKey
-	bad     int  // the malicious site, 0 if none
-	odd     int  // the site with its own budget, floor or colluders, 0 if none
-	liar    bool // the coordinator alters RoundStart messages
-	rates   simRates
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the parties' goroutines
-	faults  atomic.Int64
-	crashes int // crashes so far, bounded by rates.maxCrashes
+	t     *testing.T
+	seed  uint64
+	rng   *rand.Rand // the scheduler's; used by its goroutine only
+	trace bool
+	dir   string
+	n     int
+	ccfg  CoordinatorConfig
+	scfg  []SiteConfig
+	ids   []ed25519.PrivateKey
+	bad   int  // the malicious site, 0 if none
+	odd   int  // the site with its own budget, floor or colluders, 0 if none
+	liar  bool // the coordinator alters RoundStart messages
+	// hold keeps the network's faults and the crashes back until the
+	// statistics round has opened (statsOpen), so that the run reaches
+	// the training rounds, where most of the invariants bite.
+	hold      bool
+	statsOpen atomic.Bool
+	rates     simRates
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the parties' goroutines
+	faults    atomic.Int64
+	crashes   int // crashes so far, bounded by rates.maxCrashes
 	// incarnations counts the parties started, to seed their crash points.
 	incarnations uint64
 
@@ -521,10 +539,16 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	if rand.New(rand.NewPCG(seed, 0xc1)).IntN(4) == 0 {
 		s.ccfg.Level = dp.ClientLevel
 	}
+	// A third of the runs hold their faults until the statistics round
+	// has opened: a site that fails an attempt of that round is left out
+	// of its retries, so faults there mostly end a run before training.
+	// (secagg only: the simulator records secagg's sums, which tell it
+	// when the statistics opened).
+	s.hold = s.ccfg.Mode == SecAgg && rand.New(rand.NewPCG(seed, 0x57a7)).IntN(3) == 0
 	s.sparty = make([]*simParty, s.n)
 	s.siteDone = make([]bool, s.n)
-	s.logf("federation: mode %s, %s level, %d sites, min cohort %d, colluders %d, %d rounds, ε %.3g; malicious site %d, lying coordinator %v; rates %+v",
-		s.ccfg.Mode, s.ccfg.Level, s.n, cohort, s.ccfg.Colluders, s.ccfg.Rounds, eps, s.bad, s.liar, s.rates)
+	s.logf("federation: mode %s, %s level, %d sites, min cohort %d, colluders %d, %d rounds, ε %.3g; malicious site %d, lying coordinator %v; faults held until the statistics open %v; rates %+v",
+		s.ccfg.Mode, s.ccfg.Level, s.n, cohort, s.ccfg.Colluders, s.ccfg.Rounds, eps, s.bad, s.liar, s.hold, s.rates)
 	return s
 }
 
@@ -592,7 +616,12 @@ func (s *simRun) simulate() {
 			}
 			break
 		}
-		faulty := now.Before(faultsEnd) && drainUntil.IsZero()
+		if s.hold && !s.statsOpen.Load() && now.Before(start.Add(30*time.Minute)) {
+			// The faults' window starts once the statistics have opened.
+			faultsEnd = now.Add(s.rates.window)
+			deadline = faultsEnd.Add(30 * time.Minute)
+		}
+		faulty := now.Before(faultsEnd) && drainUntil.IsZero() && (!s.hold || s.statsOpen.Load())
 		if s.step(now, faulty) {
 			s.mu.Unlock()
 			continue
@@ -961,8 +990,26 @@ func (x simStream) Send(m *wire.SiteMessage) error {
 		return io.EOF
 	default:
 	}
+	x.s.checkInputCharged(x.l.site, m)
 	x.s.enqueue(x.l, &simEvent{up: true, upMsg: proto.Clone(m).(*wire.SiteMessage)})
 	return nil
+}
+
+// checkInputCharged: an honest site's masked input for a training round
+// leaves only once the round's charge is in its ledger on disk (a crash
+// right after the send must not lose the charge).
+func (s *simRun) checkInputCharged(site int, m *wire.SiteMessage) {
+	e := m.GetEngine()
+	if e == nil || e.Phase != phaseMasked || roundOf(e.Round) == 0 || site == s.bad || s.ccfg.Mode != SecAgg {
+		return
+	}
+	cfg := s.scfg[site-1]
+	if cfg.EpsilonCap <= 0 {
+		return
+	}
+	if !ledgerHasOnDisk(filepath.Join(cfg.State, "site-ledger.jsonl"), roundOf(e.Round)) {
+		s.violate("site %d sent its masked input for %s without its charge in the ledger on disk", site, sessionName(e.Round))
+	}
 }
 
 func (x simStream) Recv() (*wire.CoordinatorMessage, error) {
@@ -1076,7 +1123,7 @@ func (s *simRun) crashHook(p *simParty) func(point string, round int) bool {
 				s.violate("the coordinator publishes round %d without its charge in the ledger on disk", round)
 			}
 		}
-		if p.crashRand == nil {
+		if p.crashRand == nil || (s.hold && !s.statsOpen.Load()) {
 			return false
 		}
 		// Crash points next to a charge or a publication are the ones that
@@ -1133,6 +1180,15 @@ func (s *simRun) startCoordinator() {
 	p := s.newParty(0)
 	cfg := s.ccfg
 	cfg.hooks = &simHooks{crash: s.crashHook(p), opened: func(sid uint64, bits int, survivors []int, raw []uint64) {
+		// A training sum opens only once its charge is in the
+		// coordinator's ledger on disk: a crash right after the open
+		// would otherwise leave a round the federation saw without its ε.
+		if r := roundOf(sid); r > 0 && s.ccfg.Epsilon > 0 && !ledgerHasOnDisk(filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl"), r) {
+			s.violate("the coordinator opened %s without its charge in the ledger on disk", sessionName(sid))
+		}
+		if roundOf(sid) == 0 {
+			s.statsOpen.Store(true)
+		}
 		s.mu.Lock()
 		s.opened = append(s.opened, simOpened{sid, bits, survivors, raw})
 		s.mu.Unlock()
@@ -1393,6 +1449,17 @@ func (s *simRun) check() {
 			for r, n := range charges[i-1] {
 				if n > max {
 					s.violate("site %d paid for round %d %d times, over its limit %d", i, r, n, max)
+				}
+				// One charge per session of the round the site joined (it
+				// records its input on joining, before it charges).
+				joined := 0
+				for sid, in := range s.inputs {
+					if _, ok := in[i]; ok && roundOf(sid) == r {
+						joined++
+					}
+				}
+				if s.ccfg.Mode == SecAgg && n > joined {
+					s.violate("site %d charged round %d %d times for %d sessions it joined", i, r, n, joined)
 				}
 			}
 		}
