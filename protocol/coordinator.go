@@ -205,6 +205,48 @@ func (c *Coordinator) loadSessions() error {
 	return nil
 }
 
+// statisticsSigning is the file that holds the statistics survivor set
+// the sites were asked to sign, until the statistics are saved.
+const statisticsSigning = "statistics-signing.json"
+
+// saveStatisticsSigning records, durably, the statistics survivor set the
+// sites are about to be asked to sign.
+func (c *Coordinator) saveStatisticsSigning(set []int) error {
+	b, _ := json.Marshal(struct {
+		Survivors []int `json:"survivors"`
+	}{set})
+	return writeAtomic(filepath.Join(c.cfg.State, statisticsSigning), b)
+}
+
+// loadStatisticsSigning returns the statistics survivor set the sites
+// were asked to sign before a restart, or nil.
+func (c *Coordinator) loadStatisticsSigning() ([]int, error) {
+	path := filepath.Join(c.cfg.State, statisticsSigning)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		Survivors []int `json:"survivors"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("protocol: %s is corrupt: %v", path, err)
+	}
+	if len(st.Survivors) < c.cfg.MinCohort {
+		return nil, fmt.Errorf("protocol: %s names %d sites, fewer than the minimum cohort of %d", path, len(st.Survivors), c.cfg.MinCohort)
+	}
+	for _, site := range st.Survivors {
+		if !c.cfg.Roster.has(site) {
+			return nil, fmt.Errorf("protocol: %s names site %d, which is not on the roster", path, site)
+		}
+	}
+	c.log.Info("the sites were asked to sign a statistics survivor set before a restart; only it can open", "survivors", fmt.Sprint(st.Survivors))
+	return st.Survivors, nil
+}
+
 // roundOf returns the training round of a session identifier.
 func roundOf(session uint64) int { return int(session >> 20) }
 
@@ -723,6 +765,9 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		c.log.Info("statistics loaded", "rows", st.Rows)
 	} else {
 		retry := c.newRetry(0)
+		if retry.pinned, err = c.loadStatisticsSigning(); err != nil {
+			return nil, err
+		}
 		for {
 			sess, err := retry.cohort(ctx)
 			if err != nil {
@@ -1647,8 +1692,18 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	cb, _ := creq.MarshalBinary()
 	var surv []int
 	for _, id := range survivors {
-		sendEngine(int(members[id-1]), phaseMasked, cb)
 		surv = append(surv, int(members[id-1]))
+	}
+	if start.Kind == wire.RoundStart_STATISTICS {
+		// Each site signs one statistics survivor set, ever: the set goes
+		// to disk before the sites are asked, so that a coordinator
+		// started again after a crash asks for exactly it.
+		if err := c.saveStatisticsSigning(surv); err != nil {
+			return nil, len(survivors), bl, err
+		}
+	}
+	for _, site := range surv {
+		sendEngine(site, phaseMasked, cb)
 	}
 	keep(surv)
 	// Phase 3: consistency signatures.
