@@ -177,7 +177,8 @@ var simRegressions = []uint64{
 	// The coordinator's wait for the statistics round's signed survivor
 	// set re-armed a timer of zero length until the clock moved: on the
 	// simulator's clock, which moves only when everyone waits, it spun
-	// for ever (retrier.gather).
+	// for ever (retrier.gather). Found at seed 4; with the simulator of
+	// today, seed 157 above hangs without the fix.
 	4,
 }
 
