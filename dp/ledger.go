@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -161,6 +162,10 @@ func CreateLedger(path string, key ed25519.PrivateKey, opt LedgerOptions) (*Ledg
 	if err != nil {
 		return nil, fmt.Errorf("dp: creating ledger: %w", err)
 	}
+	if err := lockLedger(f, path); err != nil {
+		f.Close()
+		return nil, err
+	}
 	l := &Ledger{path: path, f: f, key: key}
 	l.open = Entry{
 		Seq: 0, Time: now(), Kind: "open",
@@ -210,24 +215,60 @@ func OpenLedger(path string, key ed25519.PrivateKey) (*Ledger, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("dp: ledger key is not an Ed25519 private key")
 	}
-	entries, err := ReadLedger(path)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := verifyEntries(entries, key.Public().(ed25519.PublicKey)); err != nil {
-		return nil, err
-	}
+	// Lock first, then read: what is read is what this writer appends to.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, fmt.Errorf("dp: opening ledger: %w", err)
+	}
+	if err := lockLedger(f, path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	entries, err := ReadLedger(path)
+	if err == nil {
+		_, err = verifyEntries(entries, key.Public().(ed25519.PublicKey))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	l := &Ledger{path: path, f: f, key: key, open: entries[0], last: entries[len(entries)-1], charges: entries[1:]}
 	l.spent = l.last.Epsilon
 	return l, nil
 }
 
-// Close closes the ledger file.
+// Close closes the ledger file, which releases its lock.
 func (l *Ledger) Close() error { return l.f.Close() }
+
+// ErrLedgerInUse is returned when another writer holds a ledger open.
+var ErrLedgerInUse = errors.New("dp: the ledger is open in another writer")
+
+var errLocked = errors.New("locked")
+
+// lockLedger locks the ledger open as f for this writer alone, and notes
+// who holds it in path.lock (process, host, time) for the message a second
+// writer gets. Two writers appending to one ledger would each check the
+// cap against what it had read and together pass it. The lock is
+// advisory (flock(2)) and released with the file, so a crash leaves none.
+func lockLedger(f *os.File, path string) error {
+	err := lockFile(f)
+	if errors.Is(err, errLocked) {
+		holder := "another process or another writer in this one"
+		if b, rerr := os.ReadFile(path + ".lock"); rerr == nil && len(b) > 0 && len(b) < 512 {
+			holder = strings.TrimSpace(string(b))
+		}
+		return fmt.Errorf("%w: %s is held by %s; stop that writer first", ErrLedgerInUse, path, holder)
+	}
+	if err != nil {
+		return fmt.Errorf("dp: locking ledger %s: %w", path, err)
+	}
+	host, _ := os.Hostname()
+	note := fmt.Sprintf("process %d on %s since %s\n", os.Getpid(), host, now())
+	// The note only names the holder in that message; failing to write it
+	// leaves the lock in place.
+	_ = os.WriteFile(path+".lock", []byte(note), 0o600)
+	return nil
+}
 
 // Spent returns the cumulative ε recorded so far.
 func (l *Ledger) Spent() float64 { return l.spent }
