@@ -216,3 +216,33 @@ func WriteCSV(w io.Writer, d *Dataset) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// WithLabel returns d with, for regression, the label as a last feature,
+// so that federated standardization aggregates its mean and variance with
+// the features'. Other tasks return d itself.
+func WithLabel(d *Dataset) *Dataset {
+	if d.Task != Regression {
+		return d
+	}
+	out := *d
+	out.Features = append(append([]string(nil), d.Features...), d.Label)
+	out.X = make([][]float64, len(d.X))
+	for i, x := range d.X {
+		out.X[i] = append(append([]float64(nil), x...), d.Y[i])
+	}
+	return &out
+}
+
+// ScaleLabels returns d with regression labels standardized, (y − mean) /
+// scale; RMSE on it is in units of scale. Other tasks return d itself.
+func ScaleLabels(d *Dataset, mean, scale float64) *Dataset {
+	if d.Task != Regression {
+		return d
+	}
+	out := *d
+	out.Y = make([]float64, len(d.Y))
+	for i, y := range d.Y {
+		out.Y[i] = (y - mean) / scale
+	}
+	return &out
+}

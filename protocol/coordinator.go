@@ -825,7 +825,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	if cfg.Test != nil {
 		test = (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(cfg.Test)
 		if regression {
-			test = scaleLabels(test, st.LabelMean, st.labelScale())
+			test = fl.ScaleLabels(test, st.LabelMean, st.labelScale())
 		}
 	}
 	evaluate := func(w []float64) (fl.Metrics, error) {
@@ -1844,7 +1844,7 @@ func EvaluateState(state, modelName string, hidden int, d *fl.Dataset) (fl.Metri
 	}
 	test := (&fl.Standardizer{Mean: st.Mean, Scale: st.Scale}).Apply(d)
 	if d.Task == fl.Regression {
-		test = scaleLabels(test, st.LabelMean, st.labelScale())
+		test = fl.ScaleLabels(test, st.LabelMean, st.labelScale())
 	}
 	met, err := fl.Evaluate(m, w, test)
 	met.RMSE *= st.labelScale()

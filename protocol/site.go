@@ -905,7 +905,7 @@ func (r *siteRound) vector() ([]float64, error) {
 			return make([]float64, st.Length), nil
 		}
 		// For regression the label's statistics go with the features'.
-		v := fl.LocalStats(withLabel(cfg.Data)).Vector()
+		v := fl.LocalStats(fl.WithLabel(cfg.Data)).Vector()
 		if len(v) != int(st.Length) {
 			return nil, fmt.Errorf("statistics have %d values, the round wants %d", len(v), st.Length)
 		}
@@ -983,7 +983,7 @@ func (r *siteRound) standardized() (*fl.Dataset, error) {
 		if !(st.Scale[dim] > 0) || math.IsInf(st.Scale[dim], 0) || math.IsInf(st.Mean[dim], 0) {
 			return nil, fmt.Errorf("label scale %v", st.Scale[dim])
 		}
-		out = scaleLabels(out, st.Mean[dim], st.Scale[dim])
+		out = fl.ScaleLabels(out, st.Mean[dim], st.Scale[dim])
 	}
 	return out, nil
 }

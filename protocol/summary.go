@@ -72,58 +72,6 @@ type Summary struct {
 // disclosed names what a run releases outside its ε.
 const disclosed = "the number of records and each feature's sum and sum of squares over one survivor set of at least the minimum cohort, opened once (federated standardization, through secure aggregation, not noised)"
 
-// withLabel returns d with, for regression, the label as a last feature, so
-// that its mean and variance are aggregated with the features'.
-func withLabel(d *fl.Dataset) *fl.Dataset {
-	if d.Task != fl.Regression {
-		return d
-	}
-	out := *d
-	out.Features = append(append([]string(nil), d.Features...), d.Label)
-	out.X = make([][]float64, len(d.X))
-	for i, x := range d.X {
-		out.X[i] = append(append([]float64(nil), x...), d.Y[i])
-	}
-	return &out
-}
-
-// standardizer turns the summed statistics into a feature standardizer
-// and, for regression, the label's mean and scale.
-func standardizer(sv []float64, d int, task fl.Task) (*fl.Standardizer, float64, float64, error) {
-	dd := d
-	if task == fl.Regression {
-		dd++
-	}
-	st, err := fl.StatsFromVector(sv, dd)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	std, err := fl.NewStandardizer(st)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	if task != fl.Regression {
-		return std, 0, 1, nil
-	}
-	ym, ys := std.Mean[d], std.Scale[d]
-	std.Mean, std.Scale = std.Mean[:d], std.Scale[:d]
-	return std, ym, ys, nil
-}
-
-// scaleLabels standardizes regression labels (RMSE is reported back in
-// the original units).
-func scaleLabels(d *fl.Dataset, mean, scale float64) *fl.Dataset {
-	if d.Task != fl.Regression {
-		return d
-	}
-	out := *d
-	out.Y = make([]float64, len(d.Y))
-	for i, y := range d.Y {
-		out.Y[i] = (y - mean) / scale
-	}
-	return &out
-}
-
 // checkpoint writes the model after a round as safetensors, atomically
 // (durably if durable is set).
 func checkpoint(dir string, round int, w []float64, eps float64, durable bool) error {

@@ -108,7 +108,8 @@ func Baseline(modelName string, hidden int, train, test *fl.Dataset, seed uint64
 	if test.Dim() != dim || test.Task != train.Task {
 		return fl.Metrics{}, fmt.Errorf("local: test data has %d features, training data %d", test.Dim(), dim)
 	}
-	st, err := fl.StatsFromVector(fl.LocalStats(withLabel(train)).Vector(), statDim(train))
+	lt := fl.WithLabel(train)
+	st, err := fl.StatsFromVector(fl.LocalStats(lt).Vector(), lt.Dim())
 	if err != nil {
 		return fl.Metrics{}, err
 	}
@@ -121,7 +122,7 @@ func Baseline(modelName string, hidden int, train, test *fl.Dataset, seed uint64
 		ym, ys = std.Mean[dim], std.Scale[dim]
 		std.Mean, std.Scale = std.Mean[:dim], std.Scale[:dim]
 	}
-	tr, te := scaleLabels(std.Apply(train), ym, ys), scaleLabels(std.Apply(test), ym, ys)
+	tr, te := fl.ScaleLabels(std.Apply(train), ym, ys), fl.ScaleLabels(std.Apply(test), ym, ys)
 	m, err := fl.NewModel(modelName, train.Task, dim, max(train.Classes, test.Classes), hidden)
 	if err != nil {
 		return fl.Metrics{}, err
@@ -137,38 +138,4 @@ func Baseline(modelName string, hidden int, train, test *fl.Dataset, seed uint64
 	r, err := fl.Evaluate(m, w, te)
 	r.RMSE *= ys
 	return r, err
-}
-
-func statDim(d *fl.Dataset) int {
-	if d.Task == fl.Regression {
-		return d.Dim() + 1
-	}
-	return d.Dim()
-}
-
-// withLabel returns d with, for regression, the label as a last feature.
-func withLabel(d *fl.Dataset) *fl.Dataset {
-	if d.Task != fl.Regression {
-		return d
-	}
-	out := *d
-	out.Features = append(append([]string(nil), d.Features...), d.Label)
-	out.X = make([][]float64, len(d.X))
-	for i, x := range d.X {
-		out.X[i] = append(append([]float64(nil), x...), d.Y[i])
-	}
-	return &out
-}
-
-// scaleLabels standardizes regression labels.
-func scaleLabels(d *fl.Dataset, mean, scale float64) *fl.Dataset {
-	if d.Task != fl.Regression {
-		return d
-	}
-	out := *d
-	out.Y = make([]float64, len(d.Y))
-	for i, y := range d.Y {
-		out.Y[i] = (y - mean) / scale
-	}
-	return &out
 }
