@@ -17,22 +17,12 @@ import (
 // anchored (and then trusted), and a ledger cut below the anchor is
 // refused; neither refused start moves the anchor.
 func TestSiteAnchorsNoForgedOrCutTail(t *testing.T) {
-	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
-	cfg := f.siteConfig(1)
-	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
-	s, err := NewSite(cfg)
+	cfg, ch := anchorSite(t)
+	chargeThenCrash(t, cfg, ch, false)
+	id, err := readKey(cfg.Identity, cfg.Passphrase)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.joinSession(1 << 20); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.charge(ch); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
 	path := filepath.Join(cfg.State, "site-ledger.jsonl")
 	good, _ := os.ReadFile(path)
 
@@ -58,7 +48,7 @@ func TestSiteAnchorsNoForgedOrCutTail(t *testing.T) {
 		s.Close()
 		t.Fatal("a forged charge past the anchor was accepted")
 	}
-	if st, err := loadSiteState(cfg.State, s.identity); err != nil || st.LedgerEntries != 2 {
+	if st, err := loadSiteState(cfg.State, id); err != nil || st.LedgerEntries != 2 {
 		t.Fatalf("the refused start changed the anchor: %d entries, %v", st.LedgerEntries, err)
 	}
 
@@ -76,7 +66,7 @@ func TestSiteAnchorsNoForgedOrCutTail(t *testing.T) {
 	if err := os.WriteFile(path, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err = NewSite(cfg)
+	s, err := NewSite(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,26 +80,10 @@ func TestSiteAnchorsNoForgedOrCutTail(t *testing.T) {
 // charge and the state write, started again without an ε cap (no DP this
 // time), runs on with a signed state that does not anchor that charge.
 func TestSiteWithoutCapLeavesChargeUnanchored(t *testing.T) {
-	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
-	cfg := f.siteConfig(1)
-	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	cfg.hooks = &simHooks{crash: func(point string, _ int) bool { return point == "site charged" }}
-	s, err := NewSite(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
-	if err := s.joinSession(1 << 20); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.charge(ch); !errors.Is(err, errCrashed) {
-		t.Fatalf("charge: %v, want the simulated crash", err)
-	}
-	s.Close()
-	cfg.hooks = nil
+	cfg, ch := anchorSite(t)
+	chargeThenCrash(t, cfg, ch, true)
 	cfg.EpsilonCap, cfg.AllowNoDP = 0, true
-	s, err = NewSite(cfg)
+	s, err := NewSite(cfg)
 	if err != nil {
 		t.Skipf("a site without a cap does not start on a ledger with charges: %v", err)
 	}

@@ -15,26 +15,10 @@ import (
 // counted as paid and unopened (found by TestSimulation). The restarted
 // site now anchors the charge and counts it.
 func TestSiteAnchorsChargeAfterCrash(t *testing.T) {
-	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
-	cfg := f.siteConfig(1)
-	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	cfg.hooks = &simHooks{crash: func(point string, _ int) bool { return point == "site charged" }}
-	s, err := NewSite(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
-	if err := s.joinSession(1 << 20); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.charge(ch); !errors.Is(err, errCrashed) {
-		t.Fatalf("charge: %v, want the simulated crash", err)
-	}
-	s.Close()
+	cfg, ch := anchorSite(t)
+	chargeThenCrash(t, cfg, ch, true)
 
-	cfg.hooks = nil
-	s, err = NewSite(cfg)
+	s, err := NewSite(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,5 +36,42 @@ func TestSiteAnchorsChargeAfterCrash(t *testing.T) {
 	st, err := loadSiteState(cfg.State, s.identity)
 	if err != nil || st.LedgerEntries != 2 {
 		t.Errorf("the state on disk anchors %d entries: %v", st.LedgerEntries, err)
+	}
+}
+
+// anchorSite returns the in-memory configuration of site 1 of a new
+// federation, and a charge of training round 1.
+func anchorSite(t *testing.T) (SiteConfig, dp.Charge) {
+	t.Helper()
+	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	cfg := f.siteConfig(1)
+	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
+	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
+		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
+	return cfg, ch
+}
+
+// chargeThenCrash starts the site of cfg, joins a session of round 1 and
+// charges ch; with crash, the site stops dead right after the charge,
+// before the state write that follows it. The site is closed on return.
+func chargeThenCrash(t *testing.T, cfg SiteConfig, ch dp.Charge, crash bool) {
+	t.Helper()
+	if crash {
+		cfg.hooks = &simHooks{crash: func(point string, _ int) bool { return point == "site charged" }}
+	}
+	s, err := NewSite(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.joinSession(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	err = s.charge(ch)
+	switch {
+	case crash && !errors.Is(err, errCrashed):
+		t.Fatalf("charge: %v, want the simulated crash", err)
+	case !crash && err != nil:
+		t.Fatal(err)
 	}
 }
