@@ -12,6 +12,7 @@ require golang.org/x/sys v0.50.0
 require (
 	filippo.io/age v1.3.2
 	github.com/tuneinsight/lattigo/v5 v5.0.7
+	golang.org/x/mod v0.43.0
 	gonum.org/v1/gonum v0.17.0
 	gonum.org/v1/plot v0.17.0
 	google.golang.org/grpc v1.85.0
