@@ -245,6 +245,7 @@ func TestBudgetReportFailedAudit(t *testing.T) {
 		reason   string // in the failing entry's box
 	}{
 		{"altered entry 3", strings.Join(lines[:3], "") + strings.Replace(lines[3], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[4:], ""), 3, "hash does not match"},
+		{"altered entry 1", lines[0] + strings.Replace(lines[1], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[2:], ""), 1, "hash does not match"},
 		{"unparsable line 3", strings.Join(lines[:2], "") + "{not json}\n" + strings.Join(lines[3:], ""), 2, "line 3 does not parse"},
 		{"torn last line", string(data) + `{"seq":6,"ti`, 6, "has no newline"},
 		{"torn, and entry 2 altered", strings.Join(lines[:2], "") + strings.Replace(lines[2], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[3:], "") + `{"seq":6`, 2, "hash does not match"},

@@ -218,14 +218,17 @@ func summarySection(pg *page, r Report) {
 	if l.OK() {
 		pg.p("<h2>Summary</h2>\n")
 	} else {
-		pg.p("<h2>Summary of the verified entries 0–%d</h2>\n<p class=\"verified-only\">These figures come from the %d entries that verified. The ledger's real total is unknown: entry %d fails verification.</p>\n", l.Verified-1, l.Verified, l.Verified)
+		pg.p("<h2>Summary of the verified entries only</h2>\n<p class=\"verified-only\">These figures come from the %s that verified (%s). The ledger's real total is unknown: entry %d fails verification.</p>\n", plural(l.Verified, "entry", "entries"), span(0, l.Verified-1), l.Verified)
 	}
 	pg.p("<table class=\"kv\">\n")
 	kv := func(k, id, v string) { pg.p("<tr><th>%s</th><td id=\"%s\">%s</td></tr>\n", esc(k), id, v) }
 	fig := func(k, id string, x float64) {
 		pg.p("<tr><th>%s</th><td id=\"%s\" data-value=\"%s\">%s</td></tr>\n", esc(k), id, strconv.FormatFloat(x, 'g', -1, 64), num(x))
 	}
-	if f.client {
+	switch {
+	case len(f.charges) == 0:
+		fig("Privacy spent (ε)", "spent", 0)
+	case f.client:
 		fig("Privacy spent per hospital (ε)", "spent", f.spent)
 		kv("… for", "spent-relation", esc(relationText(dp.ClientLevel, f.open.Relation)))
 		fig("Privacy spent per patient (ε)", "patient-spent", f.patientSpent)
@@ -233,7 +236,7 @@ func summarySection(pg *page, r Report) {
 		if f.rec {
 			kv("Note", "mixed-levels", "This ledger also holds record-level rounds; the per-hospital ε above covers all rounds, the per-patient ε only the client-level ones.")
 		}
-	} else {
+	default:
 		fig("Privacy spent (ε)", "spent", f.spent)
 		kv("… for", "spent-relation", esc(relationText(dp.RecordLevel, f.open.Relation)))
 	}
@@ -275,6 +278,21 @@ func protectionSection(pg *page, r Report) {
 	}
 	pg.p("<p>The guarantee is (ε, δ)-differential privacy: whatever an observer concludes, it would have concluded almost as readily (by a factor of at most e<sup>ε</sup>, except with probability δ = %s) had the data differed as the relation says.</p>\n", num(f.open.Delta))
 	pg.p("<p>Individual hospitals' updates are never visible to the coordinator: only their sum is opened (secure aggregation or threshold homomorphic encryption), and each hospital adds its own share of the noise.</p>\n")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// span names entries a to b.
+func span(a, b int) string {
+	if a == b {
+		return fmt.Sprintf("entry %d", a)
+	}
+	return fmt.Sprintf("entries %d–%d", a, b)
 }
 
 // recordSpent is the cumulative ε after the last record-level charge.
@@ -345,7 +363,11 @@ func roundsSection(pg *page, r Report) {
 	if l.OK() {
 		pg.p("<h2>Privacy spent per round</h2>\n")
 	} else {
-		pg.p("<h2>Privacy spent per round: verified entries only</h2>\n<p class=\"verified-only\">Rounds of the %d verified charge entries (entries 1–%d); entry %d fails verification and nothing from it or after it is shown.</p>\n", len(f.charges), len(f.charges), l.Verified)
+		pg.p("<h2>Privacy spent per round: verified entries only</h2>\n<p class=\"verified-only\">Entry %d fails verification; nothing from it or after it is shown.", l.Verified)
+		if len(f.charges) > 0 {
+			pg.p(" The rounds below are the %s before it (%s), which verified.", plural(len(f.charges), "charge entry", "charge entries"), span(1, len(f.charges)))
+		}
+		pg.p("</p>\n")
 	}
 	if len(f.charges) == 0 {
 		pg.p("<p>No rounds recorded.</p>\n")
