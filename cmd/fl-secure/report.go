@@ -28,6 +28,8 @@ only the entries before it, labelled as verified.
 Hospitals are named by --site-name, given once for every --site-ledger in
 the same order, or else by the site number in the client.conf of the kit
 the ledger lives in (KIT/client.conf with state = the ledger's directory).
+The runs of fl-secure simulate keep a site's ledger outside its kit: name
+those hospitals with --site-name.
 
 Example:
   fl-secure budget report --ledger fed/coordinator/state/coordinator-ledger.jsonl \
@@ -74,9 +76,13 @@ func budgetReport(args []string, stdout, stderr io.Writer) int {
 	}
 	var sites []report.Ledger
 	for i := range siteLedgers {
-		n := ledgerName(siteLedgers[i], fmt.Sprintf("Hospital %d (unnamed; give --site-name)", i+1))
+		n := ledgerName(siteLedgers[i], "")
 		if len(siteNames) > 0 {
 			n = siteNames[i]
+		}
+		if n == "" {
+			n = fmt.Sprintf("unnamed hospital: --site-ledger number %d (give --site-name)", i+1)
+			fmt.Fprintf(stderr, "fl-secure: warning: %s is in no site kit; the report calls it %q\n", siteLedgers[i], n)
 		}
 		l, err := load(n, siteLedgers[i], siteKeys[i])
 		if err != nil {

@@ -330,7 +330,7 @@ func TestBudgetReportSiteNames(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	f := reportFacts(t, out)
-	if got := strings.Join(f.rows["site"], "|"); got != "Site 2|Hospital 2 (unnamed; give --site-name)" {
+	if got := strings.Join(f.rows["site"], "|"); got != "Site 2|unnamed hospital: --site-ledger number 2 (give --site-name)" {
 		t.Errorf("site names %q", got)
 	}
 	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "(Coordinator)") {
