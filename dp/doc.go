@@ -5,15 +5,21 @@
 //
 // # Neighbouring relation and level
 //
-// Every guarantee is stated for a neighbouring relation: AddRemove (one
-// record, or one hospital's whole contribution, is added or removed; the
-// default) or ReplaceOne (one is replaced; the sensitivity of a clipped sum
-// doubles, so the noise multiplier is halved before accounting). ReplaceOne
-// with Poisson sampling is refused with ErrUnsupported: neither accountant
-// here has a tight analysis of it (dp_accounting refuses it too).
-// ClientLevel entries protect a hospital's whole update (clip the update,
-// sample every site); RecordLevel entries protect one patient record
-// (per-example clipping with SumClipped, local DP-SGD).
+// Every guarantee is stated for a neighbouring relation: AddRemove (the
+// default: one record is added or removed; at client level, one hospital's
+// whole contribution is replaced by zero, the zero-out relation, since the
+// hospital still takes part and who takes part is public) or ReplaceOne
+// (one is replaced; the sensitivity of a clipped sum doubles, so the noise
+// multiplier is halved before accounting). ReplaceOne with Poisson sampling
+// is refused with ErrUnsupported: neither accountant here has a tight
+// analysis of it (dp_accounting refuses it too). RecordLevel entries protect
+// one patient record (per-example clipping with SumClipped, local DP-SGD).
+// ClientLevel entries protect a hospital's whole update (clip the update to
+// C, sample every site) with zero-out neighbours. At the same ε that is not
+// a statement about one patient: one patient's records move the clipped
+// update by up to 2C, so the per-patient ε of the same rounds is their ε at
+// twice the sensitivity, which PatientEpsilon computes; ClientRelationText,
+// PatientRelationText and RecordRelationText give the relations in words.
 //
 // # Noise
 //

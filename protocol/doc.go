@@ -35,9 +35,13 @@
 // accountant on the discrete Gaussian with the effective multiplier of
 // Kairouz–Liu–Steinke; every round uses all records (rate 1), because
 // Poisson subsampling is not accounted for integer noise (see dp). Client
-// level: (ε, δ) for a hospital's whole data set, which with few hospitals
-// needs much more noise per unit of signal; it protects a hospital's whole
-// contribution with zero-out neighbours, not one patient at the same ε. Not
+// level: (ε, δ) for a hospital's whole contribution to each round with
+// zero-out neighbours (the contribution replaced by zero; the hospital still
+// takes part, and who takes part is public), which with few hospitals needs
+// much more noise per unit of signal. It is not a statement about one
+// patient at the same ε: one patient's records move a hospital's clipped
+// update by up to 2C, worth the larger ε of dp.PatientEpsilon, which
+// fl-secure dp plan and fl-secure budget report show beside it. Not
 // covered by ε and disclosed to the coordinator: the number of records and
 // each feature's (and for regression the label's) sum and sum of squares
 // over one survivor set of at least the minimum cohort, from the federated

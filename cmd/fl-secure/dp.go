@@ -232,9 +232,12 @@ func dpPlan(args []string, stdout, stderr io.Writer) int {
 A preflight for client-level DP under secure aggregation: every site takes
 part in every round, clips its update to --clip, and adds a share of discrete
 Gaussian noise sized so that the threshold's honest survivors (threshold −
-colluders) alone reach the σ the accountant needs. Prints σ, each site's
-share, the expected noise-to-signal ratio, and warnings about dangerous
-settings.
+colluders) alone reach the σ the accountant needs. Prints two ε, each with
+its neighbouring relation: the hospital's (its whole contribution replaced
+by zero; --epsilon is this one) and the larger per-patient ε (one patient's
+records changed, which moves a hospital's clipped update by up to 2·clip).
+Then σ, each site's share, the expected noise-to-signal ratio, and warnings
+about dangerous settings.
 `, stderr)
 	var p dp.PreflightConfig
 	fs.Float64Var(&p.Epsilon, "epsilon", 0, "target ε for the whole run")
@@ -278,11 +281,19 @@ settings.
 	if err != nil {
 		return fail(stderr, err, "")
 	}
-	if *asJSON {
-		return printJSON(stdout, stderr, pf)
+	// The per-patient figure of the same rounds: the events the plan
+	// achieves, accounted at sensitivity 2·clip.
+	patient, err := dp.PatientEpsilon(pf.Accountant, pf.Delta,
+		dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: pf.EffectiveMultiple, SamplingRate: 1, Count: pf.Rounds})
+	if err != nil {
+		return fail(stderr, err, "")
 	}
-	fmt.Fprintf(stdout, "privacy          client-level, %s neighbours: (ε = %g, δ = %g) over %d rounds (%s accountant: ε = %.6g)\n",
-		pf.Neighbouring, pf.Epsilon, pf.Delta, pf.Rounds, pf.Accountant, pf.AchievedEpsilon)
+	if *asJSON {
+		return printJSON(stdout, stderr, planJSON{pf, dp.ClientRelationText, patient, dp.PatientRelationText})
+	}
+	fmt.Fprintf(stdout, "privacy          client level, δ = %g over %d rounds (%s accountant, target ε = %g)\n", pf.Delta, pf.Rounds, pf.Accountant, pf.Epsilon)
+	fmt.Fprintf(stdout, "  per hospital   ε = %.6g  — %s\n", pf.AchievedEpsilon, dp.ClientRelationText)
+	fmt.Fprintf(stdout, "  per patient    ε = %.6g  — %s\n", patient, dp.PatientRelationText)
 	fmt.Fprintf(stdout, "noise multiplier %.6g (σ / clip)\n", pf.NoiseMultiplier)
 	fmt.Fprintf(stdout, "σ in the sum     %.6g  (reached by the %d honest survivors alone: threshold %d − colluders %d)\n", pf.Sigma, pf.HonestSurvivors, pf.Threshold, pf.Colluders)
 	fmt.Fprintf(stdout, "each site adds   %.6g  (discrete Gaussian on a grid of step 2^%.0f, %d-bit ring)\n", pf.SiteSigma, math.Log2(pf.Grid), pf.Bits)
@@ -293,4 +304,14 @@ settings.
 		fmt.Fprintf(stderr, "fl-secure: warning: %s\n", w)
 	}
 	return 0
+}
+
+// planJSON is dp plan's JSON: the plan, whose achieved_epsilon is the
+// hospital's, and beside it the per-patient ε, each with its relation in
+// words.
+type planJSON struct {
+	*dp.Preflight
+	HospitalRelation string  `json:"hospital_relation"`
+	PatientEpsilon   float64 `json:"patient_epsilon"`
+	PatientRelation  string  `json:"patient_relation"`
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,5 +176,65 @@ func TestBudgetTornAndRecover(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("budget", "audit", "--ledger", path, "--key", pub); code != 0 {
 		t.Errorf("audit after recover: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestDPPlanClientLevelBothEpsilons checks the two ε of the dp plan example
+// at client level: the hospital's (zero-out neighbours, sensitivity clip)
+// and the per-patient one (sensitivity 2·clip), each against
+// dp.PatientEpsilon / dp.Epsilon and against an independent computation —
+// the Gaussian's RDP curve rounds·α·s²/(2z²) (Mironov 2017, Prop. 7),
+// converted by Canonne–Kamath–Steinke 2020, Prop. 12, minimised over a fine
+// grid of orders written out here — and that the text output shows both
+// with their relations in words.
+func TestDPPlanClientLevelBothEpsilons(t *testing.T) {
+	args := []string{"dp", "plan", "--epsilon", "4", "--delta", "1e-6", "--rounds", "50", "--sites", "8", "--threshold", "6", "--colluders", "1", "--clip", "1"}
+	code, out, errOut := runCLI(append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var p planJSON
+	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Preflight == nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ev := dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: p.EffectiveMultiple, SamplingRate: 1, Count: 50}
+	want, err := dp.PatientEpsilon(dp.RDP, 1e-6, ev)
+	if err != nil || p.PatientEpsilon != want {
+		t.Errorf("patient_epsilon %v, dp.PatientEpsilon gives %v (%v)", p.PatientEpsilon, want, err)
+	}
+	independent := func(sensitivity float64) float64 {
+		best := math.Inf(1)
+		for a := 1.01; a < 2000; a *= 1.001 {
+			rdp := 50 * a * sensitivity * sensitivity / (2 * p.EffectiveMultiple * p.EffectiveMultiple)
+			best = math.Min(best, rdp+math.Log((a-1)/a)-(math.Log(1e-6)+math.Log(a))/(a-1))
+		}
+		return best
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+		known     string
+	}{
+		{"hospital", p.AchievedEpsilon, independent(1), "4.00"},
+		{"patient", p.PatientEpsilon, independent(2), "8.82"},
+	} {
+		if math.Abs(c.got-c.want) > 0.005*c.want || fmt.Sprintf("%.2f", c.got) != c.known {
+			t.Errorf("%s ε %v: independent %v, documented %s", c.name, c.got, c.want, c.known)
+		}
+	}
+	if p.HospitalRelation != dp.ClientRelationText || p.PatientRelation != dp.PatientRelationText {
+		t.Errorf("relations %q / %q", p.HospitalRelation, p.PatientRelation)
+	}
+	code, out, errOut = runCLI(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("per hospital   ε = %.6g  — %s", p.AchievedEpsilon, dp.ClientRelationText),
+		fmt.Sprintf("per patient    ε = %.6g  — %s", p.PatientEpsilon, dp.PatientRelationText),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dp plan output lacks %q:\n%s", want, out)
+		}
 	}
 }
