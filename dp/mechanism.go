@@ -11,9 +11,10 @@ import (
 type Neighbouring int
 
 const (
-	// AddRemove: one record (or, at client level, one hospital's whole
-	// contribution) is added or removed. The default, as in dp_accounting and
-	// TensorFlow Privacy.
+	// AddRemove: one record is added or removed; at client level, one
+	// hospital's whole contribution is replaced by zero (zero-out: the
+	// hospital still takes part), a shift of at most C either way. The
+	// default, as in dp_accounting and TensorFlow Privacy.
 	AddRemove Neighbouring = iota
 	// ReplaceOne: one record is replaced by another. The sensitivity of a
 	// clipped sum doubles (2C instead of C).
