@@ -493,6 +493,12 @@ func (l *Ledger) ProveFrom(n int64) (tlog.TreeProof, error) {
 // path (see OpenCheckpoint). An error wrapping fs.ErrNotExist means there
 // is no such file.
 func ReadCheckpoint(path string, owner ed25519.PublicKey, witnesses map[string]ed25519.PublicKey) (*Checkpoint, error) {
+	// Not a FIFO or a device, which could block the reader or never end.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("dp: reading checkpoint: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCheckpoint, path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("dp: reading checkpoint: %w", err)

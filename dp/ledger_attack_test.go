@@ -240,6 +240,9 @@ func TestLedgerCheckpointAPI(t *testing.T) {
 	if _, err := ReadCheckpoint(filepath.Join(dir, "missing"), pub, nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v", err)
 	}
+	if _, err := ReadCheckpoint(dir, pub, nil); !errors.Is(err, ErrCheckpoint) {
+		t.Errorf("a directory: %v", err)
+	}
 }
 
 func mustSign(t *testing.T, key ed25519.PrivateKey, n int64) []byte {
