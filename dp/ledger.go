@@ -450,7 +450,7 @@ func openLocked(path string, key ed25519.PrivateKey, f *os.File) (*Ledger, error
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: %s holds %d entries and its checkpoint %s is missing; restore the checkpoint from a backup (without it the ledger could have been cut short unnoticed)", ErrCheckpoint, path, l.tree.n, path+CheckpointSuffix)
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("%w; restore the checkpoint from a backup or a witness's copy", err)
 	default:
 		if err := l.tree.checkAgainst(cp); err != nil {
 			return nil, fmt.Errorf("%w (ledger %s, checkpoint %s)", err, path, path+CheckpointSuffix)
@@ -1179,20 +1179,6 @@ func writeDurable(path string, b []byte) error {
 		return err
 	}
 	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory, making the entries created or renamed in it
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func writeSynced(path string, b []byte) error {
