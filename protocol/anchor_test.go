@@ -1,8 +1,12 @@
 package protocol
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -27,8 +31,8 @@ func TestSiteAnchorsChargeAfterCrash(t *testing.T) {
 	if err != nil || len(es) != 2 {
 		t.Fatalf("ledger: %d entries, %v", len(es), err)
 	}
-	if s.state.LedgerEntries != 2 || s.state.LedgerHead != es[1].Hash {
-		t.Errorf("the state anchors %d entries (head %q), want 2 (%q)", s.state.LedgerEntries, s.state.LedgerHead, es[1].Hash)
+	if s.state.LedgerEntries != 2 || s.state.LedgerRoot != treeRoot(es) {
+		t.Errorf("the state anchors %d entries (root %q), want 2 (%q)", s.state.LedgerEntries, s.state.LedgerRoot, treeRoot(es))
 	}
 	if s.state.Unopened != 1 {
 		t.Errorf("unopened paid rounds %d, want 1", s.state.Unopened)
@@ -46,7 +50,7 @@ func anchorSite(t *testing.T) (SiteConfig, dp.Charge) {
 	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
 	cfg := f.siteConfig(1)
 	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
+	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel,
 		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
 	return cfg, ch
 }
@@ -73,5 +77,52 @@ func chargeThenCrash(t *testing.T, cfg SiteConfig, ch dp.Charge, crash bool) {
 		t.Fatalf("charge: %v, want the simulated crash", err)
 	case !crash && err != nil:
 		t.Fatal(err)
+	}
+}
+
+// sumSigma is the σ of the noise in the sum a charge counts on: one
+// site's σ times the square root of its honest shares.
+func sumSigma(ch *dp.Charge) float64 {
+	if ch.Plan == nil {
+		return 0
+	}
+	return ch.Plan.SiteSigma * math.Sqrt(float64(ch.Plan.Threshold-ch.Plan.Colluders))
+}
+
+// TestAttackSiteLedgerRewrittenInPlace: whoever holds a site's ledger key
+// rewrites a charge (same length, re-signed, with a matching checkpoint
+// beside it), which its own audit passes; the tree root in the site's
+// signed state no longer matches, and the site refuses to start.
+func TestAttackSiteLedgerRewrittenInPlace(t *testing.T) {
+	cfg, ch := anchorSite(t)
+	chargeThenCrash(t, cfg, ch, false)
+	path := filepath.Join(cfg.State, "site-ledger.jsonl")
+	key, err := readKey(filepath.Join(cfg.State, "ledger-key.pem"), cfg.Passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := dp.ReadLedger(path)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("%d entries, %v", len(es), err)
+	}
+	// Rebuild the ledger with a cheaper charge: a fresh ledger under the
+	// same key, the same open terms, and the charge at a larger multiplier.
+	os.Remove(path)
+	os.Remove(path + dp.CheckpointSuffix)
+	l, err := dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: es[0].Accountant, Relation: dp.AddRemove, Delta: es[0].Delta, Cap: es[0].Cap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cheaper := ch
+	cheaper.Event.NoiseMultiplier *= 4
+	if _, err := l.Charge(cheaper); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := dp.AuditLedger(path, key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("the rewritten ledger fails its own audit: %v", err)
+	}
+	if _, err := NewSite(cfg); err == nil || !strings.Contains(err.Error(), "not the 2 this site last wrote") {
+		t.Fatalf("the site started on a rewritten ledger: %v", err)
 	}
 }

@@ -463,7 +463,7 @@ func TestAttackUnderCharging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.charge == nil || r.charge.Colluders != 1 || math.Abs(r.charge.Sigma-sigma) > 1e-12 ||
+	if r.charge == nil || r.charge.Plan.Colluders != 1 || math.Abs(sumSigma(r.charge)-sigma) > 1e-12 ||
 		r.charge.Event.NoiseMultiplier != plan.NoiseMultiplier {
 		t.Fatalf("charge %+v, want σ %v, z %v, 1 colluder", r.charge, sigma, plan.NoiseMultiplier)
 	}
@@ -811,7 +811,7 @@ func TestAttackPlainTrainClaimsNoise(t *testing.T) {
 // TestAttackSiteLedgerCutShort: whoever can write a site's state directory
 // deletes its ledger, or cuts its last charges off, so that the ε it spent
 // comes back (a new ledger starts at 0; a truncated one passes its own
-// audit). The signed site state records the ledger's length and last hash
+// audit). The signed site state records the ledger's tree head (size and root)
 // at every charge, and the site refuses to start on a shorter ledger.
 func TestAttackSiteLedgerCutShort(t *testing.T) {
 	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })

@@ -448,6 +448,9 @@ func (s *Site) converse(stream siteConn) error {
 		return err
 	}
 	var r *siteRound
+	// A session still open when the conversation ends is over for this
+	// site.
+	defer func() { s.leave(r) }()
 	send := func(m *wire.SiteMessage) error {
 		if s.cfg.misbehave != nil && r != nil {
 			if m = s.cfg.misbehave(r.start, m); m == nil {
@@ -491,6 +494,7 @@ func (s *Site) converse(stream siteConn) error {
 			welcomed = true
 			s.log.Info("connected", "mode", b.Welcome.Mode)
 		case *wire.CoordinatorMessage_Start:
+			s.leave(r)
 			r = nil
 			nr, out, err := s.start(b.Start)
 			if err != nil {
@@ -517,6 +521,7 @@ func (s *Site) converse(stream siteConn) error {
 				// Say why, so the coordinator need not wait for a timeout and
 				// knows whom to leave out of a retry.
 				refuse := &wire.Refuse{Round: r.start.Round, Reason: r.reason(err)}
+				s.leave(r)
 				r = nil
 				if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: refuse}}); err != nil {
 					return err
@@ -530,6 +535,7 @@ func (s *Site) converse(stream siteConn) error {
 			}
 		case *wire.CoordinatorMessage_End:
 			s.end(r, b.End)
+			s.leave(r)
 			r = nil
 		case *wire.CoordinatorMessage_Bye:
 			return errGoodbye
@@ -548,6 +554,7 @@ func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
 			// he: the site cannot see a decryption it did not take part
 			// in, so it takes the coordinator's word that the round opened.
 			// In secagg mode only its own unmasking counts (step).
+			r.settled = true
 			s.opened()
 		}
 	}
@@ -568,6 +575,10 @@ type siteRound struct {
 	input  []uint64 // secagg: the quantized, noised contribution
 	// charged records that this session's charge is in the ledger.
 	charged bool
+	// settled records that this site saw the session's sum open (its
+	// unmasking shares revealed, or in he the coordinator's word), or
+	// marked its charge unopened.
+	settled bool
 }
 
 // start decides whether to take part in a round and, if so, returns the
@@ -880,19 +891,13 @@ func (s *Site) chargeFor(st *wire.RoundStart, k, c int) (dp.Charge, error) {
 	if k > int(st.Sites) || c >= k {
 		return dp.Charge{}, fmt.Errorf("cohort %d with %d colluders among %d sites leaves no honest share", k, c, st.Sites)
 	}
-	sigma := st.SiteSigma * math.Sqrt(float64(k-c))
-	plan, err := dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: st.Clip, Clients: int(st.Sites), Threshold: k,
-		Colluders: c, Dim: int(st.Length), Gamma: st.Gamma})
-	if err != nil {
-		return dp.Charge{}, err
-	}
 	level := dp.RecordLevel
 	if st.Level == string(dp.ClientLevel) {
 		level = dp.ClientLevel
 	}
-	return dp.Charge{RunID: "federation", Round: roundOf(st.Round), Level: level,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
-		Sigma: sigma, Clip: st.Clip, Participants: int(st.Sites), Colluders: c}, nil
+	return dp.PlanCharge("federation", roundOf(st.Round), level, dp.NoisePlan{Release: dp.TrainingRelease,
+		Threshold: k, Colluders: c, MinCohort: int(st.MinCohort), Clients: int(st.Sites), Gamma: st.Gamma,
+		Dim: int(st.Length), RingBits: int(st.Bits), SiteSigma: st.SiteSigma, Clip: st.Clip})
 }
 
 // vector computes what the site contributes: statistics, or the sum of its
@@ -1078,6 +1083,7 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 			// Every survivor signed and this site reveals its shares: the
 			// sum it paid for can now be opened. Only this, never the
 			// coordinator's word, resets the count of unopened rounds.
+			r.settled = true
 			r.s.opened()
 		}
 		b, _ := out.MarshalBinary()

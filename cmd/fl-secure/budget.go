@@ -1,18 +1,23 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 
 	"github.com/fl-secure/fl-secure/dp"
 )
 
 const budgetUsage = `Usage:
   fl-secure budget show    --ledger FILE [--json]     ε per round, cumulative ε, budget left
-  fl-secure budget audit   --ledger FILE --key PUBKEY [--json]
-                           verify the hash chain and every signature, recompute
-                           every ε; exit 0 if all holds, 1 naming the first bad entry
+  fl-secure budget audit   --ledger FILE --key PUBKEY [--checkpoint FILE]...
+                           [--witness NAME=PUBKEY]... [--json]
+                           verify every signature, recompute every ε, check the
+                           ledger's tree against its checkpoints; exit 0 if all
+                           holds, 1 naming the first problem
   fl-secure budget recover --ledger FILE              move an incomplete last line
                            (a crash mid-write) to FILE.torn
   fl-secure budget report  --ledger FILE --key PUBKEY --out report.html
@@ -53,6 +58,7 @@ type shownRound struct {
 	Time         string  `json:"time"`
 	RunID        string  `json:"run_id"`
 	Round        int     `json:"round"`
+	Release      string  `json:"release,omitempty"`
 	Level        string  `json:"level"`
 	Mechanism    string  `json:"mechanism"`
 	Noise        float64 `json:"noise_multiplier"`
@@ -61,7 +67,24 @@ type shownRound struct {
 	Survivors    int     `json:"survivors"`
 	EpsilonRound float64 `json:"epsilon_round"`
 	Epsilon      float64 `json:"epsilon"`
-	Remaining    float64 `json:"remaining"`
+	// PatientEpsilon is the cumulative per-patient ε of a client-level
+	// charge; Protects is the level's relation in words.
+	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
+	Protects       string  `json:"protects,omitempty"`
+	Remaining      float64 `json:"remaining"`
+	// Outcome is "opened", "NOT OPENED" or "not recorded".
+	Outcome string `json:"outcome"`
+}
+
+// outcomeText is what budget show says became of the charge at entry seq.
+func outcomeText(marks map[int64]dp.Outcome, seq int64) string {
+	switch marks[seq] {
+	case dp.Opened:
+		return "opened"
+	case dp.Unopened:
+		return "NOT OPENED"
+	}
+	return "not recorded"
 }
 
 func budgetShow(args []string, stdout, stderr io.Writer) int {
@@ -79,14 +102,30 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err, "")
 	}
 	open := entries[0]
+	cpSize, cpText := besideCheckpoint(*path, open)
+	marks := map[int64]dp.Outcome{}
+	for _, e := range entries {
+		if e.Kind == "outcome" {
+			marks[e.Of] = e.Outcome
+		}
+	}
 	var rows []shownRound
 	for _, e := range entries[1:] {
-		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, string(e.Level), e.Mechanism, e.NoiseMultiplier,
-			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, open.Cap - e.Epsilon})
+		if e.Kind != "charge" {
+			continue
+		}
+		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, e.Release, string(e.Level), e.Mechanism, e.NoiseMultiplier,
+			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, e.PatientEpsilon, e.Protects, open.Cap - e.Epsilon,
+			outcomeText(marks, e.Seq)})
 	}
-	spent := 0.0
+	spent, patient, client := 0.0, 0.0, false
 	if len(rows) > 0 {
 		spent = rows[len(rows)-1].Epsilon
+	}
+	for _, r := range rows {
+		if r.Level == string(dp.ClientLevel) {
+			patient, client = r.PatientEpsilon, true
+		}
 	}
 	if *asJSON {
 		if rows == nil {
@@ -95,6 +134,8 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		code := printJSON(stdout, stderr, map[string]any{
 			"accountant": open.Accountant, "neighbouring": open.Relation, "delta": open.Delta,
 			"epsilon_cap": open.Cap, "epsilon": spent, "remaining": open.Cap - spent, "rounds": rows,
+			"entries": len(entries), "checkpoint_size": cpSize, "checkpoint": cpText,
+			"patient_epsilon": patient,
 		})
 		if err != nil {
 			return fail(stderr, err, "")
@@ -102,23 +143,75 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stdout, "accountant %s, %s neighbours, δ = %g, ε cap %g\n", open.Accountant, open.Relation, open.Delta, open.Cap)
-	const row = "%5v  %-12v %6v  %-6v %-17v %9v %9v %6v %11v %11v %11v\n"
-	fmt.Fprintf(stdout, row, "seq", "run", "round", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε left")
+	const row = "%5v  %-12v %6v  %-10v %-6v %-17v %9v %9v %6v %11v %11v %11v %11v  %v\n"
+	fmt.Fprintf(stdout, row, "seq", "run", "round", "release", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε patient", "ε left", "outcome")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, row, r.Seq, r.RunID, r.Round, r.Level, r.Mechanism, fmt.Sprintf("%.4g", r.Noise),
-			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), fmt.Sprintf("%.5g", r.Remaining))
+		release, pe := r.Release, "-"
+		if release == "" {
+			release = "-"
+		}
+		if r.Level == string(dp.ClientLevel) {
+			pe = fmt.Sprintf("%.5g", r.PatientEpsilon)
+		}
+		fmt.Fprintf(stdout, row, r.Seq, r.RunID, r.Round, release, r.Level, r.Mechanism, fmt.Sprintf("%.4g", r.Noise),
+			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), pe,
+			fmt.Sprintf("%.5g", r.Remaining), r.Outcome)
 	}
 	fmt.Fprintf(stdout, "spent ε = %.6g of %g; %.6g left\n", spent, open.Cap, open.Cap-spent)
+	if client {
+		fmt.Fprintf(stdout, "  client level: ε = %.6g protects %s\n", spent, dp.ClientRelationText)
+		fmt.Fprintf(stdout, "  per patient:  ε = %.6g protects %s\n", patient, dp.PatientRelationText)
+	}
+	fmt.Fprintf(stdout, "%d entries; checkpoint beside the ledger: %s\n", len(entries), cpText)
 	if err != nil {
 		return fail(stderr, err, "")
 	}
 	return 0
 }
 
+// besideCheckpoint reads the checkpoint beside the ledger at path under
+// the key its open entry names (show verifies nothing else: audit does)
+// and returns its size, or -1, and a line saying what was found.
+func besideCheckpoint(path string, open dp.Entry) (int64, string) {
+	cpPath := path + dp.CheckpointSuffix
+	pub, err := dp.ParsePublicKey(open.Owner)
+	if err != nil {
+		return -1, fmt.Sprintf("not read (the open entry's owner key: %v)", err)
+	}
+	cp, err := dp.ReadCheckpoint(cpPath, pub, nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return -1, "MISSING (" + cpPath + ")"
+	case err != nil:
+		return -1, fmt.Sprintf("BAD: %v", err)
+	}
+	return cp.Size, fmt.Sprintf("%d entries (%s; run budget audit to check the ledger against it)", cp.Size, cpPath)
+}
+
 func budgetAudit(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("budget audit", "Usage: fl-secure budget audit --ledger FILE --key PUBKEY [--json]\n\nVerifies a privacy ledger: the hash chain, every Ed25519 signature under the owner's key, and every cumulative ε recomputed from the recorded parameters with the recorded accountant.\n", stderr)
+	fs, parse := newFlags("budget audit", `Usage: fl-secure budget audit --ledger FILE --key PUBKEY [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--json]
+
+Verifies a privacy ledger: every Ed25519 signature under the owner's key,
+every cumulative ε recomputed from the recorded parameters with the
+recorded accountant, and the ledger's Merkle tree (RFC 6962) against every
+signed checkpoint: the one beside it (FILE.checkpoint), those in the
+witness directory beside it, and each --checkpoint. Only a checkpoint kept
+elsewhere (a witness's or a site's copy, given with --checkpoint) shows
+that the ledger was not cut short together with its own checkpoint or
+restored from an earlier copy. --witness names a witness whose
+cosignatures are verified and listed.
+
+Exit 0 if everything holds; 1 naming the first problem.
+
+Example:
+  fl-secure budget audit --ledger coordinator/coordinator-ledger.jsonl --key KEY \
+      --checkpoint site-1/coordinator.checkpoint --witness site-1=SITEKEY
+`, stderr)
 	path := fs.String("ledger", "", "ledger file")
 	keyText := fs.String("key", "", "the owner's Ed25519 public key (base64 or hex)")
+	var checkpoints, witnesses multi
+	fs.Var(&checkpoints, "checkpoint", "a signed checkpoint of the ledger kept elsewhere (repeatable)")
+	fs.Var(&witnesses, "witness", "NAME=PUBKEY of a witness whose cosignatures to verify (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if help, err := parse(args, "ledger", "key"); help || err != nil {
 		if err != nil {
@@ -130,17 +223,70 @@ func budgetAudit(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, usagef("--key: %v", err), "")
 	}
-	a, err := dp.AuditLedger(*path, pub)
+	opt := dp.AuditOptions{CheckpointFiles: checkpoints}
+	for _, w := range witnesses {
+		name, key, ok := strings.Cut(w, "=")
+		if !ok || name == "" {
+			return fail(stderr, usagef("--witness %q: want NAME=PUBKEY", w), "")
+		}
+		k, err := dp.ParsePublicKey(key)
+		if err != nil {
+			return fail(stderr, usagef("--witness %s: %v", name, err), "")
+		}
+		if opt.Witnesses == nil {
+			opt.Witnesses = map[string]ed25519.PublicKey{}
+		}
+		if _, dup := opt.Witnesses[name]; dup {
+			return fail(stderr, usagef("--witness %s given twice", name), "")
+		}
+		opt.Witnesses[name] = k
+	}
+	a, err := dp.AuditLedger(*path, pub, opt)
 	if *asJSON {
 		if code := printJSON(stdout, stderr, a); code != 0 {
 			return code
 		}
-	} else if err == nil {
-		fmt.Fprintf(stdout, "ok: %d entries, hash chain and signatures verify, every ε recomputes; spent ε = %.6g of %g at δ = %g\n", a.Entries, a.Epsilon, a.Cap, a.Delta)
+	} else {
+		if err == nil {
+			fmt.Fprintf(stdout, "ok: %d entries, every signature verifies, every ε recomputes, the tree matches %d checkpoint(s) (%d external); spent ε = %.6g of %g at δ = %g\n",
+				a.Entries, len(a.Checkpoints), a.External, a.Epsilon, a.Cap, a.Delta)
+			if a.PatientEpsilon > 0 {
+				fmt.Fprintf(stdout, "client level: ε = %.6g protects %s\nper patient:  ε = %.6g protects %s\n",
+					a.Epsilon, dp.ClientRelationText, a.PatientEpsilon, dp.PatientRelationText)
+			}
+			if a.Unplanned > 0 {
+				fmt.Fprintf(stdout, "note: %d charge(s) record no noise plan; their noise multipliers are taken as recorded\n", a.Unplanned)
+			}
+		}
+		for _, c := range a.Checkpoints {
+			kind := "found with the ledger"
+			if c.External {
+				kind = "given"
+			}
+			status := "ok"
+			if !c.OK {
+				status = "FAILS: " + c.Problem
+			}
+			what := "not read"
+			if c.Size > 0 {
+				what = fmt.Sprintf("%d entries, no cosigner verified", c.Size)
+				if len(c.Cosigners) > 0 {
+					what = fmt.Sprintf("%d entries, cosigned by %s", c.Size, strings.Join(c.Cosigners, ", "))
+				}
+			}
+			fmt.Fprintf(stdout, "checkpoint %s (%s): %s: %s\n", c.Source, kind, what, status)
+		}
+		if a.Limit != "" {
+			fmt.Fprintf(stdout, "warning: %s\n", a.Limit)
+		}
 	}
 	if err != nil {
-		if errors.Is(err, dp.ErrCorruptLedger) || errors.Is(err, dp.ErrTornLedger) {
+		switch {
+		case errors.Is(err, dp.ErrCorruptLedger) || errors.Is(err, dp.ErrTornLedger):
 			fmt.Fprintf(stderr, "fl-secure: error: audit failed at entry %d: %v\n", a.FirstBad, err)
+			return 1
+		case errors.Is(err, dp.ErrLedgerTruncated) || errors.Is(err, dp.ErrLedgerForked) || errors.Is(err, dp.ErrCheckpoint):
+			fmt.Fprintf(stderr, "fl-secure: error: audit failed: %v\n", err)
 			return 1
 		}
 		return fail(stderr, err, "")

@@ -19,6 +19,7 @@ import (
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol"
+	"github.com/fl-secure/fl-secure/protocol/local"
 )
 
 // readConfig parses a "key = value" file (# starts a comment) into flag
@@ -280,7 +281,8 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	}
 	fmt.Fprintf(stdout, "%d rounds completed; ε spent %.4g (δ = %g, %s level)\n", ok, sum.Epsilon, *delta, *level)
 	if sum.Ledger != "" {
-		fmt.Fprintf(stdout, "ledger: %s\naudit:  fl-secure budget audit --ledger %s --key %s\n", sum.Ledger, sum.Ledger, sum.LedgerKey)
+		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey))
+		fmt.Fprintf(stdout, "        (add --checkpoint FILE for each site's coordinator.checkpoint: only a copy kept elsewhere shows the ledger was not cut short or rolled back)\n")
 	}
 	fmt.Fprintf(stdout, "model:  %s\n", filepath.Join(*state, "checkpoints"))
 	return 0

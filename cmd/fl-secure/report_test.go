@@ -94,8 +94,21 @@ func close8(a string, b float64) bool {
 	return err == nil && math.Abs(x-b) <= 1e-7*math.Max(1, math.Abs(b))
 }
 
+// clientCharge is one client-level round of 5 hospitals assuming
+// colluders colluders, whose honest shares sum to σ = 3 (multiplier just
+// under 3 after the grid's rounding).
+func clientCharge(round, colluders int) dp.Charge {
+	c, err := dp.PlanCharge("r1", round, dp.ClientLevel, dp.NoisePlan{Release: dp.TrainingRelease, Threshold: 5, Colluders: colluders,
+		MinCohort: 5, Clients: 5, Gamma: 1.0 / (1 << 16), Dim: 100, RingBits: 32, SiteSigma: 3 / math.Sqrt(float64(5-colluders)), Clip: 1})
+	if err != nil {
+		panic(err)
+	}
+	c.Survivors = 5
+	return c
+}
+
 // clientEvent is one round of writeLedger.
-var clientEvent = dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 1}
+var clientEvent = clientCharge(1, 0).Event
 
 func TestBudgetReport(t *testing.T) {
 	path, pub := writeLedger(t, 5)
@@ -205,7 +218,7 @@ func writeLedgerCap(t *testing.T, dir string, rounds int, cap float64, colluders
 		t.Fatal(err)
 	}
 	for r := 1; r <= rounds; r++ {
-		if _, err := l.Charge(dp.Charge{RunID: "r1", Round: r, Level: dp.ClientLevel, Event: clientEvent, Participants: 5, Survivors: 5, Colluders: colluders}); err != nil {
+		if _, err := l.Charge(clientCharge(r, colluders)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +229,9 @@ func writeLedgerCap(t *testing.T, dir string, rounds int, cap float64, colluders
 // TestBudgetReportSpentBudgetShowsZero: a budget spent up to rounding
 // shows 0 left, not 3.4e-09; colluders assumed are stated, not flagged.
 func TestBudgetReportSpentBudgetShowsZero(t *testing.T) {
-	spent, _ := dp.Epsilon(dp.RDP, dp.AddRemove, 1e-5, dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 3})
+	ev := clientCharge(1, 1).Event
+	ev.Count = 3
+	spent, _ := dp.Epsilon(dp.RDP, dp.AddRemove, 1e-5, ev)
 	path, pub := writeLedgerCap(t, t.TempDir(), 3, spent+3.4e-9, 1)
 	out := filepath.Join(t.TempDir(), "report.html")
 	if code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out, "--site-ledger", path, "--site-key", pub); code != 0 {

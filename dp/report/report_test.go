@@ -22,8 +22,12 @@ func ledger(t *testing.T, rounds int) Ledger {
 		t.Fatal(err)
 	}
 	for r := 1; r <= rounds; r++ {
-		ev := dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 4, SamplingRate: 1, Count: 1}
-		if _, err := l.Charge(dp.Charge{RunID: "r", Round: r, Level: dp.ClientLevel, Event: ev, Colluders: 1}); err != nil {
+		c, err := dp.PlanCharge("r", r, dp.ClientLevel, dp.NoisePlan{Release: dp.TrainingRelease, Threshold: 5, Colluders: 1,
+			MinCohort: 5, Clients: 5, Gamma: 1.0 / (1 << 16), Dim: 100, RingBits: 32, SiteSigma: 2, Clip: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Charge(c); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -412,9 +412,27 @@ func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]R
 	return rows, nil
 }
 
-// AuditCommand is the fl-secure command that verifies a ledger.
+// AuditCommand is the fl-secure command that verifies a ledger. For the
+// coordinator's ledger it adds a --checkpoint for every copy of the
+// coordinator's checkpoint a site keeps (<site state>/coordinator.checkpoint)
+// found in a directory beside the coordinator's state: only a copy kept
+// outside the ledger's own directory shows that the ledger was not cut
+// short or rolled back together with its own checkpoint. The checkpoint
+// beside the ledger and those in its witness directory the audit finds by
+// itself.
 func AuditCommand(ledger, key string) string {
-	return fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
+	cmd := fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
+	if filepath.Base(ledger) != "coordinator-ledger.jsonl" {
+		return cmd
+	}
+	own := filepath.Dir(ledger)
+	found, _ := filepath.Glob(filepath.Join(filepath.Dir(own), "*", "coordinator.checkpoint"))
+	for _, f := range found {
+		if filepath.Dir(f) != own {
+			cmd += " --checkpoint " + f
+		}
+	}
+	return cmd
 }
 
 // NewRunDir creates and returns a fresh directory for one run under
