@@ -50,6 +50,7 @@ func newMemFederation(t *testing.T, n int, cfg CoordinatorConfig) *federation {
 	if cfg.JoinWait == 0 {
 		cfg.JoinWait = 3 * time.Second
 	}
+	withTestRanges(t, &cfg)
 	c, err := NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 	if cfg.Model == "" {
 		cfg.Model, cfg.Features = "logistic", 30
 	}
+	withTestRanges(t, &cfg)
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 5 * time.Second
 	}

@@ -65,6 +65,17 @@ type Federation struct {
 	// models from that round on (tail averaging, post-processing: no ε);
 	// 0 means the second half of the run, −1 keeps the last model.
 	AverageFrom int
+	// Ranges are the public bounds of the features and, for regression,
+	// the label (last), in column order: the statistics round clips every
+	// value to them.
+	Ranges []fl.Range
+	// StatisticsShare is the statistics release's share of the budget's
+	// zCDP ρ (0: dp.DefaultStatisticsShare); PublicStatistics runs no
+	// statistics round (standardization from Ranges, the learning rate over
+	// Rows, a public nominal count of records).
+	StatisticsShare  float64
+	PublicStatistics bool
+	Rows             int
 	// Progress, if set, is called after every round.
 	Progress func(protocol.RoundResult)
 	// Logger receives the coordinator's and sites' logs (nil: none).
@@ -201,7 +212,8 @@ func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.D
 	cc := protocol.CoordinatorConfig{Mode: f.Mode, Level: f.Level, Rounds: f.Rounds, PlanRounds: f.PlanRounds,
 		Delta: f.Delta, Clip: f.Clip, LearningRate: f.LearningRate, Model: f.Model, Features: dim, Classes: classes,
 		Hidden: f.Hidden, MinCohort: f.MinCohort, Colluders: f.Colluders, Bits: f.Bits, PhaseTimeout: 10 * time.Second,
-		Test: test, AverageFrom: f.AverageFrom, Progress: f.Progress, Logger: f.Logger}
+		Test: test, AverageFrom: f.AverageFrom, Progress: f.Progress, Logger: f.Logger,
+		Ranges: f.Ranges, StatisticsShare: f.StatisticsShare, PublicStatistics: f.PublicStatistics, Rows: f.Rows}
 	if f.dp() {
 		cc.Epsilon = f.Epsilon
 	}
@@ -275,6 +287,10 @@ type Config struct {
 	// Compare adds the comparison rows: centralized training, each
 	// hospital alone, and (with DP) the same federation without DP.
 	Compare bool
+	// RangesFile is a feature-ranges file (fl.ReadRanges); empty: the
+	// embedded bounds of a built-in data set. Federation.Ranges, if set,
+	// takes precedence.
+	RangesFile string
 }
 
 // Row is one line of the closing table.
@@ -313,6 +329,11 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	task := split.All.Task
 	fc := cfg.Federation
+	if fc.Ranges == nil {
+		if fc.Ranges, err = loadRanges(cfg.Data.Name, cfg.RangesFile, split.All); err != nil {
+			return nil, err
+		}
+	}
 	if fc.Model == "" {
 		fc.Model = DefaultModel(task)
 	}
@@ -378,6 +399,25 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
 	return out, nil
+}
+
+// loadRanges returns the public ranges of data's columns: from file, or
+// the embedded ones of a built-in data set.
+func loadRanges(name, file string, data *fl.Dataset) ([]fl.Range, error) {
+	var rs *fl.Ranges
+	var err error
+	switch _, builtin := fl.Builtin[name]; {
+	case file != "":
+		rs, err = fl.LoadRanges(file)
+	case builtin:
+		rs, err = fl.BuiltinRanges(name)
+	default:
+		return nil, usagef("local: %s is not a built-in data set: give the public range of every feature (and of a regression label) in a feature-ranges file", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rs.RangesFor(data)
 }
 
 // compare computes the comparison rows of federation fc over split:
