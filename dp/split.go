@@ -103,3 +103,47 @@ func (s Split) Events(rounds int) []Event {
 	}
 	return append(out, Event{Mechanism: DiscreteGaussianMechanism, NoiseMultiplier: s.TrainingMultiplier, SamplingRate: 1, Count: rounds})
 }
+
+// TrainingMultiplier returns the noise multiplier of each of rounds
+// training rounds that, composed with the discrete Gaussian events already
+// spent (a statistics release, or its retries), meets (target, δ) under
+// the RDP accountant with add-remove neighbours: the zCDP ρ left,
+// ρ − Σ 1/(2z_i²), split evenly over the rounds (Bun–Steinke 2016, Lemma
+// 2.3), checked with the accountant and raised by a relative 1e-9 until
+// the composition stays below the target by a relative 1e-9, so that a
+// ledger recomputing it from rounded values does not pass its cap.
+// It fails if nothing is left.
+func TrainingMultiplier(target, delta float64, spent []Event, rounds int) (float64, error) {
+	if rounds < 1 {
+		return 0, fmt.Errorf("dp: %d training rounds", rounds)
+	}
+	one, err := Calibrate(RDP, AddRemove, DiscreteGaussianMechanism, target, delta, 1, 1)
+	if err != nil {
+		return 0, err
+	}
+	left := 1 / (2 * one.NoiseMultiplier * one.NoiseMultiplier)
+	for _, e := range spent {
+		if e.Mechanism != DiscreteGaussianMechanism || e.SamplingRate != 1 || !(e.NoiseMultiplier > 0) || e.Count < 1 {
+			return 0, fmt.Errorf("dp: spent event %+v is not a discrete Gaussian sum at rate 1", e)
+		}
+		left -= float64(e.Count) / (2 * e.NoiseMultiplier * e.NoiseMultiplier)
+	}
+	if !(left > 0) {
+		return 0, fmt.Errorf("%w: the events spent already reach ε = %v", ErrBudgetExceeded, target)
+	}
+	z := 1 / math.Sqrt(2*left/float64(rounds))
+	for i := 0; ; i++ {
+		events := append(append([]Event(nil), spent...), Event{Mechanism: DiscreteGaussianMechanism, NoiseMultiplier: z, SamplingRate: 1, Count: rounds})
+		eps, err := Epsilon(RDP, AddRemove, delta, mergeEvents(events)...)
+		if err != nil {
+			return 0, err
+		}
+		if eps <= target*(1-1e-9) {
+			return z, nil
+		}
+		if i == 1000 {
+			return 0, fmt.Errorf("%w: the events spent leave no room for %d rounds below ε = %v", ErrBudgetExceeded, rounds, target)
+		}
+		z *= 1 + 1e-9
+	}
+}

@@ -1,6 +1,7 @@
 package dp
 
 import (
+	"errors"
 	"math"
 	"testing"
 )
@@ -64,5 +65,40 @@ func TestSplitCalibrateRefuses(t *testing.T) {
 		if _, err := SplitCalibrate(tc.eps, 1e-5, tc.rounds, tc.share); err == nil {
 			t.Errorf("%+v: no error", tc)
 		}
+	}
+}
+
+// TestTrainingMultiplier: the training rounds take what the statistics
+// charges left, once or twice charged, and compose below the target; with
+// the split's own statistics event they get the split's multiplier.
+func TestTrainingMultiplier(t *testing.T) {
+	s, err := SplitCalibrate(3, 1e-5, 30, 0.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := s.Events(30)[0]
+	for _, spent := range [][]Event{nil, {stats}, {stats, stats}} {
+		z, err := TrainingMultiplier(3, 1e-5, spent, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events := append(append([]Event(nil), spent...), Event{DiscreteGaussianMechanism, z, 1, 30})
+		eps, err := Epsilon(RDP, AddRemove, 1e-5, mergeEvents(events)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eps > 3*(1-1e-9) || eps < 2.99 {
+			t.Errorf("%d statistics charges: training z %v composes to ε %v", len(spent), z, eps)
+		}
+		if len(spent) == 1 && math.Abs(z/s.TrainingMultiplier-1) > 1e-6 {
+			t.Errorf("training z %v after the split's release, the split's %v", z, s.TrainingMultiplier)
+		}
+	}
+	spent := []Event{{DiscreteGaussianMechanism, 0.3, 1, 1}}
+	if _, err := TrainingMultiplier(3, 1e-5, spent, 30); !errors.Is(err, ErrBudgetExceeded) {
+		t.Errorf("a release that spent the budget: %v", err)
+	}
+	if _, err := TrainingMultiplier(3, 1e-5, []Event{{GaussianMechanism, 5, 0.1, 1}}, 30); err == nil {
+		t.Error("a sampled Gaussian event accepted as spent")
 	}
 }

@@ -107,7 +107,7 @@ type StatsEstimate struct {
 // noise in each coordinate of v (0 without noise). Every estimate is
 // clamped into what clipped data can produce: means inside the range,
 // variances between a floor and the Bhatia–Davis bound (1 − m²) in u
-// units. The floor is max(noise, (1/64)²) where noise is the standard
+// units. The floor is min(1, max(noise, (1/64)²)) where noise is the standard
 // deviation of the variance estimate, so a variance the noise cannot
 // resolve is not taken for a tiny one (which would blow the feature up).
 // This is post-processing of the release and costs no privacy.
@@ -138,7 +138,7 @@ func EstimateStats(v, mid, half []float64, divisor, sigma float64) (*StatsEstima
 	for j := 0; j < dim; j++ {
 		m := math.Max(-1, math.Min(1, v[1+j]/n))
 		q := math.Max(0, math.Min(1, v[1+dim+j]/n+0.5))
-		floor := math.Max(noise*math.Sqrt(1+4*m*m), 1.0/4096)
+		floor := math.Min(math.Max(noise*math.Sqrt(1+4*m*m), 1.0/4096), 1)
 		vr := math.Min(math.Max(q-m*m, floor), math.Max(1-m*m, floor))
 		est.Mean[j] = mid[j] + half[j]*m
 		est.Scale[j] = half[j] * math.Sqrt(vr)

@@ -864,7 +864,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		if cfg.Mode == HE {
 			dc.Gamma = math.Exp2(-24) // noise on the grid before CKKS encoding
 		}
-		plan, err = dp.PlanDistributed(split.TrainingMultiplier, dc)
+		// The training rounds take what the statistics release left: its
+		// share normally, less if a retry of the release was charged again.
+		z, err := c.trainingMultiplier(sum.Ledger, cfg.PlanRounds)
+		if err != nil {
+			return nil, err
+		}
+		plan, err = dp.PlanDistributed(z, dc)
 		if err != nil {
 			return nil, err
 		}

@@ -115,7 +115,8 @@ func TestInMemoryFederation(t *testing.T) {
 	}
 	t.Logf("%d sites, %d rounds in memory: accuracy %.3f, ε %.3f", n, rounds, met.Accuracy, sum.Epsilon)
 	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
-	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Entries != rounds+1 {
+	// The opening entry, the statistics release (round 0) and the rounds.
+	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Entries != rounds+2 {
 		t.Errorf("coordinator ledger: %+v %v", a, err)
 	}
 	for i, s := range sites {
@@ -127,7 +128,7 @@ func TestInMemoryFederation(t *testing.T) {
 		}
 		k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
 		pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
-		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != rounds+1 {
+		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != rounds+2 {
 			t.Errorf("site %d ledger: %+v %v", i+1, a, err)
 		}
 	}

@@ -267,3 +267,25 @@ func privacyBreakdown(sum *Summary) error {
 	}
 	return nil
 }
+
+// trainingMultiplier returns the noise multiplier of each of rounds
+// training rounds: the budget left after the statistics charges in the
+// coordinator's ledger (one, or more if the release was retried after it
+// was charged), split evenly (dp.TrainingMultiplier).
+func (c *Coordinator) trainingMultiplier(ledger string, rounds int) (float64, error) {
+	es, err := dp.ReadLedger(ledger)
+	if err != nil {
+		return 0, err
+	}
+	var stats []dp.Event
+	for _, e := range es {
+		if e.Kind == "charge" && e.Round == statisticsRound {
+			stats = append(stats, dp.Event{Mechanism: dp.Mechanism(e.Mechanism), NoiseMultiplier: e.NoiseMultiplier, SamplingRate: e.SamplingRate, Count: e.Steps})
+		}
+	}
+	z, err := dp.TrainingMultiplier(c.cfg.Epsilon, c.cfg.Delta, stats, rounds)
+	if err != nil {
+		return 0, fmt.Errorf("protocol: the training rounds: %w", err)
+	}
+	return z, nil
+}

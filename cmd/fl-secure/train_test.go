@@ -61,7 +61,7 @@ func TestSimulateDefault(t *testing.T) {
 
 func TestSimulateTableAndMisuse(t *testing.T) {
 	code, out, errOut := runCLI("simulate", "--data", "diabetes", "--dir", t.TempDir(), "--rounds", "10")
-	if code != 0 || !strings.Contains(out, "RMSE") || !strings.Contains(out, "coordinator ledger:") || !strings.Contains(out, "not covered by ε") {
+	if code != 0 || !strings.Contains(out, "RMSE") || !strings.Contains(out, "coordinator ledger:") || !strings.Contains(out, "statistics release: ε =") || strings.Contains(out, "not covered by ε") {
 		t.Errorf("diabetes table: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI("simulate", "--mode", "plain", "--rounds", "3", "--no-compare", "--dir", t.TempDir())

@@ -173,6 +173,8 @@ func (f *Federation) defaults(n int) error {
 }
 
 // Federate runs one federation over sites (one data set per hospital),
+// whose columns f.Ranges bounds (default: the built-in data set's bounds,
+// if the sites' data is one),
 // with a coordinator that holds test, through the real Coordinator and
 // Sites over in-memory sessions: a statistics round for the federated
 // standardization (and mode he's key ceremony), then the training rounds.
@@ -196,6 +198,12 @@ func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.D
 	}
 	if (f.Model == "linear") != (task == fl.Regression) {
 		return nil, fmt.Errorf("local: a %s model for a %s task", f.Model, task)
+	}
+	if f.Ranges == nil {
+		var err error
+		if f.Ranges, err = loadRanges(sites[0].Name, "", sites[0]); err != nil {
+			return nil, err
+		}
 	}
 	dir := f.Dir
 	if dir == "" {
