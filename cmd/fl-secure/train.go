@@ -67,7 +67,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.SiteCap, "site-cap", 0, "each hospital's own ε cap (0: --epsilon)")
 	fs.StringVar(&level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
 	fs.Float64Var(&f.Clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
-	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default 1 at record level, 0.1 at client level)")
+	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default: at record level 5 for classification, 1 for regression; 0.1 at client level)")
 	fs.IntVar(&f.LocalEpochs, "local-epochs", 1, "local epochs per round (client level)")
 	fs.IntVar(&f.BatchSize, "batch", 16, "local batch size (client level)")
 	fs.Float64Var(&f.ProxMu, "prox", 0, "FedProx μ (client level)")

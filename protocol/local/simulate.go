@@ -325,11 +325,30 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// DefaultLearningRate is simulate's learning rate: 0.1 for local SGD at
+// client level; at record level the server step on the mean clipped
+// gradient, 1 for regression and 5 for classification. The noised
+// statistics standardize a feature whose variance the noise cannot resolve
+// with a floor, that is to a spread below 1 (fl.EstimateStats): the
+// logistic loss, whose curvature is at most ‖x‖²/4, then takes a larger
+// step safely and needs it to learn in 30 rounds (wdbc: mean accuracy over
+// 5 seeds 0.957 at 1, 0.967 at 5), while the squared loss of a linear
+// model, whose curvature is ‖x‖², does not (diabetes: RMSE within 1 of
+// centralized training at 1, up to 14 worse at 5).
+func DefaultLearningRate(level dp.Level, task fl.Task) float64 {
+	switch {
+	case level == dp.ClientLevel:
+		return 0.1
+	case task == fl.Regression:
+		return 1
+	}
+	return 5
+}
+
 // Simulate loads and splits cfg.Data, runs the federation through the
 // real coordinator and sites over in-memory sessions (kits and states
 // under cfg.Dir) and, with cfg.Compare, the comparison rows. Defaults: the
-// model by task, a learning rate of 1 (record level) or 0.1 (client
-// level).
+// model by task, DefaultLearningRate.
 func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	split, err := Load(cfg.Data)
 	if err != nil {
@@ -346,10 +365,7 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 		fc.Model = DefaultModel(task)
 	}
 	if fc.LearningRate == 0 {
-		fc.LearningRate = 1
-		if fc.Level == dp.ClientLevel {
-			fc.LearningRate = 0.1
-		}
+		fc.LearningRate = DefaultLearningRate(fc.Level, task)
 	}
 	out := &Result{Data: split.All.Name, Task: task, Rows: split.All.Rows(), TestRows: split.Test.Rows()}
 	for _, s := range split.Sites {
