@@ -105,7 +105,8 @@ type StatsEstimate struct {
 // estimated count of records (record level; 0 to use v's own count) or
 // the public number of contributors (client level). sigma is the σ of the
 // noise in each coordinate of v (0 without noise). Every estimate is
-// clamped into what clipped data can produce: means inside the range,
+// clamped into what clipped data can produce: means (shrunk toward the
+// midpoint as far as the noise warrants) inside the range,
 // variances between a floor and the Bhatia–Davis bound (1 − m²) in u
 // units. The floor is min(1, max(noise, (1/64)²)) where noise is the standard
 // deviation of the variance estimate, so a variance the noise cannot
@@ -135,8 +136,14 @@ func EstimateStats(v, mid, half []float64, divisor, sigma float64) (*StatsEstima
 	}
 	n = math.Max(n, 1)
 	noise := sigma / n
+	// A mean in u units is shrunk toward the midpoint by the factor of a
+	// uniform prior on [−1, 1] (variance 1/3) against the noise's variance:
+	// negligible when the noise is small (record level), but a release the
+	// noise swamps (client level, few hospitals) falls back to the public
+	// midpoint instead of an edge of the range.
+	shrink := (1.0 / 3) / (1.0/3 + noise*noise)
 	for j := 0; j < dim; j++ {
-		m := math.Max(-1, math.Min(1, v[1+j]/n))
+		m := math.Max(-1, math.Min(1, shrink*v[1+j]/n))
 		q := math.Max(0, math.Min(1, v[1+dim+j]/n+0.5))
 		floor := math.Min(math.Max(noise*math.Sqrt(1+4*m*m), 1.0/4096), 1)
 		vr := math.Min(math.Max(q-m*m, floor), math.Max(1-m*m, floor))
