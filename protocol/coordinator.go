@@ -1036,7 +1036,8 @@ type retrier struct {
 	costs bool
 	// pinned, for the statistics round, is the survivor set that sites
 	// were asked to sign: each site signs one statistics survivor set,
-	// ever (they are not noised), so a retry must gather exactly it.
+	// ever (one release, whose noise must not be averaged down over
+	// sets), so a retry must gather exactly it.
 	pinned []int
 }
 
