@@ -32,6 +32,13 @@ The closing table compares centralized training (no privacy), each hospital
 alone, federated training without DP, and federated training with DP; it
 ends with the ledgers' paths and keys for "fl-secure budget audit".
 
+Everything released is inside ε: before training, the hospitals' record
+count and each feature's sum and sum of squares, every value clipped to
+public bounds (--feature-ranges; built in for wdbc and diabetes), are
+released once with the same distributed noise as a training round, taking
+--statistics-share of the budget (of its zCDP ρ; 0: no release, public
+standardization from the ranges file and the learning rate over --rows).
+
 Record level trains by full-batch DP-SGD: every round is one step over the
 union of the hospitals' data (each sends the sum of its records' clipped
 gradients; only the sum, noised by all, is opened). Client level runs local
@@ -41,7 +48,8 @@ Examples:
   fl-secure simulate
   fl-secure simulate --data diabetes --epsilon 1
   fl-secure simulate --mode he --sites 7 --dropout 0.1
-  fl-secure simulate --data my.csv --label outcome --model mlp --level client
+  fl-secure simulate --data my.csv --label outcome --feature-ranges ranges.csv --model mlp
+  fl-secure simulate --statistics-share 0 --rows 427
 
 Flags:
 `
