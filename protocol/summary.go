@@ -90,7 +90,7 @@ func statisticsText(cfg CoordinatorConfig, split dp.Split) string {
 	case cfg.PublicStatistics:
 		return fmt.Sprintf("none released: standardization from the public feature ranges, learning rate over the public nominal count of %d records; nothing is charged before training", cfg.Rows)
 	case cfg.Epsilon > 0:
-		return fmt.Sprintf("%s, released once through secure aggregation with distributed discrete Gaussian noise, charged to every ledger as round 0: %.0f%% of the budget's zCDP ρ, inside ε", what, 100*split.Share)
+		return fmt.Sprintf("%s, released once through secure aggregation with distributed discrete Gaussian noise, charged to every ledger as round 0: %.3g%% of the budget's zCDP ρ, inside ε", what, 100*split.Share)
 	}
 	return what + ", opened once through secure aggregation without noise (no ε is claimed)"
 }
