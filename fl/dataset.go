@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-//go:embed datasets/wdbc.csv datasets/diabetes.csv datasets/README.md
+//go:embed datasets/wdbc.csv datasets/diabetes.csv datasets/README.md datasets/wdbc-ranges.csv datasets/diabetes-ranges.csv
 var embedded embed.FS
 
 // Task says what a label means.

@@ -91,6 +91,7 @@ func (b *attackBed) statistics(members []int, colluders int) *wire.RoundStart {
 	st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*30), Bits: 64,
 		Gamma: math.Exp2(-16), Mode: string(SecAgg), Sites: uint32(len(b.roster.Sites)), MinCohort: 3,
 		Colluders: uint32(colluders), Threshold: uint32(len(members)/2 + 1)}
+	noisedStatistics(b.t, st)
 	for _, m := range members {
 		st.Members = append(st.Members, uint32(m))
 	}
@@ -582,7 +583,7 @@ func TestAttackStatisticsAcrossModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	st = b.statistics(set, 0)
-	st.Mode = string(Plain)
+	st.Mode, st.SiteSigma = string(Plain), 0 // plain mode carries no noise
 	if _, _, err := b.sites[1].start(st); err != nil {
 		t.Fatalf("first plain statistics: %v", err)
 	}
@@ -679,6 +680,11 @@ func TestAttackSiteStateReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	edited := bytes.Replace(signed, []byte(`statistics_survivors`), []byte(`statistics_survivorz`), 1)
+	ledgerPath := filepath.Join(s.cfg.State, "site-ledger.jsonl")
+	ledger, err := os.ReadFile(ledgerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, tamper := range map[string]func() error{
 		"deleted": func() error { return os.Remove(path) },
 		"{}":      func() error { return os.WriteFile(path, []byte("{}"), 0o600) },
@@ -698,6 +704,9 @@ func TestAttackSiteStateReset(t *testing.T) {
 				t.Fatalf("site started with a %s state file: %v", name, err)
 			}
 			if err := os.WriteFile(path, signed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(ledgerPath, ledger, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -113,6 +113,22 @@ type CoordinatorConfig struct {
 	// reported in the label's units), into RoundResult.Test and
 	// Summary.Test.
 	Test *fl.Dataset
+	// Ranges are the public bounds of the features and, for regression,
+	// of the label (last), in column order (fl.Ranges.RangesFor): the
+	// statistics round clips every value to them, so they decide its
+	// sensitivity's units, never its bound. Required.
+	Ranges []fl.Range
+	// StatisticsShare is the share of the privacy budget (of its zCDP ρ,
+	// dp.SplitCalibrate) the statistics release takes; 0 means
+	// dp.DefaultStatisticsShare.
+	StatisticsShare float64
+	// PublicStatistics skips the statistics round: features are
+	// standardized with the Ranges' public mean and scale (or midpoint and
+	// half-width) and the record-level learning rate is divided by Rows,
+	// a public nominal count of records. Nothing is released or charged
+	// before training.
+	PublicStatistics bool
+	Rows             int
 	// AverageFrom, if positive, makes Summary.Model (and Summary.Test) the
 	// average of the models published from that round on: tail averaging,
 	// post-processing of released models, so it costs no ε and averages
@@ -329,6 +345,15 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.Bits == 0 {
 		cfg.Bits = 32
+	}
+	if cfg.StatisticsShare == 0 {
+		cfg.StatisticsShare = dp.DefaultStatisticsShare
+	}
+	if !(cfg.StatisticsShare > 0 && cfg.StatisticsShare < 1) {
+		return nil, fmt.Errorf("protocol: statistics share %v: want a fraction in (0, 1), or PublicStatistics for none", cfg.StatisticsShare)
+	}
+	if cfg.Rows < 0 || cfg.PublicStatistics && cfg.Level != dp.ClientLevel && cfg.Rows == 0 {
+		return nil, fmt.Errorf("protocol: nominal count of records %d: without a statistics round a record-level run needs a public count of records (Rows)", cfg.Rows)
 	}
 	if cfg.Level == "" {
 		cfg.Level = dp.RecordLevel
@@ -660,7 +685,11 @@ func (c *Coordinator) waitFor(ctx context.Context, want int) ([]*session, error)
 type coordState struct {
 	Mean  []float64 `json:"mean"`
 	Scale []float64 `json:"scale"`
-	Rows  float64   `json:"rows"`
+	// Rows is the learning rate's denominator at record level: the noised
+	// count of records (clamped to at least 1), or the public nominal
+	// count. RowsBound bounds it with a safety margin, for the ring.
+	Rows      float64 `json:"rows"`
+	RowsBound float64 `json:"rows_bound,omitempty"`
 	// LabelMean and LabelScale standardize a regression label (the linear
 	// model); 0 and 0 elsewhere.
 	LabelMean  float64 `json:"label_mean,omitempty"`
@@ -674,6 +703,10 @@ func (st coordState) labelScale() float64 {
 	}
 	return 1
 }
+
+// rowsBound returns the bound on the records for the ring (Rows for a
+// state written before RowsBound existed).
+func (st coordState) rowsBound() float64 { return math.Max(st.RowsBound, st.Rows) }
 
 // wireStandardization returns the standardization a RoundStart carries:
 // the features' means and scales, and for regression the label's last.
@@ -715,7 +748,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	if cfg.Test != nil && (cfg.Test.Dim() != cfg.Features || cfg.Test.Task != task) {
 		return nil, fmt.Errorf("protocol: the test set has %d features for a %s task; the federation trains a %s model on %d", cfg.Test.Dim(), cfg.Test.Task, cfg.Model, cfg.Features)
 	}
-	sum := &Summary{Mode: cfg.Mode, DP: cfg.Epsilon > 0, Disclosed: disclosed}
+	sum := &Summary{Mode: cfg.Mode, DP: cfg.Epsilon > 0}
 	var ledger *dp.Ledger
 	var plan *dp.DistributedNoise
 	next := 1
@@ -752,73 +785,34 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 
-	// Federated standardization (once; kept across restarts).
-	var st coordState
-	statePath := filepath.Join(cfg.State, "statistics.json")
-	// For regression the label's statistics are aggregated with the
-	// features' (as a last feature): sites train on a standardized label.
+	// Federated standardization and record count (once; kept across
+	// restarts): the statistics release, noised and charged as round 0,
+	// or public constants.
 	statDim := cfg.Features
 	if regression {
+		// The label's statistics go with the features' (as a last
+		// column): sites train on a standardized label.
 		statDim++
 	}
-	if b, err := os.ReadFile(statePath); err == nil && json.Unmarshal(b, &st) == nil && len(st.Mean) == cfg.Features {
-		c.log.Info("statistics loaded", "rows", st.Rows)
-	} else {
-		retry := c.newRetry(0)
-		if retry.pinned, err = c.loadStatisticsSigning(); err != nil {
+	if err := checkRanges(cfg.Ranges, statDim); err != nil {
+		return nil, err
+	}
+	var split dp.Split
+	if cfg.Epsilon > 0 {
+		share := cfg.StatisticsShare
+		if cfg.PublicStatistics {
+			share = 0
+		}
+		if split, err = dp.SplitCalibrate(cfg.Epsilon, cfg.Delta, cfg.PlanRounds, share); err != nil {
 			return nil, err
 		}
-		for {
-			sess, err := retry.cohort(ctx)
-			if err != nil {
-				return nil, err
-			}
-			sid, err := c.sessionID(0)
-			if err != nil {
-				return nil, err
-			}
-			v, _, bl, err := c.secureSum(ctx, sess, &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*statDim), Bits: 64, Gamma: math.Exp2(-16), Mode: string(cfg.Mode)}, nil)
-			if errors.Is(err, he.ErrOutOfRange) {
-				return nil, fmt.Errorf("protocol: the statistics round: a decrypted sum was out of the range honest sites produce (a malformed ciphertext or a wrong decryption share); the run stops: %w", err)
-			}
-			if err != nil {
-				if err := retry.failed(ctx, bl, err); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			stats, err := fl.StatsFromVector(v, statDim)
-			if err != nil {
-				return nil, err
-			}
-			if stats.Count < 2 {
-				// Sites that send updates trained elsewhere hold no data
-				// here: no standardization.
-				st = coordState{Mean: make([]float64, cfg.Features), Scale: ones(cfg.Features), Rows: 1}
-			} else {
-				std, err := fl.NewStandardizer(stats)
-				if err != nil {
-					return nil, err
-				}
-				st = coordState{Mean: std.Mean, Scale: std.Scale, Rows: math.Round(stats.Count)}
-				if regression {
-					st.LabelMean, st.LabelScale = st.Mean[cfg.Features], st.Scale[cfg.Features]
-					st.Mean, st.Scale = st.Mean[:cfg.Features], st.Scale[:cfg.Features]
-				}
-			}
-			b, _ := json.Marshal(st)
-			if err := c.cfg.hooks.crashAt("statistics", 0); err != nil {
-				return nil, err
-			}
-			if err := writeState(statePath, b, !cfg.NoSync); err != nil {
-				return nil, err
-			}
-			if err := c.cfg.hooks.crashAt("statistics written", 0); err != nil {
-				return nil, err
-			}
-			break
-		}
+		sum.StatisticsShare = split.Share
 	}
+	st, err := c.statistics(ctx, statDim, regression, split.StatisticsMultiplier, ledger)
+	if err != nil {
+		return nil, err
+	}
+	sum.Statistics = statisticsText(cfg, split)
 
 	// The coordinator's test set, standardized as the sites' data.
 	var test *fl.Dataset
@@ -857,13 +851,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	sum.SetupSeconds = time.Since(began).Seconds()
 
 	if cfg.Epsilon > 0 {
-		cal, err := dp.Calibrate(dp.RDP, dp.AddRemove, dp.DiscreteGaussianMechanism, cfg.Epsilon, cfg.Delta, cfg.PlanRounds, 1)
-		if err != nil {
-			return nil, err
-		}
 		// A site's vector is at most Clip (client level) or Clip times its
-		// records, which the statistics bound by the total.
-		norm := cfg.Clip * math.Max(st.Rows, 1)
+		// records, bounded by the noised or public count with a margin
+		// (statistics): a bound too small risks wraparound, which costs
+		// accuracy, not privacy.
+		norm := cfg.Clip * math.Max(st.rowsBound(), 1)
 		if cfg.Level == dp.ClientLevel {
 			norm = cfg.Clip
 		}
@@ -872,7 +864,13 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		if cfg.Mode == HE {
 			dc.Gamma = math.Exp2(-24) // noise on the grid before CKKS encoding
 		}
-		plan, err = dp.PlanDistributed(cal.NoiseMultiplier, dc)
+		// The training rounds take what the statistics release left: its
+		// share normally, less if a retry of the release was charged again.
+		z, err := c.trainingMultiplier(sum.Ledger, cfg.PlanRounds)
+		if err != nil {
+			return nil, err
+		}
+		plan, err = dp.PlanDistributed(z, dc)
 		if err != nil {
 			return nil, err
 		}
@@ -1010,6 +1008,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	sum.Model, sum.Epsilon = w, spent(ledger)
+	if ledger != nil {
+		if err := privacyBreakdown(sum); err != nil {
+			return nil, err
+		}
+	}
 	if averaged > 0 {
 		sum.Model, sum.Averaged = avg, averaged
 	}
@@ -1044,9 +1047,13 @@ type retrier struct {
 	paid     int // attempts that reached the masked inputs
 	failures int
 	excluded map[int]string
+	// costs marks a statistics round that the sites pay for (with DP):
+	// its attempts count against RoundAttempts like a training round's.
+	costs bool
 	// pinned, for the statistics round, is the survivor set that sites
 	// were asked to sign: each site signs one statistics survivor set,
-	// ever (they are not noised), so a retry must gather exactly it.
+	// ever (one release, whose noise must not be averaged down over
+	// sets), so a retry must gather exactly it.
 	pinned []int
 }
 
@@ -1147,13 +1154,12 @@ func (t *retrier) name() string {
 // the error that ends the run.
 func (t *retrier) failed(ctx context.Context, a *attempt, err error) error {
 	t.failures++
-	if t.round == 0 {
-		// Statistics cost no budget; once sites have been asked to sign a
-		// survivor set, only that set can ever be opened.
-		if a.signing != nil && t.pinned == nil {
-			t.pinned = a.signing
-		}
-	} else if a.masked {
+	if t.round == 0 && a.signing != nil && t.pinned == nil {
+		// Once sites have been asked to sign a statistics survivor set,
+		// only that set can ever be opened.
+		t.pinned = a.signing
+	}
+	if a.masked && (t.round != 0 || t.costs) {
 		t.paid++
 	}
 	for _, m := range []map[int]string{a.sites, a.retryOnly} {

@@ -41,11 +41,19 @@
 // much more noise per unit of signal. It is not a statement about one
 // patient at the same ε: one patient's records move a hospital's clipped
 // update by up to 2C, worth the larger ε of dp.PatientEpsilon, which
-// fl-secure dp plan and fl-secure budget report show beside it. Not
-// covered by ε and disclosed to the coordinator: the number of records and
-// each feature's (and for regression the label's) sum and sum of squares
-// over one survivor set of at least the minimum cohort, from the federated
-// standardization; each site lets them be opened over one set only.
+// fl-secure dp plan and fl-secure budget report show beside it.
+//
+// ε covers everything a DP run releases. Before training, the statistics
+// round releases the record count and each feature's (and for regression
+// the label's) sum and sum of squares, every value clipped to public
+// bounds (CoordinatorConfig.Ranges), through the same noised secure sum:
+// a record's vector has an L2 bound each site computes from the round's
+// length (fl.StatsBound), the release takes a share of the budget's zCDP ρ
+// (CoordinatorConfig.StatisticsShare, dp.SplitCalibrate), and every ledger
+// records it as round 0. Training uses only the noised statistics or
+// public constants (PublicStatistics, Rows): the standardization, the
+// learning rate's denominator and the ring's bound on a site's vector.
+// Without DP the same round runs without noise and no ε is claimed.
 //
 // # What a site enforces
 //
@@ -60,8 +68,10 @@
 // opens and checks the forwarded shares before it charges; computes its
 // contribution before it joins, so that it refuses at Join rather than
 // abandon a round it paid for; pays for at most MaxAttempts attempts of one
-// training round; refuses a session not newer than the last it joined; and
-// signs one statistics survivor set, ever (site-state.json).
+// training round or of the statistics release; refuses a statistics round
+// without noise (unless AllowNoDP) or with bounds that are not finite;
+// refuses a session not newer than the last it joined; and signs one
+// statistics survivor set, ever (site-state.json).
 //
 // The coordinator binds every engine message to the site whose
 // certificate carried it, asks for masked inputs only when the round can

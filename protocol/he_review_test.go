@@ -196,6 +196,7 @@ func TestAttackHETwoSumsOneColluder(t *testing.T) {
 	st := &wire.RoundStart{Round: b.sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(1 + 2*30), Bits: 64,
 		Gamma: math.Exp2(-16), Mode: string(HE), Sites: 5, MinCohort: 3, Colluders: 1,
 		Members: []uint32{1, 2, 3, 4, 5}, HePreset: heNetPreset.Name, HeMaxAbs: heNetMaxAbs}
+	noisedStatistics(t, st)
 	starts := map[int]*wire.RoundStart{}
 	for i := 1; i <= 5; i++ {
 		starts[i] = st

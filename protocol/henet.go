@@ -412,7 +412,7 @@ func heRange(st *wire.RoundStart, contributors int) (he.Range, error) {
 		return he.Range{}, err
 	}
 	r := he.Range{Grid: math.Ldexp(1, e)}
-	if st.Kind == wire.RoundStart_TRAIN {
+	if st.Kind == wire.RoundStart_TRAIN || st.Kind == wire.RoundStart_STATISTICS {
 		r.Sigma = st.SiteSigma
 		if st.Level == string(dp.ClientLevel) && st.Clip > 0 {
 			r.MaxAbs = float64(contributors) * st.Clip
@@ -529,7 +529,7 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 		return nil, err
 	}
 	var noise he.Noise = gridRound{s.sampler, math.Ldexp(1, e)}
-	if st.Kind == wire.RoundStart_TRAIN && st.SiteSigma > 0 {
+	if st.Kind != wire.RoundStart_HE_SETUP && st.SiteSigma > 0 {
 		g, err := dp.NewGridGaussian(st.SiteSigma, e)
 		if err != nil {
 			return nil, err

@@ -50,6 +50,7 @@ func newMemFederation(t *testing.T, n int, cfg CoordinatorConfig) *federation {
 	if cfg.JoinWait == 0 {
 		cfg.JoinWait = 3 * time.Second
 	}
+	withTestRanges(t, &cfg)
 	c, err := NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +115,8 @@ func TestInMemoryFederation(t *testing.T) {
 	}
 	t.Logf("%d sites, %d rounds in memory: accuracy %.3f, ε %.3f", n, rounds, met.Accuracy, sum.Epsilon)
 	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
-	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Charges != rounds {
+	// The statistics release (round 0) and the rounds.
+	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Charges != rounds+1 {
 		t.Errorf("coordinator ledger: %+v %v", a, err)
 	}
 	for i, s := range sites {
@@ -126,7 +128,7 @@ func TestInMemoryFederation(t *testing.T) {
 		}
 		k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
 		pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
-		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != rounds+1 {
+		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != rounds+2 {
 			t.Errorf("site %d ledger: %+v %v", i+1, a, err)
 		}
 	}

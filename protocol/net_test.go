@@ -60,6 +60,7 @@ func newFederation(t testing.TB, n int, cfg CoordinatorConfig) *federation {
 	if cfg.Model == "" {
 		cfg.Model, cfg.Features = "logistic", 30
 	}
+	withTestRanges(t, &cfg)
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 5 * time.Second
 	}
@@ -146,7 +147,8 @@ func TestNetworkRounds(t *testing.T) {
 		}
 		k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
 		pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
-		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != 7 {
+		// The opening entry, the statistics release and 6 rounds.
+		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != 8 {
 			t.Errorf("site %d ledger: %+v %v", i+1, a, err)
 		}
 		s.Close()
@@ -224,7 +226,8 @@ func TestNetworkDropoutInEachPhase(t *testing.T) {
 				t.Errorf("rounds %+v", sum.Rounds)
 			}
 			pub, _ := dp.ParsePublicKey(sum.LedgerKey)
-			if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Charges != 2 {
+			// The statistics release and two charged rounds.
+			if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Charges != 3 {
 				t.Errorf("coordinator ledger: %+v %v", a, err)
 			}
 		})

@@ -494,6 +494,17 @@ learning_rate = 1
 # The model: logistic, linear, softmax or mlp, and the feature count.
 model = logistic
 features = 30
+# The public bounds of every feature (and for regression the label, last),
+# in the data's column order: a CSV file of "name,lo,hi[,mean,scale]"
+# lines, or wdbc or diabetes for a built-in data set's embedded bounds.
+# The statistics round clips every value to them.
+feature_ranges = wdbc
+# Share of the budget (of its zCDP ρ) for the statistics release that
+# standardizes the data and counts the records; 0: no statistics round,
+# standardization from feature_ranges and the learning rate over rows, a
+# public nominal count of records.
+statistics_share = 0.1
+# rows = 427
 # Never open a sum of fewer sites; noise is sized for min_cohort − colluders
 # honest sites.
 min_cohort = 3

@@ -997,11 +997,12 @@ func (x simStream) Send(m *wire.SiteMessage) error {
 }
 
 // checkInputCharged: an honest site's masked input for a training round
-// leaves only once the round's charge is in its ledger on disk (a crash
+// or the statistics round leaves only once the round's charge is in its
+// ledger on disk (a crash
 // right after the send must not lose the charge).
 func (s *simRun) checkInputCharged(site int, m *wire.SiteMessage) {
 	e := m.GetEngine()
-	if e == nil || e.Phase != phaseMasked || roundOf(e.Round) == 0 || site == s.bad || s.ccfg.Mode != SecAgg {
+	if e == nil || e.Phase != phaseMasked || site == s.bad || s.ccfg.Mode != SecAgg || s.ccfg.Epsilon <= 0 {
 		return
 	}
 	cfg := s.scfg[site-1]
@@ -1181,10 +1182,10 @@ func (s *simRun) startCoordinator() {
 	p := s.newParty(0)
 	cfg := s.ccfg
 	cfg.hooks = &simHooks{crash: s.crashHook(p), opened: func(sid uint64, bits int, survivors []int, raw []uint64) {
-		// A training sum opens only once its charge is in the
+		// A sum (training, or the statistics as round 0) opens only once its charge is in the
 		// coordinator's ledger on disk: a crash right after the open
 		// would otherwise leave a round the federation saw without its ε.
-		if r := roundOf(sid); r > 0 && s.ccfg.Epsilon > 0 && !ledgerHasOnDisk(filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl"), r) {
+		if r := roundOf(sid); s.ccfg.Epsilon > 0 && !ledgerHasOnDisk(filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl"), r) {
 			s.violate("the coordinator opened %s without its charge in the ledger on disk", sessionName(sid))
 		}
 		if roundOf(sid) == 0 {
@@ -1195,6 +1196,7 @@ func (s *simRun) startCoordinator() {
 		s.mu.Unlock()
 		s.logf("opened: %s over sites %v", sessionName(sid), survivors)
 	}}
+	withTestRanges(s.t, &cfg)
 	c, err := NewCoordinator(cfg)
 	if err != nil {
 		s.violations = append(s.violations, fmt.Sprintf("the coordinator cannot start on its state: %v", err))
@@ -1388,15 +1390,19 @@ func (s *simRun) check() {
 			s.violate("the coordinator's ledger holds ε %v over its cap %v", a.Epsilon, a.Cap)
 		}
 		es, _ := dp.ReadLedger(cl)
-		seen := map[int]bool{}
+		seen := map[int]int{}
 		for _, e := range es {
 			if e.Kind != "charge" {
 				continue
 			}
-			if seen[e.Round] {
+			// A training round is charged once; the statistics release
+			// (round 0) once per paid attempt over its signed set.
+			if seen[e.Round] > 0 && e.Round != 0 {
 				s.violate("the coordinator charged round %d twice", e.Round)
 			}
-			seen[e.Round] = true
+			if seen[e.Round]++; e.Round == 0 && seen[0] > max(s.ccfg.RoundAttempts, 2) {
+				s.violate("the coordinator charged the statistics release %d times", seen[0])
+			}
 			if e.Survivors < s.ccfg.MinCohort {
 				s.violate("the coordinator charged round %d for %d survivors, below its minimum cohort %d", e.Round, e.Survivors, s.ccfg.MinCohort)
 			}
@@ -1467,7 +1473,7 @@ func (s *simRun) check() {
 	}
 	for _, o := range s.opened {
 		r := roundOf(o.sid)
-		if r == 0 {
+		if r == 0 && s.ccfg.Epsilon <= 0 {
 			continue
 		}
 		for _, site := range o.survivors {

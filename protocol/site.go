@@ -624,12 +624,13 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 			return nil, nil, fmt.Errorf("this site has already released its statistics %s; it releases them once", done)
 		}
 	}
-	if st.Kind == wire.RoundStart_TRAIN && s.ledger != nil {
+	paid := st.Kind == wire.RoundStart_TRAIN || st.Kind == wire.RoundStart_STATISTICS
+	if paid && s.ledger != nil {
 		if err := s.checkLevel(st.Level); err != nil {
 			return nil, nil, err
 		}
 	}
-	if st.Kind == wire.RoundStart_TRAIN {
+	if paid {
 		if st.SiteSigma == 0 {
 			if !s.cfg.AllowNoDP {
 				return nil, nil, errors.New("the round carries no DP noise and this site does not allow that")
@@ -652,7 +653,11 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 					return nil, nil, fmt.Errorf("%d colluders among the %d contributors a sum must hold leave no honest site", colluders, k)
 				}
 			}
-			ch, err := s.chargeFor(st, k, colluders)
+			chargeFor := s.chargeFor
+			if st.Kind == wire.RoundStart_STATISTICS {
+				chargeFor = s.statisticsChargeFor
+			}
+			ch, err := chargeFor(st, k, colluders)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -662,6 +667,9 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 			if n, err := s.attempts(ch.Round); err != nil {
 				return nil, nil, err
 			} else if n >= s.cfg.MaxAttempts {
+				if ch.Round == statisticsRound {
+					return nil, nil, fmt.Errorf("this site has already paid for %d attempts of the statistics release (its limit); it sits the round out", n)
+				}
 				return nil, nil, fmt.Errorf("this site has already paid for %d attempts of round %d (its limit); it sits the round out", n, ch.Round)
 			}
 			if s.state.Unopened >= s.cfg.MaxUnopened {
@@ -684,9 +692,9 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 		if !s.cfg.AllowPlain {
 			return nil, nil, errors.New("plain mode is NOT PRIVATE and this site does not allow it")
 		}
-		if st.Kind == wire.RoundStart_TRAIN && (st.SiteSigma != 0 || !s.cfg.AllowNoDP) {
+		if paid && (st.SiteSigma != 0 || !s.cfg.AllowNoDP) {
 			// A plain round sends the vector as it is: no noise, no charge.
-			return nil, nil, errors.New("a plain training round carries no DP noise; this site takes part only with AllowNoDP, and in none that claims noise")
+			return nil, nil, errors.New("a plain round carries no DP noise; this site takes part only with AllowNoDP, and in none that claims noise")
 		}
 		v, err := r.vector()
 		if err != nil {
@@ -905,16 +913,7 @@ func (s *Site) chargeFor(st *wire.RoundStart, k, c int) (dp.Charge, error) {
 func (r *siteRound) vector() ([]float64, error) {
 	st, cfg := r.start, r.s.cfg
 	if st.Kind == wire.RoundStart_STATISTICS {
-		if cfg.Data == nil {
-			// A site that only sends updates contributes no statistics.
-			return make([]float64, st.Length), nil
-		}
-		// For regression the label's statistics go with the features'.
-		v := fl.LocalStats(fl.WithLabel(cfg.Data)).Vector()
-		if len(v) != int(st.Length) {
-			return nil, fmt.Errorf("statistics have %d values, the round wants %d", len(v), st.Length)
-		}
-		return v, nil
+		return r.statisticsVector()
 	}
 	if cfg.UpdateFunc != nil || cfg.Update != nil {
 		if st.Level != string(dp.ClientLevel) {

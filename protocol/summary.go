@@ -57,7 +57,20 @@ type Summary struct {
 	LedgerKey       string        `json:"ledger_key,omitempty"`
 	SiteLedgers     []string      `json:"site_ledgers,omitempty"`
 	SiteKeys        []string      `json:"site_keys,omitempty"`
-	Disclosed       string        `json:"disclosed"`
+	// Statistics says what the run released before training and under
+	// which guarantee (see statisticsText).
+	Statistics string `json:"statistics"`
+	// StatisticsShare is the statistics release's share of the budget's
+	// zCDP ρ (0: no release). StatisticsEpsilon and TrainingEpsilon are
+	// the ε, at Delta, of the release alone and of the training rounds
+	// alone, from the coordinator's ledger; Epsilon is their composition.
+	StatisticsShare   float64 `json:"statistics_share,omitempty"`
+	StatisticsEpsilon float64 `json:"statistics_epsilon,omitempty"`
+	TrainingEpsilon   float64 `json:"training_epsilon,omitempty"`
+	// PatientEpsilon, at client level, is the ε of the whole run for one
+	// patient (dp.PatientEpsilon, dp.PatientRelationText) beside Epsilon
+	// for one hospital (dp.ClientRelationText).
+	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
 	// Averaged is how many published models the final Model averages
 	// (CoordinatorConfig.AverageFrom); 0: Model is the last one.
 	Averaged int `json:"averaged,omitempty"`
@@ -69,8 +82,18 @@ type Summary struct {
 	Model   []float64 `json:"-"`
 }
 
-// disclosed names what a run releases outside its ε.
-const disclosed = "the number of records and each feature's sum and sum of squares over one survivor set of at least the minimum cohort, opened once (federated standardization, through secure aggregation, not noised)"
+// statisticsText says what a run releases before training: with DP,
+// nothing outside ε.
+func statisticsText(cfg CoordinatorConfig, split dp.Split) string {
+	what := "the number of records and each feature's (and for regression the label's) sum and sum of squares, each value clipped to its public range"
+	switch {
+	case cfg.PublicStatistics:
+		return fmt.Sprintf("none released: standardization from the public feature ranges, learning rate over the public nominal count of %d records; nothing is charged before training", cfg.Rows)
+	case cfg.Epsilon > 0:
+		return fmt.Sprintf("%s, released once through secure aggregation with distributed discrete Gaussian noise, charged to every ledger as round 0: %.3g%% of the budget's zCDP ρ, inside ε", what, 100*split.Share)
+	}
+	return what + ", opened once through secure aggregation without noise (no ε is claimed)"
+}
 
 // checkpoint writes the model after a round as safetensors, atomically
 // (durably if durable is set).

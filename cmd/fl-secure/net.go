@@ -176,6 +176,27 @@ func logger(stderr io.Writer, asJSON bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, nil))
 }
 
+// coordinatorRanges reads the coordinator's --feature-ranges: the
+// embedded bounds of a built-in data set named by arg (unless a file of
+// that name exists), or a feature-ranges file, whose lines are taken in
+// order as the data's columns.
+func coordinatorRanges(arg string) ([]fl.Range, error) {
+	var rs *fl.Ranges
+	var err error
+	if _, builtin := fl.Builtin[filepath.Base(arg)]; builtin {
+		if _, statErr := os.Stat(arg); statErr != nil {
+			rs, err = fl.BuiltinRanges(filepath.Base(arg))
+		}
+	}
+	if rs == nil && err == nil {
+		rs, err = fl.LoadRanges(arg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rs.For(rs.Names())
+}
+
 func coordinatorCmd(args []string, stdout, stderr io.Writer) int {
 	fs, parse := newFlags("coordinator", `Usage: fl-secure coordinator --config FILE [flags]
 
@@ -213,6 +234,9 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	attempts := fs.Int("round-attempts", 2, "stop, naming the sites responsible, after this many failed attempts of one round that the sites paid for")
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
 	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
+	ranges := fs.String("feature-ranges", "", "public bounds of every feature (and a regression label, last) in the data's column order: a CSV file of name,lo,hi[,mean,scale] lines, or wdbc or diabetes for a built-in data set's")
+	share := fs.Float64("statistics-share", dp.DefaultStatisticsShare, "share of the budget (of its zCDP ρ) for the statistics release; 0: no statistics round (public standardization, --rows)")
+	rows := fs.Int("rows", 0, "public nominal count of records, the learning rate's denominator with --statistics-share 0 (record level)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
 	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
@@ -222,9 +246,19 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		return 0
 	}
 	if *config != "" {
-		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "passphrase-file": true}); err != nil {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "passphrase-file": true, "feature-ranges": true}); err != nil {
 			return fail(stderr, err, "")
 		}
+	}
+	if !(*share >= 0 && *share < 1) {
+		return fail(stderr, usagef("--statistics-share %v: want a fraction in [0, 1)", *share), "")
+	}
+	if *ranges == "" {
+		return fail(stderr, usagef("--feature-ranges is required: the statistics round clips every value to public bounds"), `give a CSV file of name,lo,hi lines, one per feature in the data's column order, or "wdbc" for the built-in data set's`)
+	}
+	featureRanges, err := coordinatorRanges(*ranges)
+	if err != nil {
+		return fail(stderr, err, "")
 	}
 	pass, err := passphrase(*passFile)
 	if err != nil {
@@ -247,6 +281,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
 		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, Logger: log,
+		Ranges: featureRanges, StatisticsShare: *share, PublicStatistics: *share == 0, Rows: *rows,
 		Progress: func(res protocol.RoundResult) {
 			if tty {
 				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
@@ -280,6 +315,10 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		}
 	}
 	fmt.Fprintf(stdout, "%d rounds completed; ε spent %.4g (δ = %g, %s level)\n", ok, sum.Epsilon, *delta, *level)
+	if sum.DP {
+		fmt.Fprintf(stdout, "ε of the statistics release %.4g, of training %.4g\n", sum.StatisticsEpsilon, sum.TrainingEpsilon)
+	}
+	fmt.Fprintf(stdout, "statistics: %s\n", sum.Statistics)
 	if sum.Ledger != "" {
 		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey))
 		fmt.Fprintf(stdout, "        (add --checkpoint FILE for each site's coordinator.checkpoint: only a copy kept elsewhere shows the ledger was not cut short or rolled back)\n")

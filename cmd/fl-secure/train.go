@@ -32,6 +32,13 @@ The closing table compares centralized training (no privacy), each hospital
 alone, federated training without DP, and federated training with DP; it
 ends with the ledgers' paths and keys for "fl-secure budget audit".
 
+Everything released is inside ε: before training, the hospitals' record
+count and each feature's sum and sum of squares, every value clipped to
+public bounds (--feature-ranges; built in for wdbc and diabetes), are
+released once with the same distributed noise as a training round, taking
+--statistics-share of the budget (of its zCDP ρ; 0: no release, public
+standardization from the ranges file and the learning rate over --rows).
+
 Record level trains by full-batch DP-SGD: every round is one step over the
 union of the hospitals' data (each sends the sum of its records' clipped
 gradients; only the sum, noised by all, is opened). Client level runs local
@@ -41,7 +48,8 @@ Examples:
   fl-secure simulate
   fl-secure simulate --data diabetes --epsilon 1
   fl-secure simulate --mode he --sites 7 --dropout 0.1
-  fl-secure simulate --data my.csv --label outcome --model mlp --level client
+  fl-secure simulate --data my.csv --label outcome --feature-ranges ranges.csv --model mlp
+  fl-secure simulate --statistics-share 0 --rows 427
 
 Flags:
 `
@@ -51,6 +59,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	d, f := &cfg.Data, &cfg.Federation
 	var mode, level, dir string
 	var asJSON, noCompare bool
+	var share float64
 	fs, parse := newFlags("simulate", simulateUsage, stderr)
 	fs.StringVar(&d.Name, "data", "wdbc", "data set: wdbc, diabetes, or a CSV file path")
 	fs.StringVar(&d.Label, "label", "", "label column of a CSV file")
@@ -66,7 +75,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.SiteCap, "site-cap", 0, "each hospital's own ε cap (0: --epsilon)")
 	fs.StringVar(&level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
 	fs.Float64Var(&f.Clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
-	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default 1 at record level, 0.1 at client level)")
+	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default: at record level 5 for classification, 1 for regression; 0.1 at client level)")
 	fs.IntVar(&f.LocalEpochs, "local-epochs", 1, "local epochs per round (client level)")
 	fs.IntVar(&f.BatchSize, "batch", 16, "local batch size (client level)")
 	fs.Float64Var(&f.ProxMu, "prox", 0, "FedProx μ (client level)")
@@ -76,6 +85,9 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&d.Seed, "seed", 0, "seed of the data split and simulated dropouts (keys, masks and noise always use crypto/rand)")
 	fs.StringVar(&dir, "dir", "", "directory for kits, ledgers, keys and checkpoints (default: fl-secure-runs/<time>)")
 	fs.IntVar(&f.AverageFrom, "average-from", 0, "final model: average of the models from this round on (0: second half; -1: last model)")
+	fs.StringVar(&cfg.RangesFile, "feature-ranges", "", "CSV of public bounds name,lo,hi[,mean,scale] per feature and regression label (default: the built-in data set's)")
+	fs.Float64Var(&share, "statistics-share", dp.DefaultStatisticsShare, "share of the budget (of its zCDP ρ) for the statistics release; 0: no statistics round (public standardization, --rows)")
+	fs.IntVar(&f.Rows, "rows", 0, "public nominal count of records, the learning rate's denominator with --statistics-share 0 (record level)")
 	fs.BoolVar(&asJSON, "json", false, "print the whole summary as JSON")
 	fs.BoolVar(&noCompare, "no-compare", false, "skip the comparison rows")
 	if help, err := parse(args); help || err != nil {
@@ -100,6 +112,15 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	if f.Epsilon < 0 || math.IsNaN(f.Epsilon) {
 		return fail(stderr, usagef("--epsilon %v: want ≥ 0 (0 for no DP)", f.Epsilon), "")
 	}
+	switch {
+	case !(share >= 0 && share < 1):
+		return fail(stderr, usagef("--statistics-share %v: want a fraction in [0, 1)", share), "")
+	case share == 0 && f.Rows < 1 && level != string(dp.ClientLevel):
+		return fail(stderr, usagef("--statistics-share 0 runs no statistics round: give the public nominal count of records with --rows N"), "")
+	case f.Rows < 0:
+		return fail(stderr, usagef("--rows %d: want a count of records", f.Rows), "")
+	}
+	f.StatisticsShare, f.PublicStatistics = share, share == 0
 	if dir == "" {
 		var err error
 		if dir, err = local.NewRunDir("fl-secure-runs", time.Now()); err != nil {
@@ -166,9 +187,23 @@ func printSimulation(w io.Writer, s *local.Result) {
 		}
 	}
 	if fed.DP {
-		fmt.Fprintf(w, "privacy: (ε = %.4g, δ = %g) at %s level, add-remove neighbours, RDP accountant; effective noise multiplier %.3f per round, each hospital's share σ = %.4g\n",
-			fed.Epsilon, fed.Delta, fed.Level, fed.NoiseMultiplier, fed.SiteSigma)
-		fmt.Fprintf(w, "not covered by ε: %s\n", fed.Disclosed)
+		relation := dp.RecordRelationText
+		if fed.Level == dp.ClientLevel {
+			relation = dp.ClientRelationText
+		}
+		fmt.Fprintf(w, "privacy: (ε = %.4g, δ = %g) at %s level for everything released (%s), RDP accountant\n", fed.Epsilon, fed.Delta, fed.Level, relation)
+		if fed.StatisticsShare > 0 {
+			fmt.Fprintf(w, "  statistics release: ε = %.4g (%.3g%% of the budget's zCDP ρ)\n", fed.StatisticsEpsilon, 100*fed.StatisticsShare)
+		} else {
+			fmt.Fprintf(w, "  statistics release: none (public feature ranges and count)\n")
+		}
+		fmt.Fprintf(w, "  training: ε = %.4g; effective noise multiplier %.3f per round, each hospital's share σ = %.4g\n",
+			fed.TrainingEpsilon, fed.NoiseMultiplier, fed.SiteSigma)
+		fmt.Fprintf(w, "  total: ε = %.4g\n", fed.Epsilon)
+		if fed.Level == dp.ClientLevel {
+			fmt.Fprintf(w, "  per patient: ε = %.4g (%s)\n", fed.PatientEpsilon, dp.PatientRelationText)
+		}
+		fmt.Fprintf(w, "statistics: %s\n", fed.Statistics)
 		fmt.Fprintf(w, "coordinator ledger: %s\ncoordinator key:    %s\n", fed.Ledger, fed.LedgerKey)
 		for i, l := range fed.SiteLedgers {
 			fmt.Fprintf(w, "hospital %d ledger: %s (key %s)\n", i+1, l, fed.SiteKeys[i])

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ func TestSimulateDefault(t *testing.T) {
 
 func TestSimulateTableAndMisuse(t *testing.T) {
 	code, out, errOut := runCLI("simulate", "--data", "diabetes", "--dir", t.TempDir(), "--rounds", "10")
-	if code != 0 || !strings.Contains(out, "RMSE") || !strings.Contains(out, "coordinator ledger:") || !strings.Contains(out, "not covered by ε") {
+	if code != 0 || !strings.Contains(out, "RMSE") || !strings.Contains(out, "coordinator ledger:") || !strings.Contains(out, "statistics release: ε =") || strings.Contains(out, "not covered by ε") {
 		t.Errorf("diabetes table: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI("simulate", "--mode", "plain", "--rounds", "3", "--no-compare", "--dir", t.TempDir())
@@ -85,5 +86,42 @@ func TestSimulateTableAndMisuse(t *testing.T) {
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
 		}
+	}
+}
+
+// TestSimulateStatisticsFlags: the statistics release's flags, their
+// misuse, and a feature-ranges file's errors, which name the line.
+func TestSimulateStatisticsFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("name,lo,hi\nradius_mean,0,40\ntexture_mean,50,0\n"), 0o600)
+	short := filepath.Join(dir, "short.csv")
+	os.WriteFile(short, []byte("radius_mean,0,40\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"simulate", "--statistics-share", "1"}, 2, "--statistics-share 1"},
+		{[]string{"simulate", "--statistics-share", "-0.1"}, 2, "--statistics-share -0.1"},
+		{[]string{"simulate", "--statistics-share", "0"}, 2, "--rows"},
+		{[]string{"simulate", "--feature-ranges", bad, "--dir", dir}, 1, "line 3: range of \"texture_mean\" is [50, 0]"},
+		{[]string{"simulate", "--feature-ranges", short, "--dir", dir}, 1, `no range for column "texture_mean"`},
+		{[]string{"simulate", "--feature-ranges", filepath.Join(dir, "none.csv"), "--dir", dir}, 1, "no such file"},
+	} {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
+	}
+	// No statistics round: nothing released or charged before training.
+	code, out, errOut := runCLI("simulate", "--statistics-share", "0", "--rows", "420", "--rounds", "3", "--no-compare", "--dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "statistics release: none") || !strings.Contains(out, "none released") {
+		t.Errorf("--statistics-share 0: exit %d\n%s%s", code, out, errOut)
+	}
+	// Client level: the per-patient ε beside the hospital-level one.
+	code, out, errOut = runCLI("simulate", "--level", "client", "--rounds", "2", "--no-compare", "--dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "per patient: ε =") || !strings.Contains(out, "one hospital's whole contribution") {
+		t.Errorf("client level: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/protocol"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 	"github.com/fl-secure/fl-secure/secagg"
@@ -248,6 +249,10 @@ func (p *SecAggPlan) Run(ctx context.Context, row func(SecAggRow)) error {
 	cc := protocol.CoordinatorConfig{Mode: protocol.SecAgg, Level: dp.ClientLevel, Rounds: c.Rounds, Clip: clip, LearningRate: 1,
 		Model: "linear", Features: c.Dim - 1, MinCohort: p.MinCohort, Colluders: c.Colluders, Bits: c.Bits,
 		Progress: progress, Logger: c.Logger}
+	for range c.Dim {
+		// The clients bring updates, not data: their statistics are zero.
+		cc.Ranges = append(cc.Ranges, fl.Range{Lo: -1, Hi: 1})
+	}
 	fed, err := newFederation(dir, c.Clients, cc, func(i int) protocol.SiteConfig {
 		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, MinCohort: p.MinCohort, Colluders: c.Colluders, Logger: c.Logger,
 			UpdateFunc: func(r int, _ []float64) ([]float64, error) { return p.update(r, i), nil }}

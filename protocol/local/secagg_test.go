@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/protocol"
 )
 
@@ -101,7 +102,10 @@ func TestSecAggPlanErrors(t *testing.T) {
 // is in every other round's sum.
 func TestUpdateFuncFailure(t *testing.T) {
 	cc := protocol.CoordinatorConfig{Mode: protocol.SecAgg, Level: dp.ClientLevel, Rounds: 3, Clip: 100, LearningRate: 1,
-		Model: "linear", Features: 3}
+		Model: "linear", Features: 3, Ranges: make([]fl.Range, 4)}
+	for j := range cc.Ranges {
+		cc.Ranges[j] = fl.Range{Lo: -1, Hi: 1}
+	}
 	fed, err := newFederation(t.TempDir(), 5, cc, func(i int) protocol.SiteConfig {
 		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, UpdateFunc: func(r int, global []float64) ([]float64, error) {
 			if len(global) != 4 {

@@ -65,6 +65,17 @@ type Federation struct {
 	// models from that round on (tail averaging, post-processing: no ε);
 	// 0 means the second half of the run, −1 keeps the last model.
 	AverageFrom int
+	// Ranges are the public bounds of the features and, for regression,
+	// the label (last), in column order: the statistics round clips every
+	// value to them.
+	Ranges []fl.Range
+	// StatisticsShare is the statistics release's share of the budget's
+	// zCDP ρ (0: dp.DefaultStatisticsShare); PublicStatistics runs no
+	// statistics round (standardization from Ranges, the learning rate over
+	// Rows, a public nominal count of records).
+	StatisticsShare  float64
+	PublicStatistics bool
+	Rows             int
 	// Progress, if set, is called after every round.
 	Progress func(protocol.RoundResult)
 	// Logger receives the coordinator's and sites' logs (nil: none).
@@ -162,6 +173,8 @@ func (f *Federation) defaults(n int) error {
 }
 
 // Federate runs one federation over sites (one data set per hospital),
+// whose columns f.Ranges bounds (default: the built-in data set's bounds,
+// if the sites' data is one),
 // with a coordinator that holds test, through the real Coordinator and
 // Sites over in-memory sessions: a statistics round for the federated
 // standardization (and mode he's key ceremony), then the training rounds.
@@ -186,6 +199,12 @@ func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.D
 	if (f.Model == "linear") != (task == fl.Regression) {
 		return nil, fmt.Errorf("local: a %s model for a %s task", f.Model, task)
 	}
+	if f.Ranges == nil {
+		var err error
+		if f.Ranges, err = loadRanges(sites[0].Name, "", sites[0]); err != nil {
+			return nil, err
+		}
+	}
 	dir := f.Dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "fl-secure-federation-")
@@ -201,7 +220,8 @@ func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.D
 	cc := protocol.CoordinatorConfig{Mode: f.Mode, Level: f.Level, Rounds: f.Rounds, PlanRounds: f.PlanRounds,
 		Delta: f.Delta, Clip: f.Clip, LearningRate: f.LearningRate, Model: f.Model, Features: dim, Classes: classes,
 		Hidden: f.Hidden, MinCohort: f.MinCohort, Colluders: f.Colluders, Bits: f.Bits, PhaseTimeout: 10 * time.Second,
-		Test: test, AverageFrom: f.AverageFrom, Progress: f.Progress, Logger: f.Logger}
+		Test: test, AverageFrom: f.AverageFrom, Progress: f.Progress, Logger: f.Logger,
+		Ranges: f.Ranges, StatisticsShare: f.StatisticsShare, PublicStatistics: f.PublicStatistics, Rows: f.Rows}
 	if f.dp() {
 		cc.Epsilon = f.Epsilon
 	}
@@ -275,6 +295,10 @@ type Config struct {
 	// Compare adds the comparison rows: centralized training, each
 	// hospital alone, and (with DP) the same federation without DP.
 	Compare bool
+	// RangesFile is a feature-ranges file (fl.ReadRanges); empty: the
+	// embedded bounds of a built-in data set. Federation.Ranges, if set,
+	// takes precedence.
+	RangesFile string
 }
 
 // Row is one line of the closing table.
@@ -301,11 +325,30 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// DefaultLearningRate is simulate's learning rate: 0.1 for local SGD at
+// client level; at record level the server step on the mean clipped
+// gradient, 1 for regression and 5 for classification. The noised
+// statistics standardize a feature whose variance the noise cannot resolve
+// with a floor, that is to a spread below 1 (fl.EstimateStats): the
+// logistic loss, whose curvature is at most ‖x‖²/4, then takes a larger
+// step safely and needs it to learn in 30 rounds (wdbc: mean accuracy over
+// 5 seeds 0.957 at 1, 0.967 at 5), while the squared loss of a linear
+// model, whose curvature is ‖x‖², does not (diabetes: RMSE within 1 of
+// centralized training at 1, up to 14 worse at 5).
+func DefaultLearningRate(level dp.Level, task fl.Task) float64 {
+	switch {
+	case level == dp.ClientLevel:
+		return 0.1
+	case task == fl.Regression:
+		return 1
+	}
+	return 5
+}
+
 // Simulate loads and splits cfg.Data, runs the federation through the
 // real coordinator and sites over in-memory sessions (kits and states
 // under cfg.Dir) and, with cfg.Compare, the comparison rows. Defaults: the
-// model by task, a learning rate of 1 (record level) or 0.1 (client
-// level).
+// model by task, DefaultLearningRate.
 func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	split, err := Load(cfg.Data)
 	if err != nil {
@@ -313,14 +356,16 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	task := split.All.Task
 	fc := cfg.Federation
+	if fc.Ranges == nil {
+		if fc.Ranges, err = loadRanges(cfg.Data.Name, cfg.RangesFile, split.All); err != nil {
+			return nil, err
+		}
+	}
 	if fc.Model == "" {
 		fc.Model = DefaultModel(task)
 	}
 	if fc.LearningRate == 0 {
-		fc.LearningRate = 1
-		if fc.Level == dp.ClientLevel {
-			fc.LearningRate = 0.1
-		}
+		fc.LearningRate = DefaultLearningRate(fc.Level, task)
 	}
 	out := &Result{Data: split.All.Name, Task: task, Rows: split.All.Rows(), TestRows: split.Test.Rows()}
 	for _, s := range split.Sites {
@@ -378,6 +423,25 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
 	return out, nil
+}
+
+// loadRanges returns the public ranges of data's columns: from file, or
+// the embedded ones of a built-in data set.
+func loadRanges(name, file string, data *fl.Dataset) ([]fl.Range, error) {
+	var rs *fl.Ranges
+	var err error
+	switch _, builtin := fl.Builtin[name]; {
+	case file != "":
+		rs, err = fl.LoadRanges(file)
+	case builtin:
+		rs, err = fl.BuiltinRanges(name)
+	default:
+		return nil, usagef("local: %s is not a built-in data set: give the public range of every feature (and of a regression label) in a feature-ranges file", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rs.RangesFor(data)
 }
 
 // compare computes the comparison rows of federation fc over split:

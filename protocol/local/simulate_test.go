@@ -46,7 +46,8 @@ func auditAll(t *testing.T, s *protocol.Summary, rounds int) {
 			t.Fatal(err)
 		}
 		a, err := dp.AuditLedger(path, pub)
-		if err != nil || !a.OK || a.Charges != rounds {
+		// The statistics release (round 0) and the rounds.
+		if err != nil || !a.OK || a.Charges != rounds+1 {
 			t.Fatalf("audit of %s: %+v %v", path, a, err)
 		}
 		if i == 0 && math.Abs(a.Epsilon-s.Epsilon) > 1e-12 {
@@ -67,9 +68,11 @@ func auditAll(t *testing.T, s *protocol.Summary, rounds int) {
 	}
 }
 
-// checkStatistics compares the federation's standardization, opened
-// through secure aggregation, with the plaintext one of the union.
-func checkStatistics(t *testing.T, dir string, train *fl.Dataset) {
+// checkStatistics checks the federation's standardization and count
+// against the exact statistics of the sites' data clipped to the public
+// ranges: with DP they must differ (the release is noised) by no more than
+// the noise explains; without DP they must match.
+func checkStatistics(t *testing.T, dir string, train *fl.Dataset, noised bool) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "coordinator", "statistics.json"))
 	if err != nil {
@@ -82,15 +85,50 @@ func checkStatistics(t *testing.T, dir string, train *fl.Dataset) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := fl.NewStandardizer(fl.LocalStats(train))
-	if st.Rows != float64(train.Rows()) {
-		t.Errorf("statistics over %v rows, want %d", st.Rows, train.Rows())
+	rs, _ := fl.BuiltinRanges(train.Name)
+	ranges, err := rs.RangesFor(train)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for k := range want.Mean {
-		if math.Abs(st.Mean[k]-want.Mean[k]) > 1e-3*math.Max(1, math.Abs(want.Mean[k])) ||
-			math.Abs(st.Scale[k]-want.Scale[k]) > 1e-3*math.Max(1, want.Scale[k]) {
-			t.Fatalf("feature %d: mean %v scale %v, plaintext %v %v", k, st.Mean[k], st.Scale[k], want.Mean[k], want.Scale[k])
+	mid, half := make([]float64, len(ranges)), make([]float64, len(ranges))
+	for j, r := range ranges {
+		mid[j], half[j] = r.Mid(), r.HalfWidth()
+	}
+	v, err := fl.ClippedStats(train, mid, half, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact, err := fl.EstimateStats(v, mid, half, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !noised {
+		if st.Rows != float64(train.Rows()) {
+			t.Errorf("statistics over %v rows, want %d", st.Rows, train.Rows())
 		}
+		for k := range st.Mean {
+			if math.Abs(st.Mean[k]-exact.Mean[k]) > 1e-3*half[k] || math.Abs(st.Scale[k]-exact.Scale[k]) > 1e-3*half[k] {
+				t.Fatalf("feature %d: mean %v scale %v, exact %v %v", k, st.Mean[k], st.Scale[k], exact.Mean[k], exact.Scale[k])
+			}
+		}
+		return
+	}
+	// The count's noise has σ of about 12 records here: six σ is far
+	// beyond it, and an exact count comes out with probability ~0.
+	if st.Rows == float64(train.Rows()) || math.Abs(st.Rows-float64(train.Rows())) > 80 {
+		t.Errorf("noised count %v, exact %d", st.Rows, train.Rows())
+	}
+	same := 0
+	for k := range st.Mean {
+		if st.Mean[k] == exact.Mean[k] {
+			same++
+		}
+		if math.Abs(st.Mean[k]-exact.Mean[k]) > 0.6*half[k] {
+			t.Errorf("feature %d: noised mean %v, exact %v, half-width %v", k, st.Mean[k], exact.Mean[k], half[k])
+		}
+	}
+	if same > 0 {
+		t.Errorf("%d noised means equal the exact ones", same)
 	}
 }
 
@@ -126,7 +164,7 @@ func TestSimulateDefault(t *testing.T) {
 		}
 	}
 	auditAll(t, s, 30)
-	checkStatistics(t, cfg.Dir, wdbc(t, 0).Train)
+	checkStatistics(t, cfg.Dir, wdbc(t, 0).Train, true)
 }
 
 // Mode he: the key ceremony, the statistics and the rounds through
@@ -143,7 +181,7 @@ func TestFederateHE(t *testing.T) {
 		t.Errorf("he: accuracy %.3f, ε %v", s.Test.Accuracy, s.Epsilon)
 	}
 	auditAll(t, s, 10)
-	checkStatistics(t, f.Dir, sp.Train)
+	checkStatistics(t, f.Dir, sp.Train, true)
 	t.Logf("he: accuracy %.3f AUC %.3f ε %.3f; setup %.2f s, run %.2f s", s.Test.Accuracy, s.Test.AUC, s.Epsilon, s.SetupSeconds, s.Seconds)
 }
 
