@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -88,9 +86,16 @@ type CoordinatorConfig struct {
 	// JoinWait is how long the coordinator waits for every site before
 	// starting a round with those connected (at least MinCohort).
 	JoinWait time.Duration
-	State    string // directory: ledger, ledger key, statistics, checkpoints
-	Logger   *slog.Logger
-	Progress func(RoundResult)
+	State    string // directory: ledger, statistics, checkpoints, witness copies
+	// LedgerKey is the ledger's signing key file, in the coordinator's kit
+	// (Provision writes it; default: ledger-key.pem beside Key). Its
+	// public key must be the roster's coordinator ledger key, under which
+	// sites cosign the ledger's checkpoints. Without Key or LedgerKey it
+	// is State/ledger-key.pem, beside the ledger (tests and simulations
+	// without a kit).
+	LedgerKey string
+	Logger    *slog.Logger
+	Progress  func(RoundResult)
 	// Passphrase, if set, decrypts the coordinator's TLS key and encrypts
 	// its ledger's signing key at rest (see SiteConfig.Passphrase).
 	// Without one they are stored unencrypted and NewCoordinator logs a
@@ -356,6 +361,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.State == "" {
 		return nil, errors.New("protocol: coordinator needs a state directory")
+	}
+	if cfg.LedgerKey == "" && cfg.Key != "" {
+		cfg.LedgerKey = filepath.Join(filepath.Dir(cfg.Key), ledgerKeyFile)
 	}
 	if !cfg.Passphrase.IsSet() {
 		cfg.Logger.Warn(noPassphraseWarning)
@@ -1211,37 +1219,32 @@ func ledgerHas(path string, round int) bool {
 }
 
 func (c *Coordinator) openLedger() (*dp.Ledger, error) {
-	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.Epsilon, c.cfg.Delta, c.cfg.Passphrase)
+	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.LedgerKey, c.cfg.Epsilon, c.cfg.Delta, c.cfg.Passphrase, c.checkRosterLedgerKey)
 }
 
 // noPassphraseWarning is logged once at the start of a site or coordinator
 // that has no passphrase.
 const noPassphraseWarning = "NO PASSPHRASE: private keys and state are stored UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file"
 
-// openOrCreateLedger opens dir/name with the key in dir/ledger-key.pem
-// (encrypted with pass if it is set), or creates both. Either way it
-// writes dir/ledger.pub, the key to audit with. A crash between creating
-// the key and the ledger leaves a key and no ledger, which the next start
-// reuses; a key that exists but cannot be read is an error, never
-// replaced.
-func openOrCreateLedger(dir, name string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
+// openOrCreateLedger opens dir/name with the key ledgerSigningKey finds
+// (in keyFile, a kit, or dir/ledger-key.pem without one; encrypted with
+// pass if it is set), or creates the ledger. Either way it writes
+// dir/ledger.pub, the key to audit with. A key that exists but cannot be
+// read is an error, never replaced. check, if set, vets the public key
+// before anything is written.
+func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atrest.Passphrase, check func(ed25519.PublicKey) error) (*dp.Ledger, error) {
 	path := filepath.Join(dir, name)
-	keyPath := filepath.Join(dir, "ledger-key.pem")
 	_, statErr := os.Stat(path)
-	key, err := readKey(keyPath, pass)
-	switch {
-	case err == nil:
-	case statErr == nil || !errors.Is(err, fs.ErrNotExist):
+	key, err := ledgerSigningKey(dir, name, keyFile, pass)
+	if err != nil {
 		return nil, err
-	default:
-		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
-			return nil, err
-		}
-		if err := writeKey(keyPath, key, pass); err != nil {
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if check != nil {
+		if err := check(pub); err != nil {
 			return nil, err
 		}
 	}
-	pub := key.Public().(ed25519.PublicKey)
 	if err := writeAtomic(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n")); err != nil {
 		return nil, err
 	}

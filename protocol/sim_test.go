@@ -461,7 +461,7 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	s.ccfg = CoordinatorConfig{InMemory: true, Roster: roster, Mode: SecAgg, Level: dp.RecordLevel, Rounds: 1 + r.IntN(3),
 		Epsilon: eps, Delta: 1e-5, Clip: 1, LearningRate: 1, Model: "logistic", Features: 30,
 		MinCohort: cohort, Colluders: r.IntN(cohort - 1), PhaseTimeout: 2 * time.Second, JoinWait: time.Second,
-		State: filepath.Join(dir, "coordinator", "state"), Logger: quietLogger()}
+		State: filepath.Join(dir, "coordinator", "state"), LedgerKey: filepath.Join(dir, "coordinator", "ledger-key.pem"), Logger: quietLogger()}
 	odd := 0 // a site with its own budget, floor or colluders
 	if r.IntN(3) == 0 {
 		odd = 1 + r.IntN(s.n)

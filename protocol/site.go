@@ -99,7 +99,12 @@ type SiteConfig struct {
 	Hidden   int
 	ModelOut string
 	State    string
-	Logger   *slog.Logger
+	// LedgerKey is this site's ledger signing key file, in its kit
+	// (Provision writes it; default: ledger-key.pem beside Identity), so
+	// that whoever can write the state directory and its ledger does not
+	// hold the key that signs it.
+	LedgerKey string
+	Logger    *slog.Logger
 	// Passphrase, if set, encrypts this site's private files at rest: the
 	// TLS and identity keys of its kit (as Provision writes them with a
 	// passphrase), its ledger's signing key and its threshold-decryption
@@ -180,6 +185,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if cfg.State == "" {
 		return nil, errors.New("protocol: site needs a state directory")
 	}
+	if cfg.LedgerKey == "" && cfg.Identity != "" {
+		cfg.LedgerKey = filepath.Join(filepath.Dir(cfg.Identity), ledgerKeyFile)
+	}
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, err
 	}
@@ -223,7 +231,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		}
 	}
 	if cfg.EpsilonCap > 0 {
-		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
+		if s.ledger, err = openSiteLedger(cfg, cfg.EpsilonCap, cfg.Delta); err != nil {
 			return nil, err
 		}
 		if err := s.anchorLedger(); err != nil {
@@ -234,7 +242,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		// No cap this time, but a ledger from earlier runs: verify it and
 		// anchor a charge a crash left past the signed state all the same,
 		// or it could be cut off unnoticed while this site runs without DP.
-		l, err := openSiteLedger(cfg.State, 0, 0, cfg.Passphrase)
+		l, err := openSiteLedger(cfg, 0, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -252,8 +260,8 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	return s, nil
 }
 
-func openSiteLedger(dir string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
-	return openOrCreateLedger(dir, "site-ledger.jsonl", cap, delta, pass)
+func openSiteLedger(cfg SiteConfig, cap, delta float64) (*dp.Ledger, error) {
+	return openOrCreateLedger(cfg.State, "site-ledger.jsonl", cfg.LedgerKey, cap, delta, cfg.Passphrase, nil)
 }
 
 // Close closes the site's ledger.

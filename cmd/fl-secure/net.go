@@ -211,7 +211,8 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
 	attempts := fs.Int("round-attempts", 2, "stop, naming the sites responsible, after this many failed attempts of one round that the sites paid for")
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
-	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
+	state := fs.String("state", "state", "state directory (ledger, checkpoints, the sites' cosigned checkpoints)")
+	ledgerKey := fs.String("ledger-key", "", "the ledger's signing key, kept out of --state (default: ledger-key.pem beside --key)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
 	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
@@ -221,7 +222,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		return 0
 	}
 	if *config != "" {
-		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "passphrase-file": true}); err != nil {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "ledger-key": true, "passphrase-file": true}); err != nil {
 			return fail(stderr, err, "")
 		}
 	}
@@ -245,7 +246,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
-		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, Logger: log,
+		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, LedgerKey: *ledgerKey, Logger: log,
 		Progress: func(res protocol.RoundResult) {
 			if tty {
 				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
@@ -323,7 +324,8 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	label := fs.String("label", "", "label column of --data")
 	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
 	modelOut := fs.String("model-out", "", "write the global model here after every round (.npy or .safetensors)")
-	state := fs.String("state", "state", "state directory (this hospital's ledger)")
+	state := fs.String("state", "state", "state directory (this hospital's ledger, the coordinator checkpoint it cosigned)")
+	ledgerKey := fs.String("ledger-key", "", "this hospital's ledger signing key, kept out of --state (default: ledger-key.pem beside --identity)")
 	allowNoDP := fs.Bool("allow-no-dp", false, "take part in secure-aggregation rounds without DP noise")
 	allowPlain := fs.Bool("allow-plain", false, "take part in plain-mode rounds, where the coordinator sees this site's update (NOT PRIVATE)")
 	level := fs.String("level", "", "the only privacy level this hospital is charged at (record or client; default: its ledger's first)")
@@ -337,7 +339,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	if *config != "" {
 		paths := map[string]bool{"cert": true, "key": true, "identity": true, "ca": true, "roster": true, "pin-file": true,
-			"state": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
+			"state": true, "ledger-key": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
 		if err := readConfig(fs, *config, paths); err != nil {
 			return fail(stderr, err, "")
 		}
@@ -359,7 +361,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
-		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state,
+		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state, LedgerKey: *ledgerKey,
 		Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {

@@ -55,6 +55,7 @@ func newFederation(dir string, n int, cc protocol.CoordinatorConfig, site func(i
 	// The states live as long as the simulation: no fsync for them (the
 	// ledgers are fsync'ed regardless).
 	cc.InMemory, cc.Roster, cc.State, cc.NoSync = true, roster, filepath.Join(dir, "coordinator"), true
+	cc.LedgerKey = filepath.Join(kits, "coordinator", "ledger-key.pem")
 	if cc.Logger == nil {
 		cc.Logger = discard()
 	}
