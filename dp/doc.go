@@ -106,13 +106,28 @@
 //
 // A Ledger is a JSON Lines file: an open entry fixing the owner's Ed25519
 // key, the accountant, δ and the ε cap, then one charge entry per release
-// with every parameter the accountant needs and the cumulative ε. Entries
-// are hash-chained (SHA-256 over a domain string and the canonical JSON) and
-// signed, and each is fsync'ed before Charge returns. Charge refuses with
-// ErrBudgetExceeded, writing nothing, if the cap would be passed. An
-// incomplete last line is reported as ErrTornLedger and never rewritten;
-// RecoverLedger moves it aside. AuditLedger recomputes every ε from the
-// recorded parameters.
+// with every parameter the accountant needs and the cumulative ε. Each
+// line is one entry in canonical JSON, signed by the owner over a domain
+// string and its canonical form, and fsync'ed before Charge returns.
+// Charge refuses with ErrBudgetExceeded, writing nothing, if the cap would
+// be passed.
+//
+// The ledger is a transparency log: its lines (without the newline) are
+// the leaves of an RFC 6962 §2.1 Merkle tree (golang.org/x/mod/sumdb/tlog),
+// and after every append the owner writes a signed C2SP tlog-checkpoint
+// (https://c2sp.org/tlog-checkpoint) of the whole tree to
+// <ledger>.checkpoint, durably (temporary file, fsync, rename, fsync of
+// the directory). OpenLedger refuses a ledger shorter than that checkpoint
+// (ErrLedgerTruncated) or whose first entries hash to another root
+// (ErrLedgerForked), so a ledger cut short never resumes from a lower ε; a
+// checkpoint behind a ledger that extends it (a crash between an append
+// and its checkpoint) is signed anew. Checkpoints kept elsewhere (cosigned
+// by witnesses) are what catch a ledger restored together with its
+// checkpoint from an earlier copy; Ledger.ProveFrom gives the consistency
+// proofs that CheckExtends verifies. An incomplete last line is reported as
+// ErrTornLedger and never rewritten; RecoverLedger moves it aside.
+// AuditLedger recomputes every ε from the recorded parameters and checks
+// the tree against the checkpoints.
 //
 // # Security
 //

@@ -3,18 +3,22 @@ package dp
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ErrBudgetExceeded is returned (wrapped) by Ledger.Charge when the charge
@@ -27,13 +31,19 @@ var ErrBudgetExceeded = errors.New("dp: privacy budget exceeded")
 var ErrTornLedger = errors.New("dp: ledger ends in an incomplete line")
 
 // ErrCorruptLedger is returned (wrapped) when a complete ledger line does
-// not parse, is out of sequence, breaks the hash chain, carries a bad
-// signature, or records an ε that its parameters do not give.
+// not parse, is not in its canonical form, is out of sequence, carries a
+// bad signature, or records an ε that its parameters do not give.
 var ErrCorruptLedger = errors.New("dp: ledger entry fails verification")
 
-// ledgerDomain prefixes every hashed entry, so a ledger hash can never be
-// confused with a hash of anything else fl-secure signs.
-const ledgerDomain = "fl-secure/ledger/v1\n"
+// ledgerDomain prefixes every signed entry, so an entry signature can never
+// be taken for a signature of anything else fl-secure signs (checkpoint
+// notes are signed over their own text, which starts with the origin
+// line, never with this string).
+const ledgerDomain = "fl-secure/ledger/v2\n"
+
+// CheckpointSuffix names the file beside a ledger that holds its latest
+// signed checkpoint: <ledger>.checkpoint.
+const CheckpointSuffix = ".checkpoint"
 
 // Level says whose privacy an entry protects.
 type Level string
@@ -48,10 +58,12 @@ const (
 // An Entry is one line of a ledger. The first entry (Kind "open") fixes the
 // owner's key, the accountant, δ, the ε cap and the neighbouring relation;
 // every later entry (Kind "charge") records one release and the cumulative
-// ε after it. Hash is SHA-256 over ledgerDomain and the entry's canonical
-// JSON (the entry with Hash and Sig empty, fields in this order, numbers in
-// Go's shortest round-trip form); Sig is the owner's Ed25519 signature of
-// Hash.
+// ε after it. Sig is the owner's Ed25519 signature of ledgerDomain followed
+// by the entry's canonical JSON (the entry with Sig empty, fields in this
+// order, numbers in Go's shortest round-trip form). A line is the entry's
+// canonical JSON with Sig set, and nothing else: each line has exactly one
+// encoding, and its bytes are the entry's leaf in the ledger's Merkle tree
+// (checkpoint.go).
 type Entry struct {
 	Seq  int64  `json:"seq"`
 	Time string `json:"time"`
@@ -80,9 +92,7 @@ type Entry struct {
 	EpsilonRound    float64 `json:"epsilon_round,omitempty"`
 	Epsilon         float64 `json:"epsilon"`
 
-	Prev string `json:"prev"`
-	Hash string `json:"hash,omitempty"`
-	Sig  string `json:"sig,omitempty"`
+	Sig string `json:"sig,omitempty"`
 }
 
 // event returns the accountant event a charge entry records.
@@ -90,21 +100,25 @@ func (e *Entry) event() Event {
 	return Event{Mechanism(e.Mechanism), e.NoiseMultiplier, e.SamplingRate, e.Steps}
 }
 
-func (e *Entry) canonical() []byte {
+// signed returns what the owner signs: ledgerDomain and the canonical
+// JSON of the entry without its signature.
+func (e *Entry) signed() []byte {
 	c := *e
-	c.Hash, c.Sig = "", ""
+	c.Sig = ""
 	b, err := json.Marshal(&c)
 	if err != nil {
 		panic("dp: internal error: " + err.Error())
 	}
-	return b
+	return append([]byte(ledgerDomain), b...)
 }
 
-func (e *Entry) digest() []byte {
-	h := sha256.New()
-	h.Write([]byte(ledgerDomain))
-	h.Write(e.canonical())
-	return h.Sum(nil)
+// line returns the entry's line without its newline: its canonical JSON.
+func (e *Entry) line() []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		panic("dp: internal error: " + err.Error())
+	}
+	return b
 }
 
 // A Charge describes one release to record: what was run and every
@@ -129,22 +143,36 @@ type LedgerOptions struct {
 	Cap        float64 // the largest cumulative ε the ledger allows
 }
 
-// A Ledger is an append-only, hash-chained, signed JSON Lines record of
-// privacy spending. Each entry is written and fsync'ed before Charge
-// returns, so callers publish a result only after its cost is on disk.
-// One process at a time may write a ledger.
+// A Ledger is an append-only, signed JSON Lines record of privacy
+// spending, kept as a transparency log: its lines are the leaves of an
+// RFC 6962 Merkle tree, and after every append its owner signs a C2SP
+// checkpoint of the tree into <ledger>.checkpoint (checkpoint.go). Each
+// entry is written and fsync'ed before Charge returns, so callers publish
+// a result only after its cost is on disk. One process at a time may
+// write a ledger. A Ledger's methods may be called from several
+// goroutines.
 type Ledger struct {
-	path    string
+	path string
+	key  ed25519.PrivateKey
+
+	mu      sync.Mutex
 	f       *os.File
-	key     ed25519.PrivateKey
 	open    Entry
 	last    Entry
 	charges []Entry
 	spent   float64
+	tree    merkleTree
+	cp      []byte // the latest signed checkpoint note, of the whole tree
+	// broken is set when a write to the ledger failed: what is on disk may
+	// no longer match the tree, so nothing more is appended.
+	broken error
 }
 
 // CreateLedger creates a new ledger at path (which must not exist), owned
-// and signed by key.
+// and signed by key, and its first checkpoint beside it. It refuses if a
+// checkpoint signed by key and covering charges is beside path: a ledger
+// was there and was removed, and a new one would give its ε back. (One
+// covering only an open entry, which spent nothing, is replaced.)
 func CreateLedger(path string, key ed25519.PrivateKey, opt LedgerOptions) (*Ledger, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("dp: ledger key is not an Ed25519 private key")
@@ -157,6 +185,11 @@ func CreateLedger(path string, key ed25519.PrivateKey, opt LedgerOptions) (*Ledg
 	}
 	if !(opt.Cap > 0) || math.IsInf(opt.Cap, 0) {
 		return nil, fmt.Errorf("dp: ε cap must be positive and finite, got %v", opt.Cap)
+	}
+	if cp, err := ReadCheckpoint(path+CheckpointSuffix, key.Public().(ed25519.PublicKey), nil); err == nil && cp.Size > 1 {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s is missing but its checkpoint %s covers %d entries; restore the ledger from a backup (a new one would give its ε back)", ErrLedgerTruncated, path, path+CheckpointSuffix, cp.Size)
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
@@ -171,7 +204,6 @@ func CreateLedger(path string, key ed25519.PrivateKey, opt LedgerOptions) (*Ledg
 		Seq: 0, Time: now(), Kind: "open",
 		Owner:      base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
 		Accountant: opt.Accountant, Relation: opt.Relation.String(), Delta: opt.Delta, Cap: opt.Cap,
-		Prev: hex.EncodeToString(make([]byte, 32)),
 	}
 	if err := l.append(&l.open); err != nil {
 		f.Close()
@@ -179,38 +211,77 @@ func CreateLedger(path string, key ed25519.PrivateKey, opt LedgerOptions) (*Ledg
 		return nil, err
 	}
 	// Make the new directory entry durable too.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
 	}
 	l.last = l.open
+	if err := l.writeCheckpoint(); err != nil {
+		// The ledger holds only its open entry, which OpenLedger accepts
+		// without a checkpoint and checkpoints then.
+		f.Close()
+		return nil, err
+	}
 	return l, nil
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
-// append signs e, writes it as one line and fsyncs.
+// append signs e, writes it as one line, fsyncs, and adds the line to the
+// tree. It does not write the checkpoint.
 func (l *Ledger) append(e *Entry) error {
-	e.Hash = hex.EncodeToString(e.digest())
-	h, _ := hex.DecodeString(e.Hash)
-	e.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(l.key, h))
-	line, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("dp: internal error: %w", err)
+	if l.broken != nil {
+		return fmt.Errorf("dp: ledger %s had a failed write (%v); reopen it", l.path, l.broken)
 	}
-	line = append(line, '\n')
-	if _, err := l.f.Write(line); err != nil {
+	err := l.appendLine(e)
+	if err != nil {
+		l.broken = err
+	}
+	return err
+}
+
+func (l *Ledger) appendLine(e *Entry) error {
+	e.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(l.key, e.signed()))
+	line := e.line()
+	if _, err := l.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("dp: writing ledger %s: %w", l.path, err)
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("dp: syncing ledger %s: %w", l.path, err)
 	}
+	return l.tree.add(line)
+}
+
+// writeCheckpoint signs a checkpoint of the whole tree and writes it to
+// <ledger>.checkpoint durably: a temporary file, fsync, rename, fsync of
+// the directory, so a crash leaves the old checkpoint or the new one.
+func (l *Ledger) writeCheckpoint() error {
+	root, err := l.tree.root(l.tree.n)
+	if err != nil {
+		return err
+	}
+	note, err := SignCheckpoint(l.key, l.tree.n, root)
+	if err != nil {
+		return err
+	}
+	if err := writeDurable(l.path+CheckpointSuffix, note); err != nil {
+		return fmt.Errorf("dp: writing the checkpoint of ledger %s: %w", l.path, err)
+	}
+	l.cp = note
 	return nil
 }
 
 // OpenLedger opens an existing ledger for appending. Every entry is
 // verified first (ReadLedger's checks plus the signatures against key's
-// public half); a torn or corrupt ledger is refused.
+// public half); a torn or corrupt ledger is refused. The ledger is then
+// checked against its checkpoint: a checkpoint covering more entries than
+// the ledger holds (ErrLedgerTruncated) or another history
+// (ErrLedgerForked) is refused, so a ledger cut short never resumes from
+// a lower ε. A checkpoint behind a ledger that extends it (a crash
+// between an append and its checkpoint) is replaced by a new one; so is a
+// missing checkpoint beside a ledger that holds only its open entry (a
+// crash inside CreateLedger). A missing checkpoint beside any longer
+// ledger is refused.
 func OpenLedger(path string, key ed25519.PrivateKey) (*Ledger, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("dp: ledger key is not an Ed25519 private key")
@@ -224,21 +295,104 @@ func OpenLedger(path string, key ed25519.PrivateKey) (*Ledger, error) {
 		f.Close()
 		return nil, err
 	}
-	entries, err := ReadLedger(path)
-	if err == nil {
-		_, err = verifyEntries(entries, key.Public().(ed25519.PublicKey))
-	}
+	l, err := openLocked(path, key, f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	l := &Ledger{path: path, f: f, key: key, open: entries[0], last: entries[len(entries)-1], charges: entries[1:]}
-	l.spent = l.last.Epsilon
 	return l, nil
 }
 
+func openLocked(path string, key ed25519.PrivateKey, f *os.File) (*Ledger, error) {
+	pub := key.Public().(ed25519.PublicKey)
+	entries, lines, err := readLedger(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := verifyEntries(entries, pub); err != nil {
+		return nil, err
+	}
+	l := &Ledger{path: path, f: f, key: key, open: entries[0], last: entries[len(entries)-1], charges: entries[1:]}
+	l.spent = l.last.Epsilon
+	for _, line := range lines {
+		if err := l.tree.add(line); err != nil {
+			return nil, err
+		}
+	}
+	cp, err := ReadCheckpoint(path+CheckpointSuffix, pub, nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && l.tree.n == 1:
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s holds %d entries and its checkpoint %s is missing; restore the checkpoint from a backup (without it the ledger could have been cut short unnoticed)", ErrCheckpoint, path, l.tree.n, path+CheckpointSuffix)
+	case err != nil:
+		return nil, err
+	default:
+		if err := l.tree.checkAgainst(cp); err != nil {
+			return nil, fmt.Errorf("%w (ledger %s, checkpoint %s)", err, path, path+CheckpointSuffix)
+		}
+		if cp.Size == l.tree.n {
+			l.cp = cp.Note
+			return l, nil
+		}
+	}
+	// The ledger extends its checkpoint (a crash after an append, before
+	// its checkpoint was written): every entry verified, so sign it now.
+	if err := l.writeCheckpoint(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Checkpoint returns the latest signed checkpoint note of the ledger: the
+// one in <ledger>.checkpoint, covering every entry.
+func (l *Ledger) Checkpoint() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.cp)
+}
+
+// Size returns the number of entries in the ledger (the tree size).
+func (l *Ledger) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tree.n
+}
+
+// ProveFrom returns a consistency proof (RFC 6962 §2.1.2, in tlog's form)
+// from the tree of the ledger's first n entries to the whole ledger, for
+// CheckExtends. n must be between 0 and Size.
+func (l *Ledger) ProveFrom(n int64) (tlog.TreeProof, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tree.prove(n)
+}
+
+// ReadCheckpoint reads and verifies the checkpoint note in the file at
+// path (see OpenCheckpoint). An error wrapping fs.ErrNotExist means there
+// is no such file.
+func ReadCheckpoint(path string, owner ed25519.PublicKey, witnesses map[string]ed25519.PublicKey) (*Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("dp: reading checkpoint: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCheckpoint+1))
+	if err != nil {
+		return nil, fmt.Errorf("dp: reading checkpoint %s: %w", path, err)
+	}
+	cp, err := OpenCheckpoint(b, owner, witnesses)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return cp, nil
+}
+
 // Close closes the ledger file, which releases its lock.
-func (l *Ledger) Close() error { return l.f.Close() }
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
 
 // ErrLedgerInUse is returned when another writer holds a ledger open.
 var ErrLedgerInUse = errors.New("dp: the ledger is open in another writer")
@@ -271,7 +425,11 @@ func lockLedger(f *os.File, path string) error {
 }
 
 // Spent returns the cumulative ε recorded so far.
-func (l *Ledger) Spent() float64 { return l.spent }
+func (l *Ledger) Spent() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spent
+}
 
 // Cap returns the ledger's ε cap.
 func (l *Ledger) Cap() float64 { return l.open.Cap }
@@ -282,6 +440,12 @@ func (l *Ledger) Delta() float64 { return l.open.Delta }
 // Preview returns the cumulative ε the ledger would hold after c, without
 // writing anything; it wraps ErrBudgetExceeded if that passes the cap.
 func (l *Ledger) Preview(c Charge) (float64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.preview(c)
+}
+
+func (l *Ledger) preview(c Charge) (float64, error) {
 	if err := checkCharge(c); err != nil {
 		return 0, err
 	}
@@ -302,9 +466,14 @@ func (l *Ledger) Preview(c Charge) (float64, error) {
 
 // Charge records c: it computes the cumulative ε with c, refuses with
 // ErrBudgetExceeded (writing nothing) if that passes the cap, and otherwise
-// appends a signed entry and fsyncs before returning it.
+// appends a signed entry and fsyncs before returning it, then writes the
+// new checkpoint. If only the checkpoint fails, the charge stands (it is
+// on disk and counted) and the error says so; the next append or
+// OpenLedger writes the checkpoint.
 func (l *Ledger) Charge(c Charge) (Entry, error) {
-	eps, err := l.Preview(c)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	eps, err := l.preview(c)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -321,13 +490,15 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 		Sigma: c.Sigma, Clip: c.Clip, SamplingRate: c.Event.SamplingRate, Steps: c.Event.Count,
 		Participants: c.Participants, Survivors: c.Survivors, Colluders: c.Colluders,
 		EpsilonRound: alone, Epsilon: eps,
-		Prev: l.last.Hash,
 	}
 	if err := l.append(&e); err != nil {
 		return Entry{}, err
 	}
 	l.charges = append(l.charges, e)
 	l.last, l.spent = e, eps
+	if err := l.writeCheckpoint(); err != nil {
+		return e, fmt.Errorf("dp: round %d is charged (ε = %.6g) but its checkpoint was not written: %w", c.Round, eps, err)
+	}
 	return e, nil
 }
 
@@ -376,48 +547,65 @@ const maxLedgerLine = 64 << 10
 // A final line without its newline gives ErrTornLedger; any other bad line
 // gives ErrCorruptLedger naming it.
 func ReadLedger(path string) ([]Entry, error) {
+	entries, _, err := readLedger(path)
+	return entries, err
+}
+
+// readLedger is ReadLedger, also returning each line without its newline.
+func readLedger(path string) ([]Entry, [][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("dp: reading ledger: %w", err)
+		return nil, nil, fmt.Errorf("dp: reading ledger: %w", err)
 	}
-	return parseLedger(data)
+	return parseLines(data)
 }
 
 func parseLedger(data []byte) ([]Entry, error) {
+	entries, _, err := parseLines(data)
+	return entries, err
+}
+
+func parseLines(data []byte) ([]Entry, [][]byte, error) {
 	var entries []Entry
+	var lines [][]byte
 	off := 0
 	for lineNo := 1; off < len(data); lineNo++ {
 		end := bytes.IndexByte(data[off:], '\n')
 		if end < 0 {
-			return entries, fmt.Errorf("%w: line %d (byte %d, %d bytes) has no newline; the %d entries before it are intact; run `fl-secure budget recover` to move it aside", ErrTornLedger, lineNo, off, len(data)-off, len(entries))
+			return entries, lines, fmt.Errorf("%w: line %d (byte %d, %d bytes) has no newline; the %d entries before it are intact; run `fl-secure budget recover` to move it aside", ErrTornLedger, lineNo, off, len(data)-off, len(entries))
 		}
 		line := data[off : off+end]
 		if len(line) > maxLedgerLine {
-			return entries, fmt.Errorf("%w: line %d is %d bytes, over the %d-byte limit", ErrCorruptLedger, lineNo, len(line), maxLedgerLine)
+			return entries, lines, fmt.Errorf("%w: line %d is %d bytes, over the %d-byte limit", ErrCorruptLedger, lineNo, len(line), maxLedgerLine)
 		}
 		var e Entry
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return entries, fmt.Errorf("%w: line %d does not parse: %v", ErrCorruptLedger, lineNo, err)
+			return entries, lines, fmt.Errorf("%w: line %d does not parse: %v", ErrCorruptLedger, lineNo, err)
 		}
 		if dec.More() {
-			return entries, fmt.Errorf("%w: line %d has data after its entry", ErrCorruptLedger, lineNo)
+			return entries, lines, fmt.Errorf("%w: line %d has data after its entry", ErrCorruptLedger, lineNo)
+		}
+		// One encoding per entry: the line is the leaf the tree hashes, and
+		// the signature covers the canonical form.
+		if !bytes.Equal(line, e.line()) {
+			return entries, lines, fmt.Errorf("%w: line %d is not in canonical form (re-encoded after signing?)", ErrCorruptLedger, lineNo)
 		}
 		entries = append(entries, e)
+		lines = append(lines, line)
 		off += end + 1
 	}
 	if len(entries) == 0 {
-		return nil, fmt.Errorf("%w: the ledger is empty", ErrCorruptLedger)
+		return nil, nil, fmt.Errorf("%w: the ledger is empty", ErrCorruptLedger)
 	}
 	if entries[0].Kind != "open" {
-		return entries, fmt.Errorf("%w: line 1 is a %q entry, want the open entry", ErrCorruptLedger, entries[0].Kind)
+		return entries, lines, fmt.Errorf("%w: line 1 is a %q entry, want the open entry", ErrCorruptLedger, entries[0].Kind)
 	}
-	return entries, nil
+	return entries, lines, nil
 }
 
-// verifyEntries checks sequence numbers, the hash chain, every signature
-// against pub, that the budget terms never change, and that every
+// verifyEntries checks sequence numbers, every signature against pub, that the budget terms never change, and that every
 // cumulative ε is what the recorded parameters give with the recorded
 // accountant. It returns the recomputed cumulative ε per entry.
 func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
@@ -440,21 +628,13 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 	}
 	eps := make([]float64, len(entries))
 	var events []Event
-	prev := hex.EncodeToString(make([]byte, 32))
 	for i := range entries {
 		e := &entries[i]
 		if e.Seq != int64(i) {
 			return nil, bad(i, "sequence number %d, want %d", e.Seq, i)
 		}
-		if e.Prev != prev {
-			return nil, bad(i, "previous hash %.16s… does not match entry %d's %.16s…", e.Prev, i-1, prev)
-		}
-		d := e.digest()
-		if e.Hash != hex.EncodeToString(d) {
-			return nil, bad(i, "hash does not match its contents (altered after signing)")
-		}
 		sig, err := base64.StdEncoding.DecodeString(e.Sig)
-		if err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, d, sig) {
+		if err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, e.signed(), sig) {
 			return nil, bad(i, "signature does not verify under the owner key")
 		}
 		if i > 0 {
@@ -481,7 +661,6 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			}
 			eps[i] = got
 		}
-		prev = e.Hash
 	}
 	return eps, nil
 }
@@ -509,14 +688,16 @@ type Audit struct {
 	FirstBad int     `json:"first_bad_entry,omitempty"`
 }
 
-// AuditLedger verifies a whole ledger against the owner's public key: the
-// hash chain, every signature, and every ε recomputed from its recorded
-// parameters. The error, if any, names the first bad entry.
+// AuditLedger verifies a whole ledger against the owner's public key:
+// every signature, every ε recomputed from its recorded parameters, and
+// the Merkle tree of its lines against the checkpoint beside it. The
+// error, if any, names the first bad entry or the checkpoint it
+// contradicts.
 func AuditLedger(path string, pub ed25519.PublicKey) (Audit, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return Audit{}, fmt.Errorf("dp: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
-	entries, err := ReadLedger(path)
+	entries, lines, err := readLedger(path)
 	a := Audit{Entries: len(entries)}
 	if len(entries) > 0 {
 		a.Cap, a.Delta = entries[0].Cap, entries[0].Delta
@@ -532,7 +713,31 @@ func AuditLedger(path string, pub ed25519.PublicKey) (Audit, error) {
 		a.Problem, a.FirstBad = err.Error(), ee.index
 		return a, err
 	}
-	a.OK, a.Epsilon = true, eps[len(eps)-1]
+	a.Epsilon = eps[len(eps)-1]
+	var tree merkleTree
+	for _, line := range lines {
+		if err := tree.add(line); err != nil {
+			a.Problem = err.Error()
+			return a, err
+		}
+	}
+	beside := path + CheckpointSuffix
+	cp, err := ReadCheckpoint(beside, pub, nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && tree.n == 1:
+		err = nil
+	case errors.Is(err, fs.ErrNotExist):
+		err = fmt.Errorf("%w: %s holds %d entries and its checkpoint %s is missing", ErrCheckpoint, path, tree.n, beside)
+	case err == nil:
+		if err = tree.checkAgainst(cp); err != nil {
+			err = fmt.Errorf("%w (checkpoint %s)", err, beside)
+		}
+	}
+	if err != nil {
+		a.Problem, a.FirstBad = err.Error(), len(entries)
+		return a, err
+	}
+	a.OK = true
 	return a, nil
 }
 
@@ -570,6 +775,46 @@ func RecoverLedger(path string) (int, error) {
 	return len(entries), nil
 }
 
+// writeDurable replaces the file at path with b so that a crash leaves the
+// old contents or the new, never a mix: a temporary file in the same
+// directory, fsync, rename over path, fsync of the directory.
+func writeDurable(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory, making the entries created or renamed in it
+// durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func writeSynced(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -602,4 +847,29 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// Head returns the ledger's tree head: its size and root hash (RFC 6962
+// §2.1), as its latest checkpoint states them.
+func (l *Ledger) Head() (int64, tlog.Hash) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, err := l.tree.root(l.tree.n)
+	if err != nil {
+		panic(err) // unreachable: the size is the tree's own
+	}
+	return l.tree.n, r
+}
+
+// TreeRoot returns the root hash (RFC 6962 §2.1) of the tree whose leaves
+// are the lines of entries, as ReadLedger returned them: the root a
+// checkpoint of those entries states.
+func TreeRoot(entries []Entry) (tlog.Hash, error) {
+	var t merkleTree
+	for i := range entries {
+		if err := t.add(entries[i].line()); err != nil {
+			return tlog.Hash{}, err
+		}
+	}
+	return t.root(t.n)
 }

@@ -27,8 +27,8 @@ func TestSiteAnchorsChargeAfterCrash(t *testing.T) {
 	if err != nil || len(es) != 2 {
 		t.Fatalf("ledger: %d entries, %v", len(es), err)
 	}
-	if s.state.LedgerEntries != 2 || s.state.LedgerHead != es[1].Hash {
-		t.Errorf("the state anchors %d entries (head %q), want 2 (%q)", s.state.LedgerEntries, s.state.LedgerHead, es[1].Hash)
+	if s.state.LedgerEntries != 2 || s.state.LedgerRoot != treeRoot(es) {
+		t.Errorf("the state anchors %d entries (root %q), want 2 (%q)", s.state.LedgerEntries, s.state.LedgerRoot, treeRoot(es))
 	}
 	if s.state.Unopened != 1 {
 		t.Errorf("unopened paid rounds %d, want 1", s.state.Unopened)

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,12 +43,13 @@ type siteState struct {
 	// after everyone paid) could otherwise make it pay for round after
 	// round that never opens; at MaxUnopened the site stops paying.
 	Unopened int `json:"unopened_paid_rounds,omitempty"`
-	// LedgerEntries and LedgerHead are the length of this site's ledger and
-	// the hash of its last entry after the newest charge: a ledger found
-	// shorter, or without that entry, was truncated, deleted or rolled back
-	// (its ε would come back).
+	// LedgerEntries and LedgerRoot are the tree head of this site's ledger
+	// after the newest charge: its size and the base64 RFC 6962 root hash
+	// of its first LedgerEntries entries (dp.TreeRoot). A ledger found
+	// shorter, or whose first entries hash to another root, was
+	// truncated, deleted, rolled back or rewritten (its ε would come back).
 	LedgerEntries int64  `json:"ledger_entries,omitempty"`
-	LedgerHead    string `json:"ledger_head,omitempty"`
+	LedgerRoot    string `json:"ledger_root,omitempty"`
 }
 
 // statisticsReleased says in which mode this site has already let its
@@ -127,8 +129,8 @@ func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 			return st, fmt.Errorf("protocol: %s is missing, though this site has charged it %d entries: restore it from a backup (a new ledger would give back the ε spent)", ledger, st.LedgerEntries)
 		case err != nil && !errors.Is(err, dp.ErrTornLedger):
 			return st, err
-		case int64(len(es)) < st.LedgerEntries || es[st.LedgerEntries-1].Hash != st.LedgerHead:
-			return st, fmt.Errorf("protocol: %s holds %d entries and not the one this site last wrote (entry %d): it was truncated or rolled back; restore it (its ε would come back)", ledger, len(es), st.LedgerEntries)
+		case int64(len(es)) < st.LedgerEntries || treeRoot(es[:st.LedgerEntries]) != st.LedgerRoot:
+			return st, fmt.Errorf("protocol: %s holds %d entries and not the %d this site last wrote (tree root %.12s…): it was truncated or rolled back; restore it (its ε would come back)", ledger, len(es), st.LedgerEntries, st.LedgerRoot)
 		}
 	}
 	return st, nil
@@ -228,7 +230,11 @@ func (s *Site) charge(c dp.Charge) error {
 		return err
 	}
 	s.state.Unopened++
-	s.state.LedgerEntries, s.state.LedgerHead = e.Seq+1, e.Hash
+	n, root := s.ledger.Head()
+	if n != e.Seq+1 {
+		return fmt.Errorf("protocol: internal error: the ledger holds %d entries after charging entry %d", n, e.Seq)
+	}
+	s.state.LedgerEntries, s.state.LedgerRoot = n, base64.StdEncoding.EncodeToString(root[:])
 	return s.saveState()
 }
 
@@ -252,7 +258,7 @@ func (s *Site) anchorLedger() error {
 			s.state.Unopened++
 		}
 	}
-	s.state.LedgerEntries, s.state.LedgerHead = n, es[n-1].Hash
+	s.state.LedgerEntries, s.state.LedgerRoot = n, treeRoot(es)
 	s.log.Warn("the ledger holds charges the site state did not record (it stopped between a charge and the state write); recorded now", "entries", n)
 	return s.saveState()
 }
@@ -266,6 +272,16 @@ func (s *Site) opened() {
 	if err := s.saveState(); err != nil {
 		s.log.Error("saving the site state", "err", err)
 	}
+}
+
+// treeRoot is the base64 tree root of entries (dp.TreeRoot), or "" if it
+// cannot be computed, which matches no anchor.
+func treeRoot(es []dp.Entry) string {
+	r, err := dp.TreeRoot(es)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(r[:])
 }
 
 // sessionName names a session for people: its training round and the

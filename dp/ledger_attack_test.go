@@ -1,0 +1,250 @@
+package dp
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// cutLastLines removes the last n lines of the ledger at path.
+func cutLastLines(t *testing.T, path string, n int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	lines = lines[:len(lines)-1] // the empty string after the final newline
+	if err := os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-n], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackLedgerTruncated: cutting the last charges off a ledger must
+// not pass the audit, and OpenLedger must not resume from the lower ε.
+func TestAttackLedgerTruncated(t *testing.T) {
+	path := newTestLedger(t, 4)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	full, err := AuditLedger(path, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutLastLines(t, path, 2)
+	if a, err := AuditLedger(path, pub); !errors.Is(err, ErrLedgerTruncated) || a.OK {
+		t.Errorf("audit of a ledger cut by two entries: ok=%v, %v", a.OK, err)
+	}
+	l, err := OpenLedger(path, testKey(1))
+	if !errors.Is(err, ErrLedgerTruncated) {
+		if err == nil {
+			t.Errorf("OpenLedger resumed a cut ledger at ε = %v (it had spent %v)", l.Spent(), full.Epsilon)
+			l.Close()
+		} else {
+			t.Errorf("OpenLedger of a cut ledger: %v, want ErrLedgerTruncated", err)
+		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackLedgerCutAndCheckpointKept: every cut, down to the open entry,
+// is refused by OpenLedger while the checkpoint beside the ledger stays:
+// the budget never comes back.
+func TestAttackLedgerCutAndCheckpointKept(t *testing.T) {
+	for cut := 1; cut <= 3; cut++ {
+		path := newTestLedger(t, 3)
+		cutLastLines(t, path, cut)
+		if l, err := OpenLedger(path, testKey(1)); !errors.Is(err, ErrLedgerTruncated) {
+			t.Errorf("cut by %d: OpenLedger gave %v", cut, err)
+			if err == nil {
+				l.Close()
+			}
+		}
+	}
+	// Deleting the checkpoint too is refused while charges remain.
+	path := newTestLedger(t, 3)
+	cutLastLines(t, path, 1)
+	os.Remove(path + CheckpointSuffix)
+	if _, err := OpenLedger(path, testKey(1)); !errors.Is(err, ErrCheckpoint) {
+		t.Errorf("cut with the checkpoint deleted: %v", err)
+	}
+	// A ledger deleted beside its checkpoint is not created afresh.
+	path = newTestLedger(t, 3)
+	os.Remove(path)
+	if _, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 8}); !errors.Is(err, ErrLedgerTruncated) {
+		t.Errorf("CreateLedger over a deleted ledger's checkpoint: %v", err)
+	}
+}
+
+// TestAttackLedgerForkedEntry: an entry rewritten and re-signed by the
+// owner's key verifies on its own; the checkpoint beside it catches it.
+func TestAttackLedgerForkedEntry(t *testing.T) {
+	path := newTestLedger(t, 3)
+	rewriteEntry(t, path, 2, func(e *Entry) { e.Survivors = 10 })
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	if a, err := AuditLedger(path, pub); !errors.Is(err, ErrLedgerForked) || a.OK {
+		t.Errorf("audit of a rewritten entry: %v", err)
+	}
+	if _, err := OpenLedger(path, testKey(1)); !errors.Is(err, ErrLedgerForked) {
+		t.Errorf("open of a rewritten entry: %v", err)
+	}
+}
+
+// rewriteEntry edits entry i of the ledger and re-signs it with the
+// owner's key (testKey(1)), as an owner rewriting history would.
+func rewriteEntry(t *testing.T, path string, i int, edit func(*Entry)) {
+	t.Helper()
+	es, err := ReadLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&es[i])
+	es[i].Sig = ""
+	es[i].Sig = base64Sig(testKey(1), es[i].signed())
+	var out []byte
+	for j := range es {
+		out = append(append(out, es[j].line()...), '\n')
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func base64Sig(key ed25519.PrivateKey, msg []byte) string {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
+}
+
+// TestLedgerCrashBeforeCheckpoint: a crash after an append is on disk and
+// before its checkpoint is written leaves the checkpoint one entry behind;
+// OpenLedger verifies the entries and signs the checkpoint anew, keeping
+// the charge.
+func TestLedgerCrashBeforeCheckpoint(t *testing.T) {
+	path := newTestLedger(t, 2)
+	copyFile(t, path+CheckpointSuffix, path+".old")
+	l, err := OpenLedger(path, testKey(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Charge(clientCharge(3, 4)); err != nil {
+		t.Fatal(err)
+	}
+	spent := l.Spent()
+	l.Close()
+	copyFile(t, path+".old", path+CheckpointSuffix) // the checkpoint write never happened
+	l, err = OpenLedger(path, testKey(1))
+	if err != nil {
+		t.Fatalf("open after a crash before the checkpoint: %v", err)
+	}
+	defer l.Close()
+	if l.Spent() != spent || l.Size() != 4 {
+		t.Errorf("recovered ledger: ε %v (want %v), %d entries", l.Spent(), spent, l.Size())
+	}
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	cp, err := ReadCheckpoint(path+CheckpointSuffix, pub, nil)
+	if err != nil || cp.Size != 4 || !bytes.Equal(cp.Note, l.Checkpoint()) {
+		t.Fatalf("re-signed checkpoint: %+v, %v", cp, err)
+	}
+	if _, err := AuditLedger(path, pub); err != nil {
+		t.Errorf("audit after recovery: %v", err)
+	}
+	// A crash inside CreateLedger (the open entry written, no checkpoint).
+	p2 := filepath.Join(t.TempDir(), "new.jsonl")
+	l2, err := CreateLedger(p2, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	os.Remove(p2 + CheckpointSuffix)
+	if l2, err = OpenLedger(p2, testKey(1)); err != nil {
+		t.Fatalf("open of a new ledger without its checkpoint: %v", err)
+	}
+	l2.Close()
+	if _, err := ReadCheckpoint(p2+CheckpointSuffix, pub, nil); err != nil {
+		t.Errorf("no checkpoint written on open: %v", err)
+	}
+}
+
+// TestLedgerCheckpointAPI: every append leaves a checkpoint of the whole
+// ledger beside it, and ProveFrom proves each earlier one extended.
+func TestLedgerCheckpointAPI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	var seen []*Checkpoint
+	for r := 1; r <= 5; r++ {
+		cp, err := OpenCheckpoint(l.Checkpoint(), pub, nil)
+		if err != nil || cp.Size != l.Size() || cp.Size != int64(r) {
+			t.Fatalf("checkpoint after %d entries: %+v, %v", r, cp, err)
+		}
+		onDisk, err := ReadCheckpoint(path+CheckpointSuffix, pub, nil)
+		if err != nil || !bytes.Equal(onDisk.Note, cp.Note) {
+			t.Fatalf("checkpoint on disk differs: %v", err)
+		}
+		seen = append(seen, cp)
+		if _, err := l.Charge(clientCharge(r, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, _ := OpenCheckpoint(l.Checkpoint(), pub, nil)
+	for _, old := range seen {
+		proof, err := l.ProveFrom(old.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckExtends(old, now, proof); err != nil {
+			t.Errorf("from %d entries: %v", old.Size, err)
+		}
+	}
+	if _, err := l.ProveFrom(l.Size() + 1); err == nil {
+		t.Error("a proof from beyond the ledger")
+	}
+	if _, err := l.ProveFrom(-1); err == nil {
+		t.Error("a proof from a negative size")
+	}
+	// Bad checkpoint files give errors naming the problem.
+	dir := t.TempDir()
+	for name, content := range map[string][]byte{
+		"empty":   nil,
+		"garbage": []byte("not a note\n"),
+		"huge":    bytes.Repeat([]byte("a"), maxCheckpoint+10),
+		"other":   mustSign(t, testKey(2), 3),
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, content, 0o600)
+		if _, err := ReadCheckpoint(p, pub, nil); !errors.Is(err, ErrCheckpoint) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := ReadCheckpoint(filepath.Join(dir, "missing"), pub, nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+func mustSign(t *testing.T, key ed25519.PrivateKey, n int64) []byte {
+	t.Helper()
+	b, err := SignCheckpoint(key, n, tlog.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
