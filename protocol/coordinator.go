@@ -159,6 +159,11 @@ type Coordinator struct {
 	waitLog time.Duration
 	// mem holds the in-memory sessions (memnet.go).
 	mem memSessions
+	// ledger is the run's ledger (nil without DP); witnessed holds, per
+	// site, the newest checkpoint of it the site cosigned (witness.go).
+	ledger    *dp.Ledger
+	witnessMu sync.Mutex
+	witnessed map[int]*dp.Checkpoint
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -368,7 +373,8 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if !cfg.Passphrase.IsSet() {
 		cfg.Logger.Warn(noPassphraseWarning)
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{},
+		witnessed: map[int]*dp.Checkpoint{}}
 	c.mem.init()
 	if cfg.InMemory {
 		return c, nil
@@ -466,6 +472,8 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 	case h.Version != wireVersion:
 		c.log.Warn("site speaks another wire version", "site", site, "version", h.Version, "want", wireVersion)
 		return status.Errorf(codes.FailedPrecondition, "protocol: wire version %d; this coordinator speaks version %d", h.Version, wireVersion)
+	default:
+		c.noteWitnessed(site, first.GetHello().Witnessed)
 	}
 	var sendMu sync.Mutex
 	s := &session{site: site, inbox: make(chan *wire.SiteMessage, 64), done: make(chan struct{}), closed: make(chan struct{}),
@@ -735,6 +743,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		defer ledger.Close()
+		c.ledger = ledger
 		sum.Ledger = filepath.Join(cfg.State, "coordinator-ledger.jsonl")
 		sum.LedgerKey = base64.StdEncoding.EncodeToString(ledgerPub(cfg.State))
 		entries, err := dp.ReadLedger(sum.Ledger)
@@ -1009,6 +1018,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	sum.Seconds = time.Since(began).Seconds()
+	c.witnessEnd(ctx)
 	for _, s := range c.connected() {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
 	}
@@ -1292,6 +1302,9 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 			// answer reports whether m ends the site's part in the phase.
 			answer := func(m *wire.SiteMessage) bool {
 				s.take(m)
+				if cs := m.GetCosigned(); cs != nil {
+					c.cosigned(s.site, cs)
+				}
 				switch {
 				case s.flooded.Load():
 					ch <- got{site: s.site}
@@ -1299,7 +1312,7 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 				case want(m), m.GetRefuse() != nil:
 					ch <- got{s.site, m}
 					return true
-				case m.GetJoin() != nil:
+				case m.GetJoin() != nil, m.GetCosigned() != nil:
 					return false
 				}
 				c.log.Warn("unexpected message ignored", "site", s.site, "msg", fmt.Sprintf("%T", m.Body))
@@ -1475,7 +1488,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	start.Threshold = uint32(max(len(sess)/2+1, c.cfg.Colluders+1))
 	context := terms(start) // start is final: every site hashes what it receives
 	for _, s := range sess {
-		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
+		c.sendStart(s, start)
 	}
 	round := start.Round
 	tr := roundOf(round)

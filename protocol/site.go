@@ -149,6 +149,12 @@ type Site struct {
 	he       *he.Party // mode he: this site's threshold key
 	heSetup  *he.Party // during the key ceremony
 	state    siteState
+	// witnessed is the newest coordinator ledger checkpoint this site
+	// cosigned; witnessRound and witnessErr say what it made of the last
+	// Witness and for which session (witness.go).
+	witnessed    *dp.Checkpoint
+	witnessRound uint64
+	witnessErr   error
 }
 
 // String names the site; it never prints its keys.
@@ -221,6 +227,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	s := &Site{cfg: cfg, log: cfg.Logger.With("site", cfg.Site), identity: id}
 	if s.state, err = loadSiteState(cfg.State, id); err != nil {
+		return nil, err
+	}
+	if err := s.loadWitnessed(); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(cfg.State, siteStateFile)); errors.Is(err, fs.ErrNotExist) {
@@ -480,7 +489,7 @@ func (s *Site) converse(stream siteConn) error {
 		s.sent.Add(int64(proto.Size(m)))
 		return stream.Send(m)
 	}
-	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
+	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion, Witnessed: s.witnessedNote()}}}); err != nil {
 		if errors.Is(err, io.EOF) {
 			_, err = stream.Recv() // the stream's status says why it ended
 		}
@@ -539,6 +548,10 @@ func (s *Site) converse(stream siteConn) error {
 		case *wire.CoordinatorMessage_End:
 			s.end(r, b.End)
 			r = nil
+		case *wire.CoordinatorMessage_Witness:
+			if err := send(s.witness(b.Witness)); err != nil {
+				return err
+			}
 		case *wire.CoordinatorMessage_Bye:
 			return errGoodbye
 		}
@@ -586,6 +599,9 @@ type siteRound struct {
 // than abandoned after the site has paid for it.
 func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
 	if err := checkStart(st, len(s.cfg.Roster.Sites)); err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkWitness(st.Round); err != nil {
 		return nil, nil, err
 	}
 	r := &siteRound{s: s, start: st}

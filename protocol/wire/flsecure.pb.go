@@ -88,6 +88,7 @@ type SiteMessage struct {
 	//	*SiteMessage_Refuse
 	//	*SiteMessage_Engine
 	//	*SiteMessage_Plain
+	//	*SiteMessage_Cosigned
 	Body          isSiteMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -175,6 +176,15 @@ func (x *SiteMessage) GetPlain() *PlainVector {
 	return nil
 }
 
+func (x *SiteMessage) GetCosigned() *Cosigned {
+	if x != nil {
+		if x, ok := x.Body.(*SiteMessage_Cosigned); ok {
+			return x.Cosigned
+		}
+	}
+	return nil
+}
+
 type isSiteMessage_Body interface {
 	isSiteMessage_Body()
 }
@@ -199,6 +209,10 @@ type SiteMessage_Plain struct {
 	Plain *PlainVector `protobuf:"bytes,5,opt,name=plain,proto3,oneof"`
 }
 
+type SiteMessage_Cosigned struct {
+	Cosigned *Cosigned `protobuf:"bytes,6,opt,name=cosigned,proto3,oneof"`
+}
+
 func (*SiteMessage_Hello) isSiteMessage_Body() {}
 
 func (*SiteMessage_Join) isSiteMessage_Body() {}
@@ -209,6 +223,8 @@ func (*SiteMessage_Engine) isSiteMessage_Body() {}
 
 func (*SiteMessage_Plain) isSiteMessage_Body() {}
 
+func (*SiteMessage_Cosigned) isSiteMessage_Body() {}
+
 type CoordinatorMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -218,6 +234,7 @@ type CoordinatorMessage struct {
 	//	*CoordinatorMessage_Engine
 	//	*CoordinatorMessage_End
 	//	*CoordinatorMessage_Bye
+	//	*CoordinatorMessage_Witness
 	Body          isCoordinatorMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -305,6 +322,15 @@ func (x *CoordinatorMessage) GetBye() *Goodbye {
 	return nil
 }
 
+func (x *CoordinatorMessage) GetWitness() *Witness {
+	if x != nil {
+		if x, ok := x.Body.(*CoordinatorMessage_Witness); ok {
+			return x.Witness
+		}
+	}
+	return nil
+}
+
 type isCoordinatorMessage_Body interface {
 	isCoordinatorMessage_Body()
 }
@@ -329,6 +355,10 @@ type CoordinatorMessage_Bye struct {
 	Bye *Goodbye `protobuf:"bytes,5,opt,name=bye,proto3,oneof"`
 }
 
+type CoordinatorMessage_Witness struct {
+	Witness *Witness `protobuf:"bytes,6,opt,name=witness,proto3,oneof"`
+}
+
 func (*CoordinatorMessage_Welcome) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Start) isCoordinatorMessage_Body() {}
@@ -339,11 +369,17 @@ func (*CoordinatorMessage_End) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Bye) isCoordinatorMessage_Body() {}
 
+func (*CoordinatorMessage_Witness) isCoordinatorMessage_Body() {}
+
 // Hello is a site's first message; its id must match its certificate.
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Site          uint32                 `protobuf:"varint,1,opt,name=site,proto3" json:"site,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Site    uint32                 `protobuf:"varint,1,opt,name=site,proto3" json:"site,omitempty"`
+	Version uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The newest checkpoint of the coordinator's ledger this site cosigned,
+	// with its cosignature (a signed note), or empty: the coordinator proves
+	// its ledger's consistency to this site from that checkpoint's size.
+	Witnessed     []byte `protobuf:"bytes,3,opt,name=witnessed,proto3" json:"witnessed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +426,13 @@ func (x *Hello) GetVersion() uint32 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Hello) GetWitnessed() []byte {
+	if x != nil {
+		return x.Witnessed
+	}
+	return nil
 }
 
 type Welcome struct {
@@ -977,28 +1020,178 @@ func (x *Goodbye) GetReason() string {
 	return ""
 }
 
+// Witness asks a site to witness the coordinator's ledger: before every
+// RoundStart (with the RoundStart's session in round) while the
+// coordinator keeps a ledger (DP runs), and once after the last round, so
+// that the last charge is witnessed too. It is sent to each site on its
+// own and is not part of the round's terms.
+//
+// A site verifies that checkpoint is signed by the roster's coordinator
+// ledger key and that proof is a consistency proof (RFC 6962 §2.1.2) from
+// the tree of `from` entries, which must be the size of the checkpoint it
+// last cosigned, to the checkpoint's tree, and then cosigns it. It always
+// answers Cosigned (a refusal in it), so that a refused Witness is not
+// taken for a refused round; but a site that refused the Witness of a
+// session, or has cosigned before and got none, refuses its RoundStart.
+type Witness struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Round uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	// A C2SP tlog-checkpoint signed note of the coordinator's ledger.
+	Checkpoint []byte `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	From       int64  `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	// The proof's hashes, 32 bytes each (tlog.TreeProof order).
+	Proof         [][]byte `protobuf:"bytes,4,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Witness) Reset() {
+	*x = Witness{}
+	mi := &file_flsecure_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Witness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Witness) ProtoMessage() {}
+
+func (x *Witness) ProtoReflect() protoreflect.Message {
+	mi := &file_flsecure_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Witness.ProtoReflect.Descriptor instead.
+func (*Witness) Descriptor() ([]byte, []int) {
+	return file_flsecure_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Witness) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *Witness) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *Witness) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *Witness) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+// Cosigned answers a Witness: its checkpoint with the site's cosignature
+// added, under the name "fl-secure/site/<N>" and the site's roster
+// identity key; or, if the site refuses to cosign, no checkpoint and the
+// reason.
+type Cosigned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Checkpoint    []byte                 `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Refusal       string                 `protobuf:"bytes,3,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cosigned) Reset() {
+	*x = Cosigned{}
+	mi := &file_flsecure_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cosigned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cosigned) ProtoMessage() {}
+
+func (x *Cosigned) ProtoReflect() protoreflect.Message {
+	mi := &file_flsecure_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cosigned.ProtoReflect.Descriptor instead.
+func (*Cosigned) Descriptor() ([]byte, []int) {
+	return file_flsecure_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Cosigned) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *Cosigned) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *Cosigned) GetRefusal() string {
+	if x != nil {
+		return x.Refusal
+	}
+	return ""
+}
+
 var File_flsecure_proto protoreflect.FileDescriptor
 
 const file_flsecure_proto_rawDesc = "" +
 	"\n" +
-	"\x0eflsecure.proto\x12\vflsecure.v1\"\xfa\x01\n" +
+	"\x0eflsecure.proto\x12\vflsecure.v1\"\xaf\x02\n" +
 	"\vSiteMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.flsecure.v1.HelloH\x00R\x05hello\x12'\n" +
 	"\x04join\x18\x02 \x01(\v2\x11.flsecure.v1.JoinH\x00R\x04join\x12-\n" +
 	"\x06refuse\x18\x03 \x01(\v2\x13.flsecure.v1.RefuseH\x00R\x06refuse\x12-\n" +
 	"\x06engine\x18\x04 \x01(\v2\x13.flsecure.v1.EngineH\x00R\x06engine\x120\n" +
-	"\x05plain\x18\x05 \x01(\v2\x18.flsecure.v1.PlainVectorH\x00R\x05plainB\x06\n" +
-	"\x04body\"\x83\x02\n" +
+	"\x05plain\x18\x05 \x01(\v2\x18.flsecure.v1.PlainVectorH\x00R\x05plain\x123\n" +
+	"\bcosigned\x18\x06 \x01(\v2\x15.flsecure.v1.CosignedH\x00R\bcosignedB\x06\n" +
+	"\x04body\"\xb5\x02\n" +
 	"\x12CoordinatorMessage\x120\n" +
 	"\awelcome\x18\x01 \x01(\v2\x14.flsecure.v1.WelcomeH\x00R\awelcome\x12/\n" +
 	"\x05start\x18\x02 \x01(\v2\x17.flsecure.v1.RoundStartH\x00R\x05start\x12-\n" +
 	"\x06engine\x18\x03 \x01(\v2\x13.flsecure.v1.EngineH\x00R\x06engine\x12)\n" +
 	"\x03end\x18\x04 \x01(\v2\x15.flsecure.v1.RoundEndH\x00R\x03end\x12(\n" +
-	"\x03bye\x18\x05 \x01(\v2\x14.flsecure.v1.GoodbyeH\x00R\x03byeB\x06\n" +
-	"\x04body\"5\n" +
+	"\x03bye\x18\x05 \x01(\v2\x14.flsecure.v1.GoodbyeH\x00R\x03bye\x120\n" +
+	"\awitness\x18\x06 \x01(\v2\x14.flsecure.v1.WitnessH\x00R\awitnessB\x06\n" +
+	"\x04body\"S\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\rR\aversion\"1\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
+	"\twitnessed\x18\x03 \x01(\fR\twitnessed\"1\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xdf\x04\n" +
@@ -1053,7 +1246,20 @@ const file_flsecure_proto_rawDesc = "" +
 	"\x05model\x18\x03 \x03(\x01R\x05model\x12\x18\n" +
 	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\"!\n" +
 	"\aGoodbye\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason2W\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"i\n" +
+	"\aWitness\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\fR\n" +
+	"checkpoint\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x03R\x04from\x12\x14\n" +
+	"\x05proof\x18\x04 \x03(\fR\x05proof\"Z\n" +
+	"\bCosigned\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\fR\n" +
+	"checkpoint\x12\x18\n" +
+	"\arefusal\x18\x03 \x01(\tR\arefusal2W\n" +
 	"\vCoordinator\x12H\n" +
 	"\aSession\x12\x18.flsecure.v1.SiteMessage\x1a\x1f.flsecure.v1.CoordinatorMessage(\x010\x01B.Z,github.com/fl-secure/fl-secure/protocol/wireb\x06proto3"
 
@@ -1070,7 +1276,7 @@ func file_flsecure_proto_rawDescGZIP() []byte {
 }
 
 var file_flsecure_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flsecure_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_flsecure_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_flsecure_proto_goTypes = []any{
 	(RoundStart_Kind)(0),       // 0: flsecure.v1.RoundStart.Kind
 	(*SiteMessage)(nil),        // 1: flsecure.v1.SiteMessage
@@ -1084,6 +1290,8 @@ var file_flsecure_proto_goTypes = []any{
 	(*PlainVector)(nil),        // 9: flsecure.v1.PlainVector
 	(*RoundEnd)(nil),           // 10: flsecure.v1.RoundEnd
 	(*Goodbye)(nil),            // 11: flsecure.v1.Goodbye
+	(*Witness)(nil),            // 12: flsecure.v1.Witness
+	(*Cosigned)(nil),           // 13: flsecure.v1.Cosigned
 }
 var file_flsecure_proto_depIdxs = []int32{
 	3,  // 0: flsecure.v1.SiteMessage.hello:type_name -> flsecure.v1.Hello
@@ -1091,19 +1299,21 @@ var file_flsecure_proto_depIdxs = []int32{
 	7,  // 2: flsecure.v1.SiteMessage.refuse:type_name -> flsecure.v1.Refuse
 	8,  // 3: flsecure.v1.SiteMessage.engine:type_name -> flsecure.v1.Engine
 	9,  // 4: flsecure.v1.SiteMessage.plain:type_name -> flsecure.v1.PlainVector
-	4,  // 5: flsecure.v1.CoordinatorMessage.welcome:type_name -> flsecure.v1.Welcome
-	5,  // 6: flsecure.v1.CoordinatorMessage.start:type_name -> flsecure.v1.RoundStart
-	8,  // 7: flsecure.v1.CoordinatorMessage.engine:type_name -> flsecure.v1.Engine
-	10, // 8: flsecure.v1.CoordinatorMessage.end:type_name -> flsecure.v1.RoundEnd
-	11, // 9: flsecure.v1.CoordinatorMessage.bye:type_name -> flsecure.v1.Goodbye
-	0,  // 10: flsecure.v1.RoundStart.kind:type_name -> flsecure.v1.RoundStart.Kind
-	1,  // 11: flsecure.v1.Coordinator.Session:input_type -> flsecure.v1.SiteMessage
-	2,  // 12: flsecure.v1.Coordinator.Session:output_type -> flsecure.v1.CoordinatorMessage
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	13, // 5: flsecure.v1.SiteMessage.cosigned:type_name -> flsecure.v1.Cosigned
+	4,  // 6: flsecure.v1.CoordinatorMessage.welcome:type_name -> flsecure.v1.Welcome
+	5,  // 7: flsecure.v1.CoordinatorMessage.start:type_name -> flsecure.v1.RoundStart
+	8,  // 8: flsecure.v1.CoordinatorMessage.engine:type_name -> flsecure.v1.Engine
+	10, // 9: flsecure.v1.CoordinatorMessage.end:type_name -> flsecure.v1.RoundEnd
+	11, // 10: flsecure.v1.CoordinatorMessage.bye:type_name -> flsecure.v1.Goodbye
+	12, // 11: flsecure.v1.CoordinatorMessage.witness:type_name -> flsecure.v1.Witness
+	0,  // 12: flsecure.v1.RoundStart.kind:type_name -> flsecure.v1.RoundStart.Kind
+	1,  // 13: flsecure.v1.Coordinator.Session:input_type -> flsecure.v1.SiteMessage
+	2,  // 14: flsecure.v1.Coordinator.Session:output_type -> flsecure.v1.CoordinatorMessage
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_flsecure_proto_init() }
@@ -1117,6 +1327,7 @@ func file_flsecure_proto_init() {
 		(*SiteMessage_Refuse)(nil),
 		(*SiteMessage_Engine)(nil),
 		(*SiteMessage_Plain)(nil),
+		(*SiteMessage_Cosigned)(nil),
 	}
 	file_flsecure_proto_msgTypes[1].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
@@ -1124,6 +1335,7 @@ func file_flsecure_proto_init() {
 		(*CoordinatorMessage_Engine)(nil),
 		(*CoordinatorMessage_End)(nil),
 		(*CoordinatorMessage_Bye)(nil),
+		(*CoordinatorMessage_Witness)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1131,7 +1343,7 @@ func file_flsecure_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flsecure_proto_rawDesc), len(file_flsecure_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
