@@ -1019,6 +1019,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum.Seconds = time.Since(began).Seconds()
 	c.witnessEnd(ctx)
+	if c.witnessing() {
+		if sum.Witnesses, err = WitnessCheckpoints(cfg.State, cfg.Roster); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range c.connected() {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
 	}

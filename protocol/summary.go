@@ -57,7 +57,15 @@ type Summary struct {
 	LedgerKey       string        `json:"ledger_key,omitempty"`
 	SiteLedgers     []string      `json:"site_ledgers,omitempty"`
 	SiteKeys        []string      `json:"site_keys,omitempty"`
-	Disclosed       string        `json:"disclosed"`
+	// Witnesses are the sites' newest cosigned checkpoints of the
+	// coordinator's ledger, as the coordinator keeps them (DP runs whose
+	// roster names the coordinator's ledger key).
+	Witnesses []SiteWitness `json:"witnesses,omitempty"`
+	// SiteCheckpoints are the coordinator ledger checkpoints the sites
+	// hold themselves, in site order, where the run knows their state
+	// (simulations).
+	SiteCheckpoints []string `json:"site_checkpoints,omitempty"`
+	Disclosed       string   `json:"disclosed"`
 	// Averaged is how many published models the final Model averages
 	// (CoordinatorConfig.AverageFrom); 0: Model is the last one.
 	Averaged int `json:"averaged,omitempty"`

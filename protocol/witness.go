@@ -32,11 +32,13 @@ import (
 // round at that site, and an audit with the sites' copies
 // (WitnessCheckpoints, fl-secure budget audit --checkpoint) catches it.
 
+// WitnessFile, in a site's state directory, holds the newest coordinator
+// ledger checkpoint the site cosigned, with its cosignature: what the
+// site hands an auditor (fl-secure budget audit --checkpoint).
+const WitnessFile = "coordinator.checkpoint"
+
 const (
-	// witnessFile, in a site's state directory, holds the newest
-	// coordinator ledger checkpoint the site cosigned, with its
-	// cosignature.
-	witnessFile = "coordinator.checkpoint"
+	witnessFile = WitnessFile
 	// witnessDir, in the coordinator's state directory, holds each site's
 	// newest cosigned checkpoint as site-<N>.checkpoint.
 	witnessDir = "witness"
@@ -403,20 +405,37 @@ func (c *Coordinator) witnessEnd(ctx context.Context) {
 // A SiteWitness is the newest coordinator ledger checkpoint one site
 // cosigned, as the coordinator keeps it.
 type SiteWitness struct {
-	Site int
+	Site int `json:"site"`
 	// Name is the site's cosigner name (WitnessName) and Key its roster
 	// identity key (base64), under which the cosignature verifies: the
 	// --witness NAME=KEY of fl-secure budget audit.
-	Name, Key string
+	Name string `json:"name"`
+	Key  string `json:"key"`
 	// File is the checkpoint note (--checkpoint FILE).
-	File string
+	File string `json:"file,omitempty"`
 	// Size is the number of ledger entries the checkpoint covers, and
 	// Round the last training round charged among them (0: none).
-	Size  int64
-	Round int
-	// Err is why the site's copy is missing or does not verify; the fields
-	// above other than Site, Name and Key are then empty.
-	Err error
+	Size  int64 `json:"entries,omitempty"`
+	Round int   `json:"round,omitempty"`
+	// Problem says why the site's copy is missing or does not verify; the
+	// fields above other than Site, Name and Key are then empty.
+	Problem string `json:"problem,omitempty"`
+}
+
+// Arg is the site's --witness argument of fl-secure budget audit.
+func (w SiteWitness) Arg() string { return w.Name + "=" + w.Key }
+
+// CosignedBy says how many sites cosigned a checkpoint covering round (for
+// example the last round charged): "cosigned by 5 of 5 hospitals at round
+// 30".
+func CosignedBy(ws []SiteWitness, round int) string {
+	k := 0
+	for _, w := range ws {
+		if w.Problem == "" && w.Round >= round {
+			k++
+		}
+	}
+	return fmt.Sprintf("cosigned by %d of %d hospitals at round %d", k, len(ws), round)
 }
 
 // WitnessCheckpoints returns, for a coordinator's state directory, each
@@ -449,8 +468,27 @@ func WitnessCheckpoints(state string, roster *Roster) ([]SiteWitness, error) {
 				}
 			}
 		}
-		w.Err = err
+		if err != nil {
+			w.Problem = err.Error()
+		}
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// WitnessLine says who cosigned the coordinator ledger's checkpoint
+// covering the run's last charge, for a report: "cosigned by 5 of 5
+// hospitals at round 30"; "" without witnesses.
+func (s *Summary) WitnessLine() string {
+	if len(s.Witnesses) == 0 {
+		return ""
+	}
+	last := 0
+	es, _ := dp.ReadLedger(s.Ledger)
+	for _, e := range es {
+		if e.Kind == "charge" {
+			last = max(last, e.Round)
+		}
+	}
+	return CosignedBy(s.Witnesses, last)
 }

@@ -184,7 +184,7 @@ func TestWitnessEveryChargeCosigned(t *testing.T) {
 				t.Fatalf("%d witnesses, want %d", len(ws), b.n)
 			}
 			for _, w := range ws {
-				if w.Err != nil || w.Size != int64(a.Entries) || w.Round != rounds || w.Name != WitnessName(w.Site) {
+				if w.Problem != "" || w.Size != int64(a.Entries) || w.Round != rounds || w.Name != WitnessName(w.Site) {
 					t.Errorf("site %d's witness copy: %+v", w.Site, w)
 				}
 				// Each copy verifies with the audit's inputs: the roster's
@@ -193,6 +193,9 @@ func TestWitnessEveryChargeCosigned(t *testing.T) {
 				if _, err := dp.ReadCheckpoint(w.File, b.f.roster.ledgerKey(), map[string]ed25519.PublicKey{w.Name: key}); err != nil {
 					t.Errorf("site %d's witness copy: %v", w.Site, err)
 				}
+			}
+			if got, want := CosignedBy(sum.Witnesses, rounds), "cosigned by 3 of 3 hospitals at round 2"; got != want {
+				t.Errorf("summary: %q, want %q", got, want)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/fl-secure/fl-secure/fl"
 	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol"
+	"github.com/fl-secure/fl-secure/protocol/local"
 )
 
 // readConfig parses a "key = value" file (# starts a comment) into flag
@@ -281,7 +282,19 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	}
 	fmt.Fprintf(stdout, "%d rounds completed; ε spent %.4g (δ = %g, %s level)\n", ok, sum.Epsilon, *delta, *level)
 	if sum.Ledger != "" {
-		fmt.Fprintf(stdout, "ledger: %s\naudit:  fl-secure budget audit --ledger %s --key %s\n", sum.Ledger, sum.Ledger, sum.LedgerKey)
+		// The coordinator's copies of the sites' cosigned checkpoints; each
+		// hospital holds its own (coordinator.checkpoint in its state
+		// directory), which an auditor should take from the hospital.
+		var files, witnesses []string
+		for _, w := range sum.Witnesses {
+			if w.Problem == "" {
+				files, witnesses = append(files, w.File), append(witnesses, w.Arg())
+			}
+		}
+		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey, files, witnesses))
+		if line := sum.WitnessLine(); line != "" {
+			fmt.Fprintf(stdout, "witnesses: %s (each hospital holds its own copy: %s in its state directory)\n", line, protocol.WitnessFile)
+		}
 	}
 	fmt.Fprintf(stdout, "model:  %s\n", filepath.Join(*state, "checkpoints"))
 	return 0
