@@ -686,56 +686,145 @@ type Audit struct {
 	Delta    float64 `json:"delta"`
 	Problem  string  `json:"problem,omitempty"`
 	FirstBad int     `json:"first_bad_entry,omitempty"`
+	// Checkpoints lists every checkpoint checked, the one beside the
+	// ledger first.
+	Checkpoints []CheckpointCheck `json:"checkpoints"`
+	// External counts the checkpoints the auditor gave (AuditOptions) that
+	// verified and match: only those can show that the ledger was not cut
+	// together with its own checkpoint, or restored from an earlier copy.
+	External int `json:"external_checkpoints"`
+	// Limit says, when External is 0, what the audit cannot detect.
+	Limit string `json:"limit,omitempty"`
 }
+
+// NoExternalCheckpoint is Audit.Limit when the auditor gave no checkpoint.
+const NoExternalCheckpoint = "no external checkpoint was given: a ledger cut short together with the checkpoint beside it, or restored with it from an earlier copy (a rollback), cannot be detected; give a checkpoint kept elsewhere (a witness's or a site's copy)"
+
+// A CheckpointCheck is the outcome of one checkpoint in an audit.
+type CheckpointCheck struct {
+	// Source says where the checkpoint came from: "beside the ledger", a
+	// file name, or "given #i".
+	Source string `json:"source"`
+	// External is true for a checkpoint the auditor gave; false for one
+	// found with the ledger (beside it or in its witness directory), which
+	// whoever can rewrite the ledger can rewrite too.
+	External bool  `json:"external"`
+	Size     int64 `json:"size,omitempty"`
+	// Cosigners lists the witnesses (of AuditOptions.Witnesses) whose
+	// cosignatures verified.
+	Cosigners []string `json:"cosigners,omitempty"`
+	OK        bool     `json:"ok"`
+	Problem   string   `json:"problem,omitempty"`
+}
+
+// AuditOptions gives an audit the checkpoints held outside the ledger's
+// directory and the witnesses whose cosignatures to verify.
+type AuditOptions struct {
+	// Checkpoints are checkpoint notes, CheckpointFiles files holding one.
+	Checkpoints     [][]byte
+	CheckpointFiles []string
+	// Witnesses maps a witness's name to its Ed25519 public key.
+	Witnesses map[string]ed25519.PublicKey
+}
+
+// WitnessDir is the directory, beside a ledger, where copies of its
+// checkpoints cosigned by witnesses are kept (<dir>/witness/*.checkpoint);
+// AuditLedger checks every one found there.
+const WitnessDir = "witness"
 
 // AuditLedger verifies a whole ledger against the owner's public key:
 // every signature, every ε recomputed from its recorded parameters, and
-// the Merkle tree of its lines against the checkpoint beside it. The
-// error, if any, names the first bad entry or the checkpoint it
-// contradicts.
-func AuditLedger(path string, pub ed25519.PublicKey) (Audit, error) {
+// the Merkle tree of its lines against every checkpoint: the one beside
+// it, those in <dir>/witness/*.checkpoint, and those given in opt (at
+// most one AuditOptions). A checkpoint covering more entries than the
+// ledger holds fails with ErrLedgerTruncated (the ledger was cut short or
+// rolled back); one whose root the ledger's first entries do not give
+// fails with ErrLedgerForked. The error names the first problem; the
+// Audit lists every checkpoint and its outcome.
+func AuditLedger(path string, pub ed25519.PublicKey, opt ...AuditOptions) (Audit, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return Audit{}, fmt.Errorf("dp: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
+	if len(opt) > 1 {
+		return Audit{}, errors.New("dp: AuditLedger takes at most one AuditOptions")
+	}
+	var o AuditOptions
+	if len(opt) == 1 {
+		o = opt[0]
+	}
 	entries, lines, err := readLedger(path)
-	a := Audit{Entries: len(entries)}
+	a := Audit{Entries: len(entries), Checkpoints: []CheckpointCheck{}}
 	if len(entries) > 0 {
 		a.Cap, a.Delta = entries[0].Cap, entries[0].Delta
 	}
-	if err != nil {
-		a.Problem, a.FirstBad = err.Error(), len(entries)
-		return a, err
+	var first error
+	fail := func(err error, bad int) {
+		if first == nil {
+			first, a.Problem, a.FirstBad = err, err.Error(), bad
+		}
 	}
-	eps, err := verifyEntries(entries, pub)
 	if err != nil {
+		fail(err, len(entries))
+	} else if eps, err := verifyEntries(entries, pub); err != nil {
 		var ee *entryError
 		errors.As(err, &ee)
-		a.Problem, a.FirstBad = err.Error(), ee.index
-		return a, err
+		fail(err, ee.index)
+	} else {
+		a.Epsilon = eps[len(eps)-1]
 	}
-	a.Epsilon = eps[len(eps)-1]
+	// The tree of the lines that parsed: checkpoints are checked even when
+	// an entry fails, so the report shows them all.
 	var tree merkleTree
 	for _, line := range lines {
 		if err := tree.add(line); err != nil {
-			a.Problem = err.Error()
-			return a, err
+			fail(err, len(entries))
+			break
 		}
+	}
+	check := func(src string, external bool, cp *Checkpoint, err error) {
+		c := CheckpointCheck{Source: src, External: external}
+		if err == nil {
+			c.Size, c.Cosigners = cp.Size, cp.Cosigners
+			err = tree.checkAgainst(cp)
+		}
+		if err != nil {
+			c.Problem = err.Error()
+			fail(fmt.Errorf("%w (checkpoint %s)", err, src), len(entries))
+		} else {
+			c.OK = true
+			if external {
+				a.External++
+			}
+		}
+		a.Checkpoints = append(a.Checkpoints, c)
 	}
 	beside := path + CheckpointSuffix
-	cp, err := ReadCheckpoint(beside, pub, nil)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && tree.n == 1:
-		err = nil
-	case errors.Is(err, fs.ErrNotExist):
-		err = fmt.Errorf("%w: %s holds %d entries and its checkpoint %s is missing", ErrCheckpoint, path, tree.n, beside)
-	case err == nil:
-		if err = tree.checkAgainst(cp); err != nil {
-			err = fmt.Errorf("%w (checkpoint %s)", err, beside)
+	cp, err := ReadCheckpoint(beside, pub, o.Witnesses)
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(lines) > 1 {
+			check("beside the ledger ("+beside+")", false, nil, fmt.Errorf("%w: it is missing while the ledger holds %d entries", ErrCheckpoint, len(lines)))
 		}
+	} else {
+		check("beside the ledger ("+beside+")", false, cp, err)
 	}
-	if err != nil {
-		a.Problem, a.FirstBad = err.Error(), len(entries)
-		return a, err
+	found, _ := filepath.Glob(filepath.Join(filepath.Dir(path), WitnessDir, "*"+CheckpointSuffix))
+	for _, f := range found {
+		cp, err := ReadCheckpoint(f, pub, o.Witnesses)
+		check(f, false, cp, err)
+	}
+	for _, f := range o.CheckpointFiles {
+		cp, err := ReadCheckpoint(f, pub, o.Witnesses)
+		check(f, true, cp, err)
+	}
+	for i, msg := range o.Checkpoints {
+		cp, err := OpenCheckpoint(msg, pub, o.Witnesses)
+		check(fmt.Sprintf("given #%d", i+1), true, cp, err)
+	}
+	if a.External == 0 {
+		a.Limit = NoExternalCheckpoint
+	}
+	if first != nil {
+		return a, first
 	}
 	a.OK = true
 	return a, nil

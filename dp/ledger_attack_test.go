@@ -248,3 +248,122 @@ func mustSign(t *testing.T, key ed25519.PrivateKey, n int64) []byte {
 	}
 	return b
 }
+
+// resignBeside signs a checkpoint of the ledger at path as it now stands,
+// with the owner's key, as an owner covering a rewrite would.
+func resignBeside(t *testing.T, path string) {
+	t.Helper()
+	es, err := ReadLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := TreeRoot(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note, err := SignCheckpoint(testKey(1), int64(len(es)), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+CheckpointSuffix, note, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackLedgerRolledBack: a ledger restored together with its
+// checkpoint from an earlier copy is consistent in itself; only a
+// checkpoint kept elsewhere catches it, and the audit says so when none
+// is given.
+func TestAttackLedgerRolledBack(t *testing.T) {
+	path := newTestLedger(t, 2)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	copyFile(t, path, path+".bak")
+	copyFile(t, path+CheckpointSuffix, path+".cp.bak")
+	l, err := OpenLedger(path, testKey(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := 3; r <= 4; r++ {
+		if _, err := l.Charge(clientCharge(r, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	witnessed := l.Checkpoint() // a copy kept by someone else
+	l.Close()
+	copyFile(t, path+".bak", path)
+	copyFile(t, path+".cp.bak", path+CheckpointSuffix)
+
+	a, err := AuditLedger(path, pub)
+	if err != nil || a.External != 0 || a.Limit != NoExternalCheckpoint {
+		t.Errorf("without an external checkpoint: %v, external %d, limit %q", err, a.External, a.Limit)
+	}
+	a, err = AuditLedger(path, pub, AuditOptions{Checkpoints: [][]byte{witnessed}})
+	if !errors.Is(err, ErrLedgerTruncated) || a.OK || !strings.Contains(err.Error(), "given #1") {
+		t.Fatalf("audit of a rolled-back ledger with a later checkpoint: %v", err)
+	}
+	last := a.Checkpoints[len(a.Checkpoints)-1]
+	if last.OK || !last.External || last.Size != 5 || last.Problem == "" {
+		t.Errorf("the external checkpoint's line: %+v", last)
+	}
+	// The same checkpoint from a file.
+	f := filepath.Join(t.TempDir(), "kept.checkpoint")
+	os.WriteFile(f, witnessed, 0o600)
+	if _, err := AuditLedger(path, pub, AuditOptions{CheckpointFiles: []string{f}}); !errors.Is(err, ErrLedgerTruncated) {
+		t.Errorf("with the checkpoint in a file: %v", err)
+	}
+	// The genuine ledger passes with it, and counts it.
+	path2 := newTestLedger(t, 2)
+	l2, _ := OpenLedger(path2, testKey(1))
+	kept := l2.Checkpoint()
+	l2.Charge(clientCharge(3, 4))
+	l2.Close()
+	a, err = AuditLedger(path2, pub, AuditOptions{Checkpoints: [][]byte{kept}})
+	if err != nil || a.External != 1 || a.Limit != "" || len(a.Checkpoints) != 2 {
+		t.Errorf("genuine ledger with an older external checkpoint: %+v, %v", a, err)
+	}
+}
+
+// TestAttackLedgerForkedAndResigned: an owner rewrites an entry, re-signs
+// it and the checkpoint beside the ledger; a checkpoint a witness kept
+// catches the fork.
+func TestAttackLedgerForkedAndResigned(t *testing.T) {
+	path := newTestLedger(t, 3)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	witnessed, _ := os.ReadFile(path + CheckpointSuffix)
+	rewriteEntry(t, path, 1, func(e *Entry) { e.RunID = "run-0" })
+	resignBeside(t, path)
+	if _, err := AuditLedger(path, pub); err != nil {
+		t.Fatalf("a consistent rewrite fails the audit without a witness: %v", err)
+	}
+	if _, err := AuditLedger(path, pub, AuditOptions{Checkpoints: [][]byte{witnessed}}); !errors.Is(err, ErrLedgerForked) {
+		t.Errorf("audit of a forked ledger with a witnessed checkpoint: %v", err)
+	}
+}
+
+// TestAuditWitnessDirectory: checkpoints in <dir>/witness are checked,
+// their cosigners listed, and a bad one fails the audit naming its file.
+func TestAuditWitnessDirectory(t *testing.T) {
+	path := newTestLedger(t, 2)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	wdir := filepath.Join(filepath.Dir(path), WitnessDir)
+	os.Mkdir(wdir, 0o700)
+	note, _ := os.ReadFile(path + CheckpointSuffix)
+	wkey := testKey(7)
+	cosigned, err := Cosign(note, pub, "site-1", wkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(wdir, "site-1"+CheckpointSuffix), cosigned, 0o600)
+	w := map[string]ed25519.PublicKey{"site-1": wkey.Public().(ed25519.PublicKey)}
+	a, err := AuditLedger(path, pub, AuditOptions{Witnesses: w})
+	if err != nil || len(a.Checkpoints) != 2 || a.External != 0 {
+		t.Fatalf("audit with a witness copy: %+v, %v", a, err)
+	}
+	if c := a.Checkpoints[1]; !c.OK || len(c.Cosigners) != 1 || c.Cosigners[0] != "site-1" {
+		t.Errorf("witness copy: %+v", c)
+	}
+	os.WriteFile(filepath.Join(wdir, "bad"+CheckpointSuffix), []byte("garbage\n"), 0o600)
+	if _, err := AuditLedger(path, pub); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "bad"+CheckpointSuffix) {
+		t.Errorf("a bad witness copy: %v", err)
+	}
+}

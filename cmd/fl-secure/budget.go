@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp/report"
@@ -15,9 +18,11 @@ import (
 
 const budgetUsage = `Usage:
   fl-secure budget show    --ledger FILE [--json]     ε per round, cumulative ε, budget left
-  fl-secure budget audit   --ledger FILE --key PUBKEY [--json]
-                           verify the hash chain and every signature, recompute
-                           every ε; exit 0 if all holds, 1 naming the first bad entry
+  fl-secure budget audit   --ledger FILE --key PUBKEY [--checkpoint FILE]...
+                           [--witness NAME=PUBKEY]... [--json]
+                           verify every signature, recompute every ε, check the
+                           ledger's tree against its checkpoints; exit 0 if all
+                           holds, 1 naming the first problem
   fl-secure budget recover --ledger FILE              move an incomplete last line
                            (a crash mid-write) to FILE.torn
   fl-secure budget report  --ledger FILE --key PUBKEY --out report.html
@@ -84,6 +89,7 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err, "")
 	}
 	open := entries[0]
+	cpSize, cpText := besideCheckpoint(*path, open)
 	var rows []shownRound
 	for _, e := range entries[1:] {
 		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, string(e.Level), e.Mechanism, e.NoiseMultiplier,
@@ -100,6 +106,7 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		code := printJSON(stdout, stderr, map[string]any{
 			"accountant": open.Accountant, "neighbouring": open.Relation, "delta": open.Delta,
 			"epsilon_cap": open.Cap, "epsilon": spent, "remaining": open.Cap - spent, "rounds": rows,
+			"entries": len(entries), "checkpoint_size": cpSize, "checkpoint": cpText,
 		})
 		if err != nil {
 			return fail(stderr, err, "")
@@ -114,16 +121,56 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), fmt.Sprintf("%.5g", r.Remaining))
 	}
 	fmt.Fprintf(stdout, "spent ε = %.6g of %g; %.6g left\n", spent, open.Cap, open.Cap-spent)
+	fmt.Fprintf(stdout, "%d entries; checkpoint beside the ledger: %s\n", len(entries), cpText)
 	if err != nil {
 		return fail(stderr, err, "")
 	}
 	return 0
 }
 
+// besideCheckpoint reads the checkpoint beside the ledger at path under
+// the key its open entry names (show verifies nothing else: audit does)
+// and returns its size, or -1, and a line saying what was found.
+func besideCheckpoint(path string, open dp.Entry) (int64, string) {
+	cpPath := path + dp.CheckpointSuffix
+	pub, err := dp.ParsePublicKey(open.Owner)
+	if err != nil {
+		return -1, fmt.Sprintf("not read (the open entry's owner key: %v)", err)
+	}
+	cp, err := dp.ReadCheckpoint(cpPath, pub, nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return -1, "MISSING (" + cpPath + ")"
+	case err != nil:
+		return -1, fmt.Sprintf("BAD: %v", err)
+	}
+	return cp.Size, fmt.Sprintf("%d entries (%s; run budget audit to check the ledger against it)", cp.Size, cpPath)
+}
+
 func budgetAudit(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("budget audit", "Usage: fl-secure budget audit --ledger FILE --key PUBKEY [--json]\n\nVerifies a privacy ledger: the hash chain, every Ed25519 signature under the owner's key, and every cumulative ε recomputed from the recorded parameters with the recorded accountant.\n", stderr)
+	fs, parse := newFlags("budget audit", `Usage: fl-secure budget audit --ledger FILE --key PUBKEY [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--json]
+
+Verifies a privacy ledger: every Ed25519 signature under the owner's key,
+every cumulative ε recomputed from the recorded parameters with the
+recorded accountant, and the ledger's Merkle tree (RFC 6962) against every
+signed checkpoint: the one beside it (FILE.checkpoint), those in the
+witness directory beside it, and each --checkpoint. Only a checkpoint kept
+elsewhere (a witness's or a site's copy, given with --checkpoint) shows
+that the ledger was not cut short together with its own checkpoint or
+restored from an earlier copy. --witness names a witness whose
+cosignatures are verified and listed.
+
+Exit 0 if everything holds; 1 naming the first problem.
+
+Example:
+  fl-secure budget audit --ledger coordinator/coordinator-ledger.jsonl --key KEY \
+      --checkpoint site-1/coordinator.checkpoint --witness site-1=SITEKEY
+`, stderr)
 	path := fs.String("ledger", "", "ledger file")
 	keyText := fs.String("key", "", "the owner's Ed25519 public key (base64 or hex)")
+	var checkpoints, witnesses multi
+	fs.Var(&checkpoints, "checkpoint", "a signed checkpoint of the ledger kept elsewhere (repeatable)")
+	fs.Var(&witnesses, "witness", "NAME=PUBKEY of a witness whose cosignatures to verify (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if help, err := parse(args, "ledger", "key"); help || err != nil {
 		if err != nil {
@@ -135,17 +182,60 @@ func budgetAudit(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, usagef("--key: %v", err), "")
 	}
-	a, err := dp.AuditLedger(*path, pub)
+	opt := dp.AuditOptions{CheckpointFiles: checkpoints}
+	for _, w := range witnesses {
+		name, key, ok := strings.Cut(w, "=")
+		if !ok || name == "" {
+			return fail(stderr, usagef("--witness %q: want NAME=PUBKEY", w), "")
+		}
+		k, err := dp.ParsePublicKey(key)
+		if err != nil {
+			return fail(stderr, usagef("--witness %s: %v", name, err), "")
+		}
+		if opt.Witnesses == nil {
+			opt.Witnesses = map[string]ed25519.PublicKey{}
+		}
+		if _, dup := opt.Witnesses[name]; dup {
+			return fail(stderr, usagef("--witness %s given twice", name), "")
+		}
+		opt.Witnesses[name] = k
+	}
+	a, err := dp.AuditLedger(*path, pub, opt)
 	if *asJSON {
 		if code := printJSON(stdout, stderr, a); code != 0 {
 			return code
 		}
-	} else if err == nil {
-		fmt.Fprintf(stdout, "ok: %d entries, hash chain and signatures verify, every ε recomputes; spent ε = %.6g of %g at δ = %g\n", a.Entries, a.Epsilon, a.Cap, a.Delta)
+	} else {
+		if err == nil {
+			fmt.Fprintf(stdout, "ok: %d entries, every signature verifies, every ε recomputes, the tree matches %d checkpoint(s) (%d external); spent ε = %.6g of %g at δ = %g\n",
+				a.Entries, len(a.Checkpoints), a.External, a.Epsilon, a.Cap, a.Delta)
+		}
+		for _, c := range a.Checkpoints {
+			kind := "found with the ledger"
+			if c.External {
+				kind = "given"
+			}
+			status := "ok"
+			if !c.OK {
+				status = "FAILS: " + c.Problem
+			}
+			cos := "no cosigner verified"
+			if len(c.Cosigners) > 0 {
+				cos = "cosigned by " + strings.Join(c.Cosigners, ", ")
+			}
+			fmt.Fprintf(stdout, "checkpoint %s (%s): %d entries, %s: %s\n", c.Source, kind, c.Size, cos, status)
+		}
+		if a.Limit != "" {
+			fmt.Fprintf(stdout, "warning: %s\n", a.Limit)
+		}
 	}
 	if err != nil {
-		if errors.Is(err, dp.ErrCorruptLedger) || errors.Is(err, dp.ErrTornLedger) {
+		switch {
+		case errors.Is(err, dp.ErrCorruptLedger) || errors.Is(err, dp.ErrTornLedger):
 			fmt.Fprintf(stderr, "fl-secure: error: audit failed at entry %d: %v\n", a.FirstBad, err)
+			return 1
+		case errors.Is(err, dp.ErrLedgerTruncated) || errors.Is(err, dp.ErrLedgerForked) || errors.Is(err, dp.ErrCheckpoint):
+			fmt.Fprintf(stderr, "fl-secure: error: audit failed: %v\n", err)
 			return 1
 		}
 		return fail(stderr, err, "")

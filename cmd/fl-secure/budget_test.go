@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fl-secure/fl-secure/dp"
+)
+
+func copyTo(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackBudgetAuditCheckpoints: `budget audit` with a checkpoint kept
+// elsewhere catches a ledger cut short (with its checkpoint), rolled back
+// (ledger and checkpoint restored from an earlier copy) and forked (an
+// entry rewritten and re-signed, with a new checkpoint); without one it
+// passes and says plainly what it cannot detect.
+func TestAttackBudgetAuditCheckpoints(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "privacy.jsonl")
+	l, err := dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Delta: 1e-5, Cap: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := func(r int) {
+		if _, err := l.Charge(dp.Charge{RunID: "r1", Round: r, Level: dp.ClientLevel,
+			Event: dp.Event{Mechanism: dp.GaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	charge(1)
+	charge(2)
+	copyTo(t, path, path+".bak")
+	copyTo(t, path+dp.CheckpointSuffix, path+".cp.bak")
+	charge(3)
+	kept := filepath.Join(dir, "kept.checkpoint") // a witness's copy
+	os.WriteFile(kept, l.Checkpoint(), 0o600)
+	l.Close()
+	copyTo(t, path, path+".good")
+	copyTo(t, path+dp.CheckpointSuffix, path+".cp.good")
+
+	code, out, errOut := runCLI("budget", "audit", "--ledger", path, "--key", pub, "--checkpoint", kept)
+	if code != 0 || !strings.HasPrefix(out, "ok: 4 entries") || !strings.Contains(out, "1 external") || strings.Contains(out, "warning") {
+		t.Fatalf("genuine ledger: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Rollback: the ledger and its checkpoint restored from the backup.
+	copyTo(t, path+".bak", path)
+	copyTo(t, path+".cp.bak", path+dp.CheckpointSuffix)
+	code, out, errOut = runCLI("budget", "audit", "--ledger", path, "--key", pub)
+	if code != 0 || !strings.Contains(out, "warning: no external checkpoint was given") {
+		t.Errorf("rolled back, no external checkpoint: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI("budget", "audit", "--ledger", path, "--key", pub, "--checkpoint", kept)
+	if code != 1 || !strings.Contains(errOut, "shorter than a checkpoint") || !strings.Contains(errOut, "kept.checkpoint") {
+		t.Errorf("rolled back: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Truncation: the last entry cut, the checkpoint beside it kept.
+	copyTo(t, path+".good", path)
+	copyTo(t, path+".cp.good", path+dp.CheckpointSuffix)
+	data, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(data), "\n")
+	os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-2], "")), 0o600)
+	code, out, errOut = runCLI("budget", "audit", "--ledger", path, "--key", pub, "--checkpoint", kept, "--json")
+	var a dp.Audit
+	if code != 1 || json.Unmarshal([]byte(out), &a) != nil || a.OK || len(a.Checkpoints) != 2 || a.Checkpoints[0].OK || a.Checkpoints[1].OK {
+		t.Errorf("truncated: exit %d, %+v\n%s", code, a, errOut)
+	}
+
+	// Fork: entry 1 rewritten and re-signed, the checkpoint beside it too.
+	copyTo(t, path+".good", path)
+	es, _ := dp.ReadLedger(path)
+	es[1].RunID = "r0"
+	es[1].Sig = ""
+	b, _ := json.Marshal(&es[1])
+	es[1].Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, append([]byte("fl-secure/ledger/v2\n"), b...)))
+	var out2 []byte
+	for i := range es {
+		line, _ := json.Marshal(&es[i])
+		out2 = append(append(out2, line...), '\n')
+	}
+	os.WriteFile(path, out2, 0o600)
+	root, _ := dp.TreeRoot(es)
+	note, _ := dp.SignCheckpoint(key, int64(len(es)), root)
+	os.WriteFile(path+dp.CheckpointSuffix, note, 0o600)
+	if code, out, errOut := runCLI("budget", "audit", "--ledger", path, "--key", pub); code != 0 {
+		t.Errorf("a consistent fork without a witness: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI("budget", "audit", "--ledger", path, "--key", pub, "--checkpoint", kept)
+	if code != 1 || !strings.Contains(errOut, "does not match a checkpoint") {
+		t.Errorf("forked: exit %d\n%s%s", code, out, errOut)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--witness", "site-1"}, 2, "want NAME=PUBKEY"},
+		{[]string{"--witness", "site-1=xyz"}, 2, "not a 32-byte Ed25519 public key"},
+		{[]string{"--witness", "a=" + pub, "--witness", "a=" + pub}, 2, "given twice"},
+		{[]string{"--checkpoint", filepath.Join(dir, "missing")}, 1, "no such file"},
+		{[]string{"--checkpoint", path}, 1, "invalid ledger checkpoint"},
+	} {
+		args := append([]string{"budget", "audit", "--ledger", path + ".good", "--key", pub}, tc.args...)
+		copyTo(t, path+".cp.good", path+".good"+dp.CheckpointSuffix)
+		code, out, errOut := runCLI(args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
+	}
+
+	// show prints the checkpoint's size.
+	if code, out, _ := runCLI("budget", "show", "--ledger", path+".good"); code != 0 || !strings.Contains(out, "checkpoint beside the ledger: 4 entries") {
+		t.Errorf("show: exit %d\n%s", code, out)
+	}
+}
