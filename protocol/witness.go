@@ -41,7 +41,7 @@ const (
 	witnessFile = WitnessFile
 	// witnessDir, in the coordinator's state directory, holds each site's
 	// newest cosigned checkpoint as site-<N>.checkpoint.
-	witnessDir = "witness"
+	witnessDir = dp.WitnessDir
 	// maxProof bounds a consistency proof's hashes: 2·log2 of any tree
 	// size is below it.
 	maxProof = 64
