@@ -95,7 +95,7 @@ func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 	path := filepath.Join(dir, siteStateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		for _, other := range []string{"site-ledger.jsonl", "ledger-key.pem", "ledger.pub", "he-party.bin"} {
+		for _, other := range []string{"site-ledger.jsonl", "ledger-key.pem", "ledger.pub", "he-party.bin", witnessFile} {
 			if _, err := os.Stat(filepath.Join(dir, other)); err == nil {
 				return st, fmt.Errorf("protocol: %s is missing while %s exists; restore it from a backup (a site that forgot it could be made to replay sessions or release its statistics twice)", path, other)
 			}
