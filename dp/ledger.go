@@ -77,20 +77,31 @@ type Entry struct {
 	Cap        float64 `json:"epsilon_cap"`
 
 	// Set in charge entries.
-	RunID           string  `json:"run_id,omitempty"`
-	Round           int     `json:"round,omitempty"`
-	Level           Level   `json:"level,omitempty"`
+	RunID string `json:"run_id,omitempty"`
+	Round int    `json:"round,omitempty"`
+	Level Level  `json:"level,omitempty"`
+	// Protects is the neighbouring relation of Level in words
+	// (RecordRelationText or ClientRelationText).
+	Protects        string  `json:"protects,omitempty"`
 	Mechanism       string  `json:"mechanism,omitempty"`
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
-	Sigma           float64 `json:"sigma,omitempty"`
-	Clip            float64 `json:"clip,omitempty"`
 	SamplingRate    float64 `json:"sampling_rate,omitempty"`
 	Steps           int     `json:"steps,omitempty"`
-	Participants    int     `json:"participants,omitempty"`
-	Survivors       int     `json:"survivors,omitempty"`
-	Colluders       int     `json:"colluders,omitempty"`
-	EpsilonRound    float64 `json:"epsilon_round,omitempty"`
-	Epsilon         float64 `json:"epsilon"`
+	// The noise plan (NoisePlan) the multiplier is derived from, when the
+	// charge has one; Release is set exactly then.
+	Release      string  `json:"release,omitempty"`
+	Threshold    int     `json:"threshold,omitempty"`
+	Colluders    int     `json:"colluders,omitempty"`
+	MinCohort    int     `json:"min_cohort,omitempty"`
+	Participants int     `json:"participants,omitempty"`
+	Survivors    int     `json:"survivors,omitempty"`
+	GridStep     float64 `json:"grid_step,omitempty"`
+	Dim          int     `json:"dim,omitempty"`
+	RingBits     int     `json:"ring_bits,omitempty"`
+	SiteSigma    float64 `json:"site_sigma,omitempty"`
+	Clip         float64 `json:"clip,omitempty"`
+	EpsilonRound float64 `json:"epsilon_round,omitempty"`
+	Epsilon      float64 `json:"epsilon"`
 
 	Sig string `json:"sig,omitempty"`
 }
@@ -122,17 +133,116 @@ func (e *Entry) line() []byte {
 }
 
 // A Charge describes one release to record: what was run and every
-// parameter the accountant needs.
+// parameter the accountant needs. A charge of distributed noise is built
+// by PlanCharge, which records its whole NoisePlan and derives the
+// multiplier from it; Charge refuses one whose multiplier its plan does
+// not give.
 type Charge struct {
-	RunID        string
-	Round        int
-	Level        Level
-	Event        Event   // mechanism, noise multiplier, sampling rate, steps
-	Sigma        float64 // noise standard deviation in update units
-	Clip         float64 // L2 clipping norm
-	Participants int
-	Survivors    int
-	Colluders    int
+	RunID string
+	Round int
+	Level Level
+	Event Event // mechanism, noise multiplier, sampling rate, steps
+	// Plan is the distributed noise the multiplier comes from, or nil for
+	// a charge without one (its multiplier is then taken as given).
+	Plan      *NoisePlan
+	Survivors int // the sites whose inputs the released sum holds, if known
+}
+
+// Releases a NoisePlan may describe.
+const (
+	TrainingRelease   = "training"
+	StatisticsRelease = "statistics"
+)
+
+// A NoisePlan is everything the noise multiplier of one round of
+// distributed discrete Gaussian noise (Distribute) depends on, as the
+// ledger records it.
+type NoisePlan struct {
+	Release   string // TrainingRelease or StatisticsRelease
+	Threshold int    // k: the smallest cohort whose noise the charge counts on
+	Colluders int    // c: sites assumed to collude (their noise not counted)
+	MinCohort int    // the round's minimum cohort
+	Clients   int    // n: the sites of the federation
+	Gamma     float64
+	Dim       int     // d: the length of an update
+	RingBits  int     // the aggregation ring's width; 0 for none
+	SiteSigma float64 // σ of ONE site's noise share, in update units
+	Clip      float64 // C: the L2 clipping norm
+}
+
+// Multiplier returns the noise multiplier of the plan: the sum of the
+// k − c honest shares has σ_sum = SiteSigma·√(k−c), and Distribute (KLS
+// 2021, Thm. 1 and Prop. 14) gives the multiplier of that sum at grid step
+// Gamma. Every writer and the audit compute it here, so they cannot
+// disagree about what σ means.
+func (p *NoisePlan) Multiplier() (float64, error) {
+	switch {
+	case p.Release != TrainingRelease && p.Release != StatisticsRelease:
+		return 0, fmt.Errorf("dp: release %q is neither %s nor %s", truncate(p.Release, 20), TrainingRelease, StatisticsRelease)
+	case p.Threshold < 1 || p.Colluders < 0 || p.Colluders >= p.Threshold:
+		return 0, fmt.Errorf("dp: threshold %d with %d colluders leaves no honest share", p.Threshold, p.Colluders)
+	case p.MinCohort < 0 || p.RingBits < 0 || p.RingBits > 64:
+		return 0, fmt.Errorf("dp: minimum cohort %d or ring width %d out of range", p.MinCohort, p.RingBits)
+	case !(p.SiteSigma > 0) || math.IsInf(p.SiteSigma, 0):
+		return 0, fmt.Errorf("dp: site σ %v", p.SiteSigma)
+	case !(p.Gamma > 0):
+		return 0, fmt.Errorf("dp: grid step %v", p.Gamma)
+	}
+	sum := p.SiteSigma * math.Sqrt(float64(p.Threshold-p.Colluders))
+	d, err := Distribute(DistributedConfig{Sigma: sum, Clip: p.Clip, Clients: p.Clients, Threshold: p.Threshold,
+		Colluders: p.Colluders, Dim: p.Dim, Gamma: p.Gamma})
+	if err != nil {
+		return 0, err
+	}
+	return d.NoiseMultiplier, nil
+}
+
+// PlanCharge returns the charge of one round of distributed discrete
+// Gaussian noise at level: mechanism discrete_gaussian, sampling rate 1,
+// one step, the multiplier p.Multiplier(), and the plan recorded with it.
+func PlanCharge(runID string, round int, level Level, p NoisePlan) (Charge, error) {
+	z, err := p.Multiplier()
+	if err != nil {
+		return Charge{}, err
+	}
+	return Charge{RunID: runID, Round: round, Level: level,
+		Event: Event{Mechanism: DiscreteGaussianMechanism, NoiseMultiplier: z, SamplingRate: 1, Count: 1},
+		Plan:  &p}, nil
+}
+
+// plan returns the noise plan a charge entry records, or nil.
+func (e *Entry) plan() *NoisePlan {
+	if e.Release == "" {
+		return nil
+	}
+	return &NoisePlan{Release: e.Release, Threshold: e.Threshold, Colluders: e.Colluders, MinCohort: e.MinCohort,
+		Clients: e.Participants, Gamma: e.GridStep, Dim: e.Dim, RingBits: e.RingBits, SiteSigma: e.SiteSigma, Clip: e.Clip}
+}
+
+// checkPlan checks that a charge's multiplier is the one its plan gives
+// (relative tolerance 1e-9) and that it is a single unsampled discrete
+// Gaussian release.
+func checkPlan(p *NoisePlan, ev Event) error {
+	z, err := p.Multiplier()
+	if err != nil {
+		return err
+	}
+	if ev.Mechanism != DiscreteGaussianMechanism || ev.SamplingRate != 1 || ev.Count != 1 {
+		return fmt.Errorf("dp: a planned charge is one unsampled %s release, not %d × %s at rate %v", DiscreteGaussianMechanism, ev.Count, ev.Mechanism, ev.SamplingRate)
+	}
+	if math.Abs(z-ev.NoiseMultiplier) > 1e-9*z {
+		return fmt.Errorf("dp: the recorded noise multiplier is %s; its noise plan gives %s",
+			strconv.FormatFloat(ev.NoiseMultiplier, 'g', 12, 64), strconv.FormatFloat(z, 'g', 12, 64))
+	}
+	return nil
+}
+
+// relationText is the neighbouring relation of level in words.
+func relationText(level Level) string {
+	if level == ClientLevel {
+		return ClientRelationText
+	}
+	return RecordRelationText
 }
 
 // LedgerOptions fix a new ledger's budget.
@@ -485,11 +595,14 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 	e := Entry{
 		Seq: l.last.Seq + 1, Time: now(), Kind: "charge",
 		Accountant: l.open.Accountant, Relation: l.open.Relation, Delta: l.open.Delta, Cap: l.open.Cap,
-		RunID: c.RunID, Round: c.Round, Level: c.Level,
+		RunID: c.RunID, Round: c.Round, Level: c.Level, Protects: relationText(c.Level),
 		Mechanism: string(c.Event.Mechanism), NoiseMultiplier: c.Event.NoiseMultiplier,
-		Sigma: c.Sigma, Clip: c.Clip, SamplingRate: c.Event.SamplingRate, Steps: c.Event.Count,
-		Participants: c.Participants, Survivors: c.Survivors, Colluders: c.Colluders,
+		SamplingRate: c.Event.SamplingRate, Steps: c.Event.Count, Survivors: c.Survivors,
 		EpsilonRound: alone, Epsilon: eps,
+	}
+	if p := c.Plan; p != nil {
+		e.Release, e.Threshold, e.Colluders, e.MinCohort, e.Participants = p.Release, p.Threshold, p.Colluders, p.MinCohort, p.Clients
+		e.GridStep, e.Dim, e.RingBits, e.SiteSigma, e.Clip = p.Gamma, p.Dim, p.RingBits, p.SiteSigma, p.Clip
 	}
 	if err := l.append(&e); err != nil {
 		return Entry{}, err
@@ -509,11 +622,13 @@ func checkCharge(c Charge) error {
 	if c.Level != RecordLevel && c.Level != ClientLevel {
 		return fmt.Errorf("dp: charge level %q is neither record nor client", c.Level)
 	}
-	if c.Round < 0 || c.Participants < 0 || c.Survivors < 0 || c.Colluders < 0 {
-		return errors.New("dp: negative round or client count in charge")
+	if c.Round < 0 || c.Survivors < 0 {
+		return errors.New("dp: negative round or survivor count in charge")
 	}
-	if c.Sigma < 0 || c.Clip < 0 || math.IsNaN(c.Sigma) || math.IsNaN(c.Clip) {
-		return errors.New("dp: negative or NaN σ or clip in charge")
+	if c.Plan != nil {
+		if err := checkPlan(c.Plan, c.Event); err != nil {
+			return fmt.Errorf("dp: round %d: %w", c.Round, err)
+		}
 	}
 	return nil
 }
@@ -648,6 +763,19 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			if err := ev.Validate(); err != nil {
 				return nil, bad(i, "%v", err)
 			}
+			if e.Level != RecordLevel && e.Level != ClientLevel {
+				return nil, bad(i, "level %q is neither record nor client", truncate(string(e.Level), 20))
+			}
+			if e.Protects != relationText(e.Level) {
+				return nil, bad(i, "says it protects %q; %s-level ε protects %q", truncate(e.Protects, 60), e.Level, relationText(e.Level))
+			}
+			if p := e.plan(); p != nil {
+				if err := checkPlan(p, ev); err != nil {
+					return nil, bad(i, "round %d: %v", e.Round, strings.TrimPrefix(err.Error(), "dp: "))
+				}
+			} else if e.Threshold != 0 || e.Colluders != 0 || e.MinCohort != 0 || e.Participants != 0 || e.GridStep != 0 || e.Dim != 0 || e.RingBits != 0 || e.SiteSigma != 0 || e.Clip != 0 {
+				return nil, bad(i, "records noise-plan fields without a release")
+			}
 			events = append(events, ev)
 			got, err := Epsilon(open.Accountant, rel, open.Delta, mergeEvents(events)...)
 			if err != nil {
@@ -695,6 +823,9 @@ type Audit struct {
 	External int `json:"external_checkpoints"`
 	// Limit says, when External is 0, what the audit cannot detect.
 	Limit string `json:"limit,omitempty"`
+	// Unplanned counts the charges that record no noise plan: their
+	// multipliers are taken as recorded, not re-derived.
+	Unplanned int `json:"unplanned_charges,omitempty"`
 }
 
 // NoExternalCheckpoint is Audit.Limit when the auditor gave no checkpoint.
@@ -771,6 +902,11 @@ func AuditLedger(path string, pub ed25519.PublicKey, opt ...AuditOptions) (Audit
 		fail(err, ee.index)
 	} else {
 		a.Epsilon = eps[len(eps)-1]
+	}
+	for i := range entries {
+		if entries[i].Kind == "charge" && entries[i].Release == "" {
+			a.Unplanned++
+		}
 	}
 	// The tree of the lines that parsed: checkpoints are checked even when
 	// an entry fails, so the report shows them all.

@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -365,5 +367,125 @@ func TestAuditWitnessDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(wdir, "bad"+CheckpointSuffix), []byte("garbage\n"), 0o600)
 	if _, err := AuditLedger(path, pub); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "bad"+CheckpointSuffix) {
 		t.Errorf("a bad witness copy: %v", err)
+	}
+}
+
+// testPlan is a small training round of distributed noise.
+func testPlan(siteSigma float64) NoisePlan {
+	return NoisePlan{Release: TrainingRelease, Threshold: 4, Colluders: 1, MinCohort: 4, Clients: 6,
+		Gamma: 0x1p-16, Dim: 100, RingBits: 32, SiteSigma: siteSigma, Clip: 1}
+}
+
+// appendUnchecked appends e to l as its owner would, bypassing Charge's
+// checks: what a writer with its own idea of σ could put in a ledger.
+func appendUnchecked(t *testing.T, l *Ledger, e Entry) {
+	t.Helper()
+	e.Seq, e.Time, e.Kind = l.last.Seq+1, now(), "charge"
+	e.Accountant, e.Relation, e.Delta, e.Cap = l.open.Accountant, l.open.Relation, l.open.Delta, l.open.Cap
+	events := []Event{e.event()}
+	for i := range l.charges {
+		events = append(events, l.charges[i].event())
+	}
+	rel, _ := ParseNeighbouring(l.open.Relation)
+	eps, err := Epsilon(l.open.Accountant, rel, l.open.Delta, mergeEvents(events)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.EpsilonRound, _ = Epsilon(l.open.Accountant, rel, l.open.Delta, e.event())
+	e.Epsilon = eps
+	if err := l.append(&e); err != nil {
+		t.Fatal(err)
+	}
+	l.charges = append(l.charges, e)
+	l.last, l.spent = e, eps
+	if err := l.writeCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackPlanContradictsMultiplier: a charge that records a larger
+// multiplier than its noise plan gives (σ read as σ·√m where the plan
+// says one site's σ) is consistent in its ε, signed and checkpointed;
+// the audit re-derives the multiplier and names the entry and both
+// values. Charge refuses to write such a charge.
+func TestAttackPlanContradictsMultiplier(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := testPlan(2)
+	ch, err := PlanCharge("run", 1, ClientLevel, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Charge(ch); err != nil {
+		t.Fatal(err)
+	}
+	z := ch.Event.NoiseMultiplier
+	bad := ch
+	bad.Event.NoiseMultiplier = z * math.Sqrt(3)
+	if _, err := l.Charge(bad); err == nil || !strings.Contains(err.Error(), "its noise plan gives") {
+		t.Errorf("Charge wrote a multiplier its plan does not give: %v", err)
+	}
+	e := Entry{RunID: "run", Round: 2, Level: ClientLevel, Protects: ClientRelationText,
+		Mechanism: string(DiscreteGaussianMechanism), NoiseMultiplier: z * math.Sqrt(3), SamplingRate: 1, Steps: 1,
+		Release: p.Release, Threshold: p.Threshold, Colluders: p.Colluders, MinCohort: p.MinCohort, Participants: p.Clients,
+		GridStep: p.Gamma, Dim: p.Dim, RingBits: p.RingBits, SiteSigma: p.SiteSigma, Clip: p.Clip}
+	appendUnchecked(t, l, e)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	a, err := AuditLedger(path, pub)
+	if !errors.Is(err, ErrCorruptLedger) || a.FirstBad != 2 {
+		t.Fatalf("audit of a charge its plan contradicts: first bad %d, %v", a.FirstBad, err)
+	}
+	for _, want := range []string{"entry 2", strconv.FormatFloat(z*math.Sqrt(3), 'g', 12, 64), strconv.FormatFloat(z, 'g', 12, 64)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q: %v", want, err)
+		}
+	}
+}
+
+// TestPlanChargeRecordsThePlan: the entry records every field of the
+// plan, the relation in words, and re-derives its multiplier.
+func TestPlanChargeRecordsThePlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPlan(3)
+	ch, err := PlanCharge("run", 1, RecordLevel, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Survivors = 5
+	e, err := l.Charge(ch)
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.plan(); got == nil || *got != p || e.Survivors != 5 || e.Protects != RecordRelationText {
+		t.Errorf("entry %+v does not record plan %+v", e, p)
+	}
+	d, _ := Distribute(DistributedConfig{Sigma: 3 * math.Sqrt(3), Clip: 1, Clients: 6, Threshold: 4, Colluders: 1, Dim: 100, Gamma: 0x1p-16})
+	if e.NoiseMultiplier != d.NoiseMultiplier {
+		t.Errorf("multiplier %v, Distribute gives %v", e.NoiseMultiplier, d.NoiseMultiplier)
+	}
+	a, err := AuditLedger(path, testKey(1).Public().(ed25519.PublicKey))
+	if err != nil || a.Unplanned != 0 {
+		t.Errorf("audit: %+v, %v", a, err)
+	}
+	for _, bad := range []NoisePlan{
+		{},
+		func() NoisePlan { q := p; q.Release = "training2"; return q }(),
+		func() NoisePlan { q := p; q.Colluders = 4; return q }(),
+		func() NoisePlan { q := p; q.SiteSigma = math.NaN(); return q }(),
+		func() NoisePlan { q := p; q.Gamma = 0.3; return q }(),
+		func() NoisePlan { q := p; q.RingBits = 65; return q }(),
+	} {
+		if _, err := PlanCharge("run", 1, RecordLevel, bad); err == nil {
+			t.Errorf("PlanCharge accepted %+v", bad)
+		}
 	}
 }

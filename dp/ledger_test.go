@@ -16,7 +16,7 @@ func testKey(seed byte) ed25519.PrivateKey {
 
 func clientCharge(round int, z float64) Charge {
 	return Charge{RunID: "run-1", Round: round, Level: ClientLevel,
-		Event: Event{DiscreteGaussianMechanism, z, 1, 1}, Sigma: z, Clip: 1, Participants: 10, Survivors: 9, Colluders: 1}
+		Event: Event{DiscreteGaussianMechanism, z, 1, 1}, Survivors: 9}
 }
 
 // newTestLedger writes a ledger with n charges and returns its path.

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -46,7 +47,7 @@ func anchorSite(t *testing.T) (SiteConfig, dp.Charge) {
 	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
 	cfg := f.siteConfig(1)
 	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel, Sigma: 5, Clip: 1, Participants: 3,
+	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel,
 		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
 	return cfg, ch
 }
@@ -74,4 +75,13 @@ func chargeThenCrash(t *testing.T, cfg SiteConfig, ch dp.Charge, crash bool) {
 	case !crash && err != nil:
 		t.Fatal(err)
 	}
+}
+
+// sumSigma is the σ of the noise in the sum a charge counts on: one
+// site's σ times the square root of its honest shares.
+func sumSigma(ch *dp.Charge) float64 {
+	if ch.Plan == nil {
+		return 0
+	}
+	return ch.Plan.SiteSigma * math.Sqrt(float64(ch.Plan.Threshold-ch.Plan.Colluders))
 }

@@ -463,7 +463,7 @@ func TestAttackUnderCharging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.charge == nil || r.charge.Colluders != 1 || math.Abs(r.charge.Sigma-sigma) > 1e-12 ||
+	if r.charge == nil || r.charge.Plan.Colluders != 1 || math.Abs(sumSigma(r.charge)-sigma) > 1e-12 ||
 		r.charge.Event.NoiseMultiplier != plan.NoiseMultiplier {
 		t.Fatalf("charge %+v, want σ %v, z %v, 1 colluder", r.charge, sigma, plan.NoiseMultiplier)
 	}

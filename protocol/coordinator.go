@@ -921,9 +921,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		var charge func(int) error
 		if plan != nil {
 			start.Gamma, start.SiteSigma, start.Bits = plan.Gamma, plan.LocalSigma, uint32(cfg.Bits)
-			ch := dp.Charge{RunID: "federation", Round: r, Level: cfg.Level,
-				Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
-				Sigma: plan.LocalSigma * math.Sqrt(float64(plan.Honest)), Clip: cfg.Clip, Participants: len(cfg.Roster.Sites), Colluders: cfg.Colluders}
+			ch, err := dp.PlanCharge("federation", r, cfg.Level, dp.NoisePlan{Release: dp.TrainingRelease,
+				Threshold: cfg.MinCohort, Colluders: cfg.Colluders, MinCohort: cfg.MinCohort, Clients: len(cfg.Roster.Sites),
+				Gamma: plan.Gamma, Dim: d, RingBits: cfg.Bits, SiteSigma: plan.LocalSigma, Clip: cfg.Clip})
+			if err != nil {
+				return nil, err
+			}
 			if _, err := ledger.Preview(ch); err != nil {
 				res.Status, res.Epsilon = "budget-refused", ledger.Spent()
 				sum.Rounds = append(sum.Rounds, res)

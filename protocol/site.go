@@ -904,19 +904,13 @@ func (s *Site) chargeFor(st *wire.RoundStart, k, c int) (dp.Charge, error) {
 	if k > int(st.Sites) || c >= k {
 		return dp.Charge{}, fmt.Errorf("cohort %d with %d colluders among %d sites leaves no honest share", k, c, st.Sites)
 	}
-	sigma := st.SiteSigma * math.Sqrt(float64(k-c))
-	plan, err := dp.Distribute(dp.DistributedConfig{Sigma: sigma, Clip: st.Clip, Clients: int(st.Sites), Threshold: k,
-		Colluders: c, Dim: int(st.Length), Gamma: st.Gamma})
-	if err != nil {
-		return dp.Charge{}, err
-	}
 	level := dp.RecordLevel
 	if st.Level == string(dp.ClientLevel) {
 		level = dp.ClientLevel
 	}
-	return dp.Charge{RunID: "federation", Round: roundOf(st.Round), Level: level,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: plan.NoiseMultiplier, SamplingRate: 1, Count: 1},
-		Sigma: sigma, Clip: st.Clip, Participants: int(st.Sites), Colluders: c}, nil
+	return dp.PlanCharge("federation", roundOf(st.Round), level, dp.NoisePlan{Release: dp.TrainingRelease,
+		Threshold: k, Colluders: c, MinCohort: int(st.MinCohort), Clients: int(st.Sites), Gamma: st.Gamma,
+		Dim: int(st.Length), RingBits: int(st.Bits), SiteSigma: st.SiteSigma, Clip: st.Clip})
 }
 
 // vector computes what the site contributes: statistics, or the sum of its
