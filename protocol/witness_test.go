@@ -259,8 +259,8 @@ func TestAttackWitnessLedgerForked(t *testing.T) {
 	}
 	for l.Size() < cosigned {
 		if _, err := l.Charge(dp.Charge{RunID: "federation", Round: 2, Level: dp.RecordLevel,
-			Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 50, SamplingRate: 1, Count: 1},
-			Sigma: 50, Clip: 1, Participants: 3, Survivors: 3}); err != nil {
+			Event:     dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 50, SamplingRate: 1, Count: 1},
+			Survivors: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}
