@@ -284,8 +284,10 @@ func (c *Coordinator) readWitnessCopy(site int) (*dp.Checkpoint, error) {
 }
 
 // noteWitnessed records a checkpoint site cosigned (its Hello's, or a
-// Cosigned): verified, and kept as the site's witness copy if it is the
-// newest.
+// Cosigned), verified: the next proof for the site starts from its size,
+// the one the site checks against, and it becomes the site's witness copy
+// if it is the newest. A site that reports an older checkpoint than its
+// copy lost its state (a documented limit of the sites' own protection).
 func (c *Coordinator) noteWitnessed(site int, note []byte) {
 	owner := c.cfg.Roster.ledgerKey()
 	if len(note) == 0 || owner == nil {
@@ -298,14 +300,13 @@ func (c *Coordinator) noteWitnessed(site int, note []byte) {
 	}
 	c.witnessMu.Lock()
 	defer c.witnessMu.Unlock()
-	if old, ok := c.witnessed[site]; ok && old.Size > cp.Size {
-		return
-	}
-	if old, err := c.readWitnessCopy(site); err == nil && old.Size > cp.Size {
-		c.witnessed[site] = old
-		return
-	}
 	c.witnessed[site] = cp
+	if old, err := c.readWitnessCopy(site); err == nil && old.Size >= cp.Size {
+		if old.Size > cp.Size {
+			c.log.Warn("a site holds an older cosigned checkpoint than it cosigned before: its state directory was rolled back", "site", site, "holds", cp.Size, "cosigned", old.Size)
+		}
+		return
+	}
 	dir := filepath.Join(c.cfg.State, witnessDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		c.log.Error("saving a witness copy", "site", site, "err", err)
