@@ -57,8 +57,9 @@ const (
 
 // An Entry is one line of a ledger. The first entry (Kind "open") fixes the
 // owner's key, the accountant, δ, the ε cap and the neighbouring relation;
-// every later entry (Kind "charge") records one release and the cumulative
-// ε after it. Sig is the owner's Ed25519 signature of ledgerDomain followed
+// every later entry records one release and the cumulative ε after it
+// (Kind "charge"), or marks what became of an earlier charge (Kind
+// "outcome", which costs nothing). Sig is the owner's Ed25519 signature of ledgerDomain followed
 // by the entry's canonical JSON (the entry with Sig empty, fields in this
 // order, numbers in Go's shortest round-trip form). A line is the entry's
 // canonical JSON with Sig set, and nothing else: each line has exactly one
@@ -101,7 +102,14 @@ type Entry struct {
 	SiteSigma    float64 `json:"site_sigma,omitempty"`
 	Clip         float64 `json:"clip,omitempty"`
 	EpsilonRound float64 `json:"epsilon_round,omitempty"`
-	Epsilon      float64 `json:"epsilon"`
+
+	// Set in outcome entries: the sequence number of the charge marked
+	// (whose RunID, Round and Release the entry repeats) and what became
+	// of it.
+	Of      int64   `json:"of,omitempty"`
+	Outcome Outcome `json:"outcome,omitempty"`
+
+	Epsilon float64 `json:"epsilon"`
 
 	Sig string `json:"sig,omitempty"`
 }
@@ -269,7 +277,7 @@ type Ledger struct {
 	f       *os.File
 	open    Entry
 	last    Entry
-	charges []Entry
+	charges []Entry // every entry after the open one: charges and outcomes
 	spent   float64
 	tree    merkleTree
 	cp      []byte // the latest signed checkpoint note, of the whole tree
@@ -561,7 +569,9 @@ func (l *Ledger) preview(c Charge) (float64, error) {
 	}
 	events := make([]Event, 0, len(l.charges)+1)
 	for i := range l.charges {
-		events = append(events, l.charges[i].event())
+		if l.charges[i].Kind == "charge" {
+			events = append(events, l.charges[i].event())
+		}
 	}
 	rel, _ := ParseNeighbouring(l.open.Relation)
 	eps, err := Epsilon(l.open.Accountant, rel, l.open.Delta, mergeEvents(append(events, c.Event))...)
@@ -611,6 +621,52 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 	l.last, l.spent = e, eps
 	if err := l.writeCheckpoint(); err != nil {
 		return e, fmt.Errorf("dp: round %d is charged (ε = %.6g) but its checkpoint was not written: %w", c.Round, eps, err)
+	}
+	return e, nil
+}
+
+// An Outcome says what became of a charged release.
+type Outcome string
+
+const (
+	// Opened: the released sum was decoded.
+	Opened Outcome = "opened"
+	// Unopened: the round failed, or the session ended, after the charge
+	// and before its sum could be opened. The ε stays spent.
+	Unopened Outcome = "unopened"
+)
+
+// Mark records the outcome of the charge at entry seq: an "outcome" entry
+// naming that charge (its sequence number, run, round and release). It
+// costs nothing: the cumulative ε is unchanged. A charge is marked once.
+func (l *Ledger) Mark(seq int64, o Outcome) (Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o != Opened && o != Unopened {
+		return Entry{}, fmt.Errorf("dp: outcome %q is neither opened nor unopened", o)
+	}
+	if seq < 1 || seq > int64(len(l.charges)) || l.charges[seq-1].Kind != "charge" {
+		return Entry{}, fmt.Errorf("dp: entry %d is not a charge of this ledger", seq)
+	}
+	ch := l.charges[seq-1]
+	for _, e := range l.charges[seq:] {
+		if e.Kind == "outcome" && e.Of == seq {
+			return Entry{}, fmt.Errorf("dp: the charge at entry %d (round %d) is already marked %s", seq, ch.Round, e.Outcome)
+		}
+	}
+	e := Entry{
+		Seq: l.last.Seq + 1, Time: now(), Kind: "outcome",
+		Accountant: l.open.Accountant, Relation: l.open.Relation, Delta: l.open.Delta, Cap: l.open.Cap,
+		RunID: ch.RunID, Round: ch.Round, Release: ch.Release, Of: seq, Outcome: o,
+		Epsilon: l.spent,
+	}
+	if err := l.append(&e); err != nil {
+		return Entry{}, err
+	}
+	l.charges = append(l.charges, e)
+	l.last = e
+	if err := l.writeCheckpoint(); err != nil {
+		return e, fmt.Errorf("dp: the outcome of round %d is recorded but its checkpoint was not written: %w", ch.Round, err)
 	}
 	return e, nil
 }
@@ -743,6 +799,7 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 	}
 	eps := make([]float64, len(entries))
 	var events []Event
+	marked := map[int64]bool{}
 	for i := range entries {
 		e := &entries[i]
 		if e.Seq != int64(i) {
@@ -753,11 +810,26 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			return nil, bad(i, "signature does not verify under the owner key")
 		}
 		if i > 0 {
-			if e.Kind != "charge" {
-				return nil, bad(i, "kind %q, want charge", e.Kind)
-			}
 			if e.Accountant != open.Accountant || e.Relation != open.Relation || e.Delta != open.Delta || e.Cap != open.Cap {
 				return nil, bad(i, "budget terms differ from the open entry")
+			}
+			if e.Kind == "outcome" {
+				if err := checkOutcome(entries[:i], e, marked); err != nil {
+					return nil, bad(i, "%v", err)
+				}
+				if e.Epsilon != eps[i-1] {
+					return nil, bad(i, "an outcome mark changes the cumulative ε from %s to %s; it costs nothing",
+						strconv.FormatFloat(eps[i-1], 'g', 10, 64), strconv.FormatFloat(e.Epsilon, 'g', 10, 64))
+				}
+				marked[e.Of] = true
+				eps[i] = eps[i-1]
+				continue
+			}
+			if e.Kind != "charge" {
+				return nil, bad(i, "kind %q, want charge or outcome", truncate(e.Kind, 20))
+			}
+			if e.Of != 0 || e.Outcome != "" {
+				return nil, bad(i, "a charge carries an outcome")
 			}
 			ev := e.event()
 			if err := ev.Validate(); err != nil {
@@ -793,6 +865,32 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 	return eps, nil
 }
 
+// checkOutcome checks an outcome entry e against the entries before it:
+// it marks an existing charge, once, repeating its run, round and release,
+// and records nothing that costs.
+func checkOutcome(before []Entry, e *Entry, marked map[int64]bool) error {
+	if e.Outcome != Opened && e.Outcome != Unopened {
+		return fmt.Errorf("outcome %q is neither opened nor unopened", truncate(string(e.Outcome), 20))
+	}
+	if e.Of < 1 || e.Of >= int64(len(before)) || before[e.Of].Kind != "charge" {
+		return fmt.Errorf("marks entry %d, which is not an earlier charge", e.Of)
+	}
+	ch := &before[e.Of]
+	if e.RunID != ch.RunID || e.Round != ch.Round || e.Release != ch.Release {
+		return fmt.Errorf("marks run %q round %d (%s) but entry %d is run %q round %d (%s)",
+			truncate(e.RunID, 20), e.Round, e.Release, e.Of, ch.RunID, ch.Round, ch.Release)
+	}
+	if marked[e.Of] {
+		return fmt.Errorf("marks the charge at entry %d a second time", e.Of)
+	}
+	z := Entry{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Accountant: e.Accountant, Relation: e.Relation, Delta: e.Delta, Cap: e.Cap,
+		RunID: e.RunID, Round: e.Round, Release: e.Release, Of: e.Of, Outcome: e.Outcome, Epsilon: e.Epsilon, Sig: e.Sig}
+	if *e != z {
+		return errors.New("an outcome mark records charge parameters")
+	}
+	return nil
+}
+
 // entryError names the first entry that fails verification.
 type entryError struct {
 	index int
@@ -809,6 +907,7 @@ func (e *entryError) Unwrap() error { return ErrCorruptLedger }
 type Audit struct {
 	OK       bool    `json:"ok"`
 	Entries  int     `json:"entries"`
+	Charges  int     `json:"charges"` // charge entries, of Entries
 	Epsilon  float64 `json:"epsilon"`
 	Cap      float64 `json:"epsilon_cap"`
 	Delta    float64 `json:"delta"`
@@ -904,8 +1003,11 @@ func AuditLedger(path string, pub ed25519.PublicKey, opt ...AuditOptions) (Audit
 		a.Epsilon = eps[len(eps)-1]
 	}
 	for i := range entries {
-		if entries[i].Kind == "charge" && entries[i].Release == "" {
-			a.Unplanned++
+		if entries[i].Kind == "charge" {
+			a.Charges++
+			if entries[i].Release == "" {
+				a.Unplanned++
+			}
 		}
 	}
 	// The tree of the lines that parsed: checkpoints are checked even when

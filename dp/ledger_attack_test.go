@@ -489,3 +489,72 @@ func TestPlanChargeRecordsThePlan(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerOutcomeMarks: a charge is marked opened or unopened once, at
+// no cost; marks that name no charge, another round, or move ε fail the
+// audit.
+func TestLedgerOutcomeMarks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for r := 1; r <= 2; r++ {
+		ch, _ := PlanCharge("run", r, ClientLevel, testPlan(2))
+		if _, err := l.Charge(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spent := l.Spent()
+	e, err := l.Mark(2, Unopened)
+	if err != nil || e.Of != 2 || e.Round != 2 || e.Release != TrainingRelease || e.Epsilon != spent || l.Spent() != spent {
+		t.Fatalf("mark: %+v, %v", e, err)
+	}
+	if _, err := l.Mark(1, Opened); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		seq int64
+		o   Outcome
+	}{{2, Opened}, {3, Unopened}, {0, Opened}, {9, Opened}, {1, "maybe"}} {
+		if _, err := l.Mark(bad.seq, bad.o); err == nil {
+			t.Errorf("Mark(%d, %q) accepted", bad.seq, bad.o)
+		}
+	}
+	// A charge after marks still composes every charge, and only charges.
+	ch, _ := PlanCharge("run", 3, ClientLevel, testPlan(2))
+	if _, err := l.Charge(ch); err != nil {
+		t.Fatal(err)
+	}
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	a, err := AuditLedger(path, pub)
+	if err != nil || a.Charges != 3 || a.Entries != 6 || a.Epsilon != l.Spent() {
+		t.Fatalf("audit: %+v, %v", a, err)
+	}
+	want, _ := Epsilon(RDP, AddRemove, 1e-5, Event{DiscreteGaussianMechanism, ch.Event.NoiseMultiplier, 1, 3})
+	if math.Abs(l.Spent()-want) > 1e-12 {
+		t.Errorf("spent %v after 3 charges and 2 marks, want %v", l.Spent(), want)
+	}
+	// Forged marks, signed by the owner: each fails the audit.
+	for name, edit := range map[string]func(*Entry){
+		"names an outcome":   func(e *Entry) { e.Of = 3 },
+		"names no entry":     func(e *Entry) { e.Of = 40 },
+		"another round":      func(e *Entry) { e.Round = 7 },
+		"lowers ε":           func(e *Entry) { e.Epsilon /= 2 },
+		"marks twice":        func(e *Entry) { e.Of, e.Round = 2, 2 },
+		"carries a cost":     func(e *Entry) { e.NoiseMultiplier = 1 },
+		"unknown outcome":    func(e *Entry) { e.Outcome = "half" },
+		"charge with a mark": func(e *Entry) { e.Kind = "charge" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "l.jsonl")
+			copyFile(t, path, p)
+			copyFile(t, path+CheckpointSuffix, p+CheckpointSuffix)
+			rewriteEntry(t, p, 4, edit) // entry 4 marks the charge at entry 1
+			if _, err := AuditLedger(p, pub); !errors.Is(err, ErrCorruptLedger) || !strings.Contains(err.Error(), "entry 4") {
+				t.Errorf("audit: %v", err)
+			}
+		})
+	}
+}

@@ -750,7 +750,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		if last := entries[len(entries)-1]; last.Kind == "charge" {
+		if last := lastCharge(entries); last.Kind == "charge" {
 			next = last.Round + 1
 			// Resume from the newest checkpoint at or before the last charge.
 			for r := last.Round; r >= 1; r-- {
@@ -919,6 +919,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			Mean: wMean, Scale: wScale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
 			Level: string(cfg.Level)}
 		var charge func(int) error
+		var chargedAt int64 // this attempt's charge in the ledger, or 0
 		if plan != nil {
 			start.Gamma, start.SiteSigma, start.Bits = plan.Gamma, plan.LocalSigma, uint32(cfg.Bits)
 			ch, err := dp.PlanCharge("federation", r, cfg.Level, dp.NoisePlan{Release: dp.TrainingRelease,
@@ -941,7 +942,9 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
 					return err
 				}
-				if _, err := ledger.Charge(ch); err != nil {
+				e, err := ledger.Charge(ch)
+				chargedAt = e.Seq // set if the charge is on disk, even with an error
+				if err != nil {
 					return err
 				}
 				return c.cfg.hooks.crashAt("charged", r)
@@ -950,6 +953,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
 		if len(bl.sites) > 0 || len(bl.notes) > 0 {
 			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites), "refusals", blame(bl.notes))
+		}
+		if err != nil && chargedAt > 0 && !errors.Is(err, errCrashed) {
+			if err := c.markOutcome(ledger, chargedAt, r, dp.Unopened); err != nil {
+				return nil, err
+			}
 		}
 		if err != nil {
 			res.Status, res.Participants, res.Seconds = "failed", n, time.Since(roundBegan).Seconds()
@@ -984,6 +992,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				w[k] += agg[k] / float64(n)
 			} else {
 				w[k] -= cfg.LearningRate / st.Rows * agg[k]
+			}
+		}
+		if chargedAt > 0 {
+			if err := c.markOutcome(ledger, chargedAt, r, dp.Opened); err != nil {
+				return nil, err
 			}
 		}
 		if err := c.cfg.hooks.crashAt("checkpoint", r); err != nil {
@@ -1221,6 +1234,30 @@ func spent(l *dp.Ledger) float64 {
 		return 0
 	}
 	return l.Spent()
+}
+
+// markOutcome records in the ledger what became of round r's charge at
+// entry seq: opened once its sum is decoded, unopened when the round
+// fails after the charge.
+func (c *Coordinator) markOutcome(l *dp.Ledger, seq int64, r int, o dp.Outcome) error {
+	if err := c.cfg.hooks.crashAt("mark", r); err != nil {
+		return err
+	}
+	if _, err := l.Mark(seq, o); err != nil {
+		return err
+	}
+	return c.cfg.hooks.crashAt("marked", r)
+}
+
+// lastCharge returns the ledger's last charge entry (outcome marks follow
+// charges), or the open entry if there is none.
+func lastCharge(es []dp.Entry) dp.Entry {
+	for i := len(es) - 1; i > 0; i-- {
+		if es[i].Kind == "charge" {
+			return es[i]
+		}
+	}
+	return es[0]
 }
 
 func ledgerHas(path string, round int) bool {

@@ -115,7 +115,7 @@ func TestInMemoryFederation(t *testing.T) {
 	}
 	t.Logf("%d sites, %d rounds in memory: accuracy %.3f, ε %.3f", n, rounds, met.Accuracy, sum.Epsilon)
 	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
-	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Entries != rounds+1 {
+	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Charges != rounds {
 		t.Errorf("coordinator ledger: %+v %v", a, err)
 	}
 	for i, s := range sites {

@@ -465,6 +465,9 @@ func (s *Site) converse(stream siteConn) error {
 		return err
 	}
 	var r *siteRound
+	// A session still open when the conversation ends is over for this
+	// site.
+	defer func() { s.leave(r) }()
 	send := func(m *wire.SiteMessage) error {
 		if s.cfg.misbehave != nil && r != nil {
 			if m = s.cfg.misbehave(r.start, m); m == nil {
@@ -508,6 +511,7 @@ func (s *Site) converse(stream siteConn) error {
 			welcomed = true
 			s.log.Info("connected", "mode", b.Welcome.Mode)
 		case *wire.CoordinatorMessage_Start:
+			s.leave(r)
 			r = nil
 			nr, out, err := s.start(b.Start)
 			if err != nil {
@@ -534,6 +538,7 @@ func (s *Site) converse(stream siteConn) error {
 				// Say why, so the coordinator need not wait for a timeout and
 				// knows whom to leave out of a retry.
 				refuse := &wire.Refuse{Round: r.start.Round, Reason: r.reason(err)}
+				s.leave(r)
 				r = nil
 				if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: refuse}}); err != nil {
 					return err
@@ -547,6 +552,7 @@ func (s *Site) converse(stream siteConn) error {
 			}
 		case *wire.CoordinatorMessage_End:
 			s.end(r, b.End)
+			s.leave(r)
 			r = nil
 		case *wire.CoordinatorMessage_Witness:
 			if err := send(s.witness(b.Witness)); err != nil {
@@ -569,6 +575,7 @@ func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
 			// he: the site cannot see a decryption it did not take part
 			// in, so it takes the coordinator's word that the round opened.
 			// In secagg mode only its own unmasking counts (step).
+			r.settled = true
 			s.opened()
 		}
 	}
@@ -589,6 +596,10 @@ type siteRound struct {
 	input  []uint64 // secagg: the quantized, noised contribution
 	// charged records that this session's charge is in the ledger.
 	charged bool
+	// settled records that this site saw the session's sum open (its
+	// unmasking shares revealed, or in he the coordinator's word), or
+	// marked its charge unopened.
+	settled bool
 }
 
 // start decides whether to take part in a round and, if so, returns the
@@ -1096,6 +1107,7 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 			// Every survivor signed and this site reveals its shares: the
 			// sum it paid for can now be opened. Only this, never the
 			// coordinator's word, resets the count of unopened rounds.
+			r.settled = true
 			r.s.opened()
 		}
 		b, _ := out.MarshalBinary()

@@ -270,6 +270,62 @@ func (s *Site) anchorLedger() error {
 	return s.saveState()
 }
 
+// leave ends this site's part in session r. A session it paid for that
+// ends before this site saw its sum open (its unmasking shares revealed;
+// in he, the coordinator's word) is marked unopened in the ledger, as far
+// as this site can tell, and the mark is anchored in the signed state.
+// The ε stays spent either way.
+func (s *Site) leave(r *siteRound) {
+	if r == nil || r.charge == nil || r.settled || s.ledger == nil || (!r.charged && r.start.Mode != string(HE)) {
+		return
+	}
+	r.settled = true
+	seq, err := unmarkedCharge(filepath.Join(s.cfg.State, "site-ledger.jsonl"), r.charge)
+	if err != nil || seq == 0 {
+		if err != nil {
+			s.log.Error("reading the ledger to mark a round unopened", "round", r.charge.Round, "err", err)
+		}
+		return
+	}
+	if err := s.cfg.hooks.crashAt("site mark", r.charge.Round); err != nil {
+		return
+	}
+	if _, err := s.ledger.Mark(seq, dp.Unopened); err != nil {
+		s.log.Error("marking a paid round unopened in the ledger", "round", r.charge.Round, "err", err)
+		return
+	}
+	n, root := s.ledger.Head()
+	s.state.LedgerEntries, s.state.LedgerRoot = n, base64.StdEncoding.EncodeToString(root[:])
+	if err := s.saveState(); err != nil {
+		s.log.Error("saving the site state", "err", err)
+	}
+}
+
+// unmarkedCharge returns the sequence number of the latest charge in the
+// ledger at path for ch's round and release if no outcome marks it yet,
+// or 0. Sessions of a round follow one another and each charges once, so
+// the latest is the session's own.
+func unmarkedCharge(path string, ch *dp.Charge) (int64, error) {
+	es, err := dp.ReadLedger(path)
+	if err != nil {
+		return 0, err
+	}
+	release := ""
+	if ch.Plan != nil {
+		release = ch.Plan.Release
+	}
+	var seq int64
+	for _, e := range es {
+		switch {
+		case e.Kind == "charge" && e.Round == ch.Round && e.Release == release:
+			seq = e.Seq
+		case e.Kind == "outcome" && e.Of == seq:
+			seq = 0
+		}
+	}
+	return seq, nil
+}
+
 // opened notes that a round this site paid for opened.
 func (s *Site) opened() {
 	if s.state.Unopened == 0 {

@@ -63,6 +63,7 @@ type shownRound struct {
 	Time         string  `json:"time"`
 	RunID        string  `json:"run_id"`
 	Round        int     `json:"round"`
+	Release      string  `json:"release,omitempty"`
 	Level        string  `json:"level"`
 	Mechanism    string  `json:"mechanism"`
 	Noise        float64 `json:"noise_multiplier"`
@@ -72,6 +73,19 @@ type shownRound struct {
 	EpsilonRound float64 `json:"epsilon_round"`
 	Epsilon      float64 `json:"epsilon"`
 	Remaining    float64 `json:"remaining"`
+	// Outcome is "opened", "NOT OPENED" or "not recorded".
+	Outcome string `json:"outcome"`
+}
+
+// outcomeText is what budget show says became of the charge at entry seq.
+func outcomeText(marks map[int64]dp.Outcome, seq int64) string {
+	switch marks[seq] {
+	case dp.Opened:
+		return "opened"
+	case dp.Unopened:
+		return "NOT OPENED"
+	}
+	return "not recorded"
 }
 
 func budgetShow(args []string, stdout, stderr io.Writer) int {
@@ -90,10 +104,19 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 	}
 	open := entries[0]
 	cpSize, cpText := besideCheckpoint(*path, open)
+	marks := map[int64]dp.Outcome{}
+	for _, e := range entries {
+		if e.Kind == "outcome" {
+			marks[e.Of] = e.Outcome
+		}
+	}
 	var rows []shownRound
 	for _, e := range entries[1:] {
-		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, string(e.Level), e.Mechanism, e.NoiseMultiplier,
-			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, open.Cap - e.Epsilon})
+		if e.Kind != "charge" {
+			continue
+		}
+		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, e.Release, string(e.Level), e.Mechanism, e.NoiseMultiplier,
+			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, open.Cap - e.Epsilon, outcomeText(marks, e.Seq)})
 	}
 	spent := 0.0
 	if len(rows) > 0 {
@@ -114,11 +137,15 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stdout, "accountant %s, %s neighbours, δ = %g, ε cap %g\n", open.Accountant, open.Relation, open.Delta, open.Cap)
-	const row = "%5v  %-12v %6v  %-6v %-17v %9v %9v %6v %11v %11v %11v\n"
-	fmt.Fprintf(stdout, row, "seq", "run", "round", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε left")
+	const row = "%5v  %-12v %6v  %-10v %-6v %-17v %9v %9v %6v %11v %11v %11v  %v\n"
+	fmt.Fprintf(stdout, row, "seq", "run", "round", "release", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε left", "outcome")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, row, r.Seq, r.RunID, r.Round, r.Level, r.Mechanism, fmt.Sprintf("%.4g", r.Noise),
-			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), fmt.Sprintf("%.5g", r.Remaining))
+		release := r.Release
+		if release == "" {
+			release = "-"
+		}
+		fmt.Fprintf(stdout, row, r.Seq, r.RunID, r.Round, release, r.Level, r.Mechanism, fmt.Sprintf("%.4g", r.Noise),
+			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), fmt.Sprintf("%.5g", r.Remaining), r.Outcome)
 	}
 	fmt.Fprintf(stdout, "spent ε = %.6g of %g; %.6g left\n", spent, open.Cap, open.Cap-spent)
 	fmt.Fprintf(stdout, "%d entries; checkpoint beside the ledger: %s\n", len(entries), cpText)

@@ -132,3 +132,40 @@ func TestAttackBudgetAuditCheckpoints(t *testing.T) {
 		t.Errorf("show: exit %d\n%s", code, out)
 	}
 }
+
+// TestBudgetShowOutcomes: show lists each charge's outcome, and no row
+// for a mark.
+func TestBudgetShowOutcomes(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	path := filepath.Join(t.TempDir(), "privacy.jsonl")
+	l, err := dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Delta: 1e-5, Cap: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := 1; r <= 3; r++ {
+		ch, err := dp.PlanCharge("r1", r, dp.RecordLevel, dp.NoisePlan{Release: dp.TrainingRelease, Threshold: 3, MinCohort: 3,
+			Clients: 4, Gamma: 0x1p-16, Dim: 10, RingBits: 32, SiteSigma: 2, Clip: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Charge(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Mark(1, dp.Opened)
+	l.Mark(2, dp.Unopened)
+	l.Close()
+	code, out, errOut := runCLI("budget", "show", "--ledger", path)
+	if code != 0 || strings.Count(out, "discrete_gaussian") != 3 || !strings.Contains(out, "NOT OPENED") ||
+		!strings.Contains(out, "not recorded") || strings.Count(out, "opened") != 1 || !strings.Contains(out, "training") {
+		t.Errorf("show: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("budget", "show", "--ledger", path, "--json")
+	var shown struct {
+		Rounds []shownRound `json:"rounds"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || len(shown.Rounds) != 3 ||
+		shown.Rounds[0].Outcome != "opened" || shown.Rounds[1].Outcome != "NOT OPENED" || shown.Rounds[2].Outcome != "not recorded" {
+		t.Errorf("show --json: exit %d\n%s", code, out)
+	}
+}

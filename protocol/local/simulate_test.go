@@ -46,7 +46,7 @@ func auditAll(t *testing.T, s *protocol.Summary, rounds int) {
 			t.Fatal(err)
 		}
 		a, err := dp.AuditLedger(path, pub)
-		if err != nil || !a.OK || a.Entries != rounds+1 {
+		if err != nil || !a.OK || a.Charges != rounds {
 			t.Fatalf("audit of %s: %+v %v", path, a, err)
 		}
 		if i == 0 && math.Abs(a.Epsilon-s.Epsilon) > 1e-12 {

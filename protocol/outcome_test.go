@@ -1,0 +1,108 @@
+package protocol
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fl-secure/fl-secure/dp"
+)
+
+// outcomes returns, for each charge in the ledger at path, its outcome
+// mark ("" if none).
+func outcomes(t *testing.T, path string) map[int64]dp.Outcome {
+	t.Helper()
+	es, err := dp.ReadLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]dp.Outcome{}
+	for _, e := range es {
+		switch e.Kind {
+		case "charge":
+			out[e.Seq] = ""
+		case "outcome":
+			out[e.Of] = e.Outcome
+		}
+	}
+	return out
+}
+
+// TestSiteMarksUnopened: a session a site paid for that ends before it
+// revealed its unmasking shares (the coordinator never asks) is marked
+// unopened in the site's ledger, once, and the mark is anchored; a session
+// it unmasked is not marked.
+func TestSiteMarksUnopened(t *testing.T) {
+	b := newAttackBed(t, 3, []int{1, 2, 3}, func(c *SiteConfig) { c.EpsilonCap = 100 })
+	d := b.begin(b.train([]int{1, 2, 3}, nil))
+	d.shareAndMask()
+	s := b.sites[1]
+	r := d.parties[1].round
+	s.leave(r)
+	s.leave(r) // a second end of the same session marks nothing more
+	path := filepath.Join(s.cfg.State, "site-ledger.jsonl")
+	got := outcomes(t, path)
+	if len(got) != 1 || got[1] != dp.Unopened {
+		t.Fatalf("outcomes %v, want the charge at entry 1 unopened", got)
+	}
+	if s.state.LedgerEntries != 3 {
+		t.Errorf("the signed state anchors %d entries, want 3 (the mark included)", s.state.LedgerEntries)
+	}
+	if a, err := dp.AuditLedger(path, ledgerPub(s.cfg.State)); err != nil || a.Charges != 1 || a.Entries != 3 {
+		t.Errorf("audit: %+v, %v", a, err)
+	}
+
+	// The next session runs to the unmasking: no mark.
+	b.sid += 1 << 20
+	d = b.begin(b.train([]int{1, 2, 3}, nil))
+	d.shareAndMask()
+	sigs := d.sign([]int{1, 2, 3}, []int{1, 2, 3})
+	d.unmask([]int{1, 2, 3}, []int{1, 2, 3}, sigs)
+	s.leave(d.parties[1].round)
+	if got := outcomes(t, path); len(got) != 2 || got[1] != dp.Unopened || got[4] != "" {
+		t.Errorf("outcomes %v after an unmasked session, want only entry 1 marked", got)
+	}
+}
+
+// TestCoordinatorMarksOpened: every round the coordinator charged and
+// decoded is marked opened in its ledger; the ε does not move.
+func TestCoordinatorMarksOpened(t *testing.T) {
+	const n, rounds = 4, 2
+	f := newMemFederation(t, n, CoordinatorConfig{Mode: SecAgg, Level: dp.ClientLevel, Rounds: rounds, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 1; i <= n; i++ {
+		s := f.memSite(t, i)
+		stream, err := f.coord.ConnectInMemory(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.RunOn(ctx, stream)
+		}()
+	}
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	f.coord.Shutdown(time.Second)
+	got := outcomes(t, sum.Ledger)
+	if len(got) != rounds {
+		t.Fatalf("%d charges, want %d", len(got), rounds)
+	}
+	for seq, o := range got {
+		if o != dp.Opened {
+			t.Errorf("the charge at entry %d is marked %q, want opened", seq, o)
+		}
+	}
+	pub, _ := dp.ParsePublicKey(sum.LedgerKey)
+	if a, err := dp.AuditLedger(sum.Ledger, pub); err != nil || a.Epsilon != sum.Epsilon {
+		t.Errorf("audit: %+v, %v (summary ε %v)", a, err, sum.Epsilon)
+	}
+}
