@@ -55,16 +55,6 @@ const (
 // identity key.
 func WitnessName(site int) string { return "fl-secure/site/" + strconv.Itoa(site) }
 
-// witnessKeys returns the roster's witnesses: each site's name and
-// identity key.
-func (r *Roster) witnessKeys() map[string]ed25519.PublicKey {
-	out := map[string]ed25519.PublicKey{}
-	for i, k := range r.identities() {
-		out[WitnessName(i+1)] = k
-	}
-	return out
-}
-
 // openCosigned verifies that note is a checkpoint of the ledger owned by
 // owner, cosigned by site under its roster identity key.
 func openCosigned(note []byte, owner ed25519.PublicKey, roster *Roster, site int) (*dp.Checkpoint, error) {
