@@ -127,7 +127,18 @@
 // proofs that CheckExtends verifies. An incomplete last line is reported as
 // ErrTornLedger and never rewritten; RecoverLedger moves it aside.
 // AuditLedger recomputes every ε from the recorded parameters and checks
-// the tree against the checkpoints.
+// the tree against the checkpoint beside the ledger, those in its witness
+// directory and those the auditor gives; given none kept elsewhere, it
+// says that a rollback cannot be detected.
+//
+// A charge of distributed noise records its whole NoisePlan (release,
+// threshold k, colluders c, cohort, clients, grid step, dimension, ring
+// width, one site's σ, clip); PlanCharge derives its multiplier with
+// Distribute from σ_site·√(k−c), and Charge and the audit refuse one whose
+// multiplier the plan does not give. Client-level charges also record the
+// cumulative per-patient ε (PatientEpsilon). Outcome entries mark a charge
+// opened or unopened at no cost; the audit checks that each marks an
+// earlier charge, once, and leaves ε unchanged.
 //
 // # Security
 //

@@ -102,6 +102,10 @@ type Entry struct {
 	SiteSigma    float64 `json:"site_sigma,omitempty"`
 	Clip         float64 `json:"clip,omitempty"`
 	EpsilonRound float64 `json:"epsilon_round,omitempty"`
+	// PatientEpsilon, in client-level charges, is the cumulative ε that
+	// protects one patient (PatientEpsilon, PatientRelationText) over every
+	// charge so far, beside Epsilon, which protects one hospital.
+	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
 
 	// Set in outcome entries: the sequence number of the charge marked
 	// (whose RunID, Round and Release the entry repeats) and what became
@@ -489,6 +493,12 @@ func (l *Ledger) ProveFrom(n int64) (tlog.TreeProof, error) {
 // path (see OpenCheckpoint). An error wrapping fs.ErrNotExist means there
 // is no such file.
 func ReadCheckpoint(path string, owner ed25519.PublicKey, witnesses map[string]ed25519.PublicKey) (*Checkpoint, error) {
+	// Not a FIFO or a device, which could block the reader or never end.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("dp: reading checkpoint: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCheckpoint, path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("dp: reading checkpoint: %w", err)
@@ -610,6 +620,11 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 		SamplingRate: c.Event.SamplingRate, Steps: c.Event.Count, Survivors: c.Survivors,
 		EpsilonRound: alone, Epsilon: eps,
 	}
+	if c.Level == ClientLevel {
+		if e.PatientEpsilon, err = l.patientEpsilon(c.Event); err != nil {
+			return Entry{}, err
+		}
+	}
 	if p := c.Plan; p != nil {
 		e.Release, e.Threshold, e.Colluders, e.MinCohort, e.Participants = p.Release, p.Threshold, p.Colluders, p.MinCohort, p.Clients
 		e.GridStep, e.Dim, e.RingBits, e.SiteSigma, e.Clip = p.Gamma, p.Dim, p.RingBits, p.SiteSigma, p.Clip
@@ -623,6 +638,18 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 		return e, fmt.Errorf("dp: round %d is charged (ε = %.6g) but its checkpoint was not written: %w", c.Round, eps, err)
 	}
 	return e, nil
+}
+
+// patientEpsilon returns the cumulative per-patient ε of every charge so
+// far and ev.
+func (l *Ledger) patientEpsilon(ev Event) (float64, error) {
+	var events []Event
+	for i := range l.charges {
+		if l.charges[i].Kind == "charge" {
+			events = append(events, l.charges[i].event())
+		}
+	}
+	return PatientEpsilon(l.open.Accountant, l.open.Delta, append(events, ev)...)
 }
 
 // An Outcome says what became of a charged release.
@@ -856,6 +883,15 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			if math.Abs(got-e.Epsilon) > 1e-9*math.Max(got, 1e-9) {
 				return nil, bad(i, "records cumulative ε %s; its parameters give %s", strconv.FormatFloat(e.Epsilon, 'g', 10, 64), strconv.FormatFloat(got, 'g', 10, 64))
 			}
+			var patient float64
+			if e.Level == ClientLevel {
+				if patient, err = PatientEpsilon(open.Accountant, open.Delta, events...); err != nil {
+					return nil, bad(i, "%v", err)
+				}
+			}
+			if math.Abs(patient-e.PatientEpsilon) > 1e-9*math.Max(patient, 1e-9) {
+				return nil, bad(i, "records cumulative per-patient ε %s; its parameters give %s", strconv.FormatFloat(e.PatientEpsilon, 'g', 10, 64), strconv.FormatFloat(patient, 'g', 10, 64))
+			}
 			if got > open.Cap*(1+1e-12) {
 				return nil, bad(i, "cumulative ε %.6g is above the cap %.6g", got, open.Cap)
 			}
@@ -905,14 +941,17 @@ func (e *entryError) Unwrap() error { return ErrCorruptLedger }
 
 // An Audit is the result of AuditLedger.
 type Audit struct {
-	OK       bool    `json:"ok"`
-	Entries  int     `json:"entries"`
-	Charges  int     `json:"charges"` // charge entries, of Entries
-	Epsilon  float64 `json:"epsilon"`
-	Cap      float64 `json:"epsilon_cap"`
-	Delta    float64 `json:"delta"`
-	Problem  string  `json:"problem,omitempty"`
-	FirstBad int     `json:"first_bad_entry,omitempty"`
+	OK      bool    `json:"ok"`
+	Entries int     `json:"entries"`
+	Charges int     `json:"charges"` // charge entries, of Entries
+	Epsilon float64 `json:"epsilon"`
+	// PatientEpsilon is the per-patient ε of the last client-level charge,
+	// verified (0 if there is none).
+	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
+	Cap            float64 `json:"epsilon_cap"`
+	Delta          float64 `json:"delta"`
+	Problem        string  `json:"problem,omitempty"`
+	FirstBad       int     `json:"first_bad_entry,omitempty"`
 	// Checkpoints lists every checkpoint checked, the one beside the
 	// ledger first.
 	Checkpoints []CheckpointCheck `json:"checkpoints"`
@@ -1001,6 +1040,11 @@ func AuditLedger(path string, pub ed25519.PublicKey, opt ...AuditOptions) (Audit
 		fail(err, ee.index)
 	} else {
 		a.Epsilon = eps[len(eps)-1]
+		for i := range entries {
+			if entries[i].Kind == "charge" && entries[i].Level == ClientLevel {
+				a.PatientEpsilon = entries[i].PatientEpsilon
+			}
+		}
 	}
 	for i := range entries {
 		if entries[i].Kind == "charge" {

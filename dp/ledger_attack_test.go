@@ -240,6 +240,9 @@ func TestLedgerCheckpointAPI(t *testing.T) {
 	if _, err := ReadCheckpoint(filepath.Join(dir, "missing"), pub, nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v", err)
 	}
+	if _, err := ReadCheckpoint(dir, pub, nil); !errors.Is(err, ErrCheckpoint) {
+		t.Errorf("a directory: %v", err)
+	}
 }
 
 func mustSign(t *testing.T, key ed25519.PrivateKey, n int64) []byte {
@@ -556,5 +559,36 @@ func TestLedgerOutcomeMarks(t *testing.T) {
 				t.Errorf("audit: %v", err)
 			}
 		})
+	}
+}
+
+// TestAttackPatientEpsilonLowered: client-level charges record the
+// cumulative per-patient ε, which the audit recomputes; one lowered and
+// re-signed by the owner fails, naming the entry.
+func TestAttackPatientEpsilonLowered(t *testing.T) {
+	path := newTestLedger(t, 3)
+	pub := testKey(1).Public().(ed25519.PublicKey)
+	es, _ := ReadLedger(path)
+	want, _ := PatientEpsilon(RDP, 1e-5, Event{DiscreteGaussianMechanism, 4, 1, 3})
+	if es[3].PatientEpsilon != want || es[3].PatientEpsilon <= es[3].Epsilon {
+		t.Fatalf("per-patient ε %v (hospital ε %v), want %v", es[3].PatientEpsilon, es[3].Epsilon, want)
+	}
+	a, err := AuditLedger(path, pub)
+	if err != nil || a.PatientEpsilon != want || a.Unplanned != 3 {
+		t.Fatalf("audit: %+v, %v", a, err)
+	}
+	rewriteEntry(t, path, 2, func(e *Entry) { e.PatientEpsilon = e.Epsilon })
+	resignBeside(t, path)
+	if _, err := AuditLedger(path, pub); !errors.Is(err, ErrCorruptLedger) || !strings.Contains(err.Error(), "entry 2") || !strings.Contains(err.Error(), "per-patient") {
+		t.Errorf("audit of a lowered per-patient ε: %v", err)
+	}
+	// Record-level charges carry none.
+	p2 := filepath.Join(t.TempDir(), "r.jsonl")
+	l, _ := CreateLedger(p2, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 50})
+	ch, _ := PlanCharge("run", 1, RecordLevel, testPlan(2))
+	e, err := l.Charge(ch)
+	l.Close()
+	if err != nil || e.PatientEpsilon != 0 {
+		t.Errorf("record-level charge: per-patient ε %v, %v", e.PatientEpsilon, err)
 	}
 }

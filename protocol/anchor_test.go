@@ -1,9 +1,12 @@
 package protocol
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -84,4 +87,42 @@ func sumSigma(ch *dp.Charge) float64 {
 		return 0
 	}
 	return ch.Plan.SiteSigma * math.Sqrt(float64(ch.Plan.Threshold-ch.Plan.Colluders))
+}
+
+// TestAttackSiteLedgerRewrittenInPlace: whoever holds a site's ledger key
+// rewrites a charge (same length, re-signed, with a matching checkpoint
+// beside it), which its own audit passes; the tree root in the site's
+// signed state no longer matches, and the site refuses to start.
+func TestAttackSiteLedgerRewrittenInPlace(t *testing.T) {
+	cfg, ch := anchorSite(t)
+	chargeThenCrash(t, cfg, ch, false)
+	path := filepath.Join(cfg.State, "site-ledger.jsonl")
+	key, err := readKey(filepath.Join(cfg.State, "ledger-key.pem"), cfg.Passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := dp.ReadLedger(path)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("%d entries, %v", len(es), err)
+	}
+	// Rebuild the ledger with a cheaper charge: a fresh ledger under the
+	// same key, the same open terms, and the charge at a larger multiplier.
+	os.Remove(path)
+	os.Remove(path + dp.CheckpointSuffix)
+	l, err := dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: es[0].Accountant, Relation: dp.AddRemove, Delta: es[0].Delta, Cap: es[0].Cap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cheaper := ch
+	cheaper.Event.NoiseMultiplier *= 4
+	if _, err := l.Charge(cheaper); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := dp.AuditLedger(path, key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("the rewritten ledger fails its own audit: %v", err)
+	}
+	if _, err := NewSite(cfg); err == nil || !strings.Contains(err.Error(), "not the 2 this site last wrote") {
+		t.Fatalf("the site started on a rewritten ledger: %v", err)
+	}
 }

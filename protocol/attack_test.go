@@ -811,7 +811,7 @@ func TestAttackPlainTrainClaimsNoise(t *testing.T) {
 // TestAttackSiteLedgerCutShort: whoever can write a site's state directory
 // deletes its ledger, or cuts its last charges off, so that the ε it spent
 // comes back (a new ledger starts at 0; a truncated one passes its own
-// audit). The signed site state records the ledger's length and last hash
+// audit). The signed site state records the ledger's tree head (size and root)
 // at every charge, and the site refuses to start on a shorter ledger.
 func TestAttackSiteLedgerCutShort(t *testing.T) {
 	b := newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 100 })

@@ -72,7 +72,11 @@ type shownRound struct {
 	Survivors    int     `json:"survivors"`
 	EpsilonRound float64 `json:"epsilon_round"`
 	Epsilon      float64 `json:"epsilon"`
-	Remaining    float64 `json:"remaining"`
+	// PatientEpsilon is the cumulative per-patient ε of a client-level
+	// charge; Protects is the level's relation in words.
+	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
+	Protects       string  `json:"protects,omitempty"`
+	Remaining      float64 `json:"remaining"`
 	// Outcome is "opened", "NOT OPENED" or "not recorded".
 	Outcome string `json:"outcome"`
 }
@@ -116,11 +120,17 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		rows = append(rows, shownRound{e.Seq, e.Time, e.RunID, e.Round, e.Release, string(e.Level), e.Mechanism, e.NoiseMultiplier,
-			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, open.Cap - e.Epsilon, outcomeText(marks, e.Seq)})
+			e.SamplingRate, e.Steps, e.Survivors, e.EpsilonRound, e.Epsilon, e.PatientEpsilon, e.Protects, open.Cap - e.Epsilon,
+			outcomeText(marks, e.Seq)})
 	}
-	spent := 0.0
+	spent, patient, client := 0.0, 0.0, false
 	if len(rows) > 0 {
 		spent = rows[len(rows)-1].Epsilon
+	}
+	for _, r := range rows {
+		if r.Level == string(dp.ClientLevel) {
+			patient, client = r.PatientEpsilon, true
+		}
 	}
 	if *asJSON {
 		if rows == nil {
@@ -130,6 +140,7 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 			"accountant": open.Accountant, "neighbouring": open.Relation, "delta": open.Delta,
 			"epsilon_cap": open.Cap, "epsilon": spent, "remaining": open.Cap - spent, "rounds": rows,
 			"entries": len(entries), "checkpoint_size": cpSize, "checkpoint": cpText,
+			"patient_epsilon": patient,
 		})
 		if err != nil {
 			return fail(stderr, err, "")
@@ -137,17 +148,25 @@ func budgetShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stdout, "accountant %s, %s neighbours, δ = %g, ε cap %g\n", open.Accountant, open.Relation, open.Delta, open.Cap)
-	const row = "%5v  %-12v %6v  %-10v %-6v %-17v %9v %9v %6v %11v %11v %11v  %v\n"
-	fmt.Fprintf(stdout, row, "seq", "run", "round", "release", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε left", "outcome")
+	const row = "%5v  %-12v %6v  %-10v %-6v %-17v %9v %9v %6v %11v %11v %11v %11v  %v\n"
+	fmt.Fprintf(stdout, row, "seq", "run", "round", "release", "level", "mechanism", "noise", "rate", "steps", "ε round", "ε total", "ε patient", "ε left", "outcome")
 	for _, r := range rows {
-		release := r.Release
+		release, pe := r.Release, "-"
 		if release == "" {
 			release = "-"
 		}
+		if r.Level == string(dp.ClientLevel) {
+			pe = fmt.Sprintf("%.5g", r.PatientEpsilon)
+		}
 		fmt.Fprintf(stdout, row, r.Seq, r.RunID, r.Round, release, r.Level, r.Mechanism, fmt.Sprintf("%.4g", r.Noise),
-			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), fmt.Sprintf("%.5g", r.Remaining), r.Outcome)
+			fmt.Sprintf("%.4g", r.SamplingRate), r.Steps, fmt.Sprintf("%.5g", r.EpsilonRound), fmt.Sprintf("%.5g", r.Epsilon), pe,
+			fmt.Sprintf("%.5g", r.Remaining), r.Outcome)
 	}
 	fmt.Fprintf(stdout, "spent ε = %.6g of %g; %.6g left\n", spent, open.Cap, open.Cap-spent)
+	if client {
+		fmt.Fprintf(stdout, "  client level: ε = %.6g protects %s\n", spent, dp.ClientRelationText)
+		fmt.Fprintf(stdout, "  per patient:  ε = %.6g protects %s\n", patient, dp.PatientRelationText)
+	}
 	fmt.Fprintf(stdout, "%d entries; checkpoint beside the ledger: %s\n", len(entries), cpText)
 	if err != nil {
 		return fail(stderr, err, "")
@@ -236,6 +255,13 @@ Example:
 		if err == nil {
 			fmt.Fprintf(stdout, "ok: %d entries, every signature verifies, every ε recomputes, the tree matches %d checkpoint(s) (%d external); spent ε = %.6g of %g at δ = %g\n",
 				a.Entries, len(a.Checkpoints), a.External, a.Epsilon, a.Cap, a.Delta)
+			if a.PatientEpsilon > 0 {
+				fmt.Fprintf(stdout, "client level: ε = %.6g protects %s\nper patient:  ε = %.6g protects %s\n",
+					a.Epsilon, dp.ClientRelationText, a.PatientEpsilon, dp.PatientRelationText)
+			}
+			if a.Unplanned > 0 {
+				fmt.Fprintf(stdout, "note: %d charge(s) record no noise plan; their noise multipliers are taken as recorded\n", a.Unplanned)
+			}
 		}
 		for _, c := range a.Checkpoints {
 			kind := "found with the ledger"

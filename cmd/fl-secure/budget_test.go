@@ -169,3 +169,23 @@ func TestBudgetShowOutcomes(t *testing.T) {
 		t.Errorf("show --json: exit %d\n%s", code, out)
 	}
 }
+
+// TestBudgetShowPatientEpsilon: at client level show gives the hospital's
+// ε and the per-patient ε, each with its relation in words.
+func TestBudgetShowPatientEpsilon(t *testing.T) {
+	path, _ := writeLedger(t, 3) // client level
+	code, out, errOut := runCLI("budget", "show", "--ledger", path)
+	if code != 0 || !strings.Contains(out, dp.ClientRelationText) || !strings.Contains(out, dp.PatientRelationText) || !strings.Contains(out, "per patient:  ε = ") {
+		t.Errorf("show: exit %d\n%s%s", code, out, errOut)
+	}
+	es, _ := dp.ReadLedger(path)
+	code, out, _ = runCLI("budget", "show", "--ledger", path, "--json")
+	var shown struct {
+		Patient float64      `json:"patient_epsilon"`
+		Rounds  []shownRound `json:"rounds"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown.Patient != es[3].PatientEpsilon || shown.Patient <= 0 ||
+		shown.Rounds[2].Protects != dp.ClientRelationText {
+		t.Errorf("show --json: exit %d\n%s", code, out)
+	}
+}

@@ -283,7 +283,9 @@ func readLedgerRounds(path string) ([]int, error) {
 	}
 	var r []int
 	for _, e := range es[1:] {
-		r = append(r, e.Round)
+		if e.Kind == "charge" {
+			r = append(r, e.Round)
+		}
 	}
 	return r, nil
 }
