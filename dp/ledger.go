@@ -59,12 +59,12 @@ const (
 // owner's key, the accountant, δ, the ε cap and the neighbouring relation;
 // every later entry records one release and the cumulative ε after it
 // (Kind "charge"), or marks what became of an earlier charge (Kind
-// "outcome", which costs nothing). Sig is the owner's Ed25519 signature of ledgerDomain followed
-// by the entry's canonical JSON (the entry with Sig empty, fields in this
-// order, numbers in Go's shortest round-trip form). A line is the entry's
-// canonical JSON with Sig set, and nothing else: each line has exactly one
-// encoding, and its bytes are the entry's leaf in the ledger's Merkle tree
-// (checkpoint.go).
+// "outcome", which costs nothing). Sig is the owner's Ed25519 signature
+// of ledgerDomain followed by the entry's canonical JSON (the entry with
+// Sig empty, fields in this order, numbers in Go's shortest round-trip
+// form). A line is the entry's canonical JSON with Sig set, and nothing
+// else: each line has exactly one encoding, and its bytes are the entry's
+// leaf in the ledger's Merkle tree (RFC 6962 §2.1; checkpoint.go).
 type Entry struct {
 	Seq  int64  `json:"seq"`
 	Time string `json:"time"`
@@ -89,7 +89,10 @@ type Entry struct {
 	SamplingRate    float64 `json:"sampling_rate,omitempty"`
 	Steps           int     `json:"steps,omitempty"`
 	// The noise plan (NoisePlan) the multiplier is derived from, when the
-	// charge has one; Release is set exactly then.
+	// charge has one; Release is set exactly then. Participants is the
+	// plan's Clients (n), GridStep its Gamma (γ), SiteSigma the σ of one
+	// site's noise share in update units. Survivors, set by the writer when
+	// known, is the number of sites whose inputs the released sum holds.
 	Release      string  `json:"release,omitempty"`
 	Threshold    int     `json:"threshold,omitempty"`
 	Colluders    int     `json:"colluders,omitempty"`
@@ -447,7 +450,7 @@ func openLocked(path string, key ed25519.PrivateKey, f *os.File) (*Ledger, error
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: %s holds %d entries and its checkpoint %s is missing; restore the checkpoint from a backup (without it the ledger could have been cut short unnoticed)", ErrCheckpoint, path, l.tree.n, path+CheckpointSuffix)
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("%w; restore the checkpoint from a backup or a witness's copy", err)
 	default:
 		if err := l.tree.checkAgainst(cp); err != nil {
 			return nil, fmt.Errorf("%w (ledger %s, checkpoint %s)", err, path, path+CheckpointSuffix)
@@ -628,6 +631,12 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 	if p := c.Plan; p != nil {
 		e.Release, e.Threshold, e.Colluders, e.MinCohort, e.Participants = p.Release, p.Threshold, p.Colluders, p.MinCohort, p.Clients
 		e.GridStep, e.Dim, e.RingBits, e.SiteSigma, e.Clip = p.Gamma, p.Dim, p.RingBits, p.SiteSigma, p.Clip
+	}
+	// JSON holds no infinity or NaN; such an ε is no guarantee anyway.
+	for _, v := range []float64{alone, eps, e.PatientEpsilon} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return Entry{}, fmt.Errorf("dp: round %d: an ε of this charge is not finite", c.Round)
+		}
 	}
 	if err := l.append(&e); err != nil {
 		return Entry{}, err
@@ -1170,20 +1179,6 @@ func writeDurable(path string, b []byte) error {
 		return err
 	}
 	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory, making the entries created or renamed in it
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func writeSynced(path string, b []byte) error {

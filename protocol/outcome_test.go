@@ -106,3 +106,47 @@ func TestCoordinatorMarksOpened(t *testing.T) {
 		t.Errorf("audit: %+v, %v (summary ε %v)", a, err, sum.Epsilon)
 	}
 }
+
+// TestCoordinatorMarksUnopened: a survivor that vanishes before signing
+// the survivor set fails a round the coordinator had already charged; the
+// coordinator marks that charge unopened and the other opened, and the
+// vanished site marks its own charge unopened (it never revealed its
+// unmasking shares).
+func TestCoordinatorMarksUnopened(t *testing.T) {
+	f := newFederation(t, 5, CoordinatorConfig{Rounds: 2, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
+		PhaseTimeout: time.Second, JoinWait: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cfgs []SiteConfig
+	for i := 1; i <= 5; i++ {
+		c := f.siteConfig(i)
+		if i == 2 {
+			c.dropAt = 4 // vanishes instead of signing the survivor set
+		}
+		cfgs = append(cfgs, c)
+	}
+	_, wait := runSites(t, ctx, cfgs)
+	sum, err := f.coord.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wait()
+	count := func(m map[int64]dp.Outcome) map[dp.Outcome]int {
+		c := map[dp.Outcome]int{}
+		for _, o := range m {
+			c[o]++
+		}
+		return c
+	}
+	if got := count(outcomes(t, sum.Ledger)); got[dp.Opened] != 1 || got[dp.Unopened] != 1 || got[""] != 0 {
+		t.Errorf("coordinator's marks %v, want one opened and one unopened", got)
+	}
+	site2 := cfgs[1].State
+	if got := count(outcomes(t, filepath.Join(site2, "site-ledger.jsonl"))); got[dp.Unopened] != 1 || got[dp.Opened] != 0 {
+		t.Errorf("site 2's marks %v, want its paid, unrevealed round unopened", got)
+	}
+	if _, err := dp.AuditLedger(filepath.Join(site2, "site-ledger.jsonl"), ledgerPub(site2)); err != nil {
+		t.Errorf("site 2's ledger: %v", err)
+	}
+}
