@@ -272,11 +272,14 @@ Example:
 			if !c.OK {
 				status = "FAILS: " + c.Problem
 			}
-			cos := "no cosigner verified"
-			if len(c.Cosigners) > 0 {
-				cos = "cosigned by " + strings.Join(c.Cosigners, ", ")
+			what := "not read"
+			if c.Size > 0 {
+				what = fmt.Sprintf("%d entries, no cosigner verified", c.Size)
+				if len(c.Cosigners) > 0 {
+					what = fmt.Sprintf("%d entries, cosigned by %s", c.Size, strings.Join(c.Cosigners, ", "))
+				}
 			}
-			fmt.Fprintf(stdout, "checkpoint %s (%s): %d entries, %s: %s\n", c.Source, kind, c.Size, cos, status)
+			fmt.Fprintf(stdout, "checkpoint %s (%s): %s: %s\n", c.Source, kind, what, status)
 		}
 		if a.Limit != "" {
 			fmt.Fprintf(stdout, "warning: %s\n", a.Limit)
