@@ -97,7 +97,7 @@ func TestAttackSiteLedgerRewrittenInPlace(t *testing.T) {
 	cfg, ch := anchorSite(t)
 	chargeThenCrash(t, cfg, ch, false)
 	path := filepath.Join(cfg.State, "site-ledger.jsonl")
-	key, err := readKey(filepath.Join(cfg.State, "ledger-key.pem"), cfg.Passphrase)
+	key, err := readKey(filepath.Join(filepath.Dir(cfg.Identity), ledgerKeyFile), cfg.Passphrase) // in the site's kit
 	if err != nil {
 		t.Fatal(err)
 	}

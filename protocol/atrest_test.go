@@ -120,8 +120,8 @@ func TestAtRestKitHasNoPlaintextKeys(t *testing.T) {
 	if err := Provision(dir, 3, &ProvisionOptions{Passphrase: pass}); err != nil {
 		t.Fatal(err)
 	}
-	if n := assertNoPlaintextKeys(t, dir, pass); n != 7 {
-		t.Errorf("%d private keys, want 7 (the coordinator's, two per site)", n)
+	if n := assertNoPlaintextKeys(t, dir, pass); n != 11 {
+		t.Errorf("%d private keys, want 11 (the coordinator's two, three per site: TLS, identity, ledger)", n)
 	}
 	for _, f := range keyFiles(t, dir) {
 		if fi, _ := os.Stat(f); fi.Mode().Perm() != 0o600 {
@@ -156,7 +156,7 @@ func TestAtRestRound(t *testing.T) {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
 	if n := assertNoPlaintextKeys(t, f.dir, pass); n != 11 {
-		t.Errorf("%d private keys, want 11 (7 in the kits, 4 ledger keys)", n)
+		t.Errorf("%d private keys, want 11, all in the kits (the 4 ledger keys among them)", n)
 	}
 	if sum.LedgerKey == "" {
 		t.Fatal("no ledger key in the summary")
@@ -206,7 +206,7 @@ func TestAtRestWrongPassphrase(t *testing.T) {
 			check(t, err, tc.want, key, tc.text)
 			// The ledger key exists, its ledger does not (a crash between
 			// the two): the key must not be replaced.
-			_, err = openOrCreateLedger(filepath.Join(dir, "state"), "site-ledger.jsonl", 3, 1e-5, tc.pass)
+			_, err = openOrCreateLedger(filepath.Join(dir, "state"), "site-ledger.jsonl", "", 3, 1e-5, tc.pass, nil)
 			check(t, err, tc.want, ledgerKey, tc.text)
 		})
 	}

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -88,9 +86,16 @@ type CoordinatorConfig struct {
 	// JoinWait is how long the coordinator waits for every site before
 	// starting a round with those connected (at least MinCohort).
 	JoinWait time.Duration
-	State    string // directory: ledger, ledger key, statistics, checkpoints
-	Logger   *slog.Logger
-	Progress func(RoundResult)
+	State    string // directory: ledger, statistics, checkpoints, witness copies
+	// LedgerKey is the ledger's signing key file, in the coordinator's kit
+	// (Provision writes it; default: ledger-key.pem beside Key). Its
+	// public key must be the roster's coordinator ledger key, under which
+	// sites cosign the ledger's checkpoints. Without Key or LedgerKey it
+	// is State/ledger-key.pem, beside the ledger (tests and simulations
+	// without a kit).
+	LedgerKey string
+	Logger    *slog.Logger
+	Progress  func(RoundResult)
 	// Passphrase, if set, decrypts the coordinator's TLS key and encrypts
 	// its ledger's signing key at rest (see SiteConfig.Passphrase).
 	// Without one they are stored unencrypted and NewCoordinator logs a
@@ -170,6 +175,11 @@ type Coordinator struct {
 	waitLog time.Duration
 	// mem holds the in-memory sessions (memnet.go).
 	mem memSessions
+	// ledger is the run's ledger (nil without DP); witnessed holds, per
+	// site, the newest checkpoint of it the site cosigned (witness.go).
+	ledger    *dp.Ledger
+	witnessMu sync.Mutex
+	witnessed map[int]*dp.Checkpoint
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -382,10 +392,14 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.State == "" {
 		return nil, errors.New("protocol: coordinator needs a state directory")
 	}
+	if cfg.LedgerKey == "" && cfg.Key != "" {
+		cfg.LedgerKey = filepath.Join(filepath.Dir(cfg.Key), ledgerKeyFile)
+	}
 	if !cfg.Passphrase.IsSet() {
 		cfg.Logger.Warn(noPassphraseWarning)
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{},
+		witnessed: map[int]*dp.Checkpoint{}}
 	c.mem.init()
 	if cfg.InMemory {
 		return c, nil
@@ -483,6 +497,8 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 	case h.Version != wireVersion:
 		c.log.Warn("site speaks another wire version", "site", site, "version", h.Version, "want", wireVersion)
 		return status.Errorf(codes.FailedPrecondition, "protocol: wire version %d; this coordinator speaks version %d", h.Version, wireVersion)
+	default:
+		c.noteWitnessed(site, first.GetHello().Witnessed)
 	}
 	var sendMu sync.Mutex
 	s := &session{site: site, inbox: make(chan *wire.SiteMessage, 64), done: make(chan struct{}), closed: make(chan struct{}),
@@ -760,6 +776,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		defer ledger.Close()
+		c.ledger = ledger
 		sum.Ledger = filepath.Join(cfg.State, "coordinator-ledger.jsonl")
 		sum.LedgerKey = base64.StdEncoding.EncodeToString(ledgerPub(cfg.State))
 		entries, err := dp.ReadLedger(sum.Ledger)
@@ -1020,6 +1037,12 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	sum.Seconds = time.Since(began).Seconds()
+	c.witnessEnd(ctx)
+	if c.witnessing() {
+		if sum.Witnesses, err = WitnessCheckpoints(cfg.State, cfg.Roster); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range c.connected() {
 		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Bye{Bye: &wire.Goodbye{Reason: "training finished"}}})
 	}
@@ -1257,37 +1280,32 @@ func ledgerHas(path string, round int) bool {
 }
 
 func (c *Coordinator) openLedger() (*dp.Ledger, error) {
-	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.Epsilon, c.cfg.Delta, c.cfg.Passphrase)
+	return openOrCreateLedger(c.cfg.State, "coordinator-ledger.jsonl", c.cfg.LedgerKey, c.cfg.Epsilon, c.cfg.Delta, c.cfg.Passphrase, c.checkRosterLedgerKey)
 }
 
 // noPassphraseWarning is logged once at the start of a site or coordinator
 // that has no passphrase.
 const noPassphraseWarning = "NO PASSPHRASE: private keys and state are stored UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file"
 
-// openOrCreateLedger opens dir/name with the key in dir/ledger-key.pem
-// (encrypted with pass if it is set), or creates both. Either way it
-// writes dir/ledger.pub, the key to audit with. A crash between creating
-// the key and the ledger leaves a key and no ledger, which the next start
-// reuses; a key that exists but cannot be read is an error, never
-// replaced.
-func openOrCreateLedger(dir, name string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
+// openOrCreateLedger opens dir/name with the key ledgerSigningKey finds
+// (in keyFile, a kit, or dir/ledger-key.pem without one; encrypted with
+// pass if it is set), or creates the ledger. Either way it writes
+// dir/ledger.pub, the key to audit with. A key that exists but cannot be
+// read is an error, never replaced. check, if set, vets the public key
+// before anything is written.
+func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atrest.Passphrase, check func(ed25519.PublicKey) error) (*dp.Ledger, error) {
 	path := filepath.Join(dir, name)
-	keyPath := filepath.Join(dir, "ledger-key.pem")
 	_, statErr := os.Stat(path)
-	key, err := readKey(keyPath, pass)
-	switch {
-	case err == nil:
-	case statErr == nil || !errors.Is(err, fs.ErrNotExist):
+	key, err := ledgerSigningKey(dir, name, keyFile, pass)
+	if err != nil {
 		return nil, err
-	default:
-		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
-			return nil, err
-		}
-		if err := writeKey(keyPath, key, pass); err != nil {
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if check != nil {
+		if err := check(pub); err != nil {
 			return nil, err
 		}
 	}
-	pub := key.Public().(ed25519.PublicKey)
 	if err := writeAtomic(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n")); err != nil {
 		return nil, err
 	}
@@ -1335,6 +1353,9 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 			// answer reports whether m ends the site's part in the phase.
 			answer := func(m *wire.SiteMessage) bool {
 				s.take(m)
+				if cs := m.GetCosigned(); cs != nil {
+					c.cosigned(s.site, cs)
+				}
 				switch {
 				case s.flooded.Load():
 					ch <- got{site: s.site}
@@ -1342,7 +1363,7 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 				case want(m), m.GetRefuse() != nil:
 					ch <- got{s.site, m}
 					return true
-				case m.GetJoin() != nil:
+				case m.GetJoin() != nil, m.GetCosigned() != nil:
 					return false
 				}
 				c.log.Warn("unexpected message ignored", "site", s.site, "msg", fmt.Sprintf("%T", m.Body))
@@ -1518,7 +1539,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	start.Threshold = uint32(max(len(sess)/2+1, c.cfg.Colluders+1))
 	context := terms(start) // start is final: every site hashes what it receives
 	for _, s := range sess {
-		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
+		c.sendStart(s, start)
 	}
 	round := start.Round
 	tr := roundOf(round)

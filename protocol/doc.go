@@ -71,7 +71,11 @@
 // training round or of the statistics release; refuses a statistics round
 // without noise (unless AllowNoDP) or with bounds that are not finite;
 // refuses a session not newer than the last it joined; and signs one
-// statistics survivor set, ever (site-state.json).
+// statistics survivor set, ever (site-state.json). In DP runs it also
+// witnesses the coordinator's ledger: it cosigns the ledger's checkpoint
+// before each round, and after the last, only if it is signed by the
+// roster's coordinator ledger key and extends the last one it cosigned,
+// and refuses the round otherwise (witness.go).
 //
 // The coordinator binds every engine message to the site whose
 // certificate carried it, asks for masked inputs only when the round can

@@ -165,7 +165,7 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 			_ = i
 		}
 		for _, s := range sess {
-			s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
+			c.sendStart(s, start)
 		}
 		step := func(phase uint32) ([][]byte, bool) {
 			got := c.collect(ctx, sess, engineFor(start.Round, phase))
@@ -279,7 +279,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	// terms, as every decryptor checks against the terms it was shown.
 	roundTerms := terms(start)
 	for _, s := range sess {
-		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Start{Start: start}})
+		c.sendStart(s, start)
 	}
 	tr := roundOf(start.Round)
 	agg, err := he.NewAggregator(params, c.cfg.Roster.identities(), c.crs, start.Round, roundTerms)

@@ -39,6 +39,7 @@ func newMemFederation(t *testing.T, n int, cfg CoordinatorConfig) *federation {
 		t.Fatal(err)
 	}
 	cfg.InMemory, cfg.Roster = true, roster
+	cfg.LedgerKey = filepath.Join(dir, "coordinator", "ledger-key.pem")
 	cfg.State = filepath.Join(dir, "coordinator", "state")
 	cfg.Logger = quietLogger()
 	if cfg.Model == "" {

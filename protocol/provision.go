@@ -28,9 +28,31 @@ import (
 
 // A Roster lists the sites of a federation: their ids, the SHA-256 of
 // their TLS certificates, and their Ed25519 identity keys (which sign
-// secure-aggregation adverts and he submissions).
+// secure-aggregation adverts and he submissions and cosign the
+// coordinator's ledger checkpoints), and the public key of the
+// coordinator's ledger, under which sites verify the checkpoints they
+// cosign: a key they got at provisioning, never from the coordinator.
 type Roster struct {
-	Sites []RosterSite `json:"sites"`
+	Sites       []RosterSite       `json:"sites"`
+	Coordinator *RosterCoordinator `json:"coordinator,omitempty"`
+}
+
+// RosterCoordinator is the coordinator's entry in a Roster.
+type RosterCoordinator struct {
+	LedgerKey string `json:"ledger_key"` // base64 Ed25519 public key
+}
+
+// ledgerKey returns the coordinator's ledger public key, or nil if the
+// roster names none (a roster provisioned before ledger checkpoints).
+func (r *Roster) ledgerKey() ed25519.PublicKey {
+	if r.Coordinator == nil {
+		return nil
+	}
+	k, err := base64.StdEncoding.DecodeString(r.Coordinator.LedgerKey)
+	if err != nil || len(k) != ed25519.PublicKeySize {
+		return nil
+	}
+	return k
 }
 
 // RosterSite is one site of a Roster.
@@ -51,11 +73,13 @@ type ProvisionOptions struct {
 }
 
 // Provision writes a federation's kits under out: ca.pem, coordinator/
-// (certificate, key, roster, config template) and site-N/ for each site
-// (certificate, key, Ed25519 identity key, roster, the coordinator's pin,
-// config template). Private keys are written 0600, encrypted with
-// opts.Passphrase if it is set. It refuses to write into a directory that
-// already holds a kit.
+// (certificate, key, ledger signing key, roster, config template) and
+// site-N/ for each site (certificate, key, Ed25519 identity key, ledger
+// signing key, roster, the coordinator's pin, config template). The
+// roster names the coordinator's ledger public key, so that every site
+// verifies the coordinator's ledger checkpoints under a key from its kit.
+// Private keys are written 0600, encrypted with opts.Passphrase if it is
+// set. It refuses to write into a directory that already holds a kit.
 func Provision(out string, sites int, opts *ProvisionOptions) error {
 	if opts == nil {
 		opts = &ProvisionOptions{}
@@ -118,11 +142,16 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		return err
 	}
 	pin := certHash(coordDER)
-	var roster Roster
+	ledgerPub, ledgerKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	roster := Roster{Coordinator: &RosterCoordinator{LedgerKey: base64.StdEncoding.EncodeToString(ledgerPub)}}
 	type siteKit struct {
 		der      []byte
 		key      ed25519.PrivateKey
 		identity ed25519.PrivateKey
+		ledger   ed25519.PrivateKey
 	}
 	kits := make([]siteKit, sites)
 	for i := range kits {
@@ -134,7 +163,11 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		if err != nil {
 			return err
 		}
-		kits[i] = siteKit{der, key, id}
+		_, lk, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		kits[i] = siteKit{der, key, id, lk}
 		roster.Sites = append(roster.Sites, RosterSite{ID: i + 1, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub)})
 	}
 	rj, _ := json.MarshalIndent(roster, "", "  ")
@@ -147,7 +180,7 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 	}
 	// The private keys are written last, together: with a passphrase each
 	// costs a scrypt.
-	keys := []pendingKey{{filepath.Join(cd, "key.pem"), coordKey}}
+	keys := []pendingKey{{filepath.Join(cd, "key.pem"), coordKey}, {filepath.Join(cd, ledgerKeyFile), ledgerKey}}
 	if err := os.WriteFile(filepath.Join(cd, "roster.json"), rj, 0o644); err != nil {
 		return err
 	}
@@ -162,7 +195,8 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		if err := writePEM(filepath.Join(sd, "cert.pem"), "CERTIFICATE", k.der, 0o644); err != nil {
 			return err
 		}
-		keys = append(keys, pendingKey{filepath.Join(sd, "key.pem"), k.key}, pendingKey{filepath.Join(sd, "identity.pem"), k.identity})
+		keys = append(keys, pendingKey{filepath.Join(sd, "key.pem"), k.key}, pendingKey{filepath.Join(sd, "identity.pem"), k.identity},
+			pendingKey{filepath.Join(sd, ledgerKeyFile), k.ledger})
 		if err := os.WriteFile(filepath.Join(sd, "roster.json"), rj, 0o644); err != nil {
 			return err
 		}
@@ -316,6 +350,9 @@ func LoadRoster(path string) (*Roster, error) {
 		if h, err := hex.DecodeString(s.CertHash); err != nil || len(h) != 32 {
 			return nil, fmt.Errorf("protocol: roster %s: site %d certificate hash is not 32 hex bytes", path, s.ID)
 		}
+	}
+	if r.Coordinator != nil && r.ledgerKey() == nil {
+		return nil, fmt.Errorf("protocol: roster %s: the coordinator's ledger key is not a base64 Ed25519 key", path)
 	}
 	return &r, nil
 }
@@ -476,6 +513,10 @@ cert = cert.pem
 key = key.pem
 ca = ../ca.pem
 roster = roster.json
+# The ledger's signing key, kept in this kit and out of the state
+# directory: whoever can write the ledger must not hold the key that signs
+# it. Its public key is in the roster every site holds.
+ledger_key = ledger-key.pem
 
 # Private keys and state are encrypted with the passphrase in the
 # FL_SECURE_PASSPHRASE environment variable or on the first line of
@@ -511,7 +552,7 @@ min_cohort = 3
 colluders = 0
 # A site silent this long in a phase is a dropout.
 phase_timeout = 30s
-# Ledger, checkpoints and the ledger's signing key live here.
+# The ledger and the model checkpoints live here.
 state = state
 `
 
@@ -526,6 +567,9 @@ identity = identity.pem
 ca = ca.pem
 roster = roster.json
 pin_file = coordinator.pin
+# This hospital's ledger signing key, kept in this kit and out of the state
+# directory (see the coordinator's ledger_key).
+ledger_key = ledger-key.pem
 
 # Private keys and state are encrypted with the passphrase in the
 # FL_SECURE_PASSPHRASE environment variable or on the first line of

@@ -89,7 +89,8 @@ package protocol
 //     the round's charge is in its ledger on disk (checked as the message
 //     is sent), and the coordinator opens a training sum only once its
 //     charge is in its own ledger on disk (checked as the sum opens);
-//   - every ledger audits (dp.AuditLedger) and stays within its cap, and
+//   - every ledger audits (dp.AuditLedger) and stays within its cap (the
+//     coordinator's with every checkpoint of it a site cosigned), and
 //     every site's state loads, which checks its ledger against the length
 //     and head anchored in its signed state; a running site's state anchors
 //     its whole ledger;
@@ -461,7 +462,7 @@ func newSimRun(t *testing.T, k *simKits, seed uint64, dir string, trace bool) *s
 	s.ccfg = CoordinatorConfig{InMemory: true, Roster: roster, Mode: SecAgg, Level: dp.RecordLevel, Rounds: 1 + r.IntN(3),
 		Epsilon: eps, Delta: 1e-5, Clip: 1, LearningRate: 1, Model: "logistic", Features: 30,
 		MinCohort: cohort, Colluders: r.IntN(cohort - 1), PhaseTimeout: 2 * time.Second, JoinWait: time.Second,
-		State: filepath.Join(dir, "coordinator", "state"), Logger: quietLogger()}
+		State: filepath.Join(dir, "coordinator", "state"), LedgerKey: filepath.Join(dir, "coordinator", "ledger-key.pem"), Logger: quietLogger()}
 	odd := 0 // a site with its own budget, floor or colluders
 	if r.IntN(3) == 0 {
 		odd = 1 + r.IntN(s.n)
@@ -1383,9 +1384,17 @@ func (s *simRun) check() {
 	cl := filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl")
 	if _, err := os.Stat(cl); err == nil {
 		pub := ledgerPub(s.ccfg.State)
-		a, err := dp.AuditLedger(cl, pub)
+		// With the checkpoints the sites cosigned: the coordinator's
+		// ledger extends every one (its own copies are checked too).
+		var held []string
+		for i := 1; i <= s.n; i++ {
+			if p := filepath.Join(s.scfg[i-1].State, witnessFile); fileExists(p) {
+				held = append(held, p)
+			}
+		}
+		a, err := dp.AuditLedger(cl, pub, dp.AuditOptions{CheckpointFiles: held})
 		if err != nil {
-			s.violate("the coordinator's ledger does not audit: %v", err)
+			s.violate("the coordinator's ledger does not audit with the sites' cosigned checkpoints: %v", err)
 		} else if a.Epsilon > a.Cap {
 			s.violate("the coordinator's ledger holds ε %v over its cap %v", a.Epsilon, a.Cap)
 		}
@@ -1483,4 +1492,9 @@ func (s *simRun) check() {
 		}
 	}
 	s.logf("run over: %d faults, %d sums opened, coordinator result %v, violations %v", s.faults.Load(), len(s.opened), s.result, s.violations)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

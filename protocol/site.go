@@ -99,7 +99,12 @@ type SiteConfig struct {
 	Hidden   int
 	ModelOut string
 	State    string
-	Logger   *slog.Logger
+	// LedgerKey is this site's ledger signing key file, in its kit
+	// (Provision writes it; default: ledger-key.pem beside Identity), so
+	// that whoever can write the state directory and its ledger does not
+	// hold the key that signs it.
+	LedgerKey string
+	Logger    *slog.Logger
 	// Passphrase, if set, encrypts this site's private files at rest: the
 	// TLS and identity keys of its kit (as Provision writes them with a
 	// passphrase), its ledger's signing key and its threshold-decryption
@@ -144,6 +149,12 @@ type Site struct {
 	he       *he.Party // mode he: this site's threshold key
 	heSetup  *he.Party // during the key ceremony
 	state    siteState
+	// witnessed is the newest coordinator ledger checkpoint this site
+	// cosigned; witnessRound and witnessErr say what it made of the last
+	// Witness and for which session (witness.go).
+	witnessed    *dp.Checkpoint
+	witnessRound uint64
+	witnessErr   error
 }
 
 // String names the site; it never prints its keys.
@@ -180,6 +191,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if cfg.State == "" {
 		return nil, errors.New("protocol: site needs a state directory")
 	}
+	if cfg.LedgerKey == "" && cfg.Identity != "" {
+		cfg.LedgerKey = filepath.Join(filepath.Dir(cfg.Identity), ledgerKeyFile)
+	}
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, err
 	}
@@ -215,6 +229,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if s.state, err = loadSiteState(cfg.State, id); err != nil {
 		return nil, err
 	}
+	if err := s.loadWitnessed(); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(cfg.State, siteStateFile)); errors.Is(err, fs.ErrNotExist) {
 		// A fresh site writes its state before anything else, so that
 		// the file's absence later always means it was lost.
@@ -223,7 +240,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		}
 	}
 	if cfg.EpsilonCap > 0 {
-		if s.ledger, err = openSiteLedger(cfg.State, cfg.EpsilonCap, cfg.Delta, cfg.Passphrase); err != nil {
+		if s.ledger, err = openSiteLedger(cfg, cfg.EpsilonCap, cfg.Delta); err != nil {
 			return nil, err
 		}
 		if err := s.anchorLedger(); err != nil {
@@ -234,7 +251,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		// No cap this time, but a ledger from earlier runs: verify it and
 		// anchor a charge a crash left past the signed state all the same,
 		// or it could be cut off unnoticed while this site runs without DP.
-		l, err := openSiteLedger(cfg.State, 0, 0, cfg.Passphrase)
+		l, err := openSiteLedger(cfg, 0, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -252,8 +269,8 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	return s, nil
 }
 
-func openSiteLedger(dir string, cap, delta float64, pass atrest.Passphrase) (*dp.Ledger, error) {
-	return openOrCreateLedger(dir, "site-ledger.jsonl", cap, delta, pass)
+func openSiteLedger(cfg SiteConfig, cap, delta float64) (*dp.Ledger, error) {
+	return openOrCreateLedger(cfg.State, "site-ledger.jsonl", cfg.LedgerKey, cap, delta, cfg.Passphrase, nil)
 }
 
 // Close closes the site's ledger.
@@ -475,7 +492,7 @@ func (s *Site) converse(stream siteConn) error {
 		s.sent.Add(int64(proto.Size(m)))
 		return stream.Send(m)
 	}
-	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion}}}); err != nil {
+	if err := send(&wire.SiteMessage{Body: &wire.SiteMessage_Hello{Hello: &wire.Hello{Site: uint32(s.cfg.Site), Version: wireVersion, Witnessed: s.witnessedNote()}}}); err != nil {
 		if errors.Is(err, io.EOF) {
 			_, err = stream.Recv() // the stream's status says why it ended
 		}
@@ -537,6 +554,10 @@ func (s *Site) converse(stream siteConn) error {
 			s.end(r, b.End)
 			s.leave(r)
 			r = nil
+		case *wire.CoordinatorMessage_Witness:
+			if err := send(s.witness(b.Witness)); err != nil {
+				return err
+			}
 		case *wire.CoordinatorMessage_Bye:
 			return errGoodbye
 		}
@@ -589,6 +610,9 @@ type siteRound struct {
 // than abandoned after the site has paid for it.
 func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
 	if err := checkStart(st, len(s.cfg.Roster.Sites)); err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkWitness(st.Round); err != nil {
 		return nil, nil, err
 	}
 	r := &siteRound{s: s, start: st}

@@ -50,6 +50,13 @@ type siteState struct {
 	// truncated, deleted, rolled back or rewritten (its ε would come back).
 	LedgerEntries int64  `json:"ledger_entries,omitempty"`
 	LedgerRoot    string `json:"ledger_root,omitempty"`
+	// Witnessed and WitnessedRoot are the tree size and base64 root hash
+	// of the newest checkpoint of the coordinator's ledger this site
+	// cosigned, which coordinator.checkpoint holds: a file found older
+	// was rolled back, and a coordinator ledger rolled back with it would
+	// pass.
+	Witnessed     int64  `json:"witnessed_entries,omitempty"`
+	WitnessedRoot string `json:"witnessed_root,omitempty"`
 }
 
 // statisticsReleased says in which mode this site has already let its
@@ -88,7 +95,7 @@ func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 	path := filepath.Join(dir, siteStateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		for _, other := range []string{"site-ledger.jsonl", "ledger-key.pem", "ledger.pub", "he-party.bin"} {
+		for _, other := range []string{"site-ledger.jsonl", "ledger-key.pem", "ledger.pub", "he-party.bin", witnessFile} {
 			if _, err := os.Stat(filepath.Join(dir, other)); err == nil {
 				return st, fmt.Errorf("protocol: %s is missing while %s exists; restore it from a backup (a site that forgot it could be made to replay sessions or release its statistics twice)", path, other)
 			}

@@ -71,6 +71,14 @@ type Summary struct {
 	// patient (dp.PatientEpsilon, dp.PatientRelationText) beside Epsilon
 	// for one hospital (dp.ClientRelationText).
 	PatientEpsilon float64 `json:"patient_epsilon,omitempty"`
+	// Witnesses are the sites' newest cosigned checkpoints of the
+	// coordinator's ledger, as the coordinator keeps them (DP runs whose
+	// roster names the coordinator's ledger key).
+	Witnesses []SiteWitness `json:"witnesses,omitempty"`
+	// SiteCheckpoints are the coordinator ledger checkpoints the sites
+	// hold themselves, in site order, where the run knows their state
+	// (simulations).
+	SiteCheckpoints []string `json:"site_checkpoints,omitempty"`
 	// Averaged is how many published models the final Model averages
 	// (CoordinatorConfig.AverageFrom); 0: Model is the last one.
 	Averaged int `json:"averaged,omitempty"`

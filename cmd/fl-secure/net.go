@@ -233,7 +233,8 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
 	attempts := fs.Int("round-attempts", 2, "stop, naming the sites responsible, after this many failed attempts of one round that the sites paid for")
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
-	state := fs.String("state", "state", "state directory (ledger, checkpoints)")
+	state := fs.String("state", "state", "state directory (ledger, checkpoints, the sites' cosigned checkpoints)")
+	ledgerKey := fs.String("ledger-key", "", "the ledger's signing key, kept out of --state (default: ledger-key.pem beside --key)")
 	ranges := fs.String("feature-ranges", "", "public bounds of every feature (and a regression label, last) in the data's column order: a CSV file of name,lo,hi[,mean,scale] lines, or wdbc or diabetes for a built-in data set's")
 	share := fs.Float64("statistics-share", dp.DefaultStatisticsShare, "share of the budget (of its zCDP ρ) for the statistics release; 0: no statistics round (public standardization, --rows)")
 	rows := fs.Int("rows", 0, "public nominal count of records, the learning rate's denominator with --statistics-share 0 (record level)")
@@ -246,7 +247,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		return 0
 	}
 	if *config != "" {
-		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "passphrase-file": true, "feature-ranges": true}); err != nil {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "ledger-key": true, "passphrase-file": true, "feature-ranges": true}); err != nil {
 			return fail(stderr, err, "")
 		}
 	}
@@ -280,7 +281,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
-		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, Logger: log,
+		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, LedgerKey: *ledgerKey, Logger: log,
 		Ranges: featureRanges, StatisticsShare: *share, PublicStatistics: *share == 0, Rows: *rows,
 		Progress: func(res protocol.RoundResult) {
 			if tty {
@@ -320,8 +321,19 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	}
 	fmt.Fprintf(stdout, "statistics: %s\n", sum.Statistics)
 	if sum.Ledger != "" {
-		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey))
-		fmt.Fprintf(stdout, "        (add --checkpoint FILE for each site's coordinator.checkpoint: only a copy kept elsewhere shows the ledger was not cut short or rolled back)\n")
+		// The coordinator's copies of the sites' cosigned checkpoints; each
+		// hospital holds its own (coordinator.checkpoint in its state
+		// directory), which an auditor should take from the hospital.
+		var files, witnesses []string
+		for _, w := range sum.Witnesses {
+			if w.Problem == "" {
+				files, witnesses = append(files, w.File), append(witnesses, w.Arg())
+			}
+		}
+		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey, files, witnesses))
+		if line := sum.WitnessLine(); line != "" {
+			fmt.Fprintf(stdout, "witnesses: %s (each hospital holds its own copy: %s in its state directory)\n", line, protocol.WitnessFile)
+		}
 	}
 	fmt.Fprintf(stdout, "model:  %s\n", filepath.Join(*state, "checkpoints"))
 	return 0
@@ -364,7 +376,8 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	label := fs.String("label", "", "label column of --data")
 	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
 	modelOut := fs.String("model-out", "", "write the global model here after every round (.npy or .safetensors)")
-	state := fs.String("state", "state", "state directory (this hospital's ledger)")
+	state := fs.String("state", "state", "state directory (this hospital's ledger, the coordinator checkpoint it cosigned)")
+	ledgerKey := fs.String("ledger-key", "", "this hospital's ledger signing key, kept out of --state (default: ledger-key.pem beside --identity)")
 	allowNoDP := fs.Bool("allow-no-dp", false, "take part in secure-aggregation rounds without DP noise")
 	allowPlain := fs.Bool("allow-plain", false, "take part in plain-mode rounds, where the coordinator sees this site's update (NOT PRIVATE)")
 	level := fs.String("level", "", "the only privacy level this hospital is charged at (record or client; default: its ledger's first)")
@@ -378,7 +391,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	if *config != "" {
 		paths := map[string]bool{"cert": true, "key": true, "identity": true, "ca": true, "roster": true, "pin-file": true,
-			"state": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
+			"state": true, "ledger-key": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
 		if err := readConfig(fs, *config, paths); err != nil {
 			return fail(stderr, err, "")
 		}
@@ -400,7 +413,7 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	}
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
-		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state,
+		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state, LedgerKey: *ledgerKey,
 		Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {

@@ -100,6 +100,20 @@ func TestFederationProcesses(t *testing.T) {
 	if out, err := audit.CombinedOutput(); err != nil {
 		t.Errorf("audit: %v\n%s", err, out)
 	}
+	// It names every hospital's cosigned checkpoint and key, each covering
+	// the last round; and the checkpoints the hospitals hold themselves
+	// audit too.
+	if strings.Count(line, " --checkpoint ") < 3 || strings.Count(line, " --witness fl-secure/site/") != 3 ||
+		!strings.Contains(cout.String(), "cosigned by 3 of 3 hospitals at round 8") {
+		t.Errorf("coordinator output without the witnesses:\n%s", cout.String())
+	}
+	held := f[1:]
+	for i := 1; i <= 3; i++ {
+		held = append(held, "--checkpoint", filepath.Join(dir, fmt.Sprintf("site-%d", i), "state", "coordinator.checkpoint"))
+	}
+	if out, err := exec.Command(bin, held...).CombinedOutput(); err != nil {
+		t.Errorf("audit with the hospitals' checkpoints: %v\n%s", err, out)
+	}
 	for i := 1; i <= 3; i++ {
 		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i), "state")
 		key, _ := os.ReadFile(filepath.Join(sd, "ledger.pub"))

@@ -209,6 +209,9 @@ func printSimulation(w io.Writer, s *local.Result) {
 			fmt.Fprintf(w, "hospital %d ledger: %s (key %s)\n", i+1, l, fed.SiteKeys[i])
 		}
 		fmt.Fprintf(w, "audit: %s\n", s.Audit[0])
+		if line := fed.WitnessLine(); line != "" {
+			fmt.Fprintf(w, "witnesses: the coordinator's ledger checkpoint %s\n", line)
+		}
 	} else if fed.Mode == protocol.Plain {
 		fmt.Fprintln(w, "privacy: NONE (plain mode: the coordinator saw every hospital's update)")
 	}

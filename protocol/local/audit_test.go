@@ -1,30 +1,22 @@
 package local
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
-// TestAuditCommandCheckpoints: the audit command of the coordinator's
-// ledger names every site's copy of its checkpoint; a site's names none.
+// TestAuditCommandCheckpoints: the audit command of a ledger names every
+// checkpoint given (the sites' copies of the coordinator's) and every
+// witness to verify; a site's ledger gets none.
 func TestAuditCommandCheckpoints(t *testing.T) {
-	dir := t.TempDir()
-	for _, d := range []string{"coordinator", "site-1", "site-2", "site-3"} {
-		os.Mkdir(filepath.Join(dir, d), 0o700)
-	}
-	for _, d := range []string{"site-1", "site-3", "coordinator"} {
-		os.WriteFile(filepath.Join(dir, d, "coordinator.checkpoint"), []byte("x"), 0o600)
-	}
-	got := AuditCommand(filepath.Join(dir, "coordinator", "coordinator-ledger.jsonl"), "KEY")
-	want := "fl-secure budget audit --ledger " + filepath.Join(dir, "coordinator", "coordinator-ledger.jsonl") + " --key KEY" +
-		" --checkpoint " + filepath.Join(dir, "site-1", "coordinator.checkpoint") +
-		" --checkpoint " + filepath.Join(dir, "site-3", "coordinator.checkpoint")
+	got := AuditCommand("c/coordinator-ledger.jsonl", "KEY", []string{"site-1/coordinator.checkpoint", "site-3/coordinator.checkpoint"},
+		[]string{"fl-secure/site/1=K1", "fl-secure/site/3=K3"})
+	want := "fl-secure budget audit --ledger c/coordinator-ledger.jsonl --key KEY" +
+		" --checkpoint site-1/coordinator.checkpoint --checkpoint site-3/coordinator.checkpoint" +
+		" --witness fl-secure/site/1=K1 --witness fl-secure/site/3=K3"
 	if got != want {
 		t.Errorf("coordinator:\n got %s\nwant %s", got, want)
 	}
-	if got := AuditCommand(filepath.Join(dir, "site-1", "site-ledger.jsonl"), "KEY"); strings.Contains(got, "--checkpoint") {
-		t.Errorf("site: %s", got)
+	if got, want := AuditCommand("site-1/site-ledger.jsonl", "KEY", nil, nil), "fl-secure budget audit --ledger site-1/site-ledger.jsonl --key KEY"; got != want {
+		t.Errorf("site:\n got %s\nwant %s", got, want)
 	}
 }

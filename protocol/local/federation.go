@@ -55,6 +55,7 @@ func newFederation(dir string, n int, cc protocol.CoordinatorConfig, site func(i
 	// The states live as long as the simulation: no fsync for them (the
 	// ledgers are fsync'ed regardless).
 	cc.InMemory, cc.Roster, cc.State, cc.NoSync = true, roster, filepath.Join(dir, "coordinator"), true
+	cc.LedgerKey = filepath.Join(kits, "coordinator", "ledger-key.pem")
 	if cc.Logger == nil {
 		cc.Logger = discard()
 	}
@@ -205,7 +206,8 @@ func (f *federation) run(ctx context.Context, schedule func(round int) []int) (*
 	return sum, nil
 }
 
-// ledgers fills in sum the sites' ledgers and their public keys.
+// ledgers fills in sum the sites' ledgers and their public keys, and the
+// checkpoints of the coordinator's ledger that they cosigned.
 func (f *federation) ledgers(sum *protocol.Summary) error {
 	for i := range f.sites {
 		dir := f.siteState(i + 1)
@@ -215,6 +217,18 @@ func (f *federation) ledgers(sum *protocol.Summary) error {
 		}
 		sum.SiteLedgers = append(sum.SiteLedgers, filepath.Join(dir, "site-ledger.jsonl"))
 		sum.SiteKeys = append(sum.SiteKeys, strings.TrimSpace(string(k)))
+	}
+	if len(sum.Witnesses) == 0 {
+		return nil
+	}
+	// The checkpoints the sites hold themselves: an audit takes them from
+	// the hospitals, not from the coordinator whose ledger they check.
+	for i := range f.sites {
+		p := filepath.Join(f.siteState(i+1), protocol.WitnessFile)
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("local: site %d holds no cosigned checkpoint of the coordinator's ledger: %w", i+1, err)
+		}
+		sum.SiteCheckpoints = append(sum.SiteCheckpoints, p)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -416,9 +417,13 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	var eps *float64
 	if fed.DP {
 		eps = &fed.Epsilon
-		out.Audit = append(out.Audit, AuditCommand(fed.Ledger, fed.LedgerKey))
+		var witnesses []string
+		for _, w := range fed.Witnesses {
+			witnesses = append(witnesses, w.Arg())
+		}
+		out.Audit = append(out.Audit, AuditCommand(fed.Ledger, fed.LedgerKey, fed.SiteCheckpoints, witnesses))
 		for i, l := range fed.SiteLedgers {
-			out.Audit = append(out.Audit, AuditCommand(l, fed.SiteKeys[i]))
+			out.Audit = append(out.Audit, AuditCommand(l, fed.SiteKeys[i], nil, nil))
 		}
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
@@ -476,27 +481,19 @@ func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]R
 	return rows, nil
 }
 
-// AuditCommand is the fl-secure command that verifies a ledger. For the
-// coordinator's ledger it adds a --checkpoint for every copy of the
-// coordinator's checkpoint a site keeps (<site state>/coordinator.checkpoint)
-// found in a directory beside the coordinator's state: only a copy kept
-// outside the ledger's own directory shows that the ledger was not cut
-// short or rolled back together with its own checkpoint. The checkpoint
-// beside the ledger and those in its witness directory the audit finds by
-// itself.
-func AuditCommand(ledger, key string) string {
-	cmd := fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", ledger, key)
-	if filepath.Base(ledger) != "coordinator-ledger.jsonl" {
-		return cmd
+// AuditCommand is the fl-secure command that verifies a ledger: with
+// checkpoints (files its witnesses hold) and witnesses (their NAME=KEY),
+// also that the ledger extends every checkpoint and who cosigned it.
+func AuditCommand(ledger, key string, checkpoints, witnesses []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "fl-secure budget audit --ledger %s --key %s", ledger, key)
+	for _, c := range checkpoints {
+		fmt.Fprintf(&b, " --checkpoint %s", c)
 	}
-	own := filepath.Dir(ledger)
-	found, _ := filepath.Glob(filepath.Join(filepath.Dir(own), "*", "coordinator.checkpoint"))
-	for _, f := range found {
-		if filepath.Dir(f) != own {
-			cmd += " --checkpoint " + f
-		}
+	for _, w := range witnesses {
+		fmt.Fprintf(&b, " --witness %s", w)
 	}
-	return cmd
+	return b.String()
 }
 
 // NewRunDir creates and returns a fresh directory for one run under
