@@ -21,7 +21,8 @@ const budgetUsage = `Usage:
   fl-secure budget recover --ledger FILE              move an incomplete last line
                            (a crash mid-write) to FILE.torn
   fl-secure budget report  --ledger FILE --key PUBKEY --out report.html
-                           [--site-ledger FILE --site-key PUBKEY]...
+                           [--checkpoint FILE]... [--witness NAME=PUBKEY]...
+                           [--roster FILE] [--site-ledger FILE --site-key PUBKEY]...
                            a self-contained HTML report for a privacy officer;
                            exit 1 (and a red banner) if any ledger fails
 
@@ -224,22 +225,8 @@ Example:
 		return fail(stderr, usagef("--key: %v", err), "")
 	}
 	opt := dp.AuditOptions{CheckpointFiles: checkpoints}
-	for _, w := range witnesses {
-		name, key, ok := strings.Cut(w, "=")
-		if !ok || name == "" {
-			return fail(stderr, usagef("--witness %q: want NAME=PUBKEY", w), "")
-		}
-		k, err := dp.ParsePublicKey(key)
-		if err != nil {
-			return fail(stderr, usagef("--witness %s: %v", name, err), "")
-		}
-		if opt.Witnesses == nil {
-			opt.Witnesses = map[string]ed25519.PublicKey{}
-		}
-		if _, dup := opt.Witnesses[name]; dup {
-			return fail(stderr, usagef("--witness %s given twice", name), "")
-		}
-		opt.Witnesses[name] = k
+	if opt.Witnesses, err = parseWitnesses(witnesses); err != nil {
+		return fail(stderr, err, "")
 	}
 	a, err := dp.AuditLedger(*path, pub, opt)
 	if *asJSON {
@@ -292,6 +279,29 @@ Example:
 		return fail(stderr, err, "")
 	}
 	return 0
+}
+
+// parseWitnesses reads --witness NAME=PUBKEY arguments; nil if none.
+func parseWitnesses(args []string) (map[string]ed25519.PublicKey, error) {
+	var out map[string]ed25519.PublicKey
+	for _, w := range args {
+		name, key, ok := strings.Cut(w, "=")
+		if !ok || name == "" {
+			return nil, usagef("--witness %q: want NAME=PUBKEY", w)
+		}
+		k, err := dp.ParsePublicKey(key)
+		if err != nil {
+			return nil, usagef("--witness %s: %v", name, err)
+		}
+		if out == nil {
+			out = map[string]ed25519.PublicKey{}
+		}
+		if _, dup := out[name]; dup {
+			return nil, usagef("--witness %s given twice", name)
+		}
+		out[name] = k
+	}
+	return out, nil
 }
 
 func budgetRecover(args []string, stdout, stderr io.Writer) int {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,7 +109,7 @@ func clientCharge(round, colluders int) dp.Charge {
 }
 
 // clientEvent is one round of writeLedger.
-var clientEvent = clientCharge(1, 0).Event
+var clientEvent = dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 1}
 
 func TestBudgetReport(t *testing.T) {
 	path, pub := writeLedger(t, 5)
@@ -259,12 +260,12 @@ func TestBudgetReportFailedAudit(t *testing.T) {
 		verified int    // entries that verify
 		reason   string // in the failing entry's box
 	}{
-		{"altered entry 3", strings.Join(lines[:3], "") + strings.Replace(lines[3], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[4:], ""), 3, "hash does not match"},
-		{"altered entry 1", lines[0] + strings.Replace(lines[1], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[2:], ""), 1, "hash does not match"},
+		{"altered entry 3", strings.Join(lines[:3], "") + strings.Replace(lines[3], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[4:], ""), 3, "signature does not verify"},
+		{"altered entry 1", lines[0] + strings.Replace(lines[1], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[2:], ""), 1, "signature does not verify"},
 		{"unparsable line 3", strings.Join(lines[:2], "") + "{not json}\n" + strings.Join(lines[3:], ""), 2, "line 3 does not parse"},
 		{"torn last line", string(data) + `{"seq":6,"ti`, 6, "has no newline"},
-		{"torn, and entry 2 altered", strings.Join(lines[:2], "") + strings.Replace(lines[2], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[3:], "") + `{"seq":6`, 2, "hash does not match"},
-		{"open entry altered", strings.Replace(string(data), `"epsilon_cap":10`, `"epsilon_cap":100`, 1), 0, "hash does not match"},
+		{"torn, and entry 2 altered", strings.Join(lines[:2], "") + strings.Replace(lines[2], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[3:], "") + `{"seq":6`, 2, "signature does not verify"},
+		{"open entry altered", strings.Replace(string(data), `"epsilon_cap":10`, `"epsilon_cap":100`, 1), 0, "signature does not verify"},
 		{"empty", "", 0, "empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -336,8 +337,10 @@ func TestBudgetReportSiteNames(t *testing.T) {
 	os.MkdirAll(coordDir, 0o700)
 	path, pub := writeLedger(t, 2)
 	cp := filepath.Join(coordDir, "coordinator-ledger.jsonl")
-	data, _ := os.ReadFile(path)
-	os.WriteFile(cp, data, 0o600)
+	for _, suffix := range []string{"", dp.CheckpointSuffix} {
+		data, _ := os.ReadFile(path + suffix)
+		os.WriteFile(cp+suffix, data, 0o600)
+	}
 	loose, lk := writeLedgerCap(t, t.TempDir(), 1, 10, 1)
 	out := filepath.Join(t.TempDir(), "report.html")
 	code, _, errOut := runCLI("budget", "report", "--ledger", cp, "--key", pub, "--out", out, "--site-ledger", sp, "--site-key", sk, "--site-ledger", loose, "--site-key", lk)
@@ -380,5 +383,326 @@ func TestBudgetReportEscapes(t *testing.T) {
 		if strings.Contains(string(b), raw) {
 			t.Errorf("the report holds %q unescaped", raw)
 		}
+	}
+}
+
+// ownedLedger writes a client-level ledger of rounds charges under a fixed
+// key at dir/coordinator-ledger.jsonl and returns its path and key.
+func ownedLedger(t *testing.T, dir string, rounds int) (string, ed25519.PrivateKey) {
+	t.Helper()
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{11}, 32))
+	path := filepath.Join(dir, "coordinator-ledger.jsonl")
+	l, err := dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Delta: 1e-5, Cap: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := 1; r <= rounds; r++ {
+		if _, err := l.Charge(clientCharge(r, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	return path, key
+}
+
+// charge appends rounds charges, numbered from first, to the ledger at path.
+func charge(t *testing.T, path string, key ed25519.PrivateKey, first, rounds int) {
+	t.Helper()
+	l, err := dp.OpenLedger(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := first; r < first+rounds; r++ {
+		if _, err := l.Charge(clientCharge(r, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBudgetReportCutLedger: a ledger cut short or rolled back together
+// with the checkpoint beside it passes an audit of its directory alone, and
+// the page then says that truncation and rollback cannot be detected;
+// given a checkpoint kept elsewhere, the report exits 1 with a red banner
+// naming truncation and shows no figure, table or chart. A ledger cut
+// short under its own checkpoint, and one rewritten and re-signed, are
+// named the same way.
+func TestBudgetReportCutLedger(t *testing.T) {
+	dir := t.TempDir()
+	path, key := ownedLedger(t, dir, 3)
+	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	old := t.TempDir()
+	copyFile(t, path, filepath.Join(old, "ledger"))
+	copyFile(t, path+dp.CheckpointSuffix, filepath.Join(old, "checkpoint"))
+	charge(t, path, key, 4, 2)
+	kept := filepath.Join(t.TempDir(), "coordinator.checkpoint") // a hospital's copy
+	copyFile(t, path+dp.CheckpointSuffix, kept)
+	full, _ := os.ReadFile(path)
+	// Rolled back: the older ledger and its checkpoint put back.
+	copyFile(t, filepath.Join(old, "ledger"), path)
+	copyFile(t, filepath.Join(old, "checkpoint"), path+dp.CheckpointSuffix)
+	out := filepath.Join(t.TempDir(), "report.html")
+
+	code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out)
+	f := reportFacts(t, out)
+	if code != 0 || f.ok != "true" || f.val["rounds"] != "3" || !strings.Contains(f.text["checkpoint-limit"], "Truncation or rollback cannot be detected") ||
+		!strings.Contains(errOut, "fl-secure: warning:") {
+		t.Errorf("rolled back, no checkpoint kept elsewhere: exit %d, ok=%s, rounds %s, limit %q: %s", code, f.ok, f.val["rounds"], f.text["checkpoint-limit"], errOut)
+	}
+
+	noFigures := func(t *testing.T, problem, words string) {
+		t.Helper()
+		b, _ := os.ReadFile(out)
+		page := string(b)
+		f := reportFacts(t, out)
+		if f.ok != "false" || !strings.Contains(page, `data-problem="`+problem+`"`) || !strings.Contains(strings.ToLower(f.text["status"]), words) {
+			t.Errorf("banner ok=%s %q, want problem %s naming %q", f.ok, f.text["status"], problem, words)
+		}
+		for _, shown := range []string{"<svg", "<polyline", `id="round-table"`, `id="spent"`, `id="left"`} {
+			if strings.Contains(page, shown) {
+				t.Errorf("the page shows %s of a ledger that does not match its checkpoints", shown)
+			}
+		}
+		if len(f.seqs) != 0 || len(f.rows["epsilon"]) != 0 {
+			t.Errorf("rounds %v shown", f.seqs)
+		}
+	}
+	t.Run("rolled back", func(t *testing.T) {
+		code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out, "--checkpoint", kept)
+		if code != 1 || !strings.Contains(errOut, "fl-secure: error:") || !strings.Contains(errOut, kept) {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+		noFigures(t, "truncated", "truncation")
+		f := reportFacts(t, out)
+		if _, warned := f.text["checkpoint-limit"]; warned {
+			t.Error("the no-external-checkpoint warning is shown though one was given")
+		}
+		if got := strings.Join(f.rows["cp_result"], "|"); !strings.Contains(got, "ok|FAILS: ") || !strings.Contains(got, "6 entries") {
+			t.Errorf("checkpoint results %q", got)
+		}
+	})
+	t.Run("cut under its own checkpoint", func(t *testing.T) {
+		os.WriteFile(path, full, 0o600)
+		copyFile(t, kept, path+dp.CheckpointSuffix)
+		lines := strings.SplitAfter(string(full), "\n")
+		os.WriteFile(path, []byte(strings.Join(lines[:4], "")), 0o600)
+		code, _, _ := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out)
+		if code != 1 {
+			t.Errorf("exit %d", code)
+		}
+		noFigures(t, "truncated", "truncation")
+	})
+	t.Run("rewritten and re-signed", func(t *testing.T) {
+		fork := t.TempDir()
+		fp := filepath.Join(fork, "coordinator-ledger.jsonl")
+		l, err := dp.CreateLedger(fp, key, dp.LedgerOptions{Accountant: dp.RDP, Delta: 1e-5, Cap: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := 1; r <= 5; r++ {
+			if _, err := l.Charge(clientCharge(r+10, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+		code, _, _ := runCLI("budget", "report", "--ledger", fp, "--key", pub, "--out", out, "--checkpoint", kept)
+		if code != 1 {
+			t.Errorf("exit %d", code)
+		}
+		noFigures(t, "forked", "rewritten")
+	})
+	t.Run("unreadable checkpoint", func(t *testing.T) {
+		os.WriteFile(path, full, 0o600)
+		copyFile(t, kept, path+dp.CheckpointSuffix)
+		code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out, "--checkpoint", filepath.Join(t.TempDir(), "gone"))
+		if code != 1 || !strings.Contains(errOut, "gone") {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+		noFigures(t, "checkpoint", "checkpoint")
+	})
+}
+
+// TestBudgetReportOutcomes: only charges are rounds; outcome marks fill
+// their Outcome column: opened, NOT OPENED (highlighted), not recorded.
+func TestBudgetReportOutcomes(t *testing.T) {
+	path, key := ownedLedger(t, t.TempDir(), 3)
+	l, err := dp.OpenLedger(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Mark(1, dp.Opened); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Mark(2, dp.Unopened); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Charge(clientCharge(4, 1)); err != nil { // entry 6
+		t.Fatal(err)
+	}
+	if _, err := l.Mark(6, dp.Unopened); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	out := filepath.Join(t.TempDir(), "report.html")
+	if code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	f := reportFacts(t, out)
+	if got := strings.Join(f.seqs, ","); got != "1,2,3,6" || f.val["rounds"] != "4" {
+		t.Errorf("round rows at entries %s, %s rounds; want the charges 1,2,3,6", got, f.val["rounds"])
+	}
+	if got := strings.Join(f.rows["outcome"], "|"); got != "opened|NOT OPENED|not recorded|NOT OPENED" {
+		t.Errorf("outcomes %q", got)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), `class="bad"><strong>NOT OPENED</strong>`) || !strings.HasPrefix(f.text["unopened"], "2 ") {
+		t.Errorf("NOT OPENED is not highlighted, or the summary says %q", f.text["unopened"])
+	}
+	entries, _ := dp.ReadLedger(path)
+	if last := entries[len(entries)-1]; !close8(f.val["spent"], last.Epsilon) || len(f.rows["epsilon"]) != 4 {
+		t.Errorf("spent %s, want %v", f.val["spent"], last.Epsilon)
+	}
+	// A mark that fails verification shows nothing: the charge before it
+	// is shown with an unknown outcome.
+	data, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(data), "\n")
+	lines[7] = strings.Replace(lines[7], `"outcome":"unopened"`, `"outcome":"opened"`, 1)
+	os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600)
+	if code, _, _ := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out); code != 1 {
+		t.Errorf("altered mark: exit %d", code)
+	}
+	f = reportFacts(t, out)
+	if got := strings.Join(f.rows["outcome"], "|"); len(f.bad) != 1 || f.bad[0] != "7" || !strings.HasSuffix(got, "|unknown: the ledger fails verification after it") {
+		t.Errorf("altered mark: failing %v, outcomes %q", f.bad, got)
+	}
+}
+
+// writeRoster writes a roster of the sites' identity keys and the
+// coordinator's ledger key, as provisioning does.
+func writeRoster(t *testing.T, owner ed25519.PublicKey, sites []ed25519.PrivateKey) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`{"sites":[`)
+	for i, k := range sites {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"id":%d,"cert_sha256":"%s","identity":"%s"}`, i+1, strings.Repeat("ab", 32),
+			base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey)))
+	}
+	fmt.Fprintf(&b, `],"coordinator":{"ledger_key":"%s"}}`, base64.StdEncoding.EncodeToString(owner))
+	p := filepath.Join(t.TempDir(), "roster.json")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestBudgetReportWitnesses: given the coordinator's state directory and
+// the roster, the report names who cosigned the checkpoint covering the
+// last round, from the cosigned copies in the witness directory, without a
+// --witness per hospital: "cosigned by 4 of 5 hospitals at round 3", then 5
+// of 5; a hospital's own copy given with --checkpoint is kept elsewhere and
+// lifts the warning; a cosignature that does not verify fails the report.
+func TestBudgetReportWitnesses(t *testing.T) {
+	state := t.TempDir()
+	path, key := ownedLedger(t, state, 2)
+	owner := key.Public().(ed25519.PublicKey)
+	var sites []ed25519.PrivateKey
+	for i := range 5 {
+		sites = append(sites, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(40 + i)}, 32)))
+	}
+	roster := writeRoster(t, owner, sites)
+	wdir := filepath.Join(state, dp.WitnessDir)
+	os.MkdirAll(wdir, 0o700)
+	cosign := func(site int) []byte {
+		note, err := os.ReadFile(path + dp.CheckpointSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := dp.Cosign(note, owner, fmt.Sprintf("fl-secure/site/%d", site), sites[site-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(wdir, fmt.Sprintf("site-%d.checkpoint", site)), c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cosign(5) // site 5 last cosigned at round 2
+	charge(t, path, key, 3, 1)
+	for s := 1; s <= 4; s++ {
+		cosign(s)
+	}
+	out := filepath.Join(t.TempDir(), "report.html")
+	code, _, errOut := runCLI("budget", "report", "--ledger", state, "--roster", roster, "--out", out)
+	f := reportFacts(t, out)
+	if code != 0 || f.ok != "true" {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if s := f.text["cosigned"]; !strings.Contains(s, "cosigned by 4 of 5 hospitals at round 3") || !strings.Contains(s, "Site 1 (fl-secure/site/1)") ||
+		!strings.Contains(s, "cosignature of Site 5") {
+		t.Errorf("witness sentence %q", s)
+	}
+	if !strings.Contains(f.text["checkpoint-limit"], "cannot be detected") {
+		t.Error("copies in the witness directory lift the no-external-checkpoint warning")
+	}
+	if got := strings.Join(f.rows["cp_round"], ","); got != "3,3,3,3,3,2" {
+		t.Errorf("last rounds covered %q", got)
+	}
+	// Site 5 cosigns round 3 and hands its copy over: kept elsewhere.
+	own := filepath.Join(t.TempDir(), "coordinator.checkpoint")
+	os.WriteFile(own, cosign(5), 0o600)
+	code, _, errOut = runCLI("budget", "report", "--ledger", state, "--roster", roster, "--out", out, "--checkpoint", own)
+	f = reportFacts(t, out)
+	if code != 0 || !strings.Contains(f.text["cosigned"], "cosigned by 5 of 5 hospitals at round 3") || f.text["checkpoint-limit"] != "" ||
+		strings.Contains(errOut, "warning") {
+		t.Errorf("5 of 5 with a copy kept elsewhere: exit %d, %q, limit %q: %s", code, f.text["cosigned"], f.text["checkpoint-limit"], errOut)
+	}
+	if got := strings.Join(f.rows["cp_kept"], "|"); !strings.HasSuffix(got, "|elsewhere (given)") {
+		t.Errorf("kept %q", got)
+	}
+	// Named one by one, the witnesses are not called hospitals.
+	w1 := "fl-secure/site/1=" + base64.StdEncoding.EncodeToString(sites[0].Public().(ed25519.PublicKey))
+	pub := base64.StdEncoding.EncodeToString(owner)
+	code, _, errOut = runCLI("budget", "report", "--ledger", path, "--key", pub, "--witness", w1, "--out", out)
+	if f := reportFacts(t, out); code != 0 || !strings.Contains(f.text["cosigned"], "cosigned by 1 of 1 witnesses at round 3") {
+		t.Errorf("--witness: exit %d, %q: %s", code, f.text["cosigned"], errOut)
+	}
+	if code, _, _ := runCLI("budget", "report", "--ledger", path, "--key", pub, "--roster", roster, "--witness", w1, "--out", out); code != 2 {
+		t.Errorf("a hospital named twice: exit %d", code)
+	}
+	other := base64.StdEncoding.EncodeToString(sites[0].Public().(ed25519.PublicKey))
+	if code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", other, "--roster", roster, "--out", out); code != 2 || !strings.Contains(errOut, "roster") {
+		t.Errorf("--key other than the roster's: exit %d: %s", code, errOut)
+	}
+	// A cosignature that does not verify under the site's key fails.
+	note, _ := os.ReadFile(filepath.Join(wdir, "site-2.checkpoint"))
+	lines := strings.Split(strings.TrimSuffix(string(note), "\n"), "\n")
+	last := lines[len(lines)-1] // "— fl-secure/site/2 base64(key hash ‖ signature)"
+	i := strings.LastIndexByte(last, ' ')
+	sig, err := base64.StdEncoding.DecodeString(last[i+1:])
+	if err != nil || !strings.Contains(last, "fl-secure/site/2") {
+		t.Fatalf("cosigned note %q", note)
+	}
+	sig[len(sig)-1] ^= 1
+	lines[len(lines)-1] = last[:i+1] + base64.StdEncoding.EncodeToString(sig)
+	c := []byte(strings.Join(lines, "\n") + "\n")
+	os.WriteFile(filepath.Join(wdir, "site-2.checkpoint"), c, 0o600)
+	code, _, errOut = runCLI("budget", "report", "--ledger", state, "--roster", roster, "--out", out)
+	f = reportFacts(t, out)
+	if code != 1 || f.ok != "false" || !strings.Contains(errOut, "site-2.checkpoint") || !slices.ContainsFunc(f.rows["cp_result"], func(s string) bool { return strings.HasPrefix(s, "FAILS") }) {
+		t.Errorf("a bad cosignature: exit %d, ok=%s, %v: %s", code, f.ok, f.rows["cp_result"], errOut)
 	}
 }

@@ -5,8 +5,17 @@
 //
 // The page shows only what verified. After a failed audit it names the
 // failing entry and why, and its figures, chart and tables hold only the
-// entries before it, labelled as such. Every string that comes from a file
-// (names, paths, times, keys, error messages) is escaped.
+// entries before it, labelled as such. A ledger that does not match a
+// checkpoint its owner signed (cut short, rolled back, rewritten) gets a
+// red banner naming the problem and no figure, chart or table at all.
+// Every string that comes from a file (names, paths, times, keys, error
+// messages) is escaped.
+//
+// Only charge entries are rounds; outcome marks fill each round's Outcome
+// (opened, NOT OPENED, not recorded). The checkpoints section lists every
+// checkpoint the audit checked, says how many witnesses cosigned the one
+// covering the last round, and warns, when no checkpoint kept elsewhere
+// was given, that truncation and rollback cannot be detected.
 //
 // At client level every ε comes with the per-patient ε of the same rounds
 // (dp.PatientEpsilon), each with its neighbouring relation in words.
@@ -17,10 +26,12 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"html"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,8 +117,10 @@ func remaining(cap, spent float64) float64 {
 // figures are what a ledger's verified entries say.
 type figures struct {
 	open    dp.Entry
-	charges []dp.Entry
-	spent   float64 // cumulative ε after the last verified charge
+	charges []dp.Entry // the charge entries: one a round
+	// outcomes are the verified outcome marks, by the charge they mark.
+	outcomes map[int64]dp.Outcome
+	spent    float64 // cumulative ε after the last verified charge
 	// patient[i] is the per-patient ε of the client-level charges up to
 	// charges[i] (NaN before the first or where it cannot be computed).
 	patient       []float64
@@ -124,7 +137,15 @@ func figuresOf(l Ledger) (figures, bool) {
 	if len(v) == 0 {
 		return figures{}, false
 	}
-	f := figures{open: v[0], charges: v[1:], patientSpent: math.NaN(), minColl: -1}
+	f := figures{open: v[0], outcomes: map[int64]dp.Outcome{}, patientSpent: math.NaN(), minColl: -1}
+	for _, e := range v[1:] {
+		switch e.Kind {
+		case "charge":
+			f.charges = append(f.charges, e)
+		case "outcome":
+			f.outcomes[e.Of] = e.Outcome
+		}
+	}
 	var events []dp.Event
 	for _, c := range f.charges {
 		f.spent = c.Epsilon
@@ -168,6 +189,10 @@ func relationText(l dp.Level, relation string) string {
 
 // failure describes where l stopped verifying.
 func failure(l Ledger) string {
+	if l.TreeErr != nil {
+		_, what := treeProblem(l.TreeErr)
+		return what + ": " + esc(l.TreeErr.Error())
+	}
 	if len(l.Entries) == 0 && l.Verified == 0 {
 		return "the ledger could not be read: " + esc(errText(l.Err))
 	}
@@ -180,6 +205,17 @@ func reason(l Ledger) string {
 	msg := errText(l.Err)
 	msg = strings.TrimPrefix(msg, dp.ErrCorruptLedger.Error()+": ")
 	return strings.TrimPrefix(msg, fmt.Sprintf("entry %d (line %d): ", l.Verified, l.Verified+1))
+}
+
+// treeProblem names a checkpoint failure: a short id and a headline.
+func treeProblem(err error) (id, headline string) {
+	switch {
+	case errors.Is(err, dp.ErrLedgerTruncated):
+		return "truncated", "the ledger was cut short or rolled back (truncation): it holds fewer entries than a checkpoint its owner signed"
+	case errors.Is(err, dp.ErrLedgerForked):
+		return "forked", "the ledger was rewritten (a fork): its entries do not hash to a checkpoint its owner signed"
+	}
+	return "checkpoint", "a checkpoint of the ledger is missing or does not verify"
 }
 
 func errText(err error) string {
@@ -198,12 +234,22 @@ func statusSection(pg *page, r Report) {
 		}
 	}
 	if len(bad) == 0 {
-		pg.p("<div class=\"banner ok\" id=\"status\" data-ok=\"true\"><strong>Verified.</strong> Every entry's hash chain and signature checks out, and every ε was recomputed from the recorded parameters with the recorded accountant.</div>\n")
+		pg.p("<div class=\"banner ok\" id=\"status\" data-ok=\"true\"><strong>Verified.</strong> Every entry's signature checks out, every ε and noise plan was recomputed from the recorded parameters with the recorded accountant, and the ledger matches every checkpoint checked (see “Checkpoints and witnesses” for what they can and cannot show).</div>\n")
 		return
 	}
-	pg.p("<div class=\"banner bad\" id=\"status\" data-ok=\"false\"><strong>VERIFICATION FAILED.</strong> ")
-	pg.p("Only entries before the first failing one are shown below, labelled as verified; nothing from the failing entry or after it is shown. Do not rely on this federation's privacy figures until the failure is explained.</div>\n")
+	if err := r.Main.TreeErr; err != nil {
+		id, what := treeProblem(err)
+		pg.p("<div class=\"banner bad\" id=\"status\" data-ok=\"false\" data-problem=\"%s\"><strong>VERIFICATION FAILED: %s.</strong> ", id, esc(strings.ToUpper(what[:1])+what[1:]))
+		pg.p("Entries may be missing or rewritten, so no figure, chart or table of this ledger is shown. Do not rely on this federation's privacy figures until the failure is explained.</div>\n")
+	} else {
+		pg.p("<div class=\"banner bad\" id=\"status\" data-ok=\"false\"><strong>VERIFICATION FAILED.</strong> ")
+		pg.p("Only entries before the first failing one are shown below, labelled as verified; nothing from the failing entry or after it is shown. Do not rely on this federation's privacy figures until the failure is explained.</div>\n")
+	}
 	for _, l := range bad {
+		if l.TreeErr != nil {
+			pg.p("<div class=\"failing-entry\" data-ledger=\"%s\" data-checkpoint=\"failed\"><strong>%s</strong>: %s</div>\n", esc(l.Name), esc(l.Name), failure(l))
+			continue
+		}
 		pg.p("<div class=\"failing-entry\" data-ledger=\"%s\" data-entry=\"%d\"><strong>%s</strong>: %s</div>\n", esc(l.Name), l.Verified, esc(l.Name), failure(l))
 	}
 }
@@ -212,6 +258,10 @@ func summarySection(pg *page, r Report) {
 	l := r.Main
 	f, ok := figuresOf(l)
 	if !ok {
+		if l.TreeErr != nil {
+			pg.p("<h2>Summary</h2>\n<p id=\"no-entries\">No figure of this ledger is shown: it does not match a checkpoint its owner signed, so entries may be missing or rewritten, and its total is unknown.</p>\n")
+			return
+		}
 		pg.p("<h2>Summary</h2>\n<p id=\"no-entries\">No entry of this ledger verified; it shows nothing.</p>\n")
 		return
 	}
@@ -248,6 +298,15 @@ func summarySection(pg *page, r Report) {
 	}
 	fig("δ", "delta", f.open.Delta)
 	kv("Rounds recorded", "rounds", strconv.Itoa(len(f.charges)))
+	unopened := 0
+	for _, c := range f.charges {
+		if f.outcomes[c.Seq] == dp.Unopened {
+			unopened++
+		}
+	}
+	if unopened > 0 {
+		kv("Rounds charged but NOT OPENED", "unopened", fmt.Sprintf("<strong>%d</strong> (their ε is spent though their sum was not opened)", unopened))
+	}
 	kv("Accountant", "accountant", esc(accountantText(f.open.Accountant)))
 	kv("Neighbouring relation", "relation", esc(f.open.Relation))
 	kv("Ledger owner's key", "owner", "<code>"+esc(f.open.Owner)+"</code>")
@@ -323,7 +382,25 @@ func roundsWith(f figures, colluders int) string {
 type row struct {
 	entry   dp.Entry
 	patient float64 // per-patient ε so far (client level), NaN otherwise
-	outcome string
+	outcome dp.Outcome
+	// final is true when every entry of the ledger verified, so a charge
+	// without a mark has none (rather than one after a failing entry).
+	final bool
+}
+
+// outcomeCell says what became of a charge: opened, NOT OPENED
+// (highlighted), or not recorded (a crash between a charge and its mark
+// leaves none).
+func outcomeCell(r row) string {
+	switch {
+	case r.outcome == dp.Opened:
+		return text("outcome", "opened")
+	case r.outcome == dp.Unopened:
+		return "<td data-field=\"outcome\" class=\"bad\"><strong>NOT OPENED</strong></td>"
+	case r.final:
+		return text("outcome", "not recorded")
+	}
+	return text("outcome", "unknown: the ledger fails verification after it")
 }
 
 // column is one column of the round table; show says whether a ledger's
@@ -351,7 +428,7 @@ var roundColumns = []column{
 	{"ε of the round", always, func(r row) string { return cell("epsilon_round", r.entry.EpsilonRound) }},
 	{"ε so far", always, func(r row) string { return cell("epsilon", r.entry.Epsilon) }},
 	{"per-patient ε so far", func(_ Ledger, f figures) bool { return f.client }, func(r row) string { return cell("patient_epsilon", r.patient) }},
-	{"Outcome", func(l Ledger, _ figures) bool { return l.Outcomes != nil }, func(r row) string { return text("outcome", r.outcome) }},
+	{"Outcome", always, outcomeCell},
 }
 
 func roundsSection(pg *page, r Report) {
@@ -365,7 +442,7 @@ func roundsSection(pg *page, r Report) {
 	} else {
 		pg.p("<h2>Privacy spent per round: verified entries only</h2>\n<p class=\"verified-only\">Entry %d fails verification; nothing from it or after it is shown.", l.Verified)
 		if len(f.charges) > 0 {
-			pg.p(" The rounds below are the %s before it (%s), which verified.", plural(len(f.charges), "charge entry", "charge entries"), span(1, len(f.charges)))
+			pg.p(" The rounds below are the %s before it (%s), which verified.", plural(len(f.charges), "charge", "charges"), span(1, l.Verified-1))
 		}
 		pg.p("</p>\n")
 	}
@@ -389,7 +466,7 @@ func roundsSection(pg *page, r Report) {
 	}
 	pg.p("</tr>\n")
 	for i, c := range f.charges {
-		rw := row{entry: c, patient: f.patient[i], outcome: l.Outcomes[c.Seq]}
+		rw := row{entry: c, patient: f.patient[i], outcome: f.outcomes[c.Seq], final: l.OK()}
 		pg.p("<tr data-seq=\"%d\">", c.Seq)
 		for _, col := range cols {
 			pg.p("%s", col.cell(rw))
@@ -434,18 +511,113 @@ func sitesSection(pg *page, r Report) {
 
 func checkpointsSection(pg *page, r Report) {
 	l := r.Main
-	if len(l.Checkpoints) == 0 || !l.OK() {
+	if len(l.Entries) == 0 {
 		return
 	}
-	pg.p("<h2>Checkpoints and witnesses</h2>\n<ul id=\"checkpoints\">\n")
-	for _, c := range l.Checkpoints {
-		pg.p("<li data-round=\"%d\">Round %d (the first %d entries): cosigned by %d of %d witnesses", c.Round, c.Round, c.Entries, len(c.Cosigners), c.Witnesses)
-		if len(c.Cosigners) > 0 {
-			pg.p(" (%s)", esc(strings.Join(c.Cosigners, ", ")))
-		}
-		pg.p("</li>\n")
+	pg.p("<h2>Checkpoints and witnesses</h2>\n")
+	pg.p("<p>After every entry the ledger's owner signs a checkpoint: the number of entries and one hash of all of them (an RFC 6962 Merkle tree). A ledger later cut short, rolled back or rewritten no longer matches a checkpoint signed before; only a checkpoint kept elsewhere — a hospital's copy, or one a witness cosigned and kept — shows that, since whoever can rewrite the ledger can rewrite the checkpoints kept with it.</p>\n")
+	if l.OK() {
+		pg.p("%s\n", cosignedSentence(l))
 	}
-	pg.p("</ul>\n")
+	pg.p("<table class=\"rounds\" id=\"checkpoints\">\n<tr><th>Checkpoint</th><th>Kept</th><th>Entries</th><th>Last round covered</th><th>Cosigned by</th><th>Result</th></tr>\n")
+	for _, c := range l.Checkpoints {
+		kept := "with the ledger"
+		if c.External {
+			kept = "elsewhere (given)"
+		}
+		class := ""
+		if !c.OK {
+			class = " class=\"bad\""
+		}
+		pg.p("<tr data-checkpoint=\"%s\" data-cp-ok=\"%t\"%s>%s%s", esc(c.Source), c.OK, class, text("cp_source", c.Source), text("cp_kept", kept))
+		entries, round := "—", "—"
+		if c.Entries > 0 {
+			entries = strconv.FormatInt(c.Entries, 10)
+		}
+		if c.Round > 0 {
+			round = strconv.Itoa(c.Round)
+		}
+		cos := "none verified"
+		if len(c.Cosigners) > 0 {
+			cos = strings.Join(witnessLabels(l, c.Cosigners), ", ")
+		}
+		result := "ok"
+		if !c.OK {
+			result = "FAILS: " + c.Problem
+		}
+		pg.p("%s%s%s%s</tr>\n", text("cp_entries", entries), text("cp_round", round), text("cp_cosigners", cos), text("cp_result", result))
+	}
+	pg.p("</table>\n")
+	if len(l.Checkpoints) == 0 {
+		pg.p("<p>No checkpoint was found or given.</p>\n")
+	}
+	if l.Limit != "" {
+		pg.p("<div class=\"warn\" id=\"checkpoint-limit\"><strong>Truncation or rollback cannot be detected.</strong> No checkpoint kept elsewhere was given, so a ledger cut short or put back from an earlier copy together with its own checkpoint would pass this audit. The audit says: %s.</div>\n", esc(l.Limit))
+	}
+}
+
+// cosignedSentence says how many of the witnesses cosigned a checkpoint
+// that covers the ledger's last charge: "cosigned by 5 of 5 hospitals at
+// round 30", and names those that did not.
+func cosignedSentence(l Ledger) string {
+	if len(l.Witnesses) == 0 {
+		return "<p id=\"cosigned\">No witness keys were given, so no cosignature was checked.</p>"
+	}
+	f, _ := figuresOf(l)
+	noun := "hospitals"
+	for _, w := range l.Witnesses {
+		if w.Label == "" {
+			noun = "witnesses"
+		}
+	}
+	var last dp.Entry
+	if len(f.charges) > 0 {
+		last = f.charges[len(f.charges)-1]
+	}
+	var did, didNot []string
+	for _, w := range l.Witnesses {
+		ok := false
+		for _, c := range l.Checkpoints {
+			if c.OK && c.Entries > last.Seq && slices.Contains(c.Cosigners, w.Name) {
+				ok = true
+			}
+		}
+		if ok {
+			did = append(did, w.Name)
+		} else {
+			didNot = append(didNot, w.Name)
+		}
+	}
+	at := fmt.Sprintf("at round %d", last.Round)
+	if last.Seq == 0 {
+		at = "before any round"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "<p id=\"cosigned\" data-cosigned=\"%d\" data-witnesses=\"%d\">The ledger up to its last round is <strong>cosigned by %d of %d %s %s</strong>", len(did), len(l.Witnesses), len(did), len(l.Witnesses), noun, at)
+	if len(did) > 0 {
+		fmt.Fprintf(&b, " (%s)", esc(strings.Join(witnessLabels(l, did), ", ")))
+	}
+	b.WriteString(".")
+	if len(didNot) > 0 {
+		fmt.Fprintf(&b, " No checkpoint covering that round carries a valid cosignature of %s.", esc(strings.Join(witnessLabels(l, didNot), ", ")))
+	}
+	b.WriteString("</p>")
+	return b.String()
+}
+
+// witnessLabels names witnesses by their labels where the auditor gave
+// them; the result is not escaped.
+func witnessLabels(l Ledger, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		for _, w := range l.Witnesses {
+			if w.Name == n && w.Label != "" {
+				out[i] = w.Label + " (" + n + ")"
+			}
+		}
+	}
+	return out
 }
 
 func complianceSection(pg *page, r Report) {
@@ -544,8 +716,9 @@ any protected unit the released results can carry (ε, δ).</li>
 <li><strong>HIPAA Security Rule, technical safeguards.</strong> Connections use
 TLS 1.3 with mutual authentication (access control and transmission security);
 sites are identified by certificates and signing keys on a fixed roster
-(person or entity authentication); the privacy ledger is append-only, hash-chained,
-signed and verifiable offline (audit controls and integrity).</li>
+(person or entity authentication); the privacy ledger is append-only, signed
+entry by entry, a transparency log whose checkpoints the hospitals cosign, and
+verifiable offline (audit controls and integrity).</li>
 <li><strong>GDPR, data minimisation (Art. 5(1)(c)).</strong> Only aggregated,
 noised model parameters are shared; raw records, and individual hospitals'
 updates, are not. The ε budget is a stated, enforced limit on what the

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/xml"
+	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,7 +34,7 @@ func ledger(t *testing.T, rounds int) Ledger {
 		}
 	}
 	l.Close()
-	out, err := Load("Coordinator", path, key.Public().(ed25519.PublicKey))
+	out, err := Load("Coordinator", path, key.Public().(ed25519.PublicKey), Options{})
 	if err != nil || !out.OK() {
 		t.Fatalf("%v %v", err, out.Err)
 	}
@@ -57,26 +59,86 @@ func write(t *testing.T, r Report) string {
 	return b.String()
 }
 
-// TestCheckpointsAndOutcomes: the places kept for checkpoints with their
-// witnesses and for per-entry outcomes appear only when filled.
+// TestCheckpointsAndOutcomes: outcome marks are not rounds and fill the
+// Outcome column; the checkpoints the audit checked are listed with their
+// cosigners (escaped), the witness sentence counts the witnesses whose
+// cosignature covers the last round, the warning that truncation cannot be
+// detected appears exactly when no checkpoint kept elsewhere was given, and
+// a failing checkpoint is listed as failing with no sentence.
 func TestCheckpointsAndOutcomes(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	pub := key.Public().(ed25519.PublicKey)
 	l := ledger(t, 3)
-	page := write(t, Report{Main: l, Time: time.Unix(0, 0)})
-	if strings.Contains(page, "Checkpoints and witnesses") || strings.Contains(page, "<th>Outcome</th>") {
-		t.Error("empty checkpoints or outcomes shown")
+	dl, err := dp.OpenLedger(l.Path, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.Checkpoints = []Checkpoint{{Round: 3, Entries: 4, Cosigners: []string{"Site 1", "Site 2", "<Site 3>"}, Witnesses: 3}}
-	l.Outcomes = map[int64]string{1: "opened", 2: "charged, never opened", 3: "opened"}
-	page = write(t, Report{Main: l, Time: time.Unix(0, 0)})
-	for _, want := range []string{"Checkpoints and witnesses", "cosigned by 3 of 3 witnesses", "&lt;Site 3&gt;", "<th>Outcome</th>", `<td data-field="outcome">charged, never opened</td>`} {
+	if _, err := dl.Mark(2, dp.Unopened); err != nil {
+		t.Fatal(err)
+	}
+	dl.Close()
+	w1 := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{4}, 32))
+	w2 := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32))
+	note, err := os.ReadFile(l.Path + dp.CheckpointSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosigned, err := dp.Cosign(note, pub, "<w1>", w1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(t.TempDir(), "kept.checkpoint")
+	os.WriteFile(kept, cosigned, 0o600)
+	ws := []Witness{{Name: "<w1>", Key: w1.Public().(ed25519.PublicKey)}, {Name: "w2", Key: w2.Public().(ed25519.PublicKey)}}
+
+	l, err = Load("Coordinator", l.Path, pub, Options{Witnesses: ws})
+	if err != nil || !l.OK() {
+		t.Fatalf("%v %v", err, l.Err)
+	}
+	page := write(t, Report{Main: l, Time: time.Unix(0, 0)})
+	for _, want := range []string{"Checkpoints and witnesses", "cosigned by 0 of 2 witnesses at round 3", `id="checkpoint-limit"`, "cannot be detected",
+		"<th>Outcome</th>", `<td data-field="outcome">not recorded</td>`, `class="bad"><strong>NOT OPENED</strong>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	// A ledger that fails shows no checkpoint.
-	l.Err, l.Verified = dp.ErrCorruptLedger, 2
-	if page = write(t, Report{Main: l, Time: time.Unix(0, 0)}); strings.Contains(page, "Checkpoints and witnesses") {
-		t.Error("checkpoints shown for a ledger that fails")
+	if n := strings.Count(page, "<tr data-seq="); n != 3 {
+		t.Errorf("%d round rows for 3 charges and a mark", n)
+	}
+
+	l, err = Load("Coordinator", l.Path, pub, Options{Witnesses: ws, CheckpointFiles: []string{kept}})
+	if err != nil || !l.OK() || l.External != 1 || l.Limit != "" || len(l.Checkpoints) != 2 || l.Checkpoints[1].Source != kept || l.Checkpoints[1].Round != 3 {
+		t.Fatalf("%v %v %+v", err, l.Err, l)
+	}
+	page = write(t, Report{Main: l, Time: time.Unix(0, 0)})
+	for _, want := range []string{"cosigned by 1 of 2 witnesses at round 3", "&lt;w1&gt;", "elsewhere (given)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, `id="checkpoint-limit"`) {
+		t.Error("the no-external-checkpoint warning is shown though one was given")
+	}
+
+	// A checkpoint that does not match: listed as failing, the ledger
+	// fails, no sentence and no figures.
+	other := filepath.Join(t.TempDir(), "other.checkpoint")
+	bad, err := dp.SignCheckpoint(key, 9, [32]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(other, bad, 0o600)
+	l, err = Load("Coordinator", l.Path, pub, Options{Witnesses: ws, CheckpointFiles: []string{other}})
+	if err != nil || l.OK() || !errors.Is(l.TreeErr, dp.ErrLedgerTruncated) || l.Checkpoints[1].OK {
+		t.Fatalf("%v %v %+v", err, l.TreeErr, l.Checkpoints)
+	}
+	page = write(t, Report{Main: l, Time: time.Unix(0, 0)})
+	if strings.Contains(page, `id="cosigned"`) || strings.Contains(page, "<svg") || !strings.Contains(page, `data-problem="truncated"`) || !strings.Contains(page, "FAILS: ") {
+		t.Error("a failing checkpoint is not shown as such")
+	}
+	// Duplicate witness names are refused.
+	if _, err := Load("Coordinator", l.Path, pub, Options{Witnesses: append(ws, ws[0])}); err == nil {
+		t.Error("a witness named twice accepted")
 	}
 }
 
