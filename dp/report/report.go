@@ -26,6 +26,7 @@
 package report
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html"
@@ -626,7 +627,16 @@ func complianceSection(pg *page, r Report) {
 	if f, ok := figuresOf(r.Main); ok {
 		key = f.open.Owner
 	}
-	pg.p("<p class=\"meta\">How to check this yourself: <code>fl-secure budget audit --ledger %s --key %s</code></p>\n", esc(r.Main.Path), esc(key))
+	args := fmt.Sprintf("fl-secure budget audit --ledger %s --key %s", r.Main.Path, key)
+	for _, c := range r.Main.Checkpoints {
+		if c.External {
+			args += " --checkpoint " + c.Source
+		}
+	}
+	for _, w := range r.Main.Witnesses {
+		args += " --witness " + w.Name + "=" + base64.StdEncoding.EncodeToString(w.Key)
+	}
+	pg.p("<p class=\"meta\">How to check this yourself: <code>%s</code></p>\n", esc(args))
 }
 
 func shortTime(t string) string {
