@@ -93,8 +93,8 @@ func TestCoordinatorMarksOpened(t *testing.T) {
 	wg.Wait()
 	f.coord.Shutdown(time.Second)
 	got := outcomes(t, sum.Ledger)
-	if len(got) != rounds {
-		t.Fatalf("%d charges, want %d", len(got), rounds)
+	if len(got) != rounds+1 {
+		t.Fatalf("%d charges, want %d (the statistics release and the rounds)", len(got), rounds+1)
 	}
 	for seq, o := range got {
 		if o != dp.Opened {
@@ -139,8 +139,8 @@ func TestCoordinatorMarksUnopened(t *testing.T) {
 		}
 		return c
 	}
-	if got := count(outcomes(t, sum.Ledger)); got[dp.Opened] != 1 || got[dp.Unopened] != 1 || got[""] != 0 {
-		t.Errorf("coordinator's marks %v, want one opened and one unopened", got)
+	if got := count(outcomes(t, sum.Ledger)); got[dp.Opened] != 2 || got[dp.Unopened] != 1 || got[""] != 0 {
+		t.Errorf("coordinator's marks %v, want two opened (the statistics release and a round) and one unopened", got)
 	}
 	site2 := cfgs[1].State
 	if got := count(outcomes(t, filepath.Join(site2, "site-ledger.jsonl"))); got[dp.Unopened] != 1 || got[dp.Opened] != 0 {

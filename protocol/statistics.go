@@ -170,6 +170,7 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 				Gamma: statisticsGamma, Mode: string(cfg.Mode), Level: string(cfg.Level), Mean: mids, Scale: halfs,
 				Clip: fl.StatsBound(dim), Delta: cfg.Delta}
 			var charge func(int) error
+			var chargedAt int64 // this attempt's charge in the ledger, or 0
 			if plan != nil {
 				start.SiteSigma = plan.LocalSigma
 				charge = func(survivors int) error {
@@ -181,13 +182,20 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 					if err := c.cfg.hooks.crashAt("statistics charge", statisticsRound); err != nil {
 						return err
 					}
-					if _, err := ledger.Charge(ch); err != nil {
+					e, err := ledger.Charge(ch)
+					chargedAt = e.Seq // set if the charge is on disk, even with an error
+					if err != nil {
 						return err
 					}
 					return c.cfg.hooks.crashAt("statistics charged", statisticsRound)
 				}
 			}
 			v, n, bl, err := c.secureSum(ctx, sess, start, charge)
+			if err != nil && chargedAt > 0 && !errors.Is(err, errCrashed) {
+				if err := c.markOutcome(ledger, chargedAt, statisticsRound, dp.Unopened); err != nil {
+					return st, err
+				}
+			}
 			if errors.Is(err, he.ErrOutOfRange) {
 				return st, fmt.Errorf("protocol: the statistics round: a decrypted sum was out of the range honest sites produce (a malformed ciphertext or a wrong decryption share); the run stops: %w", err)
 			}
@@ -203,6 +211,11 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 			}
 			if cfg.Level == dp.ClientLevel {
 				divisor = float64(n) // the public number of contributors
+			}
+			if chargedAt > 0 {
+				if err := c.markOutcome(ledger, chargedAt, statisticsRound, dp.Opened); err != nil {
+					return st, err
+				}
 			}
 			if est, err = fl.EstimateStats(v, mids, halfs, divisor, sigma); err != nil {
 				return st, fmt.Errorf("protocol: the statistics round: %w", err)
