@@ -27,8 +27,9 @@ type siteState struct {
 	LastSession uint64 `json:"last_session"`
 	// Statistics lists the sites (roster numbers) of the survivor set this
 	// site signed in a statistics round. The site signs no other survivor
-	// set in a statistics round, ever: the statistics are not noised, and two
-	// opened sums over different sets would disclose their difference.
+	// set in a statistics round, ever: two sums opened over different sets
+	// would be two releases, their difference isolating the sites in one
+	// and not the other.
 	Statistics []int `json:"statistics_survivors,omitempty"`
 	// HEStatistics is the session in which this site submitted its
 	// encrypted statistics (mode he), once: the coordinator picks the
