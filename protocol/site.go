@@ -570,7 +570,9 @@ func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
 		return
 	}
 	if r != nil && r.start.Round == e.Round {
-		s.rounds++ // rounds this site took part in
+		if r.start.Kind == wire.RoundStart_TRAIN {
+			s.rounds++ // training rounds this site took part in
+		}
 		if r.charge != nil && r.start.Mode == string(HE) {
 			// he: the site cannot see a decryption it did not take part
 			// in, so it takes the coordinator's word that the round opened.
@@ -579,7 +581,7 @@ func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
 			s.opened()
 		}
 	}
-	if s.cfg.ModelOut != "" {
+	if s.cfg.ModelOut != "" && len(e.Model) > 0 {
 		if err := writeModel(s.cfg.ModelOut, e.Model, roundOf(e.Round)); err != nil {
 			s.log.Error("writing the model", "err", err)
 		}

@@ -217,6 +217,11 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 					return st, err
 				}
 			}
+			// The sites learn the release opened (in he they cannot see it
+			// themselves): no model, no ε, only the status.
+			for _, s := range sess {
+				s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_End{End: &wire.RoundEnd{Round: start.Round, Status: "ok"}}})
+			}
 			if est, err = fl.EstimateStats(v, mids, halfs, divisor, sigma); err != nil {
 				return st, fmt.Errorf("protocol: the statistics round: %w", err)
 			}
