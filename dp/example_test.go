@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 )
 
 // A privacy officer checks what 100 rounds of DP-SGD with sampling rate 1%
@@ -68,10 +69,7 @@ func ExampleLedger_Charge() {
 	}
 	defer l.Close()
 	for round := 1; ; round++ {
-		_, err := l.Charge(dp.Charge{
-			RunID: "demo", Round: round, Level: dp.ClientLevel,
-			Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1},
-		})
+		_, err := l.Charge(ledgertest.Charge("demo", round, dp.ClientLevel, 5))
 		if errors.Is(err, dp.ErrBudgetExceeded) {
 			fmt.Printf("round %d refused; ε spent %.3f of 2\n", round, l.Spent())
 			return

@@ -157,8 +157,9 @@ type Charge struct {
 	Round int
 	Level Level
 	Event Event // mechanism, noise multiplier, sampling rate, steps
-	// Plan is the distributed noise the multiplier comes from, or nil for
-	// a charge without one (its multiplier is then taken as given).
+	// Plan is the distributed noise the multiplier comes from. A discrete
+	// Gaussian charge must have one; a central Gaussian charge may go
+	// without (its multiplier is then taken as given).
 	Plan      *NoisePlan
 	Survivors int // the sites whose inputs the released sum holds, if known
 }
@@ -721,6 +722,10 @@ func checkCharge(c Charge) error {
 		if err := checkPlan(c.Plan, c.Event); err != nil {
 			return fmt.Errorf("dp: round %d: %w", c.Round, err)
 		}
+	} else if c.Event.Mechanism == DiscreteGaussianMechanism {
+		// Distributed noise is only ever planned (PlanCharge): a multiplier
+		// without its plan could not be re-derived by an audit.
+		return fmt.Errorf("dp: round %d: a distributed discrete Gaussian charge must record its noise plan (PlanCharge)", c.Round)
 	}
 	return nil
 }
@@ -881,6 +886,8 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 				if err := checkPlan(p, ev); err != nil {
 					return nil, bad(i, "round %d: %v", e.Round, strings.TrimPrefix(err.Error(), "dp: "))
 				}
+			} else if ev.Mechanism == DiscreteGaussianMechanism {
+				return nil, bad(i, "round %d: a distributed discrete Gaussian charge without its noise plan: its multiplier cannot be re-derived", e.Round)
 			} else if e.Threshold != 0 || e.Colluders != 0 || e.MinCohort != 0 || e.Participants != 0 || e.GridStep != 0 || e.Dim != 0 || e.RingBits != 0 || e.SiteSigma != 0 || e.Clip != 0 {
 				return nil, bad(i, "records noise-plan fields without a release")
 			}

@@ -569,12 +569,12 @@ func TestAttackPatientEpsilonLowered(t *testing.T) {
 	path := newTestLedger(t, 3)
 	pub := testKey(1).Public().(ed25519.PublicKey)
 	es, _ := ReadLedger(path)
-	want, _ := PatientEpsilon(RDP, 1e-5, Event{DiscreteGaussianMechanism, 4, 1, 3})
+	want, _ := PatientEpsilon(RDP, 1e-5, Event{DiscreteGaussianMechanism, clientCharge(1, 4).Event.NoiseMultiplier, 1, 3})
 	if es[3].PatientEpsilon != want || es[3].PatientEpsilon <= es[3].Epsilon {
 		t.Fatalf("per-patient ε %v (hospital ε %v), want %v", es[3].PatientEpsilon, es[3].Epsilon, want)
 	}
 	a, err := AuditLedger(path, pub)
-	if err != nil || a.PatientEpsilon != want || a.Unplanned != 3 {
+	if err != nil || a.PatientEpsilon != want || a.Unplanned != 0 {
 		t.Fatalf("audit: %+v, %v", a, err)
 	}
 	rewriteEntry(t, path, 2, func(e *Entry) { e.PatientEpsilon = e.Epsilon })

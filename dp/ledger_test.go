@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,17 @@ func testKey(seed byte) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
 }
 
+// clientCharge is a client-level training charge whose plan gives a
+// multiplier within 1e-5 of z (as dp/ledgertest's, which this package's
+// own tests cannot import).
 func clientCharge(round int, z float64) Charge {
-	return Charge{RunID: "run-1", Round: round, Level: ClientLevel,
-		Event: Event{DiscreteGaussianMechanism, z, 1, 1}, Survivors: 9}
+	c, err := PlanCharge("run-1", round, ClientLevel, NoisePlan{Release: TrainingRelease, Threshold: 3, MinCohort: 3, Clients: 3,
+		Gamma: 1.0 / (1 << 24), Dim: 10, RingBits: 62, SiteSigma: z / math.Sqrt(3), Clip: 1})
+	if err != nil {
+		panic(err)
+	}
+	c.Survivors = 9
+	return c
 }
 
 // newTestLedger writes a ledger with n charges and returns its path.
@@ -42,7 +51,8 @@ func TestLedgerRoundTrip(t *testing.T) {
 	if err != nil || !a.OK || a.Entries != 6 {
 		t.Fatalf("audit %+v, %v", a, err)
 	}
-	want, _ := Epsilon(RDP, AddRemove, 1e-5, Event{DiscreteGaussianMechanism, 4, 1, 5})
+	z4 := clientCharge(1, 4).Event.NoiseMultiplier // as planned: 4 to within 1e-5
+	want, _ := Epsilon(RDP, AddRemove, 1e-5, Event{DiscreteGaussianMechanism, z4, 1, 5})
 	if a.Epsilon != want {
 		t.Errorf("audited ε %v, want %v", a.Epsilon, want)
 	}
@@ -102,7 +112,8 @@ func TestLedgerBudgetExceeded(t *testing.T) {
 	if _, err := l.Charge(bad); err == nil {
 		t.Error("bad level accepted")
 	}
-	bad = clientCharge(1, -1)
+	bad = clientCharge(1, 4)
+	bad.Event.NoiseMultiplier = -1
 	if _, err := l.Charge(bad); err == nil {
 		t.Error("negative multiplier accepted")
 	}
@@ -120,7 +131,7 @@ func TestLedgerTamperingDetected(t *testing.T) {
 			return l
 		}, 3},
 		{"noise raised", func(l []string) []string {
-			l[2] = strings.Replace(l[2], `"noise_multiplier":4`, `"noise_multiplier":40`, 1)
+			l[2] = strings.Replace(l[2], `"noise_multiplier":3.9`, `"noise_multiplier":39`, 1)
 			return l
 		}, 2},
 		{"entry removed", func(l []string) []string { return append(l[:2], l[3:]...) }, 2},

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 )
 
 // TestSiteAnchorsChargeAfterCrash: a site that stops between its ledger
@@ -50,8 +51,7 @@ func anchorSite(t *testing.T) (SiteConfig, dp.Charge) {
 	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1})
 	cfg := f.siteConfig(1)
 	cfg.Coordinator, cfg.Cert, cfg.Key, cfg.CA, cfg.Pin = "", "", "", "", ""
-	ch := dp.Charge{RunID: "federation", Round: 1, Level: dp.RecordLevel,
-		Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 5, SamplingRate: 1, Count: 1}}
+	ch := ledgertest.Charge("federation", 1, dp.RecordLevel, 5)
 	return cfg, ch
 }
 
@@ -113,8 +113,7 @@ func TestAttackSiteLedgerRewrittenInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cheaper := ch
-	cheaper.Event.NoiseMultiplier *= 4
+	cheaper := ledgertest.Charge(ch.RunID, ch.Round, ch.Level, 4*ch.Event.NoiseMultiplier)
 	if _, err := l.Charge(cheaper); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol/wire"
 )
@@ -258,9 +259,7 @@ func TestAttackWitnessLedgerForked(t *testing.T) {
 		t.Fatal(err)
 	}
 	for l.Size() < cosigned {
-		if _, err := l.Charge(dp.Charge{RunID: "federation", Round: 2, Level: dp.RecordLevel,
-			Event:     dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 50, SamplingRate: 1, Count: 1},
-			Survivors: 3}); err != nil {
+		if _, err := l.Charge(ledgertest.Charge("federation", 2, dp.RecordLevel, 50)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -387,8 +386,7 @@ func FuzzSiteWitness(f *testing.F) {
 	}
 	defer l.Close()
 	charge := func() {
-		if _, err := l.Charge(dp.Charge{RunID: "federation", Round: int(l.Size()), Level: dp.RecordLevel,
-			Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 50, SamplingRate: 1, Count: 1}}); err != nil {
+		if _, err := l.Charge(ledgertest.Charge("federation", int(l.Size()), dp.RecordLevel, 50)); err != nil {
 			f.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 )
 
 func TestDPEpsilonAndCalibrate(t *testing.T) {
@@ -102,8 +103,7 @@ func writeLedger(t *testing.T, rounds int) (path, pub string) {
 		t.Fatal(err)
 	}
 	for r := 1; r <= rounds; r++ {
-		if _, err := l.Charge(dp.Charge{RunID: "r1", Round: r, Level: dp.ClientLevel,
-			Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 1}}); err != nil {
+		if _, err := l.Charge(ledgertest.Charge("r1", r, dp.ClientLevel, 3)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,7 +132,7 @@ func TestBudgetShowAndAudit(t *testing.T) {
 	// Tamper with entry 2's ε: the audit fails and names it.
 	data, _ := os.ReadFile(path)
 	lines := strings.Split(string(data), "\n")
-	lines[2] = strings.Replace(lines[2], `"noise_multiplier":3`, `"noise_multiplier":30`, 1)
+	lines[2] = tamperMultiplier(lines[2])
 	os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600)
 	code, out, errOut = runCLI("budget", "audit", "--ledger", path, "--key", pub, "--json")
 	var a dp.Audit

@@ -28,6 +28,7 @@ var layers = map[string]int{
 	"protocol/wire":     0, // the gRPC schema (generated)
 	"dp":                1,
 	"dp/dptest":         2,
+	"dp/ledgertest":     2,
 	"fl":                2,
 	"he":                2,
 	"secagg":            2,

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 )
 
 // facts is what reportFacts reads from a report.
@@ -109,7 +110,7 @@ func clientCharge(round, colluders int) dp.Charge {
 }
 
 // clientEvent is one round of writeLedger.
-var clientEvent = dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 3, SamplingRate: 1, Count: 1}
+var clientEvent = ledgertest.Charge("r1", 1, dp.ClientLevel, 3).Event
 
 func TestBudgetReport(t *testing.T) {
 	path, pub := writeLedger(t, 5)
@@ -260,11 +261,11 @@ func TestBudgetReportFailedAudit(t *testing.T) {
 		verified int    // entries that verify
 		reason   string // in the failing entry's box
 	}{
-		{"altered entry 3", strings.Join(lines[:3], "") + strings.Replace(lines[3], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[4:], ""), 3, "signature does not verify"},
-		{"altered entry 1", lines[0] + strings.Replace(lines[1], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[2:], ""), 1, "signature does not verify"},
+		{"altered entry 3", strings.Join(lines[:3], "") + tamperMultiplier(lines[3]) + strings.Join(lines[4:], ""), 3, "signature does not verify"},
+		{"altered entry 1", lines[0] + tamperMultiplier(lines[1]) + strings.Join(lines[2:], ""), 1, "signature does not verify"},
 		{"unparsable line 3", strings.Join(lines[:2], "") + "{not json}\n" + strings.Join(lines[3:], ""), 2, "line 3 does not parse"},
 		{"torn last line", string(data) + `{"seq":6,"ti`, 6, "has no newline"},
-		{"torn, and entry 2 altered", strings.Join(lines[:2], "") + strings.Replace(lines[2], `"noise_multiplier":3`, `"noise_multiplier":30`, 1) + strings.Join(lines[3:], "") + `{"seq":6`, 2, "signature does not verify"},
+		{"torn, and entry 2 altered", strings.Join(lines[:2], "") + tamperMultiplier(lines[2]) + strings.Join(lines[3:], "") + `{"seq":6`, 2, "signature does not verify"},
 		{"open entry altered", strings.Replace(string(data), `"epsilon_cap":10`, `"epsilon_cap":100`, 1), 0, "signature does not verify"},
 		{"empty", "", 0, "empty"},
 	} {
@@ -304,7 +305,7 @@ func TestBudgetReportFailedAudit(t *testing.T) {
 			if tc.verified == 0 && f.text["spent"] != "" {
 				t.Errorf("ε %q shown from a ledger none of whose entries verified", f.text["spent"])
 			}
-			if strings.Contains(string(b), ">30<") || strings.Contains(string(b), `"30"`) {
+			if strings.Contains(string(b), ">30<") || strings.Contains(string(b), ">29.99999") {
 				t.Error("the altered value is shown")
 			}
 		})
@@ -312,7 +313,7 @@ func TestBudgetReportFailedAudit(t *testing.T) {
 	// A failing site ledger: named in its box and in the table, no figures.
 	sp, sk := writeLedger(t, 2)
 	sd, _ := os.ReadFile(sp)
-	os.WriteFile(sp, bytes.Replace(sd, []byte(`"noise_multiplier":3`), []byte(`"noise_multiplier":4`), 1), 0o600)
+	os.WriteFile(sp, []byte(tamperMultiplier(string(sd))), 0o600)
 	code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out, "--site-ledger", sp, "--site-key", sk, "--site-name", "Site 4")
 	f := reportFacts(t, out)
 	if code != 1 || f.ok != "false" || len(f.bad) != 1 || !strings.Contains(errOut, "Site 4") || !strings.HasPrefix(f.rows["verified"][0], "NO: entry 1") || len(f.rows["site_epsilon"]) != 0 {
@@ -705,4 +706,22 @@ func TestBudgetReportWitnesses(t *testing.T) {
 	if code != 1 || f.ok != "false" || !strings.Contains(errOut, "site-2.checkpoint") || !slices.ContainsFunc(f.rows["cp_result"], func(s string) bool { return strings.HasPrefix(s, "FAILS") }) {
 		t.Errorf("a bad cosignature: exit %d, ok=%s, %v: %s", code, f.ok, f.rows["cp_result"], errOut)
 	}
+}
+
+// tamperMultiplier multiplies the first noise multiplier recorded in s by
+// ten, keeping the line in canonical form: an alteration only the
+// signature catches.
+func tamperMultiplier(s string) string {
+	const key = `"noise_multiplier":`
+	i := strings.Index(s, key)
+	if i < 0 {
+		panic("no noise multiplier to tamper with")
+	}
+	j := i + len(key)
+	k := j + strings.IndexAny(s[j:], ",}")
+	z, err := strconv.ParseFloat(s[j:k], 64)
+	if err != nil {
+		panic(err)
+	}
+	return s[:j] + strconv.FormatFloat(10*z, 'f', -1, 64) + s[k:]
 }

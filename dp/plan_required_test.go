@@ -1,0 +1,44 @@
+package dp
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestAttackChargeWithoutPlan: a coordinator records its statistics
+// release (round 0) and a training round as discrete Gaussian charges
+// without their noise plan, at a multiplier far above what the noise it
+// made sites add gives. Charge refuses them; a ledger holding such a
+// charge (its plan stripped and the entry re-signed by the owner) fails
+// the audit, naming the entry.
+func TestAttackChargeWithoutPlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int{0, 1} {
+		_, err := l.Charge(Charge{RunID: "federation", Round: r, Level: RecordLevel,
+			Event: Event{Mechanism: DiscreteGaussianMechanism, NoiseMultiplier: 1000, SamplingRate: 1, Count: 1}, Survivors: 3})
+		if err == nil || !strings.Contains(err.Error(), "noise plan") {
+			t.Errorf("round %d: a discrete Gaussian charge without its plan: %v", r, err)
+		}
+	}
+	if _, err := l.Charge(clientCharge(1, 4)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rewriteEntry(t, path, 1, func(e *Entry) {
+		e.Release, e.Threshold, e.Colluders, e.MinCohort, e.Participants = "", 0, 0, 0, 0
+		e.GridStep, e.Dim, e.RingBits, e.SiteSigma, e.Clip = 0, 0, 0, 0, 0
+		e.NoiseMultiplier = 1000
+	})
+	resignBeside(t, path)
+	_, err = AuditLedger(path, testKey(1).Public().(ed25519.PublicKey))
+	if !errors.Is(err, ErrCorruptLedger) || !strings.Contains(err.Error(), "entry 1") || !strings.Contains(err.Error(), "noise plan") {
+		t.Errorf("audit of a discrete Gaussian charge stripped of its plan: %v", err)
+	}
+}
