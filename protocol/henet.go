@@ -536,6 +536,22 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 		}
 		noise = he.DPNoise(g, s.sampler)
 	}
+	// Encryption refuses a value beyond the group's MaxAbsSum after the
+	// noise is added. Whether this site's vector reaches it depends on its
+	// data and only its own noise share, so it must never show in a
+	// refusal: every coordinate is clamped first to a bound that public
+	// parameters alone give, with room for the noise share (40σ: beyond it
+	// with probability below e^-800) and one grid step. Clamping each
+	// coordinate is 1-Lipschitz, so the vector's L2 sensitivity is
+	// unchanged (Dwork and Roth 2014, Prop. 2.1: post-processing of each
+	// record's clipped contribution's sum).
+	limit := p.Params().Config().MaxAbsSum - 40*st.SiteSigma - math.Ldexp(1, e)
+	if !(limit > 0) {
+		return nil, fmt.Errorf("the round's noise share σ = %v leaves no room under the encryption's bound %v", st.SiteSigma, p.Params().Config().MaxAbsSum)
+	}
+	for i, x := range v {
+		v[i] = max(-limit, min(limit, x))
+	}
 	if r.charge != nil {
 		if err := s.charge(*r.charge); err != nil {
 			return nil, err
@@ -545,7 +561,10 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	// signed: a decryptor shown other terms refuses the sum.
 	sub, err := p.Encrypt(st.Round, terms(st), v, noise)
 	if err != nil {
-		return nil, err
+		// Past the charge, the reason stays here: which value failed is a
+		// function of this site's data and one noise share.
+		s.log.Error("encrypting the noised update", "round", roundOf(st.Round), "err", err)
+		return nil, errors.New("this site could not encrypt its noised update (see the site's log)")
 	}
 	if st.Kind == wire.RoundStart_STATISTICS {
 		if err := s.submitHEStatistics(st.Round); err != nil {
