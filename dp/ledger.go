@@ -563,6 +563,20 @@ func (l *Ledger) Spent() float64 {
 	return l.spent
 }
 
+// SpentPatient returns, for a ledger of client-level charges, the
+// cumulative per-patient ε (PatientEpsilon) recorded so far; 0 when it
+// holds no client-level charge.
+func (l *Ledger) SpentPatient() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.charges) - 1; i >= 0; i-- {
+		if l.charges[i].Kind == "charge" {
+			return l.charges[i].PatientEpsilon
+		}
+	}
+	return 0
+}
+
 // Cap returns the ledger's ε cap.
 func (l *Ledger) Cap() float64 { return l.open.Cap }
 

@@ -259,3 +259,20 @@ func FuzzReadLedger(f *testing.F) {
 		}
 	})
 }
+
+// TestLedgerSpentPatient: a client-level ledger reports the per-patient ε
+// of everything it recorded, the ε of dp.PatientEpsilon over its charges.
+func TestLedgerSpentPatient(t *testing.T) {
+	path := newTestLedger(t, 3)
+	l, err := OpenLedger(path, testKey(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ev := clientCharge(1, 4).Event
+	ev.Count = 3
+	want, _ := PatientEpsilon(RDP, 1e-5, ev)
+	if got := l.SpentPatient(); got != want || !(got > l.Spent()) {
+		t.Errorf("per-patient ε %v (hospital %v), want %v", got, l.Spent(), want)
+	}
+}

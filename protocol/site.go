@@ -283,6 +283,15 @@ func (s *Site) Close() {
 // Spent returns the ε this hospital's ledger has recorded.
 func (s *Site) Spent() float64 { return spent(s.ledger) }
 
+// SpentPatient returns, at client level, the per-patient ε of what this
+// hospital's ledger has recorded (dp.PatientEpsilon); 0 otherwise.
+func (s *Site) SpentPatient() float64 {
+	if s.ledger == nil {
+		return 0
+	}
+	return s.ledger.SpentPatient()
+}
+
 // Rounds returns the rounds completed.
 func (s *Site) Rounds() int { return s.rounds }
 

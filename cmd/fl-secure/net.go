@@ -318,6 +318,9 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	fmt.Fprintf(stdout, "%d rounds completed; ε spent %.4g (δ = %g, %s level)\n", ok, sum.Epsilon, *delta, *level)
 	if sum.DP {
 		fmt.Fprintf(stdout, "ε of the statistics release %.4g, of training %.4g\n", sum.StatisticsEpsilon, sum.TrainingEpsilon)
+		if sum.PatientEpsilon > 0 {
+			fmt.Fprintf(stdout, "at client level: ε %.4g for %s; per patient ε %.4g (%s)\n", sum.Epsilon, dp.ClientRelationText, sum.PatientEpsilon, dp.PatientRelationText)
+		}
 	}
 	fmt.Fprintf(stdout, "statistics: %s\n", sum.Statistics)
 	if sum.Ledger != "" {
@@ -439,9 +442,16 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 		return fail(stderr, err, "")
 	}
 	if *asJSON {
-		return printJSON(stdout, stderr, map[string]any{"site": *site, "rounds": s.Rounds(), "epsilon": s.Spent()})
+		out := map[string]any{"site": *site, "rounds": s.Rounds(), "epsilon": s.Spent()}
+		if p := s.SpentPatient(); p > 0 {
+			out["patient_epsilon"], out["relation"], out["patient_relation"] = p, dp.ClientRelationText, dp.PatientRelationText
+		}
+		return printJSON(stdout, stderr, out)
 	}
 	fmt.Fprintf(stdout, "site %d: took part in %d rounds; this hospital's ε spent %.4g of %g\n", *site, s.Rounds(), s.Spent(), *cap)
+	if p := s.SpentPatient(); p > 0 {
+		fmt.Fprintf(stdout, "  at client level: ε %.4g for %s; per patient ε %.4g (%s)\n", s.Spent(), dp.ClientRelationText, p, dp.PatientRelationText)
+	}
 	return 0
 }
 
