@@ -190,13 +190,16 @@ func TestFederateHE(t *testing.T) {
 func TestFederateClientLevel(t *testing.T) {
 	sp := wdbc(t, 0)
 	f := recordLevel(t, protocol.SecAgg)
-	f.Level, f.LearningRate, f.Epsilon, f.Rounds, f.LocalEpochs, f.BatchSize = dp.ClientLevel, 0.1, 8, 10, 2, 8
+	// With 5 hospitals, client-level noise at a small ε swamps the
+	// signal (accuracy then varies from run to run between 0.35 and
+	// 0.85); at ε = 50 the run must learn.
+	f.Level, f.LearningRate, f.Epsilon, f.Rounds, f.LocalEpochs, f.BatchSize = dp.ClientLevel, 0.1, 50, 10, 2, 8
 	s, err := Federate(context.Background(), f, sp.Sites, sp.Test)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Level != dp.ClientLevel || s.Epsilon > 8 || s.Test.Accuracy < 0.5 {
-		t.Errorf("client level: %+v", s)
+	if s.Level != dp.ClientLevel || s.Epsilon > 50 || s.Test.Accuracy < 0.8 || !(s.PatientEpsilon > s.Epsilon) {
+		t.Errorf("client level: ε %v (per patient %v), accuracy %.3f", s.Epsilon, s.PatientEpsilon, s.Test.Accuracy)
 	}
 	auditAll(t, s, 10)
 	f.Epsilon, f.Dir = 0, ""
@@ -207,7 +210,7 @@ func TestFederateClientLevel(t *testing.T) {
 	if nd.Test.Accuracy < 0.9 || nd.DP {
 		t.Errorf("client level without DP: accuracy %.3f", nd.Test.Accuracy)
 	}
-	t.Logf("client level: ε 8 accuracy %.3f; no DP %.3f", s.Test.Accuracy, nd.Test.Accuracy)
+	t.Logf("client level: ε 50 accuracy %.3f; no DP %.3f", s.Test.Accuracy, nd.Test.Accuracy)
 }
 
 // The coordinator refuses the round that would pass its cap: nothing is
