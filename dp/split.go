@@ -6,8 +6,13 @@ import (
 )
 
 // DefaultStatisticsShare is the share of a run's privacy budget that its
-// statistics release takes by default (see SplitCalibrate).
-const DefaultStatisticsShare = 0.1
+// statistics release takes by default (see SplitCalibrate). The release's
+// error (means off, scales at the noise floor) costs a model about as much
+// as the training rounds' noise, and a fifth of ρ lowers its noise by √2
+// for 6 % more noise in each training round (simulate's wdbc at ε = 3,
+// 60 rounds, mean over seeds 0–4: accuracy 0.9653 at a tenth, 0.9675 at a
+// fifth; its diabetes at 30 rounds: RMSE about 0.1 higher at a fifth).
+const DefaultStatisticsShare = 0.2
 
 // A Split is the calibration of a run made of one statistics release and
 // rounds training rounds, all discrete Gaussian sums at sampling rate 1.

@@ -68,14 +68,14 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&d.Sites, "sites", 5, "number of hospitals")
 	fs.Float64Var(&d.Alpha, "alpha", 0.5, "Dirichlet label-skew parameter α (0: IID)")
 	fs.Float64Var(&d.TestFraction, "test", 0.25, "stratified test fraction")
-	fs.IntVar(&f.Rounds, "rounds", 30, "rounds")
+	fs.IntVar(&f.Rounds, "rounds", 0, "training rounds (default: 60 for classification at record level, 30 otherwise)")
 	fs.StringVar(&mode, "mode", "secagg", "secagg, he, or plain (NOT PRIVATE)")
 	fs.Float64Var(&f.Epsilon, "epsilon", 3, "ε for the whole run (0: no DP)")
 	fs.Float64Var(&f.Delta, "delta", 1e-5, "δ")
 	fs.Float64Var(&f.SiteCap, "site-cap", 0, "each hospital's own ε cap (0: --epsilon)")
 	fs.StringVar(&level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
-	fs.Float64Var(&f.Clip, "clip", 1, "L2 clipping norm: per record (record level) or per update (client level)")
-	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default: at record level 5 for classification, 1 for regression; 0.1 at client level)")
+	fs.Float64Var(&f.Clip, "clip", 0, "L2 clipping norm: per record (record level) or per update (client level) (default: 0.5 for classification at record level, 1 otherwise)")
+	fs.Float64Var(&f.LearningRate, "lr", 0, "learning rate (default: at record level 6 for classification, 1 for regression; 0.1 at client level)")
 	fs.IntVar(&f.LocalEpochs, "local-epochs", 1, "local epochs per round (client level)")
 	fs.IntVar(&f.BatchSize, "batch", 16, "local batch size (client level)")
 	fs.Float64Var(&f.ProxMu, "prox", 0, "FedProx μ (client level)")
@@ -132,12 +132,14 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, heWarning)
 	}
 	tty := isTerminal(stderr)
+	rounds := f.Rounds
+	cfg.Started = func(fc local.Federation) { rounds = fc.Rounds }
 	f.Progress = func(r protocol.RoundResult) {
 		if !tty {
 			return
 		}
-		done := min(r.Round*30/f.Rounds, 30)
-		fmt.Fprintf(stderr, "\rround %3d/%d [%s%s] %s ε %.3f", r.Round, f.Rounds, strings.Repeat("#", done), strings.Repeat(" ", 30-done), metricText(r.Test, r.Test.RMSE > 0), r.Epsilon)
+		done := min(r.Round*30/max(rounds, 1), 30)
+		fmt.Fprintf(stderr, "\rround %3d/%d [%s%s] %s ε %.3f", r.Round, rounds, strings.Repeat("#", done), strings.Repeat(" ", 30-done), metricText(r.Test, r.Test.RMSE > 0), r.Epsilon)
 	}
 	res, err := local.Simulate(context.Background(), cfg)
 	if tty {

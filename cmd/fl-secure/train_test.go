@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -47,12 +48,12 @@ func TestSimulateDefault(t *testing.T) {
 	// One changed digit in a copy of the coordinator's ledger.
 	f := strings.Fields(s.Audit[0])
 	data, _ := os.ReadFile(f[4])
-	i := strings.Index(string(data), `"epsilon":0.`)
-	if i < 0 {
+	loc := regexp.MustCompile(`"epsilon":[0-9]+\.[0-9]`).FindIndex(data)
+	if loc == nil {
 		t.Fatal("no epsilon in the ledger")
 	}
 	b := []byte(string(data))
-	b[i+len(`"epsilon":0.`)] ^= 1 // flip a digit
+	b[loc[1]-1] ^= 1 // flip a digit
 	copyPath := dir + "/tampered.jsonl"
 	os.WriteFile(copyPath, b, 0o600)
 	if code, _, errOut := runCLI("budget", "audit", "--ledger", copyPath, "--key", f[6]); code != 1 || !strings.Contains(errOut, "entry 1") {
