@@ -1260,3 +1260,6 @@ func TreeRoot(entries []Entry) (tlog.Hash, error) {
 	}
 	return t.root(t.n)
 }
+
+// PublicKey returns the public key of the key that signs the ledger.
+func (l *Ledger) PublicKey() ed25519.PublicKey { return l.key.Public().(ed25519.PublicKey) }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -778,7 +779,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		defer ledger.Close()
 		c.ledger = ledger
 		sum.Ledger = filepath.Join(cfg.State, "coordinator-ledger.jsonl")
-		sum.LedgerKey = base64.StdEncoding.EncodeToString(ledgerPub(cfg.State))
+		sum.LedgerKey = base64.StdEncoding.EncodeToString(ledger.PublicKey())
 		entries, err := dp.ReadLedger(sum.Ledger)
 		if err != nil {
 			return nil, err
@@ -1289,10 +1290,15 @@ const noPassphraseWarning = "NO PASSPHRASE: private keys and state are stored UN
 
 // openOrCreateLedger opens dir/name with the key ledgerSigningKey finds
 // (in keyFile, a kit, or dir/ledger-key.pem without one; encrypted with
-// pass if it is set), or creates the ledger. Either way it writes
-// dir/ledger.pub, the key to audit with. A key that exists but cannot be
-// read is an error, never replaced. check, if set, vets the public key
+// pass if it is set), or creates the ledger. A key that exists but cannot
+// be read is an error, never replaced. check, if set, vets the public key
 // before anything is written.
+//
+// Nothing in dir says which key to audit the ledger with: whoever can
+// write dir could replace the ledger and any key beside it together. The
+// key to audit with is the roster's (Roster.CoordinatorLedgerKey,
+// Roster.SiteLedgerKey); a ledger.pub left in dir by an earlier version is
+// removed, so that no audit takes its key from there.
 func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atrest.Passphrase, check func(ed25519.PublicKey) error) (*dp.Ledger, error) {
 	path := filepath.Join(dir, name)
 	_, statErr := os.Stat(path)
@@ -1306,8 +1312,8 @@ func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atre
 			return nil, err
 		}
 	}
-	if err := writeAtomic(filepath.Join(dir, "ledger.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n")); err != nil {
-		return nil, err
+	if err := os.Remove(filepath.Join(dir, staleLedgerPub)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("protocol: %w (it is no key to audit the ledger with: the roster names that key)", err)
 	}
 	if statErr == nil {
 		return dp.OpenLedger(path, key)
@@ -1315,20 +1321,9 @@ func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atre
 	return dp.CreateLedger(path, key, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: delta, Cap: cap})
 }
 
-// ledgerPub returns the ledger's public key from state/ledger.pub, which
-// openOrCreateLedger writes from the signing key at every start (the key
-// itself may be encrypted).
-func ledgerPub(state string) []byte {
-	b, err := os.ReadFile(filepath.Join(state, "ledger.pub"))
-	if err != nil {
-		return nil
-	}
-	k, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
-	if err != nil || len(k) != ed25519.PublicKeySize {
-		return nil
-	}
-	return k
-}
+// staleLedgerPub is the ledger public key earlier versions wrote beside
+// the ledger, in the state directory.
+const staleLedgerPub = "ledger.pub"
 
 // collect gathers one message per site from sess until all have answered
 // or the phase times out; silent sites are dropouts. A site whose session
@@ -1843,7 +1838,7 @@ func readCheckpoint(dir string, round int) ([]float64, error) {
 
 // writeAtomic replaces path with b, mode 0600, durably (the directory is
 // fsynced too) and unencrypted: what goes through it (statistics,
-// checkpoints, the he CRS, ledger.pub) is not secret.
+// checkpoints, the he CRS) is not secret.
 func writeAtomic(path string, b []byte) error {
 	return atrest.WriteFile(path, b, 0o600, atrest.Passphrase{})
 }

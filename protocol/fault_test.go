@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,9 +96,7 @@ func siteCharges(t *testing.T, s *Site) map[int]int {
 
 func auditSite(t *testing.T, s *Site) {
 	t.Helper()
-	k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
-	pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
-	if _, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil {
+	if _, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), siteLedgerPub(t, s.cfg)); err != nil {
 		t.Errorf("site %d ledger: %v", s.cfg.Site, err)
 	}
 }

@@ -80,6 +80,21 @@ func (c *Coordinator) checkRosterLedgerKey(pub ed25519.PublicKey) error {
 	return nil
 }
 
+// checkSiteLedgerKey checks that pub, a site's ledger key, is the one the
+// roster names for it: an audit verifies the site's ledger under the
+// roster's key and would refuse every entry.
+func checkSiteLedgerKey(cfg SiteConfig, pub ed25519.PublicKey) error {
+	want := cfg.Roster.SiteLedgerKey(cfg.Site)
+	if want == nil {
+		return nil
+	}
+	if !want.Equal(pub) {
+		return fmt.Errorf("protocol: the ledger key %s is not site %d's ledger key in the roster (an audit verifies the ledger under the roster's key); use the ledger_key of the kit the roster was provisioned with",
+			orDefault(cfg.LedgerKey, filepath.Join(cfg.State, ledgerKeyFile)), cfg.Site)
+	}
+	return nil
+}
+
 func orDefault(s, def string) string {
 	if s == "" {
 		return def

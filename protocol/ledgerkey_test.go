@@ -2,8 +2,6 @@ package protocol
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,7 +60,7 @@ func TestLedgerKeysInKits(t *testing.T) {
 	if okRounds(sum) != 1 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
-	if !f.roster.ledgerKey().Equal(ed25519.PublicKey(ledgerPub(f.coord.cfg.State))) {
+	if !f.roster.ledgerKey().Equal(f.coord.ledger.PublicKey()) {
 		t.Errorf("the roster's coordinator ledger key %s is not the ledger's %s", f.roster.Coordinator.LedgerKey, sum.LedgerKey)
 	}
 	dirs := []string{f.coord.cfg.State}
@@ -80,9 +78,11 @@ func TestLedgerKeysInKits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
-		if b, _ := os.ReadFile(filepath.Join(sites[i-1].cfg.State, "ledger.pub")); strings.TrimSpace(string(b)) != pub {
+		if !sites[i-1].LedgerKey().Equal(key.Public()) {
 			t.Errorf("site %d's ledger is not signed by the key in its kit", i)
+		}
+		if !f.roster.SiteLedgerKey(i).Equal(key.Public()) {
+			t.Errorf("the roster does not name site %d's ledger key", i)
 		}
 	}
 }
@@ -97,6 +97,13 @@ func TestLedgerKeyBesideLedgerRefused(t *testing.T) {
 	if err := os.Remove(kitKey); err != nil { // a kit from before
 		t.Fatal(err)
 	}
+	// whose roster named no site's ledger key
+	r := *c.Roster
+	r.Sites = append([]RosterSite(nil), r.Sites...)
+	for i := range r.Sites {
+		r.Sites[i].LedgerKey = ""
+	}
+	c.Roster = &r
 	old := c
 	old.LedgerKey = beside // as before: the key beside the ledger
 	s, err := NewSite(old)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -127,9 +126,7 @@ func TestInMemoryFederation(t *testing.T) {
 		if s.BytesSent() == 0 {
 			t.Errorf("site %d sent nothing", i+1)
 		}
-		k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
-		pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
-		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != rounds+2 {
+		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), siteLedgerPub(t, s.cfg)); err != nil || a.Entries != rounds+2 {
 			t.Errorf("site %d ledger: %+v %v", i+1, a, err)
 		}
 	}

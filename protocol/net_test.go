@@ -145,8 +145,7 @@ func TestNetworkRounds(t *testing.T) {
 		if s.Rounds() != 6 {
 			t.Errorf("site %d completed %d rounds", i+1, s.Rounds())
 		}
-		k, _ := os.ReadFile(filepath.Join(s.cfg.State, "ledger.pub"))
-		pub, _ := dp.ParsePublicKey(strings.TrimSpace(string(k)))
+		pub := siteLedgerPub(t, s.cfg)
 		// The opening entry, the statistics release and 6 rounds.
 		if a, err := dp.AuditLedger(filepath.Join(s.cfg.State, "site-ledger.jsonl"), pub); err != nil || a.Entries != 8 {
 			t.Errorf("site %d ledger: %+v %v", i+1, a, err)

@@ -50,7 +50,7 @@ func TestSiteMarksUnopened(t *testing.T) {
 	if s.state.LedgerEntries != 3 {
 		t.Errorf("the signed state anchors %d entries, want 3 (the mark included)", s.state.LedgerEntries)
 	}
-	if a, err := dp.AuditLedger(path, ledgerPub(s.cfg.State)); err != nil || a.Charges != 1 || a.Entries != 3 {
+	if a, err := dp.AuditLedger(path, siteLedgerPub(t, s.cfg)); err != nil || a.Charges != 1 || a.Entries != 3 {
 		t.Errorf("audit: %+v, %v", a, err)
 	}
 
@@ -146,7 +146,7 @@ func TestCoordinatorMarksUnopened(t *testing.T) {
 	if got := count(outcomes(t, filepath.Join(site2, "site-ledger.jsonl"))); got[dp.Unopened] != 1 || got[dp.Opened] != 0 {
 		t.Errorf("site 2's marks %v, want its paid, unrevealed round unopened", got)
 	}
-	if _, err := dp.AuditLedger(filepath.Join(site2, "site-ledger.jsonl"), ledgerPub(site2)); err != nil {
+	if _, err := dp.AuditLedger(filepath.Join(site2, "site-ledger.jsonl"), siteLedgerPub(t, cfgs[1])); err != nil {
 		t.Errorf("site 2's ledger: %v", err)
 	}
 }

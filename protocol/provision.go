@@ -27,11 +27,14 @@ import (
 )
 
 // A Roster lists the sites of a federation: their ids, the SHA-256 of
-// their TLS certificates, and their Ed25519 identity keys (which sign
+// their TLS certificates, their Ed25519 identity keys (which sign
 // secure-aggregation adverts and he submissions and cosign the
-// coordinator's ledger checkpoints), and the public key of the
-// coordinator's ledger, under which sites verify the checkpoints they
-// cosign: a key they got at provisioning, never from the coordinator.
+// coordinator's ledger checkpoints) and the public keys of their privacy
+// ledgers, and the public key of the coordinator's ledger, under which
+// sites verify the checkpoints they cosign: a key they got at
+// provisioning, never from the coordinator. The ledger keys are what an
+// audit verifies each ledger under: they come from provisioning, not from
+// the state directory that holds the ledger.
 type Roster struct {
 	Sites       []RosterSite       `json:"sites"`
 	Coordinator *RosterCoordinator `json:"coordinator,omitempty"`
@@ -48,7 +51,28 @@ func (r *Roster) ledgerKey() ed25519.PublicKey {
 	if r.Coordinator == nil {
 		return nil
 	}
-	k, err := base64.StdEncoding.DecodeString(r.Coordinator.LedgerKey)
+	return parseRosterKey(r.Coordinator.LedgerKey)
+}
+
+// CoordinatorLedgerKey returns the coordinator's ledger public key the
+// roster names, or nil if it names none (a roster provisioned before
+// ledger checkpoints).
+func (r *Roster) CoordinatorLedgerKey() ed25519.PublicKey { return r.ledgerKey() }
+
+// SiteLedgerKey returns the ledger public key of site id (1-based) the
+// roster names, or nil if it names none (a roster provisioned before the
+// sites' ledger keys were put in it, or no such site).
+func (r *Roster) SiteLedgerKey(id int) ed25519.PublicKey {
+	if id < 1 || id > len(r.Sites) {
+		return nil
+	}
+	return parseRosterKey(r.Sites[id-1].LedgerKey)
+}
+
+// parseRosterKey decodes a roster's base64 Ed25519 public key; nil if s is
+// empty or not one.
+func parseRosterKey(s string) ed25519.PublicKey {
+	k, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(k) != ed25519.PublicKeySize {
 		return nil
 	}
@@ -60,6 +84,9 @@ type RosterSite struct {
 	ID       int    `json:"id"`
 	CertHash string `json:"cert_sha256"` // hex SHA-256 of the DER certificate
 	Identity string `json:"identity"`    // base64 Ed25519 public key
+	// LedgerKey is the base64 Ed25519 public key of the site's privacy
+	// ledger; empty in a roster provisioned before it was put there.
+	LedgerKey string `json:"ledger_key,omitempty"`
 }
 
 // ProvisionOptions are Provision's settings; nil means all defaults.
@@ -77,7 +104,9 @@ type ProvisionOptions struct {
 // site-N/ for each site (certificate, key, Ed25519 identity key, ledger
 // signing key, roster, the coordinator's pin, config template). The
 // roster names the coordinator's ledger public key, so that every site
-// verifies the coordinator's ledger checkpoints under a key from its kit.
+// verifies the coordinator's ledger checkpoints under a key from its kit,
+// and every site's ledger public key, so that an audit of any ledger takes
+// its key from the roster rather than from beside the ledger.
 // Private keys are written 0600, encrypted with opts.Passphrase if it is
 // set. It refuses to write into a directory that already holds a kit.
 func Provision(out string, sites int, opts *ProvisionOptions) error {
@@ -163,12 +192,13 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		if err != nil {
 			return err
 		}
-		_, lk, err := ed25519.GenerateKey(rand.Reader)
+		lkPub, lk, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return err
 		}
 		kits[i] = siteKit{der, key, id, lk}
-		roster.Sites = append(roster.Sites, RosterSite{ID: i + 1, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub)})
+		roster.Sites = append(roster.Sites, RosterSite{ID: i + 1, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub),
+			LedgerKey: base64.StdEncoding.EncodeToString(lkPub)})
 	}
 	rj, _ := json.MarshalIndent(roster, "", "  ")
 	cd := filepath.Join(out, "coordinator")
@@ -350,6 +380,12 @@ func LoadRoster(path string) (*Roster, error) {
 		if h, err := hex.DecodeString(s.CertHash); err != nil || len(h) != 32 {
 			return nil, fmt.Errorf("protocol: roster %s: site %d certificate hash is not 32 hex bytes", path, s.ID)
 		}
+		if s.LedgerKey != "" && parseRosterKey(s.LedgerKey) == nil {
+			return nil, fmt.Errorf("protocol: roster %s: site %d ledger key is not a base64 Ed25519 key", path, s.ID)
+		}
+		if (s.LedgerKey == "") != (r.Sites[0].LedgerKey == "") {
+			return nil, fmt.Errorf("protocol: roster %s: site 1 and site %d do not both name a ledger key (a roster names every site's or none)", path, s.ID)
+		}
 	}
 	if r.Coordinator != nil && r.ledgerKey() == nil {
 		return nil, fmt.Errorf("protocol: roster %s: the coordinator's ledger key is not a base64 Ed25519 key", path)
@@ -515,7 +551,8 @@ ca = ../ca.pem
 roster = roster.json
 # The ledger's signing key, kept in this kit and out of the state
 # directory: whoever can write the ledger must not hold the key that signs
-# it. Its public key is in the roster every site holds.
+# it. Its public key is in the roster every site holds, and audits verify
+# the ledger under the roster's key.
 ledger_key = ledger-key.pem
 
 # Private keys and state are encrypted with the passphrase in the
@@ -568,7 +605,8 @@ ca = ca.pem
 roster = roster.json
 pin_file = coordinator.pin
 # This hospital's ledger signing key, kept in this kit and out of the state
-# directory (see the coordinator's ledger_key).
+# directory (see the coordinator's ledger_key). Its public key is in the
+# roster: audits verify this hospital's ledger under the roster's key.
 ledger_key = ledger-key.pem
 
 # Private keys and state are encrypted with the passphrase in the

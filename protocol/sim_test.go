@@ -1383,7 +1383,7 @@ func (s *simRun) check() {
 	// The coordinator's ledger.
 	cl := filepath.Join(s.ccfg.State, "coordinator-ledger.jsonl")
 	if _, err := os.Stat(cl); err == nil {
-		pub := ledgerPub(s.ccfg.State)
+		pub := coordLedgerPub(s.t, s.ccfg)
 		// With the checkpoints the sites cosigned: the coordinator's
 		// ledger extends every one (its own copies are checked too).
 		var held []string
@@ -1445,7 +1445,7 @@ func (s *simRun) check() {
 			s.sparty[i-1] != nil && !s.sparty[i-1].dead.Load() {
 			s.violate("site %d: its signed state anchors %d of its ledger's %d entries", i, st.LedgerEntries, len(es))
 		}
-		a, err := dp.AuditLedger(path, ledgerPub(cfg.State))
+		a, err := dp.AuditLedger(path, siteLedgerPub(s.t, cfg))
 		if err != nil {
 			s.violate("site %d: its ledger does not audit: %v", i, err)
 		} else if a.Epsilon > cfg.EpsilonCap || a.Epsilon > a.Cap {

@@ -270,7 +270,19 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 }
 
 func openSiteLedger(cfg SiteConfig, cap, delta float64) (*dp.Ledger, error) {
-	return openOrCreateLedger(cfg.State, "site-ledger.jsonl", cfg.LedgerKey, cap, delta, cfg.Passphrase, nil)
+	return openOrCreateLedger(cfg.State, "site-ledger.jsonl", cfg.LedgerKey, cap, delta, cfg.Passphrase, func(pub ed25519.PublicKey) error {
+		return checkSiteLedgerKey(cfg, pub)
+	})
+}
+
+// LedgerKey returns the public key of the key that signs this hospital's
+// ledger (the roster's, when the roster names one: the site does not start
+// otherwise), or nil without a ledger.
+func (s *Site) LedgerKey() ed25519.PublicKey {
+	if s.ledger == nil {
+		return nil
+	}
+	return s.ledger.PublicKey()
 }
 
 // Close closes the site's ledger.

@@ -87,8 +87,9 @@ type stateFile struct {
 const stateDomain = "fl-secure/site-state/v1\n"
 
 // loadSiteState reads and verifies the state file. A missing file is a
-// fresh site only if nothing else of a site is in dir: with a ledger or a
-// threshold key present it means the file was lost or deleted, and
+// fresh site only if nothing else of a site is in dir: with a ledger, its
+// checkpoint, or a threshold key present (or a ledger.pub an earlier
+// version wrote) it means the file was lost or deleted, and
 // forgetting it would let a coordinator replay sessions or open the
 // statistics twice. The state must also be at least as new as the ledger.
 func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
@@ -96,7 +97,7 @@ func loadSiteState(dir string, identity ed25519.PrivateKey) (siteState, error) {
 	path := filepath.Join(dir, siteStateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		for _, other := range []string{"site-ledger.jsonl", "ledger-key.pem", "ledger.pub", "he-party.bin", witnessFile} {
+		for _, other := range []string{"site-ledger.jsonl", "site-ledger.jsonl" + dp.CheckpointSuffix, "ledger-key.pem", staleLedgerPub, "he-party.bin", witnessFile} {
 			if _, err := os.Stat(filepath.Join(dir, other)); err == nil {
 				return st, fmt.Errorf("protocol: %s is missing while %s exists; restore it from a backup (a site that forgot it could be made to replay sessions or release its statistics twice)", path, other)
 			}

@@ -57,6 +57,10 @@ type Summary struct {
 	LedgerKey       string        `json:"ledger_key,omitempty"`
 	SiteLedgers     []string      `json:"site_ledgers,omitempty"`
 	SiteKeys        []string      `json:"site_keys,omitempty"`
+	// Roster, if set, is the roster file that names the ledgers' public
+	// keys: the keys to audit them with, which LedgerKey and SiteKeys (the
+	// keys this run signed with) must match.
+	Roster string `json:"roster,omitempty"`
 	// Statistics says what the run released before training and under
 	// which guarantee (see statisticsText).
 	Statistics string `json:"statistics"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -9,27 +10,32 @@ import (
 	"strings"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/protocol"
 )
 
 const budgetUsage = `Usage:
   fl-secure budget show    --ledger FILE [--json]     ε per round, cumulative ε, budget left
-  fl-secure budget audit   --ledger FILE --key PUBKEY [--checkpoint FILE]...
-                           [--witness NAME=PUBKEY]... [--json]
+  fl-secure budget audit   --ledger FILE (--roster FILE (--coordinator | --site N) | --key PUBKEY)
+                           [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--json]
                            verify every signature, recompute every ε, check the
                            ledger's tree against its checkpoints; exit 0 if all
                            holds, 1 naming the first problem
   fl-secure budget recover --ledger FILE              move an incomplete last line
                            (a crash mid-write) to FILE.torn
-  fl-secure budget report  --ledger FILE --key PUBKEY --out report.html
+  fl-secure budget report  --ledger FILE (--roster FILE | --key PUBKEY) --out report.html
                            [--checkpoint FILE]... [--witness NAME=PUBKEY]...
-                           [--roster FILE] [--site-ledger FILE --site-key PUBKEY]...
+                           [--site-ledger FILE [--site N] [--site-key PUBKEY]]...
                            a self-contained HTML report for a privacy officer;
                            exit 1 (and a red banner) if any ledger fails
 
-PUBKEY is the ledger owner's Ed25519 public key, base64 or hex.
+PUBKEY is the ledger owner's Ed25519 public key, base64 or hex. The roster
+from provisioning names the coordinator's ledger key and every hospital's:
+take the key from there (--roster), or from another copy kept apart from
+the ledger, never from the directory the ledger is in.
 
 Examples:
   fl-secure budget show --ledger privacy.jsonl
+  fl-secure budget audit --ledger fed/site-1/state/site-ledger.jsonl --roster fed/site-1/roster.json --site 1
   fl-secure budget audit --ledger privacy.jsonl --key MCowBQYDK2VwAyEA…
 `
 
@@ -190,7 +196,8 @@ func besideCheckpoint(path string, open dp.Entry) (int64, string) {
 }
 
 func budgetAudit(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("budget audit", `Usage: fl-secure budget audit --ledger FILE --key PUBKEY [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--json]
+	fs, parse := newFlags("budget audit", `Usage: fl-secure budget audit --ledger FILE (--roster FILE (--coordinator | --site N) | --key PUBKEY)
+         [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--json]
 
 Verifies a privacy ledger: every Ed25519 signature under the owner's key,
 every cumulative ε recomputed from the recorded parameters with the
@@ -202,27 +209,40 @@ that the ledger was not cut short together with its own checkpoint or
 restored from an earlier copy. --witness names a witness whose
 cosignatures are verified and listed.
 
+The owner's key comes from the federation's roster (a kit's roster.json:
+--coordinator for the coordinator's ledger, --site N for hospital N's) or
+from --key; a --key that is not the roster's is refused. Take it from the
+roster or another copy kept apart from the ledger, never from the
+directory the ledger is in: whoever can replace the ledger there can
+replace a key there too. A roster provisioned before it named the
+hospitals' ledger keys needs --key for a hospital's ledger.
+
 Exit 0 if everything holds; 1 naming the first problem.
 
-Example:
-  fl-secure budget audit --ledger coordinator/coordinator-ledger.jsonl --key KEY \
-      --checkpoint site-1/coordinator.checkpoint --witness site-1=SITEKEY
+Examples:
+  fl-secure budget audit --ledger fed/coordinator/state/coordinator-ledger.jsonl \
+      --roster fed/coordinator/roster.json --coordinator \
+      --checkpoint fed/site-1/state/coordinator.checkpoint --witness fl-secure/site/1=SITEKEY
+  fl-secure budget audit --ledger fed/site-1/state/site-ledger.jsonl --roster fed/site-1/roster.json --site 1
 `, stderr)
 	path := fs.String("ledger", "", "ledger file")
-	keyText := fs.String("key", "", "the owner's Ed25519 public key (base64 or hex)")
+	keyText := fs.String("key", "", "the owner's Ed25519 public key (base64 or hex; default: the roster's)")
+	rosterPath := fs.String("roster", "", "the federation's roster, which names the ledger's key (with --coordinator or --site)")
+	coordinator := fs.Bool("coordinator", false, "the ledger is the coordinator's: take its key from the roster")
+	site := fs.Int("site", 0, "the ledger is hospital N's: take its key from the roster")
 	var checkpoints, witnesses multi
 	fs.Var(&checkpoints, "checkpoint", "a signed checkpoint of the ledger kept elsewhere (repeatable)")
 	fs.Var(&witnesses, "witness", "NAME=PUBKEY of a witness whose cosignatures to verify (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if help, err := parse(args, "ledger", "key"); help || err != nil {
+	if help, err := parse(args, "ledger"); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure budget audit -h"`)
 		}
 		return 0
 	}
-	pub, err := dp.ParsePublicKey(*keyText)
+	pub, err := auditKey(*keyText, *rosterPath, *coordinator, *site)
 	if err != nil {
-		return fail(stderr, usagef("--key: %v", err), "")
+		return fail(stderr, err, `run "fl-secure budget audit -h"`)
 	}
 	opt := dp.AuditOptions{CheckpointFiles: checkpoints}
 	if opt.Witnesses, err = parseWitnesses(witnesses); err != nil {
@@ -279,6 +299,65 @@ Example:
 		return fail(stderr, err, "")
 	}
 	return 0
+}
+
+// auditKey returns the key to audit a ledger with: the one the roster at
+// rosterPath names for the coordinator (coordinator) or for site, which a
+// keyText given too must equal, or, without a roster, keyText.
+func auditKey(keyText, rosterPath string, coordinator bool, site int) (ed25519.PublicKey, error) {
+	if rosterPath == "" {
+		if coordinator || site != 0 {
+			return nil, usagef("--coordinator and --site say whose key to take from the roster: give --roster too")
+		}
+		if keyText == "" {
+			return nil, usagef("give the ledger owner's key: --roster FILE with --coordinator or --site N, or --key")
+		}
+		k, err := dp.ParsePublicKey(keyText)
+		if err != nil {
+			return nil, usagef("--key: %v", err)
+		}
+		return k, nil
+	}
+	if coordinator == (site != 0) {
+		return nil, usagef("with --roster, give --coordinator (the coordinator's ledger) or --site N (hospital N's), one of them")
+	}
+	roster, err := protocol.LoadRoster(rosterPath)
+	if err != nil {
+		return nil, err
+	}
+	return rosterKey(roster, rosterPath, site, keyText, "--key")
+}
+
+// rosterKey returns the ledger key roster (read from path) names for site,
+// or for the coordinator when site is 0. keyText, if set, must be that key
+// (flag names it in the error); with a roster that names none, keyText is
+// the key.
+func rosterKey(roster *protocol.Roster, path string, site int, keyText, flag string) (ed25519.PublicKey, error) {
+	who := "the coordinator"
+	var want ed25519.PublicKey
+	if site == 0 {
+		want = roster.CoordinatorLedgerKey()
+	} else {
+		if site < 0 || site > len(roster.Sites) {
+			return nil, usagef("site %d: the roster %s lists sites 1 to %d", site, path, len(roster.Sites))
+		}
+		who = fmt.Sprintf("site %d", site)
+		want = roster.SiteLedgerKey(site)
+	}
+	if keyText == "" {
+		if want == nil {
+			return nil, usagef("the roster %s names no ledger key for %s (a roster provisioned before it did): give %s, from a copy of the key kept apart from the ledger", path, who, flag)
+		}
+		return want, nil
+	}
+	k, err := dp.ParsePublicKey(keyText)
+	if err != nil {
+		return nil, usagef("%s: %v", flag, err)
+	}
+	if want != nil && !want.Equal(k) {
+		return nil, usagef("%s is not the ledger key the roster %s names for %s (%s)", flag, path, who, base64.StdEncoding.EncodeToString(want))
+	}
+	return k, nil
 }
 
 // parseWitnesses reads --witness NAME=PUBKEY arguments; nil if none.

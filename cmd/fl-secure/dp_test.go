@@ -144,7 +144,7 @@ func TestBudgetShowAndAudit(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"budget", "audit", "--ledger", path}, 2, "missing --key"},
+		{[]string{"budget", "audit", "--ledger", path}, 2, "give the ledger owner's key"},
 		{[]string{"budget", "audit", "--ledger", path, "--key", "xyz"}, 2, "not a 32-byte Ed25519 public key"},
 		{[]string{"budget", "audit", "--ledger", "/nonexistent/l.jsonl", "--key", pub}, 1, "reading ledger"},
 		{[]string{"budget", "show", "--ledger", "/nonexistent/l.jsonl"}, 1, "reading ledger"},

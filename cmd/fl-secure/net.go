@@ -333,7 +333,13 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 				files, witnesses = append(files, w.File), append(witnesses, w.Arg())
 			}
 		}
-		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, sum.LedgerKey, files, witnesses))
+		// The key to audit with is the roster's, which the hospitals hold
+		// too; a roster from before it named the key leaves the key itself.
+		key := local.AuditKey{Key: sum.LedgerKey}
+		if r.CoordinatorLedgerKey() != nil {
+			key.Roster = *roster
+		}
+		fmt.Fprintf(stdout, "ledger: %s\naudit:  %s\n", sum.Ledger, local.AuditCommand(sum.Ledger, key, files, witnesses))
 		if line := sum.WitnessLine(); line != "" {
 			fmt.Fprintf(stdout, "witnesses: %s (each hospital holds its own copy: %s in its state directory)\n", line, protocol.WitnessFile)
 		}

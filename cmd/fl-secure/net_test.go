@@ -103,6 +103,9 @@ func TestFederationProcesses(t *testing.T) {
 	// It names every hospital's cosigned checkpoint and key, each covering
 	// the last round; and the checkpoints the hospitals hold themselves
 	// audit too.
+	if !strings.Contains(line, " --roster ") || !strings.Contains(line, " --coordinator") {
+		t.Errorf("the coordinator's audit command takes no key from the roster:\n%s", cout.String())
+	}
 	if strings.Count(line, " --checkpoint ") < 3 || strings.Count(line, " --witness fl-secure/site/") != 3 ||
 		!strings.Contains(cout.String(), "cosigned by 3 of 3 hospitals at round 8") {
 		t.Errorf("coordinator output without the witnesses:\n%s", cout.String())
@@ -116,8 +119,8 @@ func TestFederationProcesses(t *testing.T) {
 	}
 	for i := 1; i <= 3; i++ {
 		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i), "state")
-		key, _ := os.ReadFile(filepath.Join(sd, "ledger.pub"))
-		if out, err := exec.Command(bin, "budget", "audit", "--ledger", filepath.Join(sd, "site-ledger.jsonl"), "--key", strings.TrimSpace(string(key))).CombinedOutput(); err != nil {
+		roster := filepath.Join(dir, fmt.Sprintf("site-%d", i), "roster.json")
+		if out, err := exec.Command(bin, "budget", "audit", "--ledger", filepath.Join(sd, "site-ledger.jsonl"), "--roster", roster, "--site", fmt.Sprint(i)).CombinedOutput(); err != nil {
 			t.Errorf("site %d audit: %v\n%s", i, err, out)
 		}
 		g, err := os.Open(filepath.Join(dir, fmt.Sprintf("site-%d", i), "global.npy"))
@@ -226,8 +229,8 @@ func TestCoordinatorKill9(t *testing.T) {
 		t.Errorf("the restart did not resume:\n%s", out.String())
 	}
 	ledger := filepath.Join(dir, "coordinator", "state", "coordinator-ledger.jsonl")
-	key, _ := os.ReadFile(filepath.Join(dir, "coordinator", "state", "ledger.pub"))
-	if o, err := exec.Command(bin, "budget", "audit", "--ledger", ledger, "--key", strings.TrimSpace(string(key))).CombinedOutput(); err != nil {
+	roster := filepath.Join(dir, "coordinator", "roster.json")
+	if o, err := exec.Command(bin, "budget", "audit", "--ledger", ledger, "--roster", roster, "--coordinator").CombinedOutput(); err != nil {
 		t.Fatalf("audit: %v\n%s", err, o)
 	}
 	es, err := readLedgerRounds(ledger)

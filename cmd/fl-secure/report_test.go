@@ -349,7 +349,7 @@ func TestBudgetReportSiteNames(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	f := reportFacts(t, out)
-	if got := strings.Join(f.rows["site"], "|"); got != "Site 2|unnamed hospital: --site-ledger number 2 (give --site-name)" {
+	if got := strings.Join(f.rows["site"], "|"); got != "Site 2|unnamed hospital: --site-ledger number 2 (give --site or --site-name)" {
 		t.Errorf("site names %q", got)
 	}
 	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "(Coordinator)") {
@@ -360,7 +360,7 @@ func TestBudgetReportSiteNames(t *testing.T) {
 		t.Errorf("--site-name: exit %d, %v: %s", code, f.rows["site"], errOut)
 	}
 	code, _, errOut = runCLI("budget", "report", "--ledger", cp, "--key", pub, "--out", out, "--site-ledger", sp, "--site-key", sk, "--site-name", "A", "--site-ledger", loose, "--site-key", lk)
-	if code != 2 || !strings.Contains(errOut, "name every hospital or none") {
+	if code != 2 || !strings.Contains(errOut, "give it for every hospital or for none") {
 		t.Errorf("one --site-name for two ledgers: exit %d: %s", code, errOut)
 	}
 }

@@ -210,6 +210,9 @@ func printSimulation(w io.Writer, s *local.Result) {
 		for i, l := range fed.SiteLedgers {
 			fmt.Fprintf(w, "hospital %d ledger: %s (key %s)\n", i+1, l, fed.SiteKeys[i])
 		}
+		if fed.Roster != "" {
+			fmt.Fprintf(w, "roster: %s (it names every ledger's key: audit with --roster and --coordinator or --site N)\n", fed.Roster)
+		}
 		fmt.Fprintf(w, "audit: %s\n", s.Audit[0])
 		if line := fed.WitnessLine(); line != "" {
 			fmt.Fprintf(w, "witnesses: the coordinator's ledger checkpoint %s\n", line)

@@ -56,7 +56,10 @@ func TestSimulateDefault(t *testing.T) {
 	b[loc[1]-1] ^= 1 // flip a digit
 	copyPath := dir + "/tampered.jsonl"
 	os.WriteFile(copyPath, b, 0o600)
-	if code, _, errOut := runCLI("budget", "audit", "--ledger", copyPath, "--key", f[6]); code != 1 || !strings.Contains(errOut, "entry 1") {
+	if f[5] != "--roster" || f[7] != "--coordinator" {
+		t.Fatalf("the coordinator's audit command takes no key from the roster: %s", s.Audit[0])
+	}
+	if code, _, errOut := runCLI("budget", "audit", "--ledger", copyPath, "--roster", f[6], "--coordinator"); code != 1 || !strings.Contains(errOut, "entry 1") {
 		t.Errorf("tampered copy: exit %d: %s", code, errOut)
 	}
 }

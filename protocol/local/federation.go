@@ -2,12 +2,12 @@ package local
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -206,17 +206,24 @@ func (f *federation) run(ctx context.Context, schedule func(round int) []int) (*
 	return sum, nil
 }
 
-// ledgers fills in sum the sites' ledgers and their public keys, and the
-// checkpoints of the coordinator's ledger that they cosigned.
+// rosterFile is the roster of the kits newFederation provisions: it names
+// every ledger's public key.
+func (f *federation) rosterFile() string {
+	return filepath.Join(f.dir, "kits", "coordinator", "roster.json")
+}
+
+// ledgers fills in sum the sites' ledgers and the public keys they are
+// signed with, the roster that names those keys, and the checkpoints of
+// the coordinator's ledger that the sites cosigned.
 func (f *federation) ledgers(sum *protocol.Summary) error {
-	for i := range f.sites {
-		dir := f.siteState(i + 1)
-		k, err := os.ReadFile(filepath.Join(dir, "ledger.pub"))
-		if err != nil {
-			return fmt.Errorf("local: site %d has no ledger key: %w", i+1, err)
+	sum.Roster = f.rosterFile()
+	for i, s := range f.sites {
+		k := s.LedgerKey()
+		if k == nil {
+			return fmt.Errorf("local: site %d has no ledger", i+1)
 		}
-		sum.SiteLedgers = append(sum.SiteLedgers, filepath.Join(dir, "site-ledger.jsonl"))
-		sum.SiteKeys = append(sum.SiteKeys, strings.TrimSpace(string(k)))
+		sum.SiteLedgers = append(sum.SiteLedgers, filepath.Join(f.siteState(i+1), "site-ledger.jsonl"))
+		sum.SiteKeys = append(sum.SiteKeys, base64.StdEncoding.EncodeToString(k))
 	}
 	if len(sum.Witnesses) == 0 {
 		return nil

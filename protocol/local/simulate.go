@@ -471,9 +471,9 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 		for _, w := range fed.Witnesses {
 			witnesses = append(witnesses, w.Arg())
 		}
-		out.Audit = append(out.Audit, AuditCommand(fed.Ledger, fed.LedgerKey, fed.SiteCheckpoints, witnesses))
+		out.Audit = append(out.Audit, AuditCommand(fed.Ledger, AuditKey{Roster: fed.Roster, Key: fed.LedgerKey}, fed.SiteCheckpoints, witnesses))
 		for i, l := range fed.SiteLedgers {
-			out.Audit = append(out.Audit, AuditCommand(l, fed.SiteKeys[i], nil, nil))
+			out.Audit = append(out.Audit, AuditCommand(l, AuditKey{Roster: fed.Roster, Site: i + 1, Key: fed.SiteKeys[i]}, nil, nil))
 		}
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
@@ -531,12 +531,32 @@ func compare(ctx context.Context, fc Federation, split *Split, seed uint64) ([]R
 	return rows, nil
 }
 
-// AuditCommand is the fl-secure command that verifies a ledger: with
-// checkpoints (files its witnesses hold) and witnesses (their NAME=KEY),
-// also that the ledger extends every checkpoint and who cosigned it.
-func AuditCommand(ledger, key string, checkpoints, witnesses []string) string {
+// An AuditKey says where an audit takes a ledger's public key from: the
+// roster file Roster, which names the coordinator's ledger key (Site 0)
+// and every site's (Site N), or, without a roster, Key itself. The roster
+// comes from provisioning; nothing beside the ledger says which key is
+// its owner's.
+type AuditKey struct {
+	Roster string
+	Site   int
+	Key    string
+}
+
+// AuditCommand is the fl-secure command that verifies a ledger under the
+// key of key: with checkpoints (files its witnesses hold) and witnesses
+// (their NAME=KEY), also that the ledger extends every checkpoint and who
+// cosigned it.
+func AuditCommand(ledger string, key AuditKey, checkpoints, witnesses []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "fl-secure budget audit --ledger %s --key %s", ledger, key)
+	fmt.Fprintf(&b, "fl-secure budget audit --ledger %s", ledger)
+	switch {
+	case key.Roster != "" && key.Site > 0:
+		fmt.Fprintf(&b, " --roster %s --site %d", key.Roster, key.Site)
+	case key.Roster != "":
+		fmt.Fprintf(&b, " --roster %s --coordinator", key.Roster)
+	default:
+		fmt.Fprintf(&b, " --key %s", key.Key)
+	}
 	for _, c := range checkpoints {
 		fmt.Fprintf(&b, " --checkpoint %s", c)
 	}
