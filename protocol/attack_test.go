@@ -38,6 +38,81 @@ type attackBed struct {
 	sites  map[int]*Site              // the honest sites
 	data   []*fl.Dataset
 	sid    uint64
+	// ledger is the coordinator's ledger, signed with the roster's
+	// coordinator ledger key: the test's coordinator witnesses it to the
+	// sites as an honest one would (start, witnessCharge), so that the
+	// attacks run against sites that witness; charged holds, per session,
+	// its charge's sequence number.
+	ledger  *dp.Ledger
+	charged map[uint64]int64
+}
+
+// start shows site s the Witness of st's session, as a coordinator that
+// keeps its ledger does before every RoundStart, and then st.
+func (b *attackBed) start(s *Site, st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, error) {
+	b.t.Helper()
+	var from int64
+	if s.witnessed != nil {
+		from = s.witnessed.Size
+	}
+	w := &wire.Witness{Round: st.Round, Checkpoint: b.ledger.Checkpoint(), From: from}
+	proof, err := b.ledger.ProveFrom(from)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, h := range proof {
+		w.Proof = append(w.Proof, h[:])
+	}
+	if m := s.witness(w, nil).GetCosigned(); m.Refusal != "" {
+		b.t.Fatalf("site %d refused the Witness: %s", s.cfg.Site, m.Refusal)
+	}
+	return s.start(st)
+}
+
+// witnessCharge charges r's session in the coordinator's ledger (once per
+// session, with the site's own charge) and shows r's site the Witness of
+// that charge, as a coordinator does before it asks for what opens a sum.
+func (b *attackBed) witnessCharge(r *siteRound) {
+	b.t.Helper()
+	if r.charge == nil {
+		return
+	}
+	seq, ok := b.charged[r.start.Round]
+	if !ok {
+		e, err := b.ledger.Charge(*r.charge)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		seq = e.Seq
+		b.charged[r.start.Round] = seq
+	}
+	w := b.chargeWitness(r, seq)
+	if m := r.s.witness(w, r).GetCosigned(); m.Refusal != "" {
+		b.t.Fatalf("site %d refused the Witness of the charge: %s", r.s.cfg.Site, m.Refusal)
+	}
+}
+
+// chargeWitness builds the Witness, for r's session and site, of the
+// ledger's entry seq under its latest checkpoint.
+func (b *attackBed) chargeWitness(r *siteRound, seq int64) *wire.Witness {
+	b.t.Helper()
+	ep, err := b.ledger.ProveEntry(seq)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	from := r.s.witnessed.Size
+	w := &wire.Witness{Round: r.start.Round, Checkpoint: ep.Checkpoint, From: from, ChargeSeq: seq, Entry: ep.Line}
+	proof, err := b.ledger.ProveFrom(from)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, h := range proof {
+		w.Proof = append(w.Proof, h[:])
+	}
+	for _, h := range ep.Proof {
+		w.ChargeProof = append(w.ChargeProof, h[:])
+	}
+	return w
 }
 
 func newAttackBed(t *testing.T, n int, honest []int, cfg func(*SiteConfig)) *attackBed {
@@ -55,7 +130,16 @@ func newAttackBed(t *testing.T, n int, honest []int, cfg func(*SiteConfig)) *att
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &attackBed{t: t, dir: dir, roster: roster, keys: map[int]ed25519.PrivateKey{}, sites: map[int]*Site{}, data: parts, sid: 1 << 20}
+	b := &attackBed{t: t, dir: dir, roster: roster, keys: map[int]ed25519.PrivateKey{}, sites: map[int]*Site{}, data: parts, sid: 1 << 20,
+		charged: map[uint64]int64{}}
+	lk, err := readKey(filepath.Join(dir, "coordinator", ledgerKeyFile), atrest.Passphrase{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ledger, err = dp.CreateLedger(filepath.Join(dir, "coordinator-ledger.jsonl"), lk, dp.LedgerOptions{Accountant: dp.RDP, Relation: dp.AddRemove, Delta: 1e-5, Cap: 1e9}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.ledger.Close() })
 	for i := 1; i <= n; i++ {
 		k, err := readKey(filepath.Join(dir, fmt.Sprintf("site-%d", i), "identity.pem"), atrest.Passphrase{})
 		if err != nil {
@@ -154,7 +238,7 @@ func (b *attackBed) begin(st *wire.RoundStart) *drive {
 		site := int(m)
 		p := &party{site: site, id: uint32(i + 1)}
 		if s, ok := b.sites[site]; ok {
-			r, _, err := s.start(st)
+			r, _, err := b.start(s, st)
 			if err != nil {
 				d.refused[site] = err
 				continue
@@ -186,6 +270,9 @@ func (d *drive) exchange(sites []int, phase uint32, in func(p *party) []byte, co
 			continue
 		}
 		if p.round != nil {
+			if phase == phaseConsistency {
+				d.b.witnessCharge(p.round)
+			}
 			m, err := p.round.step(&wire.Engine{Round: d.st.Round, Phase: phase, Payload: b})
 			if err != nil {
 				d.refused[site] = err
@@ -449,13 +536,13 @@ func TestAttackUnderCharging(t *testing.T) {
 	train := func(members []int, minCohort, colluders uint32) *wire.RoundStart {
 		return b.train(members, func(st *wire.RoundStart) { st.MinCohort, st.Colluders = minCohort, colluders })
 	}
-	if _, _, err := s.start(train([]int{1, 2, 3}, 3, 0)); err == nil || !strings.Contains(err.Error(), "minimum cohort is 6") {
+	if _, _, err := b.start(s, train([]int{1, 2, 3}, 3, 0)); err == nil || !strings.Contains(err.Error(), "minimum cohort is 6") {
 		t.Fatalf("3-member round: %v", err)
 	}
 	// The coordinator announces cohort 3 and no colluders; the site counts
 	// 6 − 1 = 5 honest noise shares, as an independent computation does.
 	st := train([]int{1, 2, 3, 4, 5, 6}, 3, 0)
-	r, _, err := s.start(st)
+	r, _, err := b.start(s, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +568,7 @@ func TestAttackReplayedSession(t *testing.T) {
 	if d := b.begin(st); len(d.refused) != 0 {
 		t.Fatal(d.refused)
 	}
-	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "not newer") {
+	if _, _, err := b.start(b.sites[1], st); err == nil || !strings.Contains(err.Error(), "not newer") {
 		t.Fatalf("replayed session: %v", err)
 	}
 	// After a restart the site still remembers.
@@ -491,12 +578,12 @@ func TestAttackReplayedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, _, err := s.start(st); err == nil || !strings.Contains(err.Error(), "not newer") {
+	if _, _, err := b.start(s, st); err == nil || !strings.Contains(err.Error(), "not newer") {
 		t.Fatalf("replayed session after restart: %v", err)
 	}
 	old := b.statistics([]int{1, 2, 3, 4}, 0)
 	old.Round = st.Round - 1
-	if _, _, err := s.start(old); err == nil {
+	if _, _, err := b.start(s, old); err == nil {
 		t.Fatal("an older session was accepted")
 	}
 }
@@ -521,7 +608,7 @@ func TestAttackSplitNoiseView(t *testing.T) {
 	rounds := map[int]*siteRound{}
 	list := &secagg.AdvertList{Round: base.Round}
 	for site, st := range map[int]*wire.RoundStart{1: base, 2: small, 3: small} {
-		r, _, err := b.sites[site].start(st)
+		r, _, err := b.start(b.sites[site], st)
 		if err != nil {
 			t.Fatalf("site %d: %v", site, err)
 		}
@@ -565,7 +652,7 @@ func TestAttackStatisticsAcrossModes(t *testing.T) {
 			st.HePreset, st.HeMaxAbs = heNetPreset.Name, heNetMaxAbs
 		}
 		for _, s := range b.sites {
-			if _, _, err := s.start(st); err == nil || !strings.Contains(err.Error(), "already released its statistics in secagg mode") {
+			if _, _, err := b.start(s, st); err == nil || !strings.Contains(err.Error(), "already released its statistics in secagg mode") {
 				t.Errorf("mode %s, site %d: %v", mode, s.cfg.Site, err)
 			}
 		}
@@ -575,19 +662,19 @@ func TestAttackStatisticsAcrossModes(t *testing.T) {
 	b = newAttackBed(t, 4, []int{1}, func(c *SiteConfig) { c.AllowNoDP = true })
 	st := b.statistics(set, 0)
 	st.Mode = string(Plain)
-	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "NOT PRIVATE") {
+	if _, _, err := b.start(b.sites[1], st); err == nil || !strings.Contains(err.Error(), "NOT PRIVATE") {
 		t.Fatalf("plain mode with AllowNoDP only: %v", err)
 	}
 	b.sites[1].cfg.AllowPlain = true
-	if _, _, err := b.sites[1].start(b.statistics(set, 0)); err != nil {
+	if _, _, err := b.start(b.sites[1], b.statistics(set, 0)); err != nil {
 		t.Fatal(err)
 	}
 	st = b.statistics(set, 0)
 	st.Mode, st.SiteSigma = string(Plain), 0 // plain mode carries no noise
-	if _, _, err := b.sites[1].start(st); err != nil {
+	if _, _, err := b.start(b.sites[1], st); err != nil {
 		t.Fatalf("first plain statistics: %v", err)
 	}
-	if _, _, err := b.sites[1].start(b.statistics(set, 0)); err == nil || !strings.Contains(err.Error(), "in plain mode") {
+	if _, _, err := b.start(b.sites[1], b.statistics(set, 0)); err == nil || !strings.Contains(err.Error(), "in plain mode") {
 		t.Fatalf("secagg statistics after plain ones: %v", err)
 	}
 }
@@ -602,22 +689,22 @@ func TestAttackLevelSwitch(t *testing.T) {
 	train := func(level dp.Level) *wire.RoundStart {
 		return b.train([]int{1, 2, 3}, func(st *wire.RoundStart) { st.Level = string(level) })
 	}
-	r, _, err := s.start(train(dp.ClientLevel))
+	r, _, err := b.start(s, train(dp.ClientLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ledger.Charge(*r.charge); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.start(train(dp.RecordLevel)); err == nil || !strings.Contains(err.Error(), "client-level ε only") {
+	if _, _, err := b.start(s, train(dp.RecordLevel)); err == nil || !strings.Contains(err.Error(), "client-level ε only") {
 		t.Fatalf("record-level round after a client-level charge: %v", err)
 	}
-	if _, _, err := s.start(train(dp.ClientLevel)); err != nil {
+	if _, _, err := b.start(s, train(dp.ClientLevel)); err != nil {
 		t.Fatal(err)
 	}
 	// A configured level refuses the other from the start.
 	b = newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.Level = dp.RecordLevel })
-	if _, _, err := b.sites[1].start(train(dp.ClientLevel)); err == nil || !strings.Contains(err.Error(), "record-level ε only") {
+	if _, _, err := b.start(b.sites[1], train(dp.ClientLevel)); err == nil || !strings.Contains(err.Error(), "record-level ε only") {
 		t.Fatalf("client-level round at a record-level site: %v", err)
 	}
 }
@@ -643,7 +730,7 @@ func payUnopened(t *testing.T, after func(s *Site, r *siteRound)) int {
 	paid := 0
 	for r := 1; r <= 10; r++ {
 		b.sid = uint64(r)<<20 - 1 // each attempt numbered as a new round
-		rd, _, err := s.start(b.train([]int{1, 2, 3}, nil))
+		rd, _, err := b.start(s, b.train([]int{1, 2, 3}, nil))
 		if err != nil {
 			if !strings.Contains(err.Error(), "did not open") {
 				t.Fatal(err)
@@ -747,14 +834,14 @@ func TestAttackUnknownKind(t *testing.T) {
 		st := &wire.RoundStart{Round: b.sid, Kind: kind, Length: 31, Model: make([]float64, 31), Bits: 32,
 			Clip: 1, Gamma: math.Exp2(-20), MinCohort: 3, ModelName: "logistic", Mean: make([]float64, 30), Scale: ones(30),
 			Sites: 4, Delta: 1e-5, Mode: string(SecAgg), Level: string(dp.ClientLevel), Members: []uint32{1, 2, 3, 4}, Threshold: 3}
-		if _, _, err := b.sites[1].start(st); err == nil {
+		if _, _, err := b.start(b.sites[1], st); err == nil {
 			t.Errorf("kind %d in secagg mode accepted", kind)
 		}
 	}
 	b.sid++
 	st := b.statistics([]int{1, 2, 3, 4}, 0)
 	st.Mode = "secagg2"
-	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+	if _, _, err := b.start(b.sites[1], st); err == nil || !strings.Contains(err.Error(), "unknown mode") {
 		t.Errorf("unknown mode: %v", err)
 	}
 }
@@ -802,17 +889,17 @@ func TestAttackPlainTrainClaimsNoise(t *testing.T) {
 	plain := func(sigma float64) *wire.RoundStart {
 		return b.train([]int{1, 2, 3}, func(st *wire.RoundStart) { st.Mode, st.SiteSigma = string(Plain), sigma })
 	}
-	if _, _, err := b.sites[1].start(plain(3)); err == nil {
+	if _, _, err := b.start(b.sites[1], plain(3)); err == nil {
 		t.Fatal("a plain training round claiming noise was joined")
 	}
-	if _, _, err := b.sites[1].start(plain(0)); err == nil {
+	if _, _, err := b.start(b.sites[1], plain(0)); err == nil {
 		t.Fatal("a plain training round was joined without AllowNoDP")
 	}
 	b.sites[1].cfg.AllowNoDP = true
-	if _, _, err := b.sites[1].start(plain(3)); err == nil {
+	if _, _, err := b.start(b.sites[1], plain(3)); err == nil {
 		t.Fatal("a plain training round claiming noise was joined with AllowNoDP")
 	}
-	if _, _, err := b.sites[1].start(plain(0)); err != nil {
+	if _, _, err := b.start(b.sites[1], plain(0)); err != nil {
 		t.Fatalf("a plain round without noise, allowed: %v", err)
 	}
 }
@@ -827,7 +914,7 @@ func TestAttackSiteLedgerCutShort(t *testing.T) {
 	s := b.sites[1]
 	for r := 1; r <= 3; r++ {
 		b.sid = uint64(r)<<20 - 1
-		rd, _, err := s.start(b.train([]int{1, 2, 3}, nil))
+		rd, _, err := b.start(s, b.train([]int{1, 2, 3}, nil))
 		if err != nil {
 			t.Fatal(err)
 		}

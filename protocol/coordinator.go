@@ -917,7 +917,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			Clip: cfg.Clip, MinCohort: uint32(cfg.MinCohort), Colluders: uint32(cfg.Colluders), ModelName: cfg.Model,
 			Mean: wMean, Scale: wScale, Sites: uint32(len(cfg.Roster.Sites)), Delta: cfg.Delta, Mode: string(cfg.Mode), Gamma: math.Exp2(-16),
 			Level: string(cfg.Level)}
-		var charge func(int) error
+		var charge func(int) (int64, error)
 		var chargedAt int64 // this attempt's charge in the ledger, or 0
 		if plan != nil {
 			start.Gamma, start.SiteSigma, start.Bits = plan.Gamma, plan.LocalSigma, uint32(cfg.Bits)
@@ -936,17 +936,17 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				c.log.Info("round refused by the budget", "round", r, "err", err)
 				break
 			}
-			charge = func(survivors int) error {
+			charge = func(survivors int) (int64, error) {
 				ch.Survivors = survivors
 				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
-					return err
+					return 0, err
 				}
 				e, err := ledger.Charge(ch)
 				chargedAt = e.Seq // set if the charge is on disk, even with an error
 				if err != nil {
-					return err
+					return 0, err
 				}
-				return c.cfg.hooks.crashAt("charged", r)
+				return e.Seq, c.cfg.hooks.crashAt("charged", r)
 			}
 		}
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
@@ -1516,8 +1516,11 @@ var phaseLabel = map[uint32]string{phaseAdvert: "advertise keys", phaseShares: "
 // and returns the unmasked sum, the number of contributors and, for every
 // site that left the session, why. charge, if set, is called with the
 // number of survivors after the masked inputs are in and before anything
-// is unmasked: privacy is charged before release.
-func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, *attempt, error) {
+// is unmasked, and returns the charge's sequence number in the ledger:
+// privacy is charged before release, and the sites cosign a checkpoint
+// holding the charge before they release what unmasks the sum
+// (witnessCharge).
+func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) (int64, error)) ([]float64, int, *attempt, error) {
 	bl := newAttempt()
 	members := make([]uint32, len(sess))
 	for i, s := range sess {
@@ -1745,17 +1748,28 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		// sign. Stop before charging.
 		return nil, len(survivors), bl, fmt.Errorf("%w: %d masked inputs leave each survivor %d share holders, threshold %d", ErrCohort, len(survivors), len(survivors)-1, p.Threshold)
 	}
-	// Charge before anything can be unmasked.
-	if charge != nil {
-		if err := charge(len(survivors)); err != nil {
-			return nil, len(survivors), bl, err
-		}
-	}
-	cb, _ := creq.MarshalBinary()
 	var surv []int
 	for _, id := range survivors {
 		surv = append(surv, int(members[id-1]))
 	}
+	// Charge before anything can be unmasked, and have the survivors
+	// witness the charge before they are asked for anything that opens
+	// the sum (the Witness goes before the consistency request, on the
+	// same stream).
+	if charge != nil {
+		seq, err := charge(len(survivors))
+		if err != nil {
+			return nil, len(survivors), bl, err
+		}
+		var to []*session
+		for _, site := range surv {
+			to = append(to, bySite[site])
+		}
+		if err := c.witnessCharge(to, round, seq); err != nil {
+			return nil, len(survivors), bl, err
+		}
+	}
+	cb, _ := creq.MarshalBinary()
 	if start.Kind == wire.RoundStart_STATISTICS {
 		// Each site signs one statistics survivor set, ever: the set goes
 		// to disk before the sites are asked, so that a coordinator

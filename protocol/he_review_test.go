@@ -40,7 +40,7 @@ func (b *attackBed) heCeremony(announced int) map[int]error {
 	rounds := map[int]*siteRound{}
 	msgs := make([][]byte, n)
 	for i := 1; i <= n; i++ {
-		r, out, err := b.sites[i].start(st)
+		r, out, err := b.start(b.sites[i], st)
 		if err != nil {
 			refused[i] = err
 			continue
@@ -70,7 +70,7 @@ func (b *attackBed) heJoin(starts map[int]*wire.RoundStart) (map[int]*siteRound,
 	b.t.Helper()
 	rounds, subs := map[int]*siteRound{}, map[int][]byte{}
 	for site, st := range starts {
-		r, out, err := b.sites[site].start(st)
+		r, out, err := b.start(b.sites[site], st)
 		if err != nil {
 			b.t.Fatalf("site %d refused the round: %v", site, err)
 		}
@@ -79,9 +79,10 @@ func (b *attackBed) heJoin(starts map[int]*wire.RoundStart) (map[int]*siteRound,
 	return rounds, subs
 }
 
-// heDecrypt asks a site's round for its decryption share: the share, or
-// the site's refusal.
-func heDecrypt(r *siteRound, req []byte) ([]byte, error) {
+// heDecrypt shows a site the Witness of its round's charge and asks its
+// round for its decryption share: the share, or the site's refusal.
+func (b *attackBed) heDecrypt(r *siteRound, req []byte) ([]byte, error) {
+	b.witnessCharge(r)
 	m, err := r.step(&wire.Engine{Round: r.start.Round, Phase: phaseHEDecrypt, Payload: req})
 	if err != nil {
 		return nil, err
@@ -162,7 +163,7 @@ func TestAttackHESplitTerms(t *testing.T) {
 		req := heRequest(base.Round, set[:th], all)
 		var shares [][]byte
 		for _, d := range set[:th] {
-			sh, err := heDecrypt(rounds[d], req)
+			sh, err := b.heDecrypt(rounds[d], req)
 			if err != nil {
 				t.Logf("decryptor %d refused: %v", d, err)
 				continue
@@ -233,7 +234,7 @@ func TestAttackHETwoSumsOneColluder(t *testing.T) {
 		var shares [][]byte
 		var refusals []string
 		for _, d := range set {
-			sh, err := heDecrypt(rounds[d], req)
+			sh, err := b.heDecrypt(rounds[d], req)
 			if err != nil {
 				refusals = append(refusals, err.Error())
 				continue

@@ -263,7 +263,7 @@ func (c *Coordinator) heSetup(ctx context.Context) ([32]byte, error) {
 // decryption request to the contributors, and the combination of the t
 // shares. A sum refused as out of range gives an error wrapping
 // he.ErrOutOfRange.
-func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) error) ([]float64, int, *attempt, error) {
+func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.RoundStart, charge func(int) (int64, error)) ([]float64, int, *attempt, error) {
 	bl := newAttempt()
 	n := len(c.cfg.Roster.Sites)
 	params, err := heParams(n, c.cfg.MinCohort, c.cfg.Colluders)
@@ -332,19 +332,35 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	if err != nil {
 		return nil, len(contributors), bl, err
 	}
-	if charge != nil {
-		if err := charge(len(contributors)); err != nil {
-			return nil, len(contributors), bl, err
-		}
-	}
 	// The request names the first t contributors; only they are asked.
 	named := contributors[:params.Config().Threshold]
 	var ask []*session
 	for _, s := range sess {
 		if slices.Contains(named, s.site) {
 			ask = append(ask, s)
-			s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phaseHEDecrypt, Payload: req}}})
 		}
+	}
+	// Charge before anything is decrypted, and have the contributors
+	// witness the charge before the decryptors among them are asked for
+	// their shares (the Witness goes before the request, on the same
+	// stream).
+	if charge != nil {
+		seq, err := charge(len(contributors))
+		if err != nil {
+			return nil, len(contributors), bl, err
+		}
+		var to []*session
+		for _, s := range sess {
+			if slices.Contains(contributors, s.site) {
+				to = append(to, s)
+			}
+		}
+		if err := c.witnessCharge(to, start.Round, seq); err != nil {
+			return nil, len(contributors), bl, err
+		}
+	}
+	for _, s := range ask {
+		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Engine{Engine: &wire.Engine{Round: start.Round, Phase: phaseHEDecrypt, Payload: req}}})
 	}
 	replies := c.collect(ctx, ask, engineFor(start.Round, phaseHEDecrypt))
 	var shares [][]byte
@@ -619,6 +635,12 @@ func (s *Site) heStep(r *siteRound, e *wire.Engine) (*wire.SiteMessage, error) {
 	case phaseHEDecrypt:
 		if s.he == nil {
 			return nil, errors.New("no threshold key")
+		}
+		// The share opens a sum this site paid for: only once it has
+		// cosigned a checkpoint of the coordinator's ledger that holds the
+		// session's charge.
+		if err := r.chargeWitnessed(); err != nil {
+			return nil, err
 		}
 		// Only a sum whose submissions were all made under the terms this
 		// site was shown for the round, whether or not it contributed.

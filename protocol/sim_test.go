@@ -90,7 +90,9 @@ package protocol
 //     is sent), and the coordinator opens a training sum only once its
 //     charge is in its own ledger on disk (checked as the sum opens);
 //   - every ledger audits (dp.AuditLedger) and stays within its cap (the
-//     coordinator's with every checkpoint of it a site cosigned), and
+//     coordinator's with every checkpoint of it a site cosigned), every
+//     opened secagg sum of a DP run has its round's charge in a
+//     checkpoint an honest survivor cosigned, and
 //     every site's state loads, which checks its ledger against the length
 //     and head anchored in its signed state; a running site's state anchors
 //     its whole ledger;
@@ -1399,6 +1401,32 @@ func (s *simRun) check() {
 			s.violate("the coordinator's ledger holds ε %v over its cap %v", a.Epsilon, a.Cap)
 		}
 		es, _ := dp.ReadLedger(cl)
+		// Every opened sum's charge is in a checkpoint that an honest
+		// survivor cosigned: a site unmasks only after cosigning one that
+		// holds its session's charge, and the threshold leaves at least
+		// one honest site among those that unmasked.
+		heldSize := map[int]int64{}
+		for i := 1; i <= s.n; i++ {
+			if cp, err := dp.ReadCheckpoint(filepath.Join(s.scfg[i-1].State, witnessFile), s.ccfg.Roster.ledgerKey(), nil); err == nil {
+				heldSize[i] = cp.Size
+			}
+		}
+		for _, o := range s.opened {
+			if s.ccfg.Epsilon <= 0 {
+				break
+			}
+			covered := false
+			for _, site := range o.survivors {
+				for _, e := range es {
+					if honest(site) && e.Kind == "charge" && e.Round == roundOf(o.sid) && e.Seq < heldSize[site] {
+						covered = true
+					}
+				}
+			}
+			if !covered {
+				s.violate("%s opened, and no honest survivor holds a cosigned checkpoint covering a charge of its round", sessionName(o.sid))
+			}
+		}
 		seen := map[int]int{}
 		for _, e := range es {
 			if e.Kind != "charge" {

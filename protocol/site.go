@@ -576,7 +576,7 @@ func (s *Site) converse(stream siteConn) error {
 			s.leave(r)
 			r = nil
 		case *wire.CoordinatorMessage_Witness:
-			if err := send(s.witness(b.Witness)); err != nil {
+			if err := send(s.witness(b.Witness, r)); err != nil {
 				return err
 			}
 		case *wire.CoordinatorMessage_Bye:
@@ -623,6 +623,13 @@ type siteRound struct {
 	// unmasking shares revealed, or in he the coordinator's word), or
 	// marked its charge unopened.
 	settled bool
+	// base is the size of the coordinator's ledger checkpoint this site
+	// cosigned for the session's start (-1: none); chargeCosigned records
+	// that it cosigned, in this session, one holding the session's charge
+	// appended after base, and chargeErr why it refused to (witness.go).
+	base           int64
+	chargeCosigned bool
+	chargeErr      error
 }
 
 // start decides whether to take part in a round and, if so, returns the
@@ -635,10 +642,13 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	if err := checkStart(st, len(s.cfg.Roster.Sites)); err != nil {
 		return nil, nil, err
 	}
-	if err := s.checkWitness(st.Round); err != nil {
+	if err := s.checkWitness(st); err != nil {
 		return nil, nil, err
 	}
-	r := &siteRound{s: s, start: st}
+	r := &siteRound{s: s, start: st, base: -1}
+	if s.witnessRound == st.Round && s.witnessErr == nil && s.witnessed != nil {
+		r.base = s.witnessed.Size
+	}
 	me := -1
 	for i, m := range st.Members {
 		if int(m) == s.cfg.Site {
@@ -1119,6 +1129,12 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 	case phaseConsistency:
 		var m secagg.UnmaskRequest
 		if err := m.UnmarshalBinary(e.Payload); err != nil {
+			return nil, err
+		}
+		// The shares open the sum this site paid for: only once it has
+		// cosigned a checkpoint of the coordinator's ledger that holds the
+		// session's charge.
+		if err := r.chargeWitnessed(); err != nil {
 			return nil, err
 		}
 		out, err := r.client.Unmask(&m)

@@ -40,7 +40,7 @@ func TestAttackHEChargeAboveGroupFloor(t *testing.T) {
 		Clip: 1, Gamma: math.Exp2(-24), SiteSigma: 3, MinCohort: 5, ModelName: "logistic",
 		Mean: make([]float64, 30), Scale: ones(30), Sites: 5, Delta: 1e-5, Mode: string(HE), Level: string(dp.ClientLevel),
 		Members: []uint32{1, 2, 3, 4, 5}, HePreset: heNetPreset.Name, HeMaxAbs: heNetMaxAbs}
-	r, _, err := s.start(st)
+	r, _, err := b.start(s, st)
 	if err != nil {
 		t.Fatal(err)
 	}

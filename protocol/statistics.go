@@ -169,25 +169,25 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 			start := &wire.RoundStart{Round: sid, Kind: wire.RoundStart_STATISTICS, Length: uint32(fl.StatsLength(dim)), Bits: statisticsBits,
 				Gamma: statisticsGamma, Mode: string(cfg.Mode), Level: string(cfg.Level), Mean: mids, Scale: halfs,
 				Clip: fl.StatsBound(dim), Delta: cfg.Delta}
-			var charge func(int) error
+			var charge func(int) (int64, error)
 			var chargedAt int64 // this attempt's charge in the ledger, or 0
 			if plan != nil {
 				start.SiteSigma = plan.LocalSigma
-				charge = func(survivors int) error {
+				charge = func(survivors int) (int64, error) {
 					ch, err := c.statisticsCharge(plan, dim)
 					if err != nil {
-						return err
+						return 0, err
 					}
 					ch.Survivors = survivors
 					if err := c.cfg.hooks.crashAt("statistics charge", statisticsRound); err != nil {
-						return err
+						return 0, err
 					}
 					e, err := ledger.Charge(ch)
 					chargedAt = e.Seq // set if the charge is on disk, even with an error
 					if err != nil {
-						return err
+						return 0, err
 					}
-					return c.cfg.hooks.crashAt("statistics charged", statisticsRound)
+					return e.Seq, c.cfg.hooks.crashAt("statistics charged", statisticsRound)
 				}
 			}
 			v, n, bl, err := c.secureSum(ctx, sess, start, charge)

@@ -123,7 +123,7 @@ func mustSplit(t *testing.T) dp.Split {
 func TestStatisticsInputCarriesNoise(t *testing.T) {
 	b := newAttackBed(t, 3, []int{1}, nil)
 	st := b.statistics([]int{1, 2, 3}, 0)
-	r, _, err := b.sites[1].start(st)
+	r, _, err := b.start(b.sites[1], st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestAttackStatisticsLyingCoordinator(t *testing.T) {
 	b := newAttackBed(t, 3, []int{1}, nil)
 	s := b.sites[1]
 	set := []int{1, 2, 3}
-	honest, _, err := s.start(b.statistics(set, 0))
+	honest, _, err := b.start(s, b.statistics(set, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestAttackStatisticsLyingCoordinator(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := b.statistics(set, 0)
 			tc.change(st)
-			if _, _, err := s.start(st); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := b.start(s, st); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v, want %q", err, tc.want)
 			}
 		})
@@ -208,7 +208,7 @@ func TestAttackStatisticsLyingCoordinator(t *testing.T) {
 	} {
 		st := b.statistics(set, 0)
 		change(st)
-		r, _, err := s.start(st)
+		r, _, err := b.start(s, st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,12 +219,12 @@ func TestAttackStatisticsLyingCoordinator(t *testing.T) {
 	// A site without a budget takes part in no noised release, and one
 	// without AllowNoDP in no release without noise.
 	b = newAttackBed(t, 3, []int{1}, func(c *SiteConfig) { c.EpsilonCap = 0 })
-	if _, _, err := b.sites[1].start(b.statistics(set, 0)); err == nil || !strings.Contains(err.Error(), "no privacy budget") {
+	if _, _, err := b.start(b.sites[1], b.statistics(set, 0)); err == nil || !strings.Contains(err.Error(), "no privacy budget") {
 		t.Errorf("noised statistics at a site without a budget: %v", err)
 	}
 	st := b.statistics(set, 0)
 	st.SiteSigma = 0
-	if _, _, err := b.sites[1].start(st); err == nil || !strings.Contains(err.Error(), "carries no DP noise") {
+	if _, _, err := b.start(b.sites[1], st); err == nil || !strings.Contains(err.Error(), "carries no DP noise") {
 		t.Errorf("statistics without noise at a site without AllowNoDP: %v", err)
 	}
 }
@@ -237,7 +237,7 @@ func TestAttackStatisticsRetriesPaid(t *testing.T) {
 	s := b.sites[1]
 	paid := 0
 	for i := 0; i < 5; i++ {
-		r, _, err := s.start(b.statistics([]int{1, 2, 3}, 0))
+		r, _, err := b.start(s, b.statistics([]int{1, 2, 3}, 0))
 		if err != nil {
 			if !strings.Contains(err.Error(), "attempts of the statistics release") {
 				t.Fatal(err)

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -31,6 +32,14 @@ import (
 // rolled back or rewritten after a site cosigned it then fails the next
 // round at that site, and an audit with the sites' copies
 // (WitnessCheckpoints, fl-secure budget audit --checkpoint) catches it.
+//
+// A round's charge is witnessed before its sum can open: after charging a
+// session the coordinator sends the sites that will be asked to open it
+// a second Witness of the session, with the checkpoint after the charge
+// and the charge's line and inclusion proof (witnessCharge), and a site
+// releases its unmasking shares or its decryption share only after
+// cosigning it (cosignCharge, siteRound.chargeWitnessed). A ledger rolled
+// back over an opened round is then smaller than what those sites hold.
 
 // WitnessFile, in a site's state directory, holds the newest coordinator
 // ledger checkpoint the site cosigned, with its cosignature: what the
@@ -142,10 +151,21 @@ func (s *Site) witnessedNote() []byte {
 }
 
 // witness answers a Witness: the checkpoint cosigned, or why not. What it
-// decided is kept for the RoundStart of the same session (checkWitness).
-func (s *Site) witness(w *wire.Witness) *wire.SiteMessage {
-	note, err := s.cosign(w)
-	s.witnessRound, s.witnessErr = w.Round, err
+// decided about the Witness before a session's RoundStart is kept for
+// that RoundStart (checkWitness); what it decided about the Witness of a
+// session's charge is kept in r, the session open then (chargeWitnessed).
+func (s *Site) witness(w *wire.Witness, r *siteRound) *wire.SiteMessage {
+	var note []byte
+	var err error
+	if isChargeWitness(w) {
+		note, err = s.cosignCharge(w, r)
+		if r != nil && r.start.Round == w.Round {
+			r.chargeCosigned, r.chargeErr = err == nil, err
+		}
+	} else {
+		note, err = s.cosign(w, nil)
+		s.witnessRound, s.witnessErr = w.Round, err
+	}
 	reply := &wire.Cosigned{Round: w.Round, Checkpoint: note}
 	if err != nil {
 		reply.Refusal = err.Error()
@@ -154,10 +174,16 @@ func (s *Site) witness(w *wire.Witness) *wire.SiteMessage {
 	return &wire.SiteMessage{Body: &wire.SiteMessage_Cosigned{Cosigned: reply}}
 }
 
+// isChargeWitness reports whether w is the Witness of a session's charge.
+func isChargeWitness(w *wire.Witness) bool {
+	return len(w.Entry) > 0 || len(w.ChargeProof) > 0 || w.ChargeSeq != 0
+}
+
 // cosign checks a Witness and, if its checkpoint is signed by the roster's
-// coordinator ledger key and extends the last one this site cosigned,
-// cosigns it, records it (file, then signed state) and returns it.
-func (s *Site) cosign(w *wire.Witness) ([]byte, error) {
+// coordinator ledger key, extends the last one this site cosigned and
+// passes check (if set), cosigns it, records it (file, then signed state)
+// and returns it.
+func (s *Site) cosign(w *wire.Witness, check func(*dp.Checkpoint) error) ([]byte, error) {
 	owner := s.cfg.Roster.ledgerKey()
 	if owner == nil {
 		return nil, errors.New("the roster names no coordinator ledger key, so this site cannot witness the coordinator's ledger")
@@ -170,12 +196,9 @@ func (s *Site) cosign(w *wire.Witness) ([]byte, error) {
 	if len(w.Proof) > maxProof || w.From < 0 {
 		return nil, fmt.Errorf("a consistency proof of %d hashes from %d entries", len(w.Proof), w.From)
 	}
-	proof := make(tlog.TreeProof, len(w.Proof))
-	for i, h := range w.Proof {
-		if len(h) != tlog.HashSize {
-			return nil, fmt.Errorf("hash %d of the consistency proof is %d bytes, want %d", i, len(h), tlog.HashSize)
-		}
-		copy(proof[i][:], h)
+	proof, err := hashes(w.Proof, "consistency proof")
+	if err != nil {
+		return nil, err
 	}
 	cp, err := dp.OpenCheckpoint(w.Checkpoint, owner, nil)
 	if err != nil {
@@ -188,8 +211,13 @@ func (s *Site) cosign(w *wire.Witness) ([]byte, error) {
 		case w.From != prev.Size:
 			return nil, fmt.Errorf("the consistency proof starts from %d entries; this site last cosigned the coordinator's ledger at %d", w.From, prev.Size)
 		}
-		if err := dp.CheckExtends(prev, cp, proof); err != nil {
+		if err := dp.CheckExtends(prev, cp, tlog.TreeProof(proof)); err != nil {
 			return nil, fmt.Errorf("the coordinator's ledger was forked or rewritten: its checkpoint of %d entries does not extend the one of %d this site cosigned: %w", cp.Size, prev.Size, err)
+		}
+	}
+	if check != nil {
+		if err := check(cp); err != nil {
+			return nil, err
 		}
 	}
 	note, err := dp.Cosign(w.Checkpoint, owner, WitnessName(s.cfg.Site), s.identity)
@@ -220,11 +248,99 @@ func (s *Site) cosign(w *wire.Witness) ([]byte, error) {
 	return note, nil
 }
 
-// checkWitness refuses a RoundStart of session sid whose Witness this site
-// refused, or that came with none after this site has cosigned: the
-// coordinator's ledger was lost, rolled back or is being withheld.
-func (s *Site) checkWitness(sid uint64) error {
-	if s.witnessRound == sid {
+// hashes converts a proof's hashes from the wire, each checked to be
+// tlog.HashSize bytes; the caller bounds their number.
+func hashes(raw [][]byte, what string) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(raw))
+	for i, h := range raw {
+		if len(h) != tlog.HashSize {
+			return nil, fmt.Errorf("hash %d of the %s is %d bytes, want %d", i, what, len(h), tlog.HashSize)
+		}
+		copy(out[i][:], h)
+	}
+	return out, nil
+}
+
+// errChargeNotCosigned is why a site withholds what opens a sum it paid
+// for: it has not cosigned, in this session, a checkpoint of the
+// coordinator's ledger holding the session's charge.
+var errChargeNotCosigned = errors.New("the coordinator's ledger checkpoint covering this round's charge was not cosigned")
+
+// cosignCharge checks the Witness of a session's charge and cosigns its
+// checkpoint: besides cosign's checks, the Witness is for the session r
+// this site is in, its entry is included at its sequence number under the
+// checkpoint's root (dp.CheckEntry), is a charge of the session's round and
+// release, and comes after the checkpoint this site cosigned for the
+// session's start, so that no earlier charge is shown for this session's.
+func (s *Site) cosignCharge(w *wire.Witness, r *siteRound) ([]byte, error) {
+	if r == nil || r.start.Round != w.Round {
+		return nil, fmt.Errorf("a charge to witness for %s, a session this site is not in", sessionName(w.Round))
+	}
+	// Sizes first: the entry line and the inclusion proof.
+	if len(w.Entry) == 0 || len(w.Entry) > dp.MaxEntryLine {
+		return nil, fmt.Errorf("the charge entry is %d bytes (at most %d)", len(w.Entry), dp.MaxEntryLine)
+	}
+	if len(w.ChargeProof) > maxProof || w.ChargeSeq < 1 {
+		return nil, fmt.Errorf("an inclusion proof of %d hashes for entry %d", len(w.ChargeProof), w.ChargeSeq)
+	}
+	proof, err := hashes(w.ChargeProof, "inclusion proof")
+	if err != nil {
+		return nil, err
+	}
+	if r.base < 0 {
+		return nil, errors.New("this session started without a cosigned checkpoint of the coordinator's ledger")
+	}
+	release, round := dp.TrainingRelease, roundOf(w.Round)
+	if r.start.Kind == wire.RoundStart_STATISTICS {
+		release, round = dp.StatisticsRelease, statisticsRound
+	}
+	note, err := s.cosign(w, func(cp *dp.Checkpoint) error {
+		e, err := dp.CheckEntry(cp, w.ChargeSeq, w.Entry, tlog.RecordProof(proof))
+		if err != nil {
+			return fmt.Errorf("the charge entry is not in the coordinator's ledger checkpoint: %w", err)
+		}
+		switch {
+		case e.Kind != "charge":
+			return fmt.Errorf("entry %d of the coordinator's ledger is a %q entry, not a charge", e.Seq, e.Kind)
+		case e.Round != round || e.Release != release:
+			return fmt.Errorf("entry %d of the coordinator's ledger charges round %d (%s release), not this session's round %d (%s release)", e.Seq, e.Round, e.Release, round, release)
+		case e.Seq < r.base:
+			return fmt.Errorf("entry %d of the coordinator's ledger was charged before this session began (this site cosigned %d entries at its start): an earlier charge is not this session's", e.Seq, r.base)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.hooks.crashAt("site charge cosigned", roundOf(w.Round)); err != nil {
+		return nil, err
+	}
+	return note, nil
+}
+
+// chargeWitnessed returns nil if this site may release what opens r's sum
+// (its unmasking shares, or its decryption share): r costs it nothing, its
+// roster names no coordinator ledger key, or it has cosigned, in this
+// session, a checkpoint of the coordinator's ledger holding the session's
+// charge.
+func (r *siteRound) chargeWitnessed() error {
+	if r.charge == nil || r.s.cfg.Roster.ledgerKey() == nil || r.chargeCosigned {
+		return nil
+	}
+	if r.chargeErr != nil {
+		return fmt.Errorf("%w: %v", errChargeNotCosigned, r.chargeErr)
+	}
+	return errChargeNotCosigned
+}
+
+// checkWitness refuses a RoundStart whose session's Witness this site
+// refused; or that came with none, after this site has cosigned, or when
+// its roster names a coordinator ledger key and the round costs this site
+// budget (noise, statistics or training) or is a key ceremony (unless the
+// site takes part in runs without DP): the coordinator's ledger was lost,
+// rolled back or is being withheld.
+func (s *Site) checkWitness(st *wire.RoundStart) error {
+	if s.witnessRound == st.Round {
 		if s.witnessErr != nil {
 			return fmt.Errorf("this site refuses the round: %w", s.witnessErr)
 		}
@@ -232,6 +348,13 @@ func (s *Site) checkWitness(sid uint64) error {
 	}
 	if s.witnessed != nil {
 		return fmt.Errorf("the round comes with no checkpoint of the coordinator's ledger, and this site has cosigned one of %d entries: the coordinator's ledger is missing, rolled back or withheld", s.witnessed.Size)
+	}
+	if s.cfg.Roster.ledgerKey() == nil {
+		return nil
+	}
+	costs := (st.Kind == wire.RoundStart_TRAIN || st.Kind == wire.RoundStart_STATISTICS) && st.SiteSigma > 0
+	if costs || (st.Kind == wire.RoundStart_HE_SETUP && !s.cfg.AllowNoDP) {
+		return errors.New("the round comes with no checkpoint of the coordinator's ledger, and this site's roster names the coordinator ledger key: it witnesses the ledger before every round that costs it budget and every key ceremony")
 	}
 	return nil
 }
@@ -333,6 +456,37 @@ func (c *Coordinator) witnessRequest(site int, sid uint64) *wire.Witness {
 		w.Proof = append(w.Proof, h[:])
 	}
 	return w
+}
+
+// witnessCharge sends each of sess the Witness of the charge at entry seq
+// of the ledger, made in session sid: the ledger's checkpoint after the
+// charge, a consistency proof from the size the site last cosigned, and
+// the charge's line with its inclusion proof. A site releases what opens
+// the session's sum only after cosigning it (siteRound.chargeWitnessed).
+// Its Cosigned is read with the next phase's messages (collect).
+func (c *Coordinator) witnessCharge(sess []*session, sid uint64, seq int64) error {
+	if !c.witnessing() {
+		return nil
+	}
+	ep, err := c.ledger.ProveEntry(seq)
+	if err != nil {
+		return fmt.Errorf("protocol: proving the charge of %s to the sites: %w", sessionName(sid), err)
+	}
+	if err := c.cfg.hooks.crashAt("charge witness", roundOf(sid)); err != nil {
+		return err
+	}
+	for _, s := range sess {
+		w := c.witnessRequest(s.site, sid)
+		if !bytes.Equal(w.Checkpoint, ep.Checkpoint) {
+			return fmt.Errorf("protocol: internal error: the ledger's checkpoint changed while the charge of %s was proved", sessionName(sid))
+		}
+		w.ChargeSeq, w.Entry = seq, ep.Line
+		for _, h := range ep.Proof {
+			w.ChargeProof = append(w.ChargeProof, h[:])
+		}
+		s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Witness{Witness: w}})
+	}
+	return nil
 }
 
 // sendStart sends s a round's RoundStart, preceded, when the coordinator

@@ -352,11 +352,11 @@ func TestWitnessBadMessages(t *testing.T) {
 		"negative":     {Round: 5 << 20, Checkpoint: good, From: -1},
 		"garbage note": {Round: 5 << 20, Checkpoint: []byte("fl-secure\n\n")},
 	} {
-		m := s.witness(w).GetCosigned()
+		m := s.witness(w, nil).GetCosigned()
 		if m == nil || m.Refusal == "" || len(m.Checkpoint) != 0 {
 			t.Errorf("%s: %+v, want a refusal", name, m)
 		}
-		if err := s.checkWitness(5 << 20); err == nil {
+		if err := s.checkWitness(&wire.RoundStart{Round: 5 << 20}); err == nil {
 			t.Errorf("%s: the round after a refused Witness is not refused", name)
 		}
 	}
@@ -408,7 +408,7 @@ func FuzzSiteWitness(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	if m := s.witness(&wire.Witness{Round: 1 << 20, Checkpoint: first}).GetCosigned(); m.Refusal != "" {
+	if m := s.witness(&wire.Witness{Round: 1 << 20, Checkpoint: first}, nil).GetCosigned(); m.Refusal != "" {
 		f.Fatalf("the first checkpoint: %s", m.Refusal)
 	}
 	f.Add(l.Checkpoint(), int64(2), flat)
@@ -427,7 +427,7 @@ func FuzzSiteWitness(f *testing.F) {
 		}
 		held := s.witnessed.Size
 		sid++
-		m := s.witness(&wire.Witness{Round: sid, Checkpoint: note, From: from, Proof: proof}).GetCosigned()
+		m := s.witness(&wire.Witness{Round: sid, Checkpoint: note, From: from, Proof: proof}, nil).GetCosigned()
 		if m == nil || m.Round != sid {
 			t.Fatalf("answer %+v", m)
 		}

@@ -1032,7 +1032,20 @@ func (x *Goodbye) GetReason() string {
 // last cosigned, to the checkpoint's tree, and then cosigns it. It always
 // answers Cosigned (a refusal in it), so that a refused Witness is not
 // taken for a refused round; but a site that refused the Witness of a
-// session, or has cosigned before and got none, refuses its RoundStart.
+// session, or has cosigned before and got none, refuses its RoundStart;
+// so does a site whose roster names a coordinator ledger key and that got
+// none, for a round that costs it budget or a key ceremony.
+//
+// A second Witness of the same session follows the coordinator's charge
+// of a round, before anything that opens the round's sum is asked of the
+// sites (secagg: before the consistency request; he: before the
+// decryption request): it carries the checkpoint after the charge, and
+// the charge entry's line (entry) at sequence number charge_seq with its
+// record proof (charge_proof, RFC 6962 §2.1.1, tlog.RecordProof order)
+// under the checkpoint's root. A site cosigns it only if the entry is a
+// charge of this session's round and release, appended after the
+// checkpoint it cosigned for the session's start; it releases its
+// unmasking shares or its decryption share only after cosigning it.
 type Witness struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Round uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
@@ -1040,7 +1053,11 @@ type Witness struct {
 	Checkpoint []byte `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	From       int64  `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
 	// The proof's hashes, 32 bytes each (tlog.TreeProof order).
-	Proof         [][]byte `protobuf:"bytes,4,rep,name=proof,proto3" json:"proof,omitempty"`
+	Proof [][]byte `protobuf:"bytes,4,rep,name=proof,proto3" json:"proof,omitempty"`
+	// Set only in the Witness that follows a charge.
+	ChargeSeq     int64    `protobuf:"varint,5,opt,name=charge_seq,json=chargeSeq,proto3" json:"charge_seq,omitempty"`
+	Entry         []byte   `protobuf:"bytes,6,opt,name=entry,proto3" json:"entry,omitempty"`
+	ChargeProof   [][]byte `protobuf:"bytes,7,rep,name=charge_proof,json=chargeProof,proto3" json:"charge_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1099,6 +1116,27 @@ func (x *Witness) GetFrom() int64 {
 func (x *Witness) GetProof() [][]byte {
 	if x != nil {
 		return x.Proof
+	}
+	return nil
+}
+
+func (x *Witness) GetChargeSeq() int64 {
+	if x != nil {
+		return x.ChargeSeq
+	}
+	return 0
+}
+
+func (x *Witness) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *Witness) GetChargeProof() [][]byte {
+	if x != nil {
+		return x.ChargeProof
 	}
 	return nil
 }
@@ -1246,14 +1284,18 @@ const file_flsecure_proto_rawDesc = "" +
 	"\x05model\x18\x03 \x03(\x01R\x05model\x12\x18\n" +
 	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\"!\n" +
 	"\aGoodbye\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"i\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xc1\x01\n" +
 	"\aWitness\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\fR\n" +
 	"checkpoint\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\x03R\x04from\x12\x14\n" +
-	"\x05proof\x18\x04 \x03(\fR\x05proof\"Z\n" +
+	"\x05proof\x18\x04 \x03(\fR\x05proof\x12\x1d\n" +
+	"\n" +
+	"charge_seq\x18\x05 \x01(\x03R\tchargeSeq\x12\x14\n" +
+	"\x05entry\x18\x06 \x01(\fR\x05entry\x12!\n" +
+	"\fcharge_proof\x18\a \x03(\fR\vchargeProof\"Z\n" +
 	"\bCosigned\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1e\n" +
 	"\n" +
