@@ -598,6 +598,10 @@ func (l *Ledger) preview(c Charge) (float64, error) {
 	events := make([]Event, 0, len(l.charges)+1)
 	for i := range l.charges {
 		if l.charges[i].Kind == "charge" {
+			if lv := l.charges[i].Level; lv != c.Level {
+				// ε at one level says nothing at the other: one ledger, one level.
+				return 0, fmt.Errorf("dp: round %d: a %s-level charge in a ledger of %s-level charges", c.Round, c.Level, lv)
+			}
 			events = append(events, l.charges[i].event())
 		}
 	}
@@ -854,6 +858,7 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 	}
 	eps := make([]float64, len(entries))
 	var events []Event
+	var level Level // of the first charge; every charge has it
 	marked := map[int64]bool{}
 	for i := range entries {
 		e := &entries[i]
@@ -892,6 +897,11 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			}
 			if e.Level != RecordLevel && e.Level != ClientLevel {
 				return nil, bad(i, "level %q is neither record nor client", truncate(string(e.Level), 20))
+			}
+			if level == "" {
+				level = e.Level
+			} else if e.Level != level {
+				return nil, bad(i, "a %s-level charge in a ledger of %s-level charges: ε at one level says nothing at the other", e.Level, level)
 			}
 			if e.Protects != relationText(e.Level) {
 				return nil, bad(i, "says it protects %q; %s-level ε protects %q", truncate(e.Protects, 60), e.Level, relationText(e.Level))

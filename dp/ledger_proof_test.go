@@ -23,8 +23,9 @@ func TestProveEntry(t *testing.T) {
 	}
 	defer l.Close()
 	for r := 1; r <= 5; r++ {
-		if _, err := l.Charge(Charge{RunID: "federation", Round: r, Level: RecordLevel,
-			Event: Event{Mechanism: DiscreteGaussianMechanism, NoiseMultiplier: 50, SamplingRate: 1, Count: 1}}); err != nil {
+		c := clientCharge(r, 50)
+		c.RunID, c.Level = "federation", RecordLevel
+		if _, err := l.Charge(c); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -42,3 +42,30 @@ func TestAttackChargeWithoutPlan(t *testing.T) {
 		t.Errorf("audit of a discrete Gaussian charge stripped of its plan: %v", err)
 	}
 }
+
+// TestAttackMixedLevels: ε at record level says nothing at client level
+// and back, and the per-patient ε of a client-level ledger covers its
+// charges only if all are client level. Charge refuses a charge at
+// another level than the ledger's first; a ledger with one (rewritten and
+// re-signed by the owner) fails the audit, naming the entry.
+func TestAttackMixedLevels(t *testing.T) {
+	path := newTestLedger(t, 2) // client level
+	l, err := OpenLedger(path, testKey(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := clientCharge(3, 4)
+	rec.Level = RecordLevel
+	if _, err := l.Charge(rec); err == nil || !strings.Contains(err.Error(), "record-level charge in a ledger of client-level") {
+		t.Errorf("a record-level charge in a client-level ledger: %v", err)
+	}
+	l.Close()
+	rewriteEntry(t, path, 2, func(e *Entry) {
+		e.Level, e.Protects, e.PatientEpsilon = RecordLevel, relationText(RecordLevel), 0
+	})
+	resignBeside(t, path)
+	_, err = AuditLedger(path, testKey(1).Public().(ed25519.PublicKey))
+	if !errors.Is(err, ErrCorruptLedger) || !strings.Contains(err.Error(), "entry 2") || !strings.Contains(err.Error(), "level") {
+		t.Errorf("audit of a ledger that switches level: %v", err)
+	}
+}

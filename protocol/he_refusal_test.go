@@ -64,7 +64,7 @@ func TestAttackHERefusalLeaksNoisedInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		sid := uint64(9) << 20
-		if m := s.witness(&wire.Witness{Round: sid, Checkpoint: note, From: s.witnessed.Size}).GetCosigned(); m.Refusal != "" {
+		if m := s.witness(&wire.Witness{Round: sid, Checkpoint: note, From: s.witnessed.Size}, nil).GetCosigned(); m.Refusal != "" {
 			t.Fatalf("witness: %s", m.Refusal)
 		}
 		const d = 31

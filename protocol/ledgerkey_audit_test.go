@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/fl-secure/fl-secure/dp"
+	"github.com/fl-secure/fl-secure/dp/ledgertest"
 	"github.com/fl-secure/fl-secure/internal/atrest"
 )
 
@@ -85,8 +86,7 @@ func TestAttackLedgerPubBesideLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	for r := 0; r < 3; r++ {
-		if _, err := l.Charge(dp.Charge{RunID: "federation", Round: r, Level: dp.RecordLevel,
-			Event: dp.Event{Mechanism: dp.DiscreteGaussianMechanism, NoiseMultiplier: 8, SamplingRate: 1, Count: 1}}); err != nil {
+		if _, err := l.Charge(ledgertest.Charge("federation", r, dp.RecordLevel, 8)); err != nil {
 			t.Fatal(err)
 		}
 	}

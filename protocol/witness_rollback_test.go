@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -93,7 +92,7 @@ func attackRollbackToLastCosigned(t *testing.T, mode Mode) {
 	}
 	// The audit of the rolled-back ledger with each hospital's cosigned
 	// checkpoint fails.
-	pub, _ := dp.ParsePublicKey(base64.StdEncoding.EncodeToString(ledgerPub(b.cfg.State)))
+	pub := coordLedgerPub(t, b.cfg)
 	for i := 1; i <= b.n; i++ {
 		_, err := dp.AuditLedger(b.ledger(), pub, dp.AuditOptions{CheckpointFiles: []string{filepath.Join(b.f.siteConfig(i).State, witnessFile)},
 			Witnesses: map[string]ed25519.PublicKey{WitnessName(i): b.f.roster.identities()[i-1]}})
