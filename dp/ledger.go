@@ -1034,6 +1034,19 @@ type AuditOptions struct {
 	CheckpointFiles []string
 	// Witnesses maps a witness's name to its Ed25519 public key.
 	Witnesses map[string]ed25519.PublicKey
+	// Heads are tree heads of the ledger that the caller has verified
+	// another way (a site's signed state anchors its ledger's). They are
+	// checked like checkpoints; kept beside the ledger, they do not count
+	// as external.
+	Heads []TreeHead
+}
+
+// A TreeHead is the size and root of a ledger's tree at some point, and
+// where it was found.
+type TreeHead struct {
+	Source string
+	Size   int64
+	Root   tlog.Hash
 }
 
 // WitnessDir is the directory, beside a ledger, where copies of its
@@ -1141,6 +1154,13 @@ func AuditLedger(path string, pub ed25519.PublicKey, opt ...AuditOptions) (Audit
 	for i, msg := range o.Checkpoints {
 		cp, err := OpenCheckpoint(msg, pub, o.Witnesses)
 		check(fmt.Sprintf("given #%d", i+1), true, cp, err)
+	}
+	for _, h := range o.Heads {
+		var err error
+		if h.Size < 0 {
+			err = fmt.Errorf("%w: a tree head of %d entries", ErrCheckpoint, h.Size)
+		}
+		check(h.Source, false, &Checkpoint{Size: h.Size, Root: h.Root}, err)
 	}
 	if a.External == 0 {
 		a.Limit = NoExternalCheckpoint

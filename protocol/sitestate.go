@@ -354,3 +354,54 @@ func treeRoot(es []dp.Entry) string {
 func sessionName(sid uint64) string {
 	return fmt.Sprintf("round %d, attempt %d", roundOf(sid), sid&(1<<20-1))
 }
+
+// SiteLedgerHead returns the tree head of site's ledger that the signed
+// state in stateDir anchors, verified under the site's identity key from
+// roster; ok is false when stateDir holds no site state or it anchors no
+// ledger. An auditor checks the ledger against it (dp.AuditOptions.Heads):
+// a ledger cut short, or restored from an earlier copy, without the state
+// file fails. Kept beside the ledger, it does not catch a whole state
+// directory restored from an earlier copy.
+func SiteLedgerHead(stateDir string, roster *Roster, site int) (head dp.TreeHead, ok bool, err error) {
+	if roster == nil || site < 1 || site > len(roster.Sites) {
+		return head, false, fmt.Errorf("protocol: site %d is not in the roster", site)
+	}
+	path := filepath.Join(stateDir, siteStateFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return head, false, nil
+	}
+	if err != nil {
+		return head, false, err
+	}
+	if len(b) > 1<<20 {
+		return head, false, fmt.Errorf("protocol: %s is %d bytes, not a site state", path, len(b))
+	}
+	var f stateFile
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil || len(f.State) == 0 {
+		return head, false, fmt.Errorf("protocol: %s is corrupt", path)
+	}
+	pub := roster.identities()[site-1]
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, append([]byte(stateDomain), f.State...), f.Sig) {
+		return head, false, fmt.Errorf("protocol: %s is not signed by site %d's identity key in the roster", path, site)
+	}
+	var st siteState
+	dec = json.NewDecoder(bytes.NewReader(f.State))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return head, false, fmt.Errorf("protocol: %s is corrupt (%v)", path, err)
+	}
+	if st.LedgerEntries == 0 {
+		return head, false, nil
+	}
+	root, err := base64.StdEncoding.DecodeString(st.LedgerRoot)
+	if err != nil || len(root) != len(head.Root) {
+		return head, false, fmt.Errorf("protocol: %s anchors a malformed ledger root", path)
+	}
+	head.Source = fmt.Sprintf("site %d's signed state (%s)", site, path)
+	head.Size = st.LedgerEntries
+	copy(head.Root[:], root)
+	return head, true, nil
+}

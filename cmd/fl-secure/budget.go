@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -247,6 +248,20 @@ Examples:
 	opt := dp.AuditOptions{CheckpointFiles: checkpoints}
 	if opt.Witnesses, err = parseWitnesses(witnesses); err != nil {
 		return fail(stderr, err, "")
+	}
+	if *rosterPath != "" && *site > 0 {
+		// A hospital's signed state anchors its ledger's tree head.
+		r, err := protocol.LoadRoster(*rosterPath)
+		if err != nil {
+			return fail(stderr, err, "")
+		}
+		head, ok, err := protocol.SiteLedgerHead(filepath.Dir(*path), r, *site)
+		if err != nil {
+			return fail(stderr, err, "")
+		}
+		if ok {
+			opt.Heads = []dp.TreeHead{head}
+		}
 	}
 	a, err := dp.AuditLedger(*path, pub, opt)
 	if *asJSON {

@@ -193,7 +193,20 @@ func budgetReport(args []string, stdout, stderr io.Writer) int {
 			n = fmt.Sprintf("unnamed hospital: --site-ledger number %d (give --site or --site-name)", i+1)
 			fmt.Fprintf(stderr, "fl-secure: warning: %s is in no site kit; the report calls it %q\n", path, n)
 		}
-		l, err := report.Load(n, path, pub, report.Options{})
+		// A hospital's ledger is witnessed by no other party; its signed
+		// state anchors its tree head, which catches a ledger cut short or
+		// put back from an earlier copy without the state.
+		var sopt report.Options
+		if roster != nil && site > 0 {
+			head, ok, err := protocol.SiteLedgerHead(filepath.Dir(path), roster, site)
+			if err != nil {
+				return fail(stderr, err, "")
+			}
+			if ok {
+				sopt.Heads = []dp.TreeHead{head}
+			}
+		}
+		l, err := report.Load(n, path, pub, sopt)
 		if err != nil {
 			return fail(stderr, err, "")
 		}
@@ -221,8 +234,10 @@ func budgetReport(args []string, stdout, stderr io.Writer) int {
 			code = 1
 		}
 	}
-	if main.Limit != "" {
-		fmt.Fprintf(stderr, "fl-secure: warning: %s: %s\n", main.Name, main.Limit)
+	for _, l := range append([]report.Ledger{main}, sites...) {
+		if l.Limit != "" {
+			fmt.Fprintf(stderr, "fl-secure: warning: %s: %s\n", l.Name, l.Limit)
+		}
 	}
 	if code != 0 {
 		fmt.Fprintf(stderr, "fl-secure: hint: the report %s names the failing entries and shows only what verified\n", *out)

@@ -90,6 +90,9 @@ type Options struct {
 	// Witnesses are the witnesses whose cosignatures to verify. Names must
 	// be distinct.
 	Witnesses []Witness
+	// Heads are tree heads of the ledger verified another way (a site's
+	// signed state), checked like checkpoints kept with the ledger.
+	Heads []dp.TreeHead
 }
 
 // OK reports whether the whole ledger verified, against every checkpoint.
@@ -178,7 +181,7 @@ func Load(name, path string, pub ed25519.PublicKey, opt Options) (Ledger, error)
 		}
 	}
 	// The checkpoints kept elsewhere, read once and given as notes.
-	aopt := dp.AuditOptions{Witnesses: witnesses}
+	aopt := dp.AuditOptions{Witnesses: witnesses, Heads: opt.Heads}
 	given := map[int]string{} // "given #i" → file
 	var givenUnread []Checkpoint
 	for _, f := range opt.CheckpointFiles {

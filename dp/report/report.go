@@ -508,6 +508,11 @@ func sitesSection(pg *page, r Report) {
 		pg.p("%s%s%s</tr>\n", cell("site_cap", f.open.Cap), cell("site_left", remaining(f.open.Cap, f.spent)), text("site_colluders", coll))
 	}
 	pg.p("</table>\n")
+	for _, s := range r.Sites {
+		if s.OK() && s.Limit != "" {
+			pg.p("<div class=\"warn\" data-site-limit=\"%s\"><strong>%s: truncation or rollback cannot be detected.</strong> No checkpoint of this hospital's ledger kept elsewhere was given; its signed state, checked when the roster names the hospital, catches a ledger put back without it, not a whole state directory restored from an earlier copy. The audit says: %s.</div>\n", esc(s.Name), esc(s.Name), esc(s.Limit))
+		}
+	}
 }
 
 func checkpointsSection(pg *page, r Report) {
