@@ -132,7 +132,8 @@ type CoordinatorConfig struct {
 	// standardized with the Ranges' public mean and scale (or midpoint and
 	// half-width) and the record-level learning rate is divided by Rows,
 	// a public nominal count of records. Nothing is released or charged
-	// before training.
+	// before training. Without Ranges nothing is standardized (sites that
+	// send updates trained elsewhere).
 	PublicStatistics bool
 	Rows             int
 	// AverageFrom, if positive, makes Summary.Model (and Summary.Test) the
@@ -812,8 +813,10 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		// column): sites train on a standardized label.
 		statDim++
 	}
-	if err := checkRanges(cfg.Ranges, statDim); err != nil {
-		return nil, err
+	if !cfg.PublicStatistics || len(cfg.Ranges) > 0 {
+		if err := checkRanges(cfg.Ranges, statDim); err != nil {
+			return nil, err
+		}
 	}
 	var split dp.Split
 	if cfg.Epsilon > 0 {

@@ -132,6 +132,9 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 	if cfg.PublicStatistics {
 		// Nothing is released: public constants only.
 		est = &fl.StatsEstimate{Mean: make([]float64, dim), Scale: make([]float64, dim), Count: float64(max(cfg.Rows, 1))}
+		for j := range est.Scale {
+			est.Scale[j] = 1 // no ranges: no standardization
+		}
 		for j, r := range cfg.Ranges {
 			est.Mean[j], est.Scale[j] = r.Public()
 		}
