@@ -304,3 +304,31 @@ func TestPublicStatisticsNoRelease(t *testing.T) {
 		t.Errorf("PublicStatistics without Rows: %v", err)
 	}
 }
+
+// TestPublicStatisticsWithoutRanges: with PublicStatistics and no ranges
+// (sites that send updates trained elsewhere) nothing is standardized:
+// every mean is 0 and every scale 1, and nothing is released before
+// training.
+func TestPublicStatisticsWithoutRanges(t *testing.T) {
+	const n = 3
+	f := newFederation(t, n, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1, JoinWait: time.Second,
+		PublicStatistics: true, Rows: 100})
+	f.coord.cfg.Ranges = nil
+	_, sum := f.run(t, n, nil)
+	if okRounds(sum) != 1 || sum.StatisticsEpsilon != 0 {
+		t.Fatalf("rounds %+v, statistics ε %v", sum.Rounds, sum.StatisticsEpsilon)
+	}
+	b, err := os.ReadFile(filepath.Join(f.coord.cfg.State, "statistics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st coordState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	for j := range st.Mean {
+		if st.Mean[j] != 0 || st.Scale[j] != 1 {
+			t.Fatalf("feature %d standardized by %v, %v; want none (0, 1)", j, st.Mean[j], st.Scale[j])
+		}
+	}
+}
