@@ -88,8 +88,8 @@ func TestAttackBudgetAuditRosterKey(t *testing.T) {
 		t.Fatalf("report with the roster's keys: exit %d: %s", code, errOut)
 	}
 	loose := filepath.Join(t.TempDir(), "site-ledger.jsonl")
-	copyFile(t, path, loose)
-	copyFile(t, path+dp.CheckpointSuffix, loose+dp.CheckpointSuffix)
+	copyTo(t, path, loose)
+	copyTo(t, path+dp.CheckpointSuffix, loose+dp.CheckpointSuffix)
 	if code, _, errOut := runCLI("budget", "report", "--ledger", coordState, "--roster", coordRoster, "--site-ledger", loose, "--site", "1", "--out", out); code != 0 {
 		t.Errorf("report with --site: exit %d: %s", code, errOut)
 	}

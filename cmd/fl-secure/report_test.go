@@ -421,17 +421,6 @@ func charge(t *testing.T, path string, key ed25519.PrivateKey, first, rounds int
 	l.Close()
 }
 
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestBudgetReportCutLedger: a ledger cut short or rolled back together
 // with the checkpoint beside it passes an audit of its directory alone, and
 // the page then says that truncation and rollback cannot be detected;
@@ -444,15 +433,15 @@ func TestBudgetReportCutLedger(t *testing.T) {
 	path, key := ownedLedger(t, dir, 3)
 	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
 	old := t.TempDir()
-	copyFile(t, path, filepath.Join(old, "ledger"))
-	copyFile(t, path+dp.CheckpointSuffix, filepath.Join(old, "checkpoint"))
+	copyTo(t, path, filepath.Join(old, "ledger"))
+	copyTo(t, path+dp.CheckpointSuffix, filepath.Join(old, "checkpoint"))
 	charge(t, path, key, 4, 2)
 	kept := filepath.Join(t.TempDir(), "coordinator.checkpoint") // a hospital's copy
-	copyFile(t, path+dp.CheckpointSuffix, kept)
+	copyTo(t, path+dp.CheckpointSuffix, kept)
 	full, _ := os.ReadFile(path)
 	// Rolled back: the older ledger and its checkpoint put back.
-	copyFile(t, filepath.Join(old, "ledger"), path)
-	copyFile(t, filepath.Join(old, "checkpoint"), path+dp.CheckpointSuffix)
+	copyTo(t, filepath.Join(old, "ledger"), path)
+	copyTo(t, filepath.Join(old, "checkpoint"), path+dp.CheckpointSuffix)
 	out := filepath.Join(t.TempDir(), "report.html")
 
 	code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out)
@@ -495,7 +484,7 @@ func TestBudgetReportCutLedger(t *testing.T) {
 	})
 	t.Run("cut under its own checkpoint", func(t *testing.T) {
 		os.WriteFile(path, full, 0o600)
-		copyFile(t, kept, path+dp.CheckpointSuffix)
+		copyTo(t, kept, path+dp.CheckpointSuffix)
 		lines := strings.SplitAfter(string(full), "\n")
 		os.WriteFile(path, []byte(strings.Join(lines[:4], "")), 0o600)
 		code, _, _ := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out)
@@ -525,7 +514,7 @@ func TestBudgetReportCutLedger(t *testing.T) {
 	})
 	t.Run("unreadable checkpoint", func(t *testing.T) {
 		os.WriteFile(path, full, 0o600)
-		copyFile(t, kept, path+dp.CheckpointSuffix)
+		copyTo(t, kept, path+dp.CheckpointSuffix)
 		code, _, errOut := runCLI("budget", "report", "--ledger", path, "--key", pub, "--out", out, "--checkpoint", filepath.Join(t.TempDir(), "gone"))
 		if code != 1 || !strings.Contains(errOut, "gone") {
 			t.Errorf("exit %d: %s", code, errOut)
