@@ -80,7 +80,10 @@ type Entry struct {
 	// Set in charge entries.
 	RunID string `json:"run_id,omitempty"`
 	Round int    `json:"round,omitempty"`
-	Level Level  `json:"level,omitempty"`
+	// Session identifies the attempt of the round the charge pays for (the
+	// protocol's session id); a ledger holds one charge per session.
+	Session uint64 `json:"session,omitempty"`
+	Level   Level  `json:"level,omitempty"`
 	// Protects is the neighbouring relation of Level in words
 	// (RecordRelationText or ClientRelationText).
 	Protects        string  `json:"protects,omitempty"`
@@ -155,8 +158,11 @@ func (e *Entry) line() []byte {
 type Charge struct {
 	RunID string
 	Round int
-	Level Level
-	Event Event // mechanism, noise multiplier, sampling rate, steps
+	// Session, if not 0, is the attempt of the round this charge pays for:
+	// one charge per session (Charge refuses a second).
+	Session uint64
+	Level   Level
+	Event   Event // mechanism, noise multiplier, sampling rate, steps
 	// Plan is the distributed noise the multiplier comes from. A discrete
 	// Gaussian charge must have one; a central Gaussian charge may go
 	// without (its multiplier is then taken as given).
@@ -598,6 +604,9 @@ func (l *Ledger) preview(c Charge) (float64, error) {
 	events := make([]Event, 0, len(l.charges)+1)
 	for i := range l.charges {
 		if l.charges[i].Kind == "charge" {
+			if c.Session != 0 && l.charges[i].Session == c.Session {
+				return 0, fmt.Errorf("dp: round %d: session %d is charged already (entry %d): one charge per session", c.Round, c.Session, l.charges[i].Seq)
+			}
 			if lv := l.charges[i].Level; lv != c.Level {
 				// ε at one level says nothing at the other: one ledger, one level.
 				return 0, fmt.Errorf("dp: round %d: a %s-level charge in a ledger of %s-level charges", c.Round, c.Level, lv)
@@ -637,7 +646,7 @@ func (l *Ledger) Charge(c Charge) (Entry, error) {
 	e := Entry{
 		Seq: l.last.Seq + 1, Time: now(), Kind: "charge",
 		Accountant: l.open.Accountant, Relation: l.open.Relation, Delta: l.open.Delta, Cap: l.open.Cap,
-		RunID: c.RunID, Round: c.Round, Level: c.Level, Protects: relationText(c.Level),
+		RunID: c.RunID, Round: c.Round, Session: c.Session, Level: c.Level, Protects: relationText(c.Level),
 		Mechanism: string(c.Event.Mechanism), NoiseMultiplier: c.Event.NoiseMultiplier,
 		SamplingRate: c.Event.SamplingRate, Steps: c.Event.Count, Survivors: c.Survivors,
 		EpsilonRound: alone, Epsilon: eps,
@@ -859,6 +868,7 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 	eps := make([]float64, len(entries))
 	var events []Event
 	var level Level // of the first charge; every charge has it
+	sessions := map[uint64]int{}
 	marked := map[int64]bool{}
 	for i := range entries {
 		e := &entries[i]
@@ -897,6 +907,12 @@ func verifyEntries(entries []Entry, pub ed25519.PublicKey) ([]float64, error) {
 			}
 			if e.Level != RecordLevel && e.Level != ClientLevel {
 				return nil, bad(i, "level %q is neither record nor client", truncate(string(e.Level), 20))
+			}
+			if e.Session != 0 {
+				if j, dup := sessions[e.Session]; dup {
+					return nil, bad(i, "charges session %d again (entry %d charged it): one charge per session", e.Session, j)
+				}
+				sessions[e.Session] = i
 			}
 			if level == "" {
 				level = e.Level

@@ -69,3 +69,34 @@ func TestAttackMixedLevels(t *testing.T) {
 		t.Errorf("audit of a ledger that switches level: %v", err)
 	}
 }
+
+// TestAttackSessionChargedTwice: a ledger holds one charge per session, so
+// one charge cannot be shown as two sessions' and a session's charge
+// cannot be recorded twice. Charge refuses a second; a ledger with one
+// (rewritten and re-signed by the owner) fails the audit, naming it.
+func TestAttackSessionChargedTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.jsonl")
+	l, err := CreateLedger(path, testKey(1), LedgerOptions{Accountant: RDP, Delta: 1e-5, Cap: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []uint64{7, 8} {
+		c := clientCharge(1, 4)
+		c.Session = s
+		if _, err := l.Charge(c); err != nil {
+			t.Fatalf("charge %d: %v", i, err)
+		}
+	}
+	again := clientCharge(1, 4)
+	again.Session = 7
+	if _, err := l.Charge(again); err == nil || !strings.Contains(err.Error(), "session 7 is charged already") {
+		t.Errorf("a second charge of session 7: %v", err)
+	}
+	l.Close()
+	rewriteEntry(t, path, 2, func(e *Entry) { e.Session = 7 })
+	resignBeside(t, path)
+	_, err = AuditLedger(path, testKey(1).Public().(ed25519.PublicKey))
+	if !errors.Is(err, ErrCorruptLedger) || !strings.Contains(err.Error(), "entry 2") || !strings.Contains(err.Error(), "session 7 again") {
+		t.Errorf("audit of a ledger charging session 7 twice: %v", err)
+	}
+}

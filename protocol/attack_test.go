@@ -74,12 +74,22 @@ func (b *attackBed) start(s *Site, st *wire.RoundStart) (*siteRound, []*wire.Sit
 // that charge, as a coordinator does before it asks for what opens a sum.
 func (b *attackBed) witnessCharge(r *siteRound) {
 	b.t.Helper()
+	if err := b.tryWitnessCharge(r); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// tryWitnessCharge is witnessCharge returning the site's refusal.
+func (b *attackBed) tryWitnessCharge(r *siteRound) error {
+	b.t.Helper()
 	if r.charge == nil {
-		return
+		return nil
 	}
 	seq, ok := b.charged[r.start.Round]
 	if !ok {
-		e, err := b.ledger.Charge(*r.charge)
+		ch := *r.charge
+		ch.Session = r.start.Round
+		e, err := b.ledger.Charge(ch)
 		if err != nil {
 			b.t.Fatal(err)
 		}
@@ -88,8 +98,9 @@ func (b *attackBed) witnessCharge(r *siteRound) {
 	}
 	w := b.chargeWitness(r, seq)
 	if m := r.s.witness(w, r).GetCosigned(); m.Refusal != "" {
-		b.t.Fatalf("site %d refused the Witness of the charge: %s", r.s.cfg.Site, m.Refusal)
+		return fmt.Errorf("site %d refused the Witness of the charge: %s", r.s.cfg.Site, m.Refusal)
 	}
+	return nil
 }
 
 // chargeWitness builds the Witness, for r's session and site, of the
@@ -271,7 +282,11 @@ func (d *drive) exchange(sites []int, phase uint32, in func(p *party) []byte, co
 		}
 		if p.round != nil {
 			if phase == phaseConsistency {
-				d.b.witnessCharge(p.round)
+				if err := d.b.tryWitnessCharge(p.round); err != nil {
+					d.refused[site] = err
+					delete(d.parties, site)
+					continue
+				}
 			}
 			m, err := p.round.step(&wire.Engine{Round: d.st.Round, Phase: phase, Payload: b})
 			if err != nil {

@@ -940,7 +940,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				break
 			}
 			charge = func(survivors int) (int64, error) {
-				ch.Survivors = survivors
+				ch.Survivors, ch.Session = survivors, start.Round
 				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
 					return 0, err
 				}

@@ -82,7 +82,9 @@ func (b *attackBed) heJoin(starts map[int]*wire.RoundStart) (map[int]*siteRound,
 // heDecrypt shows a site the Witness of its round's charge and asks its
 // round for its decryption share: the share, or the site's refusal.
 func (b *attackBed) heDecrypt(r *siteRound, req []byte) ([]byte, error) {
-	b.witnessCharge(r)
+	if err := b.tryWitnessCharge(r); err != nil {
+		return nil, err
+	}
 	m, err := r.step(&wire.Engine{Round: r.start.Round, Phase: phaseHEDecrypt, Payload: req})
 	if err != nil {
 		return nil, err

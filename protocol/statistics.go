@@ -181,7 +181,7 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 					if err != nil {
 						return 0, err
 					}
-					ch.Survivors = survivors
+					ch.Survivors, ch.Session = survivors, start.Round
 					if err := c.cfg.hooks.crashAt("statistics charge", statisticsRound); err != nil {
 						return 0, err
 					}

@@ -306,8 +306,13 @@ func (s *Site) cosignCharge(w *wire.Witness, r *siteRound) ([]byte, error) {
 			return fmt.Errorf("entry %d of the coordinator's ledger charges round %d (%s release), not this session's round %d (%s release)", e.Seq, e.Round, e.Release, round, release)
 		case e.Seq < r.base:
 			return fmt.Errorf("entry %d of the coordinator's ledger was charged before this session began (this site cosigned %d entries at its start): an earlier charge is not this session's", e.Seq, r.base)
+		case e.Session != r.start.Round:
+			// The base is the checkpoint the coordinator chose to show at
+			// the session's start; only the session id ties a charge to
+			// this session (the ledger holds one charge per session).
+			return fmt.Errorf("entry %d of the coordinator's ledger charges %s, not this one (%s)", e.Seq, sessionName(e.Session), sessionName(r.start.Round))
 		}
-		return nil
+		return chargeMatches(e, r)
 	})
 	if err != nil {
 		return nil, err
@@ -636,4 +641,31 @@ func (s *Summary) WitnessLine() string {
 		}
 	}
 	return CosignedBy(s.Witnesses, last)
+}
+
+// chargeMatches checks that the coordinator's charge entry e is for the
+// noise this session announced, as this site's own charge records it
+// (the noise share σ, grid, dimension, sensitivity, clients, level, the
+// mechanism of one unsampled release), counting no more honest shares
+// than the session announced: its minimum cohort no larger, its colluders
+// no fewer. The audit checks that the multiplier is the one this plan
+// gives, so the coordinator's ledger then records at least what the
+// session's announced terms cost.
+func chargeMatches(e *dp.Entry, r *siteRound) error {
+	own, st := r.charge.Plan, r.start
+	if own == nil {
+		return errors.New("this site's charge records no noise plan")
+	}
+	switch {
+	case e.Level != r.charge.Level:
+		return fmt.Errorf("entry %d charges %s level, this session is %s level", e.Seq, e.Level, r.charge.Level)
+	case e.Mechanism != string(dp.DiscreteGaussianMechanism) || e.SamplingRate != 1 || e.Steps != 1:
+		return fmt.Errorf("entry %d is not one unsampled discrete Gaussian release", e.Seq)
+	case e.SiteSigma != own.SiteSigma || e.GridStep != own.Gamma || e.Dim != own.Dim || e.Clip != own.Clip || e.Participants != own.Clients:
+		return fmt.Errorf("entry %d records noise (σ %v, grid %v, dimension %d, clip %v, %d clients) other than this session's (σ %v, grid %v, dimension %d, clip %v, %d clients)",
+			e.Seq, e.SiteSigma, e.GridStep, e.Dim, e.Clip, e.Participants, own.SiteSigma, own.Gamma, own.Dim, own.Clip, own.Clients)
+	case e.Threshold > max(int(st.MinCohort), 1) || e.Colluders < int(st.Colluders):
+		return fmt.Errorf("entry %d counts on a cohort of %d with %d colluders; this session announced a minimum cohort of %d and %d colluders", e.Seq, e.Threshold, e.Colluders, st.MinCohort, st.Colluders)
+	}
+	return nil
 }

@@ -200,7 +200,18 @@ func TestAttackWitnessChargeNotCosigned(t *testing.T) {
 		t.Fatalf("unmasked with no Witness of the charge: %v", err)
 	}
 	// The session's charge, and two entries that are not it.
-	own, err := b.ledger.Charge(*r.charge)
+	ownCh := *r.charge
+	ownCh.Session = r.start.Round
+	own, err := b.ledger.Charge(ownCh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another session's charge of the same round, appended after this
+	// session began (a coordinator that showed this site a stale
+	// checkpoint at its start could pass it off as this one's).
+	another := *r.charge
+	another.Session = r.start.Round + 1
+	anotherE, err := b.ledger.Charge(another)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +241,7 @@ func TestAttackWitnessChargeNotCosigned(t *testing.T) {
 	}{
 		{"an earlier charge of the round", b.chargeWitness(r, earlier), "before this session began"},
 		{"a charge of another round", b.chargeWitness(r, seven.Seq), "charges round 7"},
+		{"another session's charge of the round", b.chargeWitness(r, anotherE.Seq), "not this one"},
 		{"an outcome mark", b.chargeWitness(r, mark.Seq), "not a charge"},
 		{"the charge altered", altered, "not in the coordinator's ledger checkpoint"},
 		{"a huge entry", huge, "bytes (at most"},
