@@ -939,18 +939,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 				c.log.Info("round refused by the budget", "round", r, "err", err)
 				break
 			}
-			charge = func(survivors int) (int64, error) {
-				ch.Survivors, ch.Session = survivors, start.Round
-				if err := c.cfg.hooks.crashAt("charge", r); err != nil {
-					return 0, err
-				}
-				e, err := ledger.Charge(ch)
-				chargedAt = e.Seq // set if the charge is on disk, even with an error
-				if err != nil {
-					return 0, err
-				}
-				return e.Seq, c.cfg.hooks.crashAt("charged", r)
-			}
+			charge = c.chargeSession(ledger, ch, start, "charge", r, &chargedAt)
 		}
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
 		if len(bl.sites) > 0 || len(bl.notes) > 0 {
@@ -1244,6 +1233,25 @@ func spent(l *dp.Ledger) float64 {
 		return 0
 	}
 	return l.Spent()
+}
+
+// chargeSession returns secureSum's charge callback for the session of
+// start: it records ch with the survivors and the session in ledger,
+// between the crash points crash and crash+"d", and sets *at to the
+// charge's entry as soon as it is on disk, even if an error follows.
+func (c *Coordinator) chargeSession(ledger *dp.Ledger, ch dp.Charge, start *wire.RoundStart, crash string, round int, at *int64) func(int) (int64, error) {
+	return func(survivors int) (int64, error) {
+		ch.Survivors, ch.Session = survivors, start.Round
+		if err := c.cfg.hooks.crashAt(crash, round); err != nil {
+			return 0, err
+		}
+		e, err := ledger.Charge(ch)
+		*at = e.Seq
+		if err != nil {
+			return 0, err
+		}
+		return e.Seq, c.cfg.hooks.crashAt(crash+"d", round)
+	}
 }
 
 // markOutcome records in the ledger what became of round r's charge at

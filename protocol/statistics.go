@@ -176,22 +176,11 @@ func (c *Coordinator) statistics(ctx context.Context, dim int, regression bool, 
 			var chargedAt int64 // this attempt's charge in the ledger, or 0
 			if plan != nil {
 				start.SiteSigma = plan.LocalSigma
-				charge = func(survivors int) (int64, error) {
-					ch, err := c.statisticsCharge(plan, dim)
-					if err != nil {
-						return 0, err
-					}
-					ch.Survivors, ch.Session = survivors, start.Round
-					if err := c.cfg.hooks.crashAt("statistics charge", statisticsRound); err != nil {
-						return 0, err
-					}
-					e, err := ledger.Charge(ch)
-					chargedAt = e.Seq // set if the charge is on disk, even with an error
-					if err != nil {
-						return 0, err
-					}
-					return e.Seq, c.cfg.hooks.crashAt("statistics charged", statisticsRound)
+				ch, err := c.statisticsCharge(plan, dim)
+				if err != nil {
+					return st, err
 				}
+				charge = c.chargeSession(ledger, ch, start, "statistics charge", statisticsRound, &chargedAt)
 			}
 			v, n, bl, err := c.secureSum(ctx, sess, start, charge)
 			if err != nil && chargedAt > 0 && !errors.Is(err, errCrashed) {
