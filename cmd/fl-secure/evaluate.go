@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/protocol"
+)
+
+func evaluateCmd(args []string, stdout, stderr io.Writer) int {
+	fs, parse := newFlags("evaluate", `Usage: fl-secure evaluate --state DIR --data test.csv --label L [--model logistic]
+
+Evaluates the newest checkpoint of a coordinator's state directory on a
+labelled CSV file, standardized with the federation's statistics.
+`, stderr)
+	state := fs.String("state", "", "the coordinator's state directory")
+	data := fs.String("data", "", "labelled CSV")
+	label := fs.String("label", "", "label column")
+	model := fs.String("model", "logistic", "model")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if help, err := parse(args, "state", "data", "label"); help || err != nil {
+		if err != nil {
+			return fail(stderr, err, `run "fl-secure evaluate -h"`)
+		}
+		return 0
+	}
+	d, err := fl.LoadCSV(*data, *label, fl.Binary)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	m, round, err := protocol.EvaluateState(*state, *model, 16, d)
+	if err != nil {
+		return fail(stderr, err, "")
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, map[string]any{"round": round, "test": m})
+	}
+	fmt.Fprintf(stdout, "round %d model on %d rows: accuracy %.3f, AUC %.3f, log loss %.3f\n", round, d.Rows(), m.Accuracy, m.AUC, m.LogLoss)
+	return 0
+}
