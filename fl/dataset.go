@@ -111,21 +111,50 @@ func LoadCSV(path, label string, task Task) (*Dataset, error) {
 // maxRows bounds what ReadCSV will load.
 const maxRows = 10_000_000
 
-// ReadCSV parses a CSV table (see LoadCSV). Errors name the line and column.
+// MaxValue bounds the magnitude of a value ReadCSV accepts: a square of
+// it summed over maxRows rows, as the standardization statistics sum them,
+// stays finite (1e150² · 1e7 = 1e307 < 1.8e308).
+const MaxValue = 1e150
+
+// Errors of ReadCSV that say the label does not fit the task; callers may
+// suggest another model.
+var (
+	// ErrNotBinary: a binary task's label has more than two classes.
+	ErrNotBinary = errors.New("fl: more than two classes for a binary task")
+	// ErrNotClass: a classification label that is not a class index.
+	ErrNotClass = errors.New("fl: a label that is not a class index")
+)
+
+// labelError is an error about the label column that is also kind.
+type labelError struct {
+	msg  string
+	kind error
+}
+
+func (e *labelError) Error() string        { return e.msg }
+func (e *labelError) Is(target error) bool { return target == e.kind }
+
+// ReadCSV parses a CSV table (see LoadCSV). Errors name the line of the
+// file (1-based, the header is line 1) and the column. A classification
+// label must hold at least two classes.
 func ReadCSV(r io.Reader, label string, task Task) (*Dataset, error) {
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = false
 	head, err := cr.Read()
+	if err == io.EOF {
+		return nil, errors.New("fl: the file is empty: want a header line naming the columns, then one line per record")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("fl: reading the header: %w", err)
+		return nil, fmt.Errorf("fl: the header: %w", err)
 	}
 	li := -1
 	d := &Dataset{Label: label, Task: task}
 	for i, h := range head {
 		h = strings.TrimSpace(h)
+		head[i] = h
 		if h == label {
 			if li >= 0 {
-				return nil, fmt.Errorf("fl: label column %q appears twice", label)
+				return nil, fmt.Errorf("fl: line 1: label column %q appears twice", label)
 			}
 			li = i
 			continue
@@ -133,12 +162,13 @@ func ReadCSV(r io.Reader, label string, task Task) (*Dataset, error) {
 		d.Features = append(d.Features, h)
 	}
 	if li < 0 {
-		return nil, fmt.Errorf("fl: no label column %q in the header (columns: %s)", label, strings.Join(head, ", "))
+		return nil, fmt.Errorf("fl: line 1: no label column %q in the header (columns: %s)", label, strings.Join(head, ", "))
 	}
 	if len(d.Features) == 0 {
-		return nil, errors.New("fl: no feature columns")
+		return nil, errors.New("fl: line 1: no feature columns beside the label")
 	}
-	for line := 2; ; line++ {
+	var lines []int // the line of each record
+	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
 			break
@@ -146,14 +176,18 @@ func ReadCSV(r io.Reader, label string, task Task) (*Dataset, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fl: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(d.Y) >= maxRows {
-			return nil, fmt.Errorf("fl: more than %d rows", maxRows)
+			return nil, fmt.Errorf("fl: line %d: more than %d records", line, maxRows)
 		}
 		x := make([]float64, 0, len(d.Features))
 		var y float64
 		for i, s := range rec {
 			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			switch {
+			case err != nil && errors.Is(err, strconv.ErrRange), err == nil && math.Abs(v) > MaxValue:
+				return nil, fmt.Errorf("fl: line %d, column %q: %q is out of range: want a magnitude of at most %g", line, head[i], s, MaxValue)
+			case err != nil || math.IsNaN(v) || math.IsInf(v, 0):
 				return nil, fmt.Errorf("fl: line %d, column %q: %q is not a finite number", line, head[i], s)
 			}
 			if i == li {
@@ -164,22 +198,28 @@ func ReadCSV(r io.Reader, label string, task Task) (*Dataset, error) {
 		}
 		d.X = append(d.X, x)
 		d.Y = append(d.Y, y)
+		lines = append(lines, line)
 	}
 	if len(d.Y) < 2 {
-		return nil, fmt.Errorf("fl: %d data rows", len(d.Y))
+		return nil, fmt.Errorf("fl: %d data rows after the header: want at least 2", len(d.Y))
 	}
 	switch task {
 	case Binary, Multiclass:
 		maxc := 0
+		seen := map[int]bool{}
 		for i, y := range d.Y {
 			if y != math.Trunc(y) || y < 0 || y > 1000 {
-				return nil, fmt.Errorf("fl: row %d: label %v is not a class index", i+1, y)
+				return nil, &labelError{fmt.Sprintf("fl: line %d, column %q: label %v is not a class index (0, 1, …, at most 1000)", lines[i], label, y), ErrNotClass}
 			}
 			maxc = max(maxc, int(y))
+			seen[int(y)] = true
+		}
+		if len(seen) < 2 {
+			return nil, fmt.Errorf("fl: column %q holds one class only (every label is %d): a classifier needs records of at least two classes", label, maxc)
 		}
 		d.Classes = maxc + 1
 		if task == Binary && d.Classes > 2 {
-			return nil, fmt.Errorf("fl: binary task but label values up to %d", maxc)
+			return nil, &labelError{fmt.Sprintf("fl: column %q holds labels up to %d (%d classes), too many for a binary task", label, maxc, len(seen)), ErrNotBinary}
 		}
 		d.Classes = max(d.Classes, 2)
 	}

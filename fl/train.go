@@ -163,14 +163,20 @@ func ClippedGradientSum(m Model, w []float64, d *Dataset, q, clip float64, s *dp
 // Metrics evaluates a model on a data set.
 type Metrics struct {
 	Accuracy float64 `json:"accuracy,omitempty"`
-	AUC      float64 `json:"auc,omitempty"`
-	LogLoss  float64 `json:"log_loss,omitempty"`
-	RMSE     float64 `json:"rmse,omitempty"`
-	R2       float64 `json:"r2,omitempty"`
+	// AUC is the ROC AUC: of the positive class for a binary label, the
+	// one-vs-rest macro average over the classes for more (Hand and Till
+	// 2001 discuss both). NoAUC, when set, says why there is none (a test
+	// set of one class) and AUC is 0.
+	AUC     float64 `json:"auc,omitempty"`
+	NoAUC   string  `json:"no_auc,omitempty"`
+	LogLoss float64 `json:"log_loss,omitempty"`
+	RMSE    float64 `json:"rmse,omitempty"`
+	R2      float64 `json:"r2,omitempty"`
 }
 
-// Evaluate computes accuracy, ROC AUC (binary) and log loss for
-// classification, RMSE and R² for regression.
+// Evaluate computes accuracy, ROC AUC (binary, or one-vs-rest macro AUC
+// for more classes) and log loss for classification, RMSE and R² for
+// regression.
 func Evaluate(m Model, w []float64, d *Dataset) (Metrics, error) {
 	if d.Rows() == 0 {
 		return Metrics{}, errors.New("fl: evaluation on no rows")
@@ -196,6 +202,7 @@ func Evaluate(m Model, w []float64, d *Dataset) (Metrics, error) {
 		}
 	default:
 		scores := make([]float64, d.Rows())
+		var probs [][]float64 // per row, for more than two classes
 		var correct, ll float64
 		for i, x := range d.X {
 			m.Predict(w, x, out)
@@ -219,6 +226,9 @@ func Evaluate(m Model, w []float64, d *Dataset) (Metrics, error) {
 					}
 				}
 				scores[i] = out[min(1, len(out)-1)]
+				if d.Classes > 2 {
+					probs = append(probs, append([]float64(nil), out...))
+				}
 			}
 			if pred == y {
 				correct++
@@ -227,11 +237,45 @@ func Evaluate(m Model, w []float64, d *Dataset) (Metrics, error) {
 		}
 		r.Accuracy = correct / n
 		r.LogLoss = ll / n
-		if d.Classes == 2 {
+		switch {
+		case d.Classes == 2:
 			r.AUC = auc(scores, d.Y)
+		case probs != nil:
+			r.AUC = macroAUC(probs, d.Y)
+		}
+		if math.IsNaN(r.AUC) {
+			r.AUC, r.NoAUC = 0, "the evaluation set holds one class only"
 		}
 	}
 	return r, nil
+}
+
+// macroAUC is the one-vs-rest macro-averaged ROC AUC of class
+// probabilities probs against labels y: the mean over the classes present
+// (with both positives and negatives) of the AUC of that class's
+// probability separating it from the rest; NaN if no class qualifies.
+func macroAUC(probs [][]float64, y []float64) float64 {
+	classes := len(probs[0])
+	scores := make([]float64, len(y))
+	pos := make([]float64, len(y))
+	sum, n := 0.0, 0
+	for k := range classes {
+		for i := range y {
+			scores[i] = probs[i][k]
+			pos[i] = 0
+			if int(y[i]) == k {
+				pos[i] = 1
+			}
+		}
+		if a := auc(scores, pos); !math.IsNaN(a) {
+			sum += a
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
 }
 
 // auc is the ROC AUC by the rank-sum (Mann–Whitney) formula, ties counted

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/fl-secure/fl-secure/dp"
 )
@@ -37,7 +41,70 @@ func (e usageError) Is(target error) bool { return target == errMisuse }
 
 func usagef(format string, a ...any) error { return usageError(fmt.Sprintf(format, a...)) }
 
+// A flagError is a command line the flag package refused (an unknown
+// flag, a value that does not parse): fail prints it on one line under
+// the command's name, with a pointer to the command's help.
+type flagError struct {
+	cmd string // "simulate", "budget audit"
+	msg string
+}
+
+func (e *flagError) Error() string        { return e.msg }
+func (e *flagError) Is(target error) bool { return target == errMisuse }
+
+// Exit codes of every command.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitMisuse      = 2
+	exitInterrupted = 130 // 128 + SIGINT, as shells report it
+)
+
+// errInterrupted is what a command that was stopped by SIGINT or SIGTERM
+// reports; fail prints "fl-secure: interrupted" and exits 130.
+var errInterrupted = errors.New("interrupted")
+
+// interrupted returns errInterrupted if err ended a command whose context
+// ctx was cancelled by a signal: a context from signal.NotifyContext
+// (whose cause is then the signal) or from signalContext. Any other err is
+// returned unchanged. Commands pass what they fail with through it:
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	…
+//	return fail(stderr, interrupted(ctx, err), "")
+func interrupted(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+		return err
+	}
+	return errInterrupted
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM (see
+// interrupted), and the function that stops listening for them.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// fail reports err on stderr, one "fl-secure: error:" line per line of its
+// text, then the hint, and returns the exit code: 2 for misuse, 130 for an
+// interruption, 1 otherwise. A flag the command line got wrong is one line
+// naming the command and a pointer to its help, whatever the hint.
 func fail(stderr io.Writer, err error, hint string) int {
+	var fe *flagError
+	switch {
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintln(stderr, "fl-secure: interrupted")
+		return exitInterrupted
+	case errors.As(err, &fe):
+		fmt.Fprintf(stderr, "fl-secure %s: %s\n", fe.cmd, fe.msg)
+		fmt.Fprintf(stderr, "fl-secure: hint: run \"fl-secure %s -h\" for the flags\n", fe.cmd)
+		return exitMisuse
+	}
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(stderr, "fl-secure: error: %s\n", line)
 	}
@@ -45,27 +112,62 @@ func fail(stderr io.Writer, err error, hint string) int {
 		fmt.Fprintf(stderr, "fl-secure: hint: %s\n", hint)
 	}
 	if errors.Is(err, errMisuse) {
-		return 2
+		return exitMisuse
 	}
-	return 1
+	return exitFailure
 }
 
-// newFlags returns a flag set that reports to stderr, and a function that
-// parses args and checks the required flags were given.
+// streams is the standard error run hands to a command, carrying the
+// standard output beside it: a command's help (-h) is its output, and goes
+// there, while its errors go to standard error.
+type streams struct {
+	io.Writer           // standard error
+	stdout    io.Writer // standard output
+}
+
+// helpOutput returns where a command given stderr prints its help: the
+// standard output run paired with stderr, or stderr itself.
+func helpOutput(stderr io.Writer) io.Writer {
+	if s, ok := stderr.(*streams); ok {
+		return s.stdout
+	}
+	return stderr
+}
+
+// unwrap returns the writer under a streams.
+func unwrap(w io.Writer) io.Writer {
+	if s, ok := w.(*streams); ok {
+		return s.Writer
+	}
+	return w
+}
+
+// printHelp prints a command's help text followed by its flags, under one
+// "Flags:" heading.
+func printHelp(w io.Writer, fs *flag.FlagSet, help string) {
+	help = strings.TrimRight(help, "\n")
+	help = strings.TrimSuffix(help, "Flags:")
+	fmt.Fprintf(w, "%s\n\nFlags:\n", strings.TrimRight(help, "\n"))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// newFlags returns a flag set for command name (its help text is help,
+// without the flags), and a function that parses args and checks the
+// required flags were given. With -h or --help the help and the flags go
+// to the standard output and parse returns true; a flag that is unknown or
+// does not parse is an error of one line (a *flagError) for fail.
 func newFlags(name, help string, stderr io.Writer) (*flag.FlagSet, func(args []string, required ...string) (bool, error)) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, help)
-		fmt.Fprintln(stderr, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	parse := func(args []string, required ...string) (bool, error) {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				printHelp(helpOutput(stderr), fs, help)
 				return true, nil
 			}
-			return false, usageError(err.Error())
+			return false, &flagError{cmd: name, msg: err.Error()}
 		}
 		if fs.NArg() > 0 {
 			return false, usagef("unexpected argument %q", fs.Arg(0))

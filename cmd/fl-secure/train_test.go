@@ -78,12 +78,12 @@ func TestSimulateTableAndMisuse(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"simulate", "--mode", "fax"}, 1, `unknown mode "fax"`},
-		{[]string{"simulate", "--data", "/no/such.csv"}, 2, "--label"},
-		{[]string{"simulate", "--data", "/no/such.csv", "--label", "y"}, 1, "no such file"},
+		{[]string{"simulate", "--mode", "fax"}, 2, `--mode "fax": want secagg, he or plain`},
+		{[]string{"simulate", "--data", "/no/such.csv"}, 2, `--data "/no/such.csv": no such file`},
+		{[]string{"simulate", "--data", "/no/such.csv", "--label", "y"}, 2, "no such file"},
 		{[]string{"simulate", "--sites", "0"}, 2, "--sites 0"},
 		{[]string{"simulate", "--epsilon", "-1"}, 2, "--epsilon -1"},
-		{[]string{"simulate", "--sites", "2"}, 1, "at least 3"},
+		{[]string{"simulate", "--sites", "2"}, 2, "--sites 2: want 3 to 1000"},
 		{[]string{"simulate", "--bogus"}, 2, "flag provided but not defined"},
 	} {
 		code, out, errOut := runCLI(tc.args...)

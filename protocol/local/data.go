@@ -39,6 +39,9 @@ func (e usageError) Is(target error) bool { return target == ErrUsage }
 
 func usagef(format string, a ...any) error { return usageError(fmt.Sprintf(format, a...)) }
 
+// MinSiteRows is the fewest rows a simulated site holds.
+const MinSiteRows = 10
+
 // Split is a data set split for a simulation.
 type Split struct {
 	All   *fl.Dataset   // the whole data set
@@ -76,11 +79,15 @@ func Load(d Data) (*Split, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Sites*MinSiteRows > train.Rows() {
+		return nil, usagef("local: %d sites (--sites): each needs at least %d rows, and the %d rows of %s leave %d to deal among the sites once %d (%.0f%%) are held out for testing: at most %d sites",
+			d.Sites, MinSiteRows, all.Rows(), all.Name, train.Rows(), test.Rows(), 100*d.TestFraction, train.Rows()/MinSiteRows)
+	}
 	var sites []*fl.Dataset
 	if d.Alpha == 0 {
 		sites, err = fl.PartitionIID(train, d.Sites, d.Seed)
 	} else {
-		sites, err = fl.PartitionDirichlet(train, d.Sites, d.Alpha, 10, d.Seed)
+		sites, err = fl.PartitionDirichlet(train, d.Sites, d.Alpha, MinSiteRows, d.Seed)
 	}
 	if err != nil {
 		return nil, err

@@ -106,7 +106,7 @@ func (f *Federation) defaults(n int) error {
 		return fmt.Errorf("local: %d sites: a federation needs at least 3 (secure aggregation of two reveals each to the other)", n)
 	}
 	if f.MinCohort == 0 {
-		f.MinCohort = max(3, n/2+1)
+		f.MinCohort = DefaultMinCohort(n)
 	}
 	if f.MinCohort < 3 || f.MinCohort > n {
 		return fmt.Errorf("local: minimum cohort %d for %d sites: want 3 to %d", f.MinCohort, n, n)
@@ -121,7 +121,10 @@ func (f *Federation) defaults(n int) error {
 		return fmt.Errorf("local: clip %v and learning rate %v must be positive", f.Clip, f.LearningRate)
 	}
 	if !(f.Dropout >= 0 && f.Dropout < 1) {
-		return fmt.Errorf("local: dropout %v outside [0, 1)", f.Dropout)
+		return usagef("local: dropout %v outside [0, 1)", f.Dropout)
+	}
+	if m := MaxDropout(n, f.MinCohort); f.Dropout > m {
+		return usagef("local: dropout %v with %d sites and a minimum cohort of %d: most rounds would find fewer than %d sites online; want at most %.2f", f.Dropout, n, f.MinCohort, f.MinCohort, m)
 	}
 	if f.LocalEpochs == 0 {
 		f.LocalEpochs = 1
@@ -262,6 +265,46 @@ func Federate(ctx context.Context, f Federation, sites []*fl.Dataset, test *fl.D
 	return sum, nil
 }
 
+// DefaultMinCohort is the minimum cohort of a federation of n sites: a
+// majority, at least 3.
+func DefaultMinCohort(n int) int { return max(3, n/2+1) }
+
+// MaxDropout is the largest chance p that a site is offline in a round
+// (to two decimals) for which a round of n sites still finds at least k
+// online with probability at least 1/2, so that the simulated rounds are
+// mostly the draws the dropout describes and not redraws (dropouts);
+// 0 when even p = 0 cannot (k > n).
+func MaxDropout(n, k int) float64 {
+	best := 0.0
+	for c := 0; c < 100; c++ {
+		p := float64(c) / 100
+		if atLeast(n, k, 1-p) >= 0.5-1e-9 {
+			best = p
+		}
+	}
+	return best
+}
+
+// atLeast is P(X ≥ k) for X ~ Binomial(n, q).
+func atLeast(n, k int, q float64) float64 {
+	switch {
+	case k > n:
+		return 0
+	case q >= 1 || k <= 0:
+		return 1
+	case q <= 0:
+		return 0
+	}
+	total := 0.0
+	for i := k; i <= n; i++ {
+		lg, _ := math.Lgamma(float64(n + 1))
+		li, _ := math.Lgamma(float64(i + 1))
+		lr, _ := math.Lgamma(float64(n - i + 1))
+		total += math.Exp(lg - li - lr + float64(i)*math.Log(q) + float64(n-i)*math.Log1p(-q))
+	}
+	return total
+}
+
 // dropouts draws, for each of rounds rounds, the sites online (each
 // offline with probability p); a draw that leaves fewer than k online is
 // drawn again, as a round waits for a cohort over the network.
@@ -325,8 +368,64 @@ type Result struct {
 	Federated *protocol.Summary `json:"federated"`
 	// Audit holds the fl-secure budget audit commands for every ledger.
 	Audit []string `json:"audit_commands,omitempty"`
+	// Skipped lists the attempts at training rounds that opened nothing.
+	Skipped []Skipped `json:"skipped_rounds,omitempty"`
 	// Warnings says what was changed in the configuration as given.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Skipped is an attempt at a training round that opened no sum: below the
+// minimum cohort, failed, or refused by the budget. Only an attempt whose
+// charge was already on the ledgers spent ε (conservatively, as if
+// opened); the others spent none.
+type Skipped struct {
+	Round        int    `json:"round"`
+	Status       string `json:"status"`
+	Participants int    `json:"participants"`
+	// Charged: the attempt's charge stands in the coordinator's ledger,
+	// marked not opened, and its ε counts.
+	Charged bool `json:"charged"`
+	// EpsilonRound is the ε of one training round alone (the ledger's
+	// epsilon_round): spent if Charged, not spent otherwise; 0 if the
+	// ledger records no training round.
+	EpsilonRound float64 `json:"epsilon_round"`
+}
+
+// skipped lists the attempts of sum's training rounds that opened
+// nothing, with what the coordinator's ledger (if any) says they cost.
+func skipped(sum *protocol.Summary) []Skipped {
+	var out []Skipped
+	for _, r := range sum.Rounds {
+		if r.Status != "ok" {
+			out = append(out, Skipped{Round: r.Round, Status: r.Status, Participants: r.Participants})
+		}
+	}
+	if len(out) == 0 || sum.Ledger == "" {
+		return out
+	}
+	entries, _ := dp.ReadLedger(sum.Ledger)
+	unopened := map[int]int{} // round → charges marked not opened
+	round := map[int64]int{}  // charge seq → round
+	perRound := 0.0
+	for _, e := range entries {
+		switch {
+		case e.Kind == "charge" && e.Round >= 1:
+			round[e.Seq] = e.Round
+			perRound = e.EpsilonRound
+		case e.Kind == "outcome" && e.Outcome == dp.Unopened:
+			if r, ok := round[e.Of]; ok {
+				unopened[r]++
+			}
+		}
+	}
+	for i := range out {
+		out[i].EpsilonRound = perRound
+		if unopened[out[i].Round] > 0 {
+			unopened[out[i].Round]--
+			out[i].Charged = true
+		}
+	}
+	return out
 }
 
 // DefaultRounds is simulate's number of training rounds: 60 for
@@ -422,6 +521,12 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	for _, s := range split.Sites {
 		out.SiteRows = append(out.SiteRows, s.Rows())
 	}
+	if w := dropoutWarning(fc, len(split.Sites)); w != "" {
+		out.Warnings = append(out.Warnings, w)
+	}
+	if fc.Epsilon > 0 && fc.Delta*float64(split.Train.Rows()) >= 1 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("δ = %g is not below 1/records (%d training records): a mechanism that publishes one record outright meets it; use a δ below %.1g", fc.Delta, split.Train.Rows(), 1/float64(split.Train.Rows())))
+	}
 	if fc.Mode == protocol.Plain && fc.Epsilon > 0 {
 		out.Warnings = append(out.Warnings, "mode plain is NOT PRIVATE: the coordinator sees every update; training without DP")
 		fc.Epsilon = 0
@@ -454,7 +559,7 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	if cmpErr != nil {
 		return nil, cmpErr
 	}
-	out.Federated, out.Table = fed, rows
+	out.Federated, out.Table, out.Skipped = fed, rows, skipped(fed)
 	name := fmt.Sprintf("federated, %s", fed.Mode)
 	switch {
 	case fed.DP:
@@ -478,6 +583,33 @@ func Simulate(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	out.Table = append(out.Table, Row{Setting: name, Test: fed.Test, Epsilon: eps, Private: fed.DP})
 	return out, nil
+}
+
+// dropoutWarning says how far the simulated dropouts of fc over n sites
+// are from fc.Dropout: a round waits for its minimum cohort, so a draw
+// that leaves too few sites online is drawn again, and the sites are
+// offline less often than asked.
+func dropoutWarning(fc Federation, n int) string {
+	if fc.Dropout == 0 || fc.Rounds < 1 {
+		return ""
+	}
+	k := fc.MinCohort
+	if k == 0 {
+		k = DefaultMinCohort(n)
+	}
+	sched, err := dropouts(n, fc.Rounds, k, fc.Dropout, fc.Seed)
+	if err != nil {
+		return ""
+	}
+	online := 0
+	for _, on := range sched {
+		online += len(on)
+	}
+	rate := 1 - float64(online)/float64(n*fc.Rounds)
+	if fc.Dropout-rate <= 0.05 {
+		return ""
+	}
+	return fmt.Sprintf("dropout %g: a round waits until at least %d of %d sites are online, so the sites were offline in %.0f%% of their rounds, not %.0f%%", fc.Dropout, k, n, 100*rate, 100*fc.Dropout)
 }
 
 // loadRanges returns the public ranges of data's columns: from file, or
