@@ -21,10 +21,10 @@ const budgetUsage = `Usage:
                            verify every signature, recompute every ε, check the
                            ledger's tree against its checkpoints; exit 0 if all
                            holds, 1 naming the first problem
-  fl-secure budget recover --ledger FILE              move an incomplete last line
+  fl-secure budget recover --ledger FILE [--json]     move an incomplete last line
                            (a crash mid-write) to FILE.torn
   fl-secure budget report  --ledger FILE (--roster FILE | --key PUBKEY) --out report.html
-                           [--checkpoint FILE]... [--witness NAME=PUBKEY]...
+                           [--json] [--checkpoint FILE]... [--witness NAME=PUBKEY]...
                            [--site-ledger FILE [--site N] [--site-key PUBKEY]]...
                            a self-contained HTML report for a privacy officer;
                            exit 1 (and a red banner) if any ledger fails
@@ -37,7 +37,8 @@ the ledger, never from the directory the ledger is in.
 Examples:
   fl-secure budget show --ledger privacy.jsonl
   fl-secure budget audit --ledger fed/site-1/state/site-ledger.jsonl --roster fed/site-1/roster.json --site 1
-  fl-secure budget audit --ledger privacy.jsonl --key MCowBQYDK2VwAyEA…
+  fl-secure budget audit --ledger privacy.jsonl --key 6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw=
+  fl-secure help budget report
 `
 
 func budgetCmd(args []string, stdout, stderr io.Writer) int {
@@ -223,7 +224,7 @@ Exit 0 if everything holds; 1 naming the first problem.
 Examples:
   fl-secure budget audit --ledger fed/coordinator/state/coordinator-ledger.jsonl \
       --roster fed/coordinator/roster.json --coordinator \
-      --checkpoint fed/site-1/state/coordinator.checkpoint --witness fl-secure/site/1=SITEKEY
+      --checkpoint fed/site-1/state/coordinator.checkpoint --witness fl-secure/site/1=E5j2LG0aRXxRumpLXz29L2n8qTIWIY3ImX5Ba9F9k8o=
   fl-secure budget audit --ledger fed/site-1/state/site-ledger.jsonl --roster fed/site-1/roster.json --site 1
 `, stderr)
 	path := fs.String("ledger", "", "ledger file")
@@ -399,8 +400,9 @@ func parseWitnesses(args []string) (map[string]ed25519.PublicKey, error) {
 }
 
 func budgetRecover(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("budget recover", "Usage: fl-secure budget recover --ledger FILE\n\nMoves an incomplete last line, left by a crash mid-write, to FILE.torn. Complete lines are never touched.\n", stderr)
+	fs, parse := newFlags("budget recover", "Usage: fl-secure budget recover --ledger FILE [--json]\n\nMoves an incomplete last line, left by a crash mid-write, to FILE.torn. Complete lines are never touched.\n", stderr)
 	path := fs.String("ledger", "", "ledger file")
+	asJSON := fs.Bool("json", false, "print JSON")
 	if help, err := parse(args, "ledger"); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure budget recover -h"`)
@@ -410,6 +412,9 @@ func budgetRecover(args []string, stdout, stderr io.Writer) int {
 	n, err := dp.RecoverLedger(*path)
 	if err != nil {
 		return fail(stderr, err, "")
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, map[string]any{"ledger": *path, "entries": n, "torn": *path + ".torn"})
 	}
 	fmt.Fprintf(stdout, "kept %d complete entries; the incomplete line is in %s.torn\n", n, *path)
 	return 0

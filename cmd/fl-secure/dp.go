@@ -77,8 +77,9 @@ func interrupted(ctx context.Context, err error) error {
 	if err == nil || ctx.Err() == nil {
 		return err
 	}
-	cause := context.Cause(ctx)
-	if cause == nil || errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+	// A plain cancellation's cause is the context's error itself; a
+	// signal's is its own error, which matches context.Canceled.
+	if cause := context.Cause(ctx); cause == ctx.Err() || !errors.Is(cause, context.Canceled) {
 		return err
 	}
 	return errInterrupted

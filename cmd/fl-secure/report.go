@@ -19,7 +19,7 @@ import (
 )
 
 const reportHelp = `Usage: fl-secure budget report --ledger FILE|DIR (--roster FILE | --key PUBKEY) --out report.html
-         [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--name NAME]
+         [--json] [--checkpoint FILE]... [--witness NAME=PUBKEY]... [--name NAME]
          [--site-ledger FILE [--site N] [--site-key PUBKEY] [--site-name NAME]]...
 
 Writes one self-contained HTML page (no external assets) for a privacy
@@ -77,6 +77,7 @@ func budgetReport(args []string, stdout, stderr io.Writer) int {
 	var checkpoints, witnesses multi
 	fs.Var(&checkpoints, "checkpoint", "a signed checkpoint of the ledger kept elsewhere (repeatable)")
 	fs.Var(&witnesses, "witness", "NAME=PUBKEY of a witness whose cosignatures to verify (repeatable)")
+	asJSON := fs.Bool("json", false, "print what was written and whether each ledger verified as JSON")
 	var siteLedgers, siteIDs, siteKeys, siteNames multi
 	fs.Var(&siteLedgers, "site-ledger", "a hospital's ledger (repeatable)")
 	fs.Var(&siteIDs, "site", "that hospital's site number in the roster (given for every --site-ledger or for none; default: from its kit's client.conf)")
@@ -224,27 +225,49 @@ func budgetReport(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err, "")
 	}
 	code := 0
+	var results []reportLedgerJSON
 	for _, l := range append([]report.Ledger{main}, sites...) {
+		r := reportLedgerJSON{Name: l.Name, Path: l.Path, OK: l.OK(), Verified: l.Verified, Entries: len(l.Entries), Limit: l.Limit}
 		if !l.OK() {
 			err := l.Err
 			if err == nil {
 				err = l.TreeErr
 			}
+			r.Error = fmt.Sprint(err)
 			fmt.Fprintf(stderr, "fl-secure: error: %s (%s): %v\n", l.Name, l.Path, err)
 			code = 1
 		}
+		results = append(results, r)
 	}
 	for _, l := range append([]report.Ledger{main}, sites...) {
 		if l.Limit != "" {
 			fmt.Fprintf(stderr, "fl-secure: warning: %s: %s\n", l.Name, l.Limit)
 		}
 	}
+	if *asJSON {
+		if c := printJSON(stdout, stderr, map[string]any{"report": *out, "ok": code == 0, "ledgers": results}); c != 0 {
+			return c
+		}
+	}
 	if code != 0 {
 		fmt.Fprintf(stderr, "fl-secure: hint: the report %s names the failing entries and shows only what verified\n", *out)
 		return code
 	}
-	fmt.Fprintf(stdout, "report written to %s\n", *out)
+	if !*asJSON {
+		fmt.Fprintf(stdout, "report written to %s\n", *out)
+	}
 	return 0
+}
+
+// reportLedgerJSON is one ledger in budget report's JSON.
+type reportLedgerJSON struct {
+	Name     string `json:"name"`
+	Path     string `json:"path"`
+	OK       bool   `json:"ok"`
+	Verified int    `json:"verified_entries"`
+	Entries  int    `json:"entries"`
+	Error    string `json:"error,omitempty"`
+	Limit    string `json:"limit,omitempty"`
 }
 
 // rosterSiteOfKey returns the site whose ledger key in roster is pub, or 0.
