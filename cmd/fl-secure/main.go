@@ -284,6 +284,8 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	case threshold != 0 && threshold != pl.Threshold:
 		return fail(stderr, usagef("--threshold %d: sessions use t = %d for a round of %d (⌊n/2⌋+1, at least colluders+1)", threshold, pl.Threshold, c.Clients), engine)
 	}
+	ctx, stop := signalContext()
+	defer stop()
 	p := pl.Config
 	fmt.Fprintf(stderr, "fl-secure: SecAgg (complete graph): n=%d k=%d t=%d corrupt≤%d, ring Z_2^%d, clip %g, weights ≤ %d, grid 2^%g, minimum cohort %d\n",
 		p.Clients, pl.Degree, pl.Threshold, pl.Corrupt, p.Bits, p.Clip, p.MaxWeight, log2(pl.Gamma), pl.MinCohort)
@@ -294,8 +296,6 @@ func simulate(args []string, stdout, stderr io.Writer) int {
 	}
 	enc := json.NewEncoder(stdout)
 	failed := 0
-	ctx, stop := signalContext()
-	defer stop()
 	err = pl.Run(ctx, func(r local.SecAggRow) {
 		if r.Status != "ok" {
 			failed++

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,6 +109,31 @@ func TestBinary(t *testing.T) {
 	err := exec.Command(bin, "secagg", "--clients", "1").Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("misuse exit: %v", err)
+	}
+
+	// Ctrl-C: once secagg has said what it runs (it listens for the signal
+	// by then), SIGINT ends it with "interrupted" and exit 130.
+	cmd = exec.Command(bin, "secagg", "-r", "100000", "-d", "1000")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	if !sc.Scan() || !strings.Contains(sc.Text(), "SecAgg (complete graph)") {
+		t.Fatalf("first line %q", sc.Text())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var rest []string
+	for sc.Scan() {
+		rest = append(rest, sc.Text())
+	}
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || strings.Join(rest, "\n") != "fl-secure: interrupted" {
+		t.Errorf("after SIGINT: %v, stderr %q", err, rest)
 	}
 	_ = os.Remove(bin)
 }

@@ -93,7 +93,7 @@ func TestPassphraseCommands(t *testing.T) {
 	unsetPassphrase(t)
 
 	for _, cmd := range []string{"provision", "coordinator", "client"} {
-		_, _, help := runCLI(cmd, "-h")
+		_, help, _ := runCLI(cmd, "-h")
 		if !strings.Contains(help, "--passphrase-file") || !strings.Contains(help, "FL_SECURE_PASSPHRASE") {
 			t.Errorf("%s -h does not document the passphrase:\n%s", cmd, help)
 		}
