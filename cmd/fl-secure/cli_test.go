@@ -369,6 +369,7 @@ func TestSimulateMessages(t *testing.T) {
 		{[]string{"--data", "empty.csv", "--label", "y"}, 1, []string{"empty.csv: fl: the file is empty: want a header line"}},
 		{[]string{"--data", "header.csv", "--label", "y"}, 1, []string{"0 data rows after the header"}},
 		{[]string{"--epsilon", "1e9"}, 2, []string{"--epsilon 1e+09: want at most 100", "--epsilon 0"}},
+		{[]string{"--epsilon", "0.0001"}, 2, []string{"--epsilon 0.0001: want at least 0.01"}},
 		{[]string{"--delta", "2"}, 2, []string{"--delta 2: want a probability in (0, 1)"}},
 		{[]string{"--dropout", "0.99"}, 2, []string{"--dropout 0.99: with 5 hospitals and a minimum cohort of 3", "at most 0.50"}},
 		{[]string{"--dropout", "0.3", "--min-cohort", "9"}, 2, []string{"--min-cohort 9: want 3 to --sites (5)"}},
@@ -537,6 +538,23 @@ func TestGitignore(t *testing.T) {
 	for _, p := range []string{"fed/site-1/client.conf", "fl-secure-runs/20261202-150405/coordinator/coordinator-ledger.jsonl", "cmd/fl-secure/fl-secure-runs/x", "fl-secure"} {
 		if err := exec.Command("git", "-C", root, "check-ignore", "-q", p).Run(); err != nil {
 			t.Errorf("%s is not ignored: %v", p, err)
+		}
+	}
+}
+
+// TestSimulateWarnings: a δ not below 1/records, and a dropout the
+// cohort's redraws cannot honour, are warned about on stderr.
+func TestSimulateWarnings(t *testing.T) {
+	code, out, errOut := runCLI("simulate", "--delta", "0.01", "--dropout", "0.5", "--rounds", "4", "--no-compare", "--dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "federated") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"fl-secure: warning: δ = 0.01 is not below 1/records (427 training records)",
+		"fl-secure: warning: dropout 0.5: a round waits until at least 3 of 5 sites are online",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
 }

@@ -68,7 +68,7 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 	flags.Float64Var(&d.TestFraction, "test", 0.25, "stratified test fraction")
 	flags.IntVar(&f.Rounds, "rounds", 0, "training rounds (default: 60 for classification at record level, 30 otherwise)")
 	flags.StringVar(&mode, "mode", "secagg", "secagg, he, or plain (NOT PRIVATE)")
-	flags.Float64Var(&f.Epsilon, "epsilon", 3, "ε for the whole run, up to 100 (0: no DP)")
+	flags.Float64Var(&f.Epsilon, "epsilon", 3, "ε for the whole run, 0.01 to 100 (0: no DP)")
 	flags.Float64Var(&f.Delta, "delta", 1e-5, "δ, a probability in (0, 1); keep it below 1/records")
 	flags.Float64Var(&f.SiteCap, "site-cap", 0, "each hospital's own ε cap (0: --epsilon)")
 	flags.StringVar(&level, "level", "record", "record (full-batch DP-SGD) or client (clipped local updates)")
@@ -266,11 +266,16 @@ func isTerminal(w io.Writer) bool {
 // CKKS").
 const heWarning = "fl-secure: warning: mode he protects updates against a malicious coordinator that colludes with no hospital, and the decryption key against malicious hospitals while the coordinator is honest, but not one hospital's update from another hospital that decrypts, nor anything from a coordinator colluding with a hospital; wherever a hospital may be malicious, use secagg (SECURITY.md, \"Threshold CKKS\")"
 
-// maxEpsilon is the largest ε simulate accepts. Far below it the noise
-// already protects little (dp plan warns above 10); above it the noise
-// multiplier the accountant would need falls below the range where any
-// accountant here is meaningful.
-const maxEpsilon = 100
+// minEpsilon and maxEpsilon bound the ε simulate accepts. Far below the
+// top the noise already protects little (dp plan warns above 10); above it
+// the noise multiplier the accountant would need falls below the range
+// where any accountant here is meaningful. Below the bottom each
+// hospital's noise share exceeds what the discrete Gaussian sampler draws
+// (variance 2^60) and the noise would swamp any model.
+const (
+	minEpsilon = 0.01
+	maxEpsilon = 100
+)
 
 // checkSimulate checks simulate's flags, each against the range its help
 // states, before anything is written; its errors name the flag.
@@ -312,6 +317,8 @@ func checkSimulate(cfg *local.Config, mode, level string, share float64) error {
 		return usagef("--alpha %v: want ≥ 0 (0 for an IID split)", d.Alpha)
 	case math.IsNaN(f.Epsilon) || f.Epsilon < 0:
 		return usagef("--epsilon %v: want ≥ 0 (0 for no DP)", f.Epsilon)
+	case f.Epsilon > 0 && f.Epsilon < minEpsilon:
+		return usagef("--epsilon %g: want at least %g: below it the noise swamps any model; for training without DP give --epsilon 0", f.Epsilon, minEpsilon)
 	case f.Epsilon > maxEpsilon:
 		return usagef("--epsilon %g: want at most %d: at a larger ε the noise protects nothing and no accountant here is meaningful; for training without DP give --epsilon 0", f.Epsilon, maxEpsilon)
 	case f.Epsilon > 0 && !(f.Delta > 0 && f.Delta < 1):
