@@ -3,13 +3,20 @@
 //
 // Usage:
 //
-//	fl-secure simulate [flags]   federated training with secure aggregation and DP
-//	fl-secure secagg [flags]     secure-aggregation rounds among in-process clients
-//	fl-secure dp …               privacy accounting and planning
-//	fl-secure budget …           show, audit and recover privacy ledgers
-//	fl-secure version            print the version
+//	fl-secure simulate [flags]     federated training with secure aggregation and DP
+//	fl-secure secagg [flags]       secure-aggregation rounds among in-process clients
+//	fl-secure dp …                 privacy accounting and planning
+//	fl-secure budget …             show, audit, recover and report privacy ledgers
+//	fl-secure provision|coordinator|client|evaluate …
+//	                               a federation over the network
+//	fl-secure bench [flags]        the benchmark suite
+//	fl-secure version [--json]     the module version and source revision
+//	fl-secure help [COMMAND]       the list of commands, or a command's help
 //
-// Run "fl-secure help" or "fl-secure simulate -h" for the flags.
+// Help goes to standard output and errors to standard error; every command
+// that prints a result prints it as JSON with --json. Exit status: 0
+// success, 1 failure, 2 a command line in error, 130 interrupted (SIGINT
+// or SIGTERM).
 package main
 
 import (
