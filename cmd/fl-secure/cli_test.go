@@ -482,6 +482,14 @@ func TestSimulateRunDirs(t *testing.T) {
 	if dirs[0] == dirs[1] || !strings.HasPrefix(dirs[0], "fl-secure-runs"+string(filepath.Separator)) {
 		t.Errorf("run directories %v", dirs)
 	}
+	// A --dir that holds a run already is refused before anything is
+	// written, and what it holds is untouched.
+	before, _ := os.ReadDir(dirs[0])
+	code, out, errOut := runCLI("simulate", "--rounds", "1", "--no-compare", "--dir", dirs[0])
+	after, _ := os.ReadDir(dirs[0])
+	if code != 2 || out != "" || !strings.Contains(errOut, "--dir "+dirs[0]+" holds a run already") || len(after) != len(before) {
+		t.Errorf("--dir of a run: exit %d, %d entries then %d:\n%s", code, len(before), len(after), errOut)
+	}
 }
 
 // TestJSONOnEveryResult: every command that prints a result prints JSON

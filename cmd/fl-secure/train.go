@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -105,6 +106,12 @@ func simulateFL(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err, "")
 	}
 	f.StatisticsShare, f.PublicStatistics = share, share == 0
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "kits")); err == nil {
+			return fail(stderr, usagef("--dir %s holds a run already: a run writes its kits, keys and ledgers into a directory of its own and never over another's", dir),
+				"give a new directory, or leave --dir out for a fresh one under fl-secure-runs/")
+		}
+	}
 	made := false
 	if dir == "" {
 		var err error
