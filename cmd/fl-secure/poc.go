@@ -57,6 +57,10 @@ Examples:
 // number of sites.
 const pocMaxSites = 10
 
+// pocClientGrace is how long the clients have to exit once the
+// coordinator has finished the run.
+var pocClientGrace = 30 * time.Second
+
 // pocTail is how many of a process's last lines an error quotes.
 const pocTail = 12
 
@@ -315,7 +319,7 @@ var (
 )
 
 // start starts one process, its output prefixed by name.
-func (f *pocFederation) start(name string, args []string, summary *regexp.Regexp, onLine func(string)) (*pocProc, error) {
+func (f *pocFederation) start(name string, args []string, summary *regexp.Regexp, onLine func(string)) error {
 	p := &pocProc{name: name, done: make(chan struct{}), rounds: -1}
 	p.log = &lineWriter{emit: func(line string) {
 		f.out.line(name, line)
@@ -333,7 +337,7 @@ func (f *pocFederation) start(name string, args []string, summary *regexp.Regexp
 	p.cmd.Dir = f.dir
 	setProcessGroup(p.cmd)
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("poc: starting %s: %w", name, err)
+		return fmt.Errorf("poc: starting %s: %w", name, err)
 	}
 	f.out.line("poc", fmt.Sprintf("started %s (pid %d)", name, p.cmd.Process.Pid))
 	f.procs = append(f.procs, p)
@@ -343,7 +347,7 @@ func (f *pocFederation) start(name string, args []string, summary *regexp.Regexp
 		close(p.done)
 		f.exits <- p
 	}()
-	return p, nil
+	return nil
 }
 
 // run starts the coordinator and the clients and waits until the
@@ -364,7 +368,7 @@ func (f *pocFederation) run() (err error) {
 	coordDir := filepath.Join(f.dir, "coordinator")
 	args := append([]string{"coordinator", "--config", filepath.Join(coordDir, "coordinator.conf"), "--listen", "127.0.0.1:0"}, f.set.coordArgs...)
 	var once sync.Once
-	if _, err := f.start("coordinator", args, pocCoordRounds, func(line string) {
+	if err := f.start("coordinator", args, pocCoordRounds, func(line string) {
 		if m := pocListening.FindStringSubmatch(line); m != nil {
 			once.Do(func() { f.addr <- m[1] })
 		}
@@ -388,11 +392,12 @@ func (f *pocFederation) run() (err error) {
 	for i := 1; i <= f.set.sites; i++ {
 		kit := filepath.Join(f.dir, fmt.Sprintf("site-%d", i))
 		args := append([]string{"client", "--config", filepath.Join(kit, "client.conf"), "--coordinator", addr}, f.set.siteArgs...)
-		if _, err := f.start(fmt.Sprintf("site-%d", i), args, pocSiteRounds, nil); err != nil {
+		if err := f.start(fmt.Sprintf("site-%d", i), args, pocSiteRounds, nil); err != nil {
 			return err
 		}
 	}
 	running := len(f.procs)
+	var after <-chan time.Time // once the coordinator has finished
 	for running > 0 {
 		select {
 		case p := <-f.exits:
@@ -403,6 +408,21 @@ func (f *pocFederation) run() (err error) {
 			if p.err != nil {
 				return f.early(p)
 			}
+			if p == f.procs[0] {
+				t := time.NewTimer(pocClientGrace)
+				defer t.Stop()
+				after = t.C
+			}
+		case <-after:
+			var left []string
+			for _, p := range f.procs {
+				select {
+				case <-p.done:
+				default:
+					left = append(left, p.name)
+				}
+			}
+			return fmt.Errorf("poc: the coordinator finished, but %s did not exit within %v of it", strings.Join(left, ", "), pocClientGrace)
 		case <-f.sigc:
 			return errInterrupted
 		case <-timeout.C:
@@ -564,7 +584,11 @@ func printPoc(w io.Writer, r *pocResult, regression bool) {
 		fmt.Fprintf(w, row, fmt.Sprintf("site-%d", s.Site), count(s.Rounds), fmt.Sprintf("%.4f", s.Epsilon), s.Audit)
 	}
 	c := r.Coordinator
-	fmt.Fprintf(w, row, "coordinator", count(c.Rounds), fmt.Sprintf("%.4f", c.Epsilon), c.Audit)
+	spent := fmt.Sprintf("%.4f", c.Epsilon)
+	if c.Audit == pocNoLedger {
+		spent = "-"
+	}
+	fmt.Fprintf(w, row, "coordinator", count(c.Rounds), spent, c.Audit)
 	if c.PatientEpsilon > 0 {
 		fmt.Fprintf(w, "client level: ε %.4g protects %s; per patient ε %.4g (%s)\n", c.Epsilon, dp.ClientRelationText, c.PatientEpsilon, dp.PatientRelationText)
 	}

@@ -21,21 +21,41 @@ import (
 // The test binary is also fl-secure: with FL_SECURE_TEST_MAIN=1 it runs
 // the command its arguments name, so that "fl-secure poc" started by a
 // test can start its coordinator and clients from os.Executable.
-// FL_SECURE_TEST_FAIL_SITE=N makes site N's client fail as it starts.
+// FL_SECURE_TEST_FAIL_SITE=N makes site N's client fail as it starts;
+// FL_SECURE_TEST_HANG_SITE=N makes it hang once it has finished, and
+// FL_SECURE_TEST_CLIENT_GRACE sets how long poc waits for it.
 func TestMain(m *testing.M) {
 	if os.Getenv("FL_SECURE_TEST_MAIN") == "1" {
-		if n := os.Getenv("FL_SECURE_TEST_FAIL_SITE"); n != "" && len(os.Args) > 1 && os.Args[1] == "client" {
-			conf := string(filepath.Separator) + filepath.Join("site-"+n, "client.conf")
-			for _, a := range os.Args {
-				if strings.HasSuffix(a, conf) {
-					fmt.Fprintln(os.Stderr, "fl-secure: error: local.csv: no such file (site failure for the test)")
-					os.Exit(1)
-				}
-			}
+		if d, err := time.ParseDuration(os.Getenv("FL_SECURE_TEST_CLIENT_GRACE")); err == nil {
+			pocClientGrace = d
 		}
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		if testSite("FL_SECURE_TEST_FAIL_SITE") {
+			fmt.Fprintln(os.Stderr, "fl-secure: error: local.csv: no such file (site failure for the test)")
+			os.Exit(1)
+		}
+		code := run(os.Args[1:], os.Stdout, os.Stderr)
+		if testSite("FL_SECURE_TEST_HANG_SITE") {
+			select {}
+		}
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
+}
+
+// testSite reports whether this process is the client of the site the
+// environment variable env names.
+func testSite(env string) bool {
+	n := os.Getenv(env)
+	if n == "" || len(os.Args) < 2 || os.Args[1] != "client" {
+		return false
+	}
+	conf := string(filepath.Separator) + filepath.Join("site-"+n, "client.conf")
+	for _, a := range os.Args {
+		if strings.HasSuffix(a, conf) {
+			return true
+		}
+	}
+	return false
 }
 
 // startPoc starts "fl-secure poc args…" as a process of the test binary,
@@ -185,6 +205,34 @@ func TestPocChildFails(t *testing.T) {
 		t.Errorf("a failed run printed a table:\n%s", out.String())
 	}
 	checkNoSurvivors(t, log, parent, 4)
+}
+
+// TestPocClientHangs: a client that does not exit once the coordinator
+// has finished stops the run, naming it.
+func TestPocClientHangs(t *testing.T) {
+	parent := t.TempDir()
+	cmd, out, errOut := startPoc(t, parent, []string{"FL_SECURE_TEST_HANG_SITE=3", "FL_SECURE_TEST_CLIENT_GRACE=1s"}, "--rounds", "1")
+	code := waitPoc(t, cmd, errOut)
+	log := errOut.String()
+	// The other clients end before the coordinator, or soon after it.
+	named := regexp.MustCompile(`poc: the coordinator finished, but (site-\d, )*site-3 did not exit within 1s of it`)
+	if code != 1 || !named.MatchString(log) {
+		t.Errorf("exit %d:\n%s%s", code, out.String(), log)
+	}
+	checkNoSurvivors(t, log, parent, 4)
+}
+
+// TestPocTimeout: a federation that has not finished within --timeout is
+// stopped.
+func TestPocTimeout(t *testing.T) {
+	parent := t.TempDir()
+	cmd, out, errOut := startPoc(t, parent, nil, "--timeout", "1ns")
+	code := waitPoc(t, cmd, errOut)
+	log := errOut.String()
+	if code != 1 || !strings.Contains(log, "within --timeout 1ns") {
+		t.Errorf("exit %d:\n%s%s", code, out.String(), log)
+	}
+	checkNoSurvivors(t, log, parent, 1)
 }
 
 func TestPocMisuse(t *testing.T) {
