@@ -36,8 +36,11 @@ hospital cosigned, and each hospital's) as "fl-secure budget audit" does,
 evaluates the model on coordinator/test.csv as "fl-secure evaluate" does,
 prints the closing table and removes the directory (--keep keeps it).
 
-Ctrl-C (SIGINT) or SIGTERM stops every process poc started and exits 130.
-A process that stops early stops the run, naming it and its last lines.
+Ctrl-C (SIGINT) or SIGTERM stops every process poc started (SIGTERM to
+each one's process group, SIGKILL 10 seconds later). A process that
+stops early stops the run, naming it and its last lines. Exit 0 if the
+run finished and every ledger passed its audit; 1 if not; 2 on misuse;
+130 when interrupted.
 
 The kits' private keys are encrypted at rest only if FL_SECURE_PASSPHRASE
 is set (the processes inherit it); without it every process warns that
@@ -64,7 +67,9 @@ var pocClientGrace = 30 * time.Second
 // pocTail is how many of a process's last lines an error quotes.
 const pocTail = 12
 
-// pocSite is a site's row of the closing table.
+// pocSite is a ledger's row of the closing table: a site's or the
+// coordinator's. Rounds is what the process's summary counted, -1 if it
+// printed none.
 type pocSite struct {
 	Site    int     `json:"site,omitempty"` // 0 for the coordinator
 	Rounds  int     `json:"rounds"`
@@ -91,6 +96,9 @@ type pocResult struct {
 	Dir         string     `json:"dir,omitempty"` // with --keep
 }
 
+// pocCmd runs "fl-secure poc": a federation of a coordinator and
+// --sites clients, each a process of this program, provisioned into a
+// temporary directory and audited at the end.
 func pocCmd(args []string, stdout, stderr io.Writer) int {
 	fs, parse := newFlags("poc", pocUsage, stderr)
 	sites := fs.Int("sites", 3, fmt.Sprintf("number of sites, each a client process (3 to %d)", pocMaxSites))
