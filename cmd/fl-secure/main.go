@@ -55,6 +55,7 @@ Usage:
                                run a hospital's client
   fl-secure evaluate --state DIR --data F --label L
                                evaluate a coordinator's newest checkpoint
+  fl-secure poc [flags]        a whole federation as processes on this machine
   fl-secure bench [--quick] [--out DIR]
                                the benchmark suite, with plaintext baselines
   fl-secure version [--json]   print the version and the source revision
@@ -105,6 +106,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return clientCmd(args[1:], stdout, stderr)
 	case "evaluate":
 		return evaluateCmd(args[1:], stdout, stderr)
+	case "poc":
+		return pocCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
