@@ -264,6 +264,10 @@ func TestHelpExamplesRun(t *testing.T) {
 				args = append(args, "--rounds", "2", "--no-compare", "--dir", t.TempDir())
 			case args[0] == "secagg":
 				args = append(args, "-r", "1")
+			case args[0] == "poc":
+				// poc starts this test binary as fl-secure (TestMain).
+				t.Setenv("FL_SECURE_TEST_MAIN", "1")
+				args = append(args, "--rounds", "2", "--dir", t.TempDir())
 			}
 			began := time.Now()
 			code, _, errOut := runCLI(args...)

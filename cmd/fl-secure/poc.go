@@ -168,7 +168,7 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	case <-sigc:
 		cleanup()
 		fmt.Fprintln(stderr, "fl-secure: interrupted")
-		return 130
+		return exitInterrupted
 	default:
 	}
 
@@ -177,7 +177,7 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, errInterrupted) {
 		cleanup()
 		fmt.Fprintln(stderr, "fl-secure: interrupted")
-		return 130
+		return exitInterrupted
 	}
 	if err != nil {
 		cleanup()
@@ -285,8 +285,6 @@ func pocSettings(sites int, mode, data string, rounds int, eps, delta float64, l
 	}
 	return c, nil
 }
-
-var errInterrupted = errors.New("interrupted")
 
 // pocNoLedger is the coordinator's audit result in a run without DP.
 const pocNoLedger = "no ledger (no DP)"

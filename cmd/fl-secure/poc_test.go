@@ -261,7 +261,7 @@ func TestPocMisuse(t *testing.T) {
 			t.Errorf("%v: misuse left %v", tc.args, es)
 		}
 	}
-	if code, _, errOut := runCLI("poc", "-h"); code != 0 || !strings.Contains(errOut, "Usage: fl-secure poc") {
-		t.Errorf("poc -h: exit %d:\n%s", code, errOut)
+	if code, out, _ := runCLI("poc", "-h"); code != 0 || !strings.Contains(out, "Usage: fl-secure poc") {
+		t.Errorf("poc -h: exit %d, help not on stdout:\n%s", code, out)
 	}
 }
