@@ -96,7 +96,9 @@ func TestLayoutJoinErrors(t *testing.T) {
 	}{
 		{func(ts map[string]Tensor) { delete(ts, "bias") }, `tensor "bias" of the logistic layout is missing`},
 		{func(ts map[string]Tensor) { ts["extra"] = Tensor{DType: "F64", Shape: []int{1}, Data: []float64{0}} }, `tensor "extra" is not in the logistic layout`},
-		{func(ts map[string]Tensor) { ts["weight"] = Tensor{DType: "F64", Shape: []int{3}, Data: []float64{1, 2, 3}} }, `tensor "weight" has shape [3]; the layout's is [1 3]`},
+		{func(ts map[string]Tensor) {
+			ts["weight"] = Tensor{DType: "F64", Shape: []int{3}, Data: []float64{1, 2, 3}}
+		}, `tensor "weight" has shape [3]; the layout's is [1 3]`},
 		{func(ts map[string]Tensor) { ts["bias"] = Tensor{DType: "I64", Shape: []int{1}, Data: []float64{1}} }, `tensor "bias" has dtype I64`},
 		{func(ts map[string]Tensor) { ts["weight"].Data[2] = math.NaN() }, `tensor "weight" holds a NaN or infinite value at element 2`},
 		{func(ts map[string]Tensor) { ts["bias"].Data[0] = math.Inf(-1) }, `tensor "bias" holds a NaN or infinite value`},
