@@ -60,7 +60,7 @@ docs/TRAINER.md.
 	maxUnopened := fs.Int("max-unopened", 3, "pay for at most this many rounds in a row that do not open, then stop paying")
 	data := fs.String("data", "", "local CSV data")
 	label := fs.String("label", "", "label column of --data")
-	model := fs.String("model", "", "the model --data is loaded for: logistic (binary labels), softmax (class labels 0…c−1), linear (real labels) or mlp (default: logistic); rounds of another model are refused")
+	model := fs.String("model", "", "the model --data is loaded for: logistic (binary labels), softmax (class labels 0…c−1), linear (real labels) or mlp (default: logistic); a round whose model needs other labels is refused")
 	hidden := fs.Int("hidden", 16, "hidden width of an mlp model (the coordinator's)")
 	update := fs.String("update", "", "an update trained elsewhere (.npy, or .safetensors with the layout's named tensors), sent every client-level round instead of training")
 	trainCmd := fs.String("train-cmd", "", "run this shell command every round to train (docs/TRAINER.md): it gets the global model and its layout and writes the update")

@@ -19,6 +19,7 @@ labelled CSV file, standardized with the federation's statistics.
 	label := fs.String("label", "", "label column")
 	model := fs.String("model", "logistic", "the federation's model: logistic, softmax, linear or mlp")
 	hidden := fs.Int("hidden", 16, "hidden width of an mlp model")
+	classes := fs.Int("classes", 0, "classes of a softmax or mlp model, if the test set lacks the highest (default: from its labels)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if help, err := parse(args, "state", "data", "label"); help || err != nil {
 		if err != nil {
@@ -29,6 +30,9 @@ labelled CSV file, standardized with the federation's statistics.
 	d, err := loadData(*data, *label, *model)
 	if err != nil {
 		return fail(stderr, err, "")
+	}
+	if *classes > d.Classes && d.Task == fl.Multiclass {
+		d.Classes = *classes
 	}
 	m, round, err := protocol.EvaluateState(*state, *model, *hidden, d)
 	if err != nil {

@@ -353,3 +353,25 @@ func numpyPython() string {
 	}
 	return ""
 }
+
+// TestEvaluateClasses evaluates a 3-class checkpoint on a test set that
+// holds only classes 0 and 1 when told the federation's classes.
+func TestEvaluateClasses(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(state, "checkpoints"), 0o700)
+	var buf bytes.Buffer
+	fl.WriteSafetensors(&buf, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{6}, Data: []float64{1, 0, -1, 0, 0, 0}}}, nil)
+	os.WriteFile(filepath.Join(state, "checkpoints", "round-0001.safetensors"), buf.Bytes(), 0o600)
+	os.WriteFile(filepath.Join(state, "statistics.json"), []byte(`{"mean":[0],"scale":[1],"rows":4}`), 0o600)
+	data := filepath.Join(dir, "t.csv")
+	os.WriteFile(data, []byte("a,y\n1,0\n-1,1\n2,0\n"), 0o600)
+	var out bytes.Buffer
+	if code := evaluateCmd([]string{"--state", state, "--data", data, "--label", "y", "--model", "softmax"}, &out, &out); code == 0 {
+		t.Errorf("2 test classes for a 3-class checkpoint evaluated: %s", out.String())
+	}
+	out.Reset()
+	if code := evaluateCmd([]string{"--state", state, "--data", data, "--label", "y", "--model", "softmax", "--classes", "3"}, &out, &out); code != 0 || !strings.Contains(out.String(), "accuracy 1.000") {
+		t.Errorf("evaluate --classes 3: %s", out.String())
+	}
+}
