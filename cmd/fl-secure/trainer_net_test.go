@@ -147,13 +147,23 @@ func TestLinearFederationOverGRPC(t *testing.T) {
 	}
 	local := filepath.Join(dir, "site-1", "local.csv")
 	modelOut := filepath.Join(dir, "site-1", "global.safetensors")
-	coord, _ := netFederation(t, dir, []string{"--rounds", "3", "--level", "client"}, [][]string{
+	// Site 2 sends one update trained elsewhere, as named tensors, though
+	// its kit's client.conf sets data: the flag replaces the kit's choice.
+	var u bytes.Buffer
+	fl.WriteSafetensors(&u, map[string]fl.Tensor{"weight": {DType: "F32", Shape: []int{1, 10}, Data: make([]float64, 10)},
+		"bias": {DType: "F32", Shape: []int{1}, Data: []float64{0.01}}}, nil)
+	update := filepath.Join(dir, "site-2", "update.safetensors")
+	os.WriteFile(update, u.Bytes(), 0o600)
+	coord, outs := netFederation(t, dir, []string{"--rounds", "3", "--level", "client"}, [][]string{
 		// On the command line, --train-cmd replaces the kit's data;
 		// --data brings it back for the statistics.
 		{"--train-cmd", trainer + " --data " + local + " --label progression", "--data", local, "--model-out", modelOut},
-		nil,
+		{"--update", update},
 		nil,
 	})
+	if !strings.Contains(outs[1], "took part in 3 rounds") {
+		t.Errorf("the hospital sending --update:\n%s", outs[1])
+	}
 	if !strings.Contains(coord, "3 rounds completed") {
 		t.Fatalf("coordinator:\n%s", coord)
 	}
