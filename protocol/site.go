@@ -90,6 +90,19 @@ type SiteConfig struct {
 	// refuses the round before the site joins it, and is logged here, not
 	// sent. Data, if also set, only contributes the statistics.
 	UpdateFunc func(round int, global []float64) ([]float64, error)
+	// Trainer, if set, computes this site's update for every training
+	// round, at client or record level, from the round's global model,
+	// layout and standardization (TrainRequest); it takes precedence over
+	// UpdateFunc and Update. Everything it returns is checked, and the
+	// site clips (client level) or bounds (record level) the update and
+	// adds its noise itself. An error refuses the round before the site
+	// joins or pays for it; its words are logged here, never sent. Data,
+	// if also set, contributes the statistics and the record count.
+	Trainer func(TrainRequest) (TrainResult, error)
+	// Records is, for a record-level Trainer and a site without Data, the
+	// number of records the trainer holds and must use every round. With
+	// Data it must be 0 or Data's row count.
+	Records int
 	// LocalTraining is the local SGD a client-level round runs on Data
 	// from the global model (zero fields: 1 epoch, batch 16, learning rate
 	// 0.1; Seed 0: the round's session identifier).
@@ -155,6 +168,9 @@ type Site struct {
 	witnessed    *dp.Checkpoint
 	witnessRound uint64
 	witnessErr   error
+	// lastTrain is the newest training round this site saw start: the
+	// layout and standardization written beside ModelOut.
+	lastTrain *wire.RoundStart
 }
 
 // String names the site; it never prints its keys.
@@ -221,6 +237,9 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	}
 	if cfg.Level != "" && cfg.Level != dp.RecordLevel && cfg.Level != dp.ClientLevel {
 		return nil, fmt.Errorf("protocol: privacy level %q is neither record nor client", cfg.Level)
+	}
+	if cfg.Records < 0 || cfg.Records > 0 && cfg.Data != nil && cfg.Records != cfg.Data.Rows() {
+		return nil, fmt.Errorf("protocol: %d records for a trainer whose site data has %d rows", cfg.Records, dataRows(cfg.Data))
 	}
 	if cfg.MinCohort < 0 || cfg.Colluders < 0 || cfg.MaxAttempts < 1 || cfg.MaxUnopened < 1 {
 		return nil, fmt.Errorf("protocol: minimum cohort %d, colluders %d, attempts per round %d, unopened rounds %d", cfg.MinCohort, cfg.Colluders, cfg.MaxAttempts, cfg.MaxUnopened)
@@ -603,7 +622,7 @@ func (s *Site) end(r *siteRound, e *wire.RoundEnd) {
 		}
 	}
 	if s.cfg.ModelOut != "" && len(e.Model) > 0 {
-		if err := writeModel(s.cfg.ModelOut, e.Model, roundOf(e.Round)); err != nil {
+		if err := writeModel(s.cfg.ModelOut, e.Model, roundOf(e.Round), s.lastTrain, s.cfg.Hidden); err != nil {
 			s.log.Error("writing the model", "err", err)
 		}
 	}
@@ -644,6 +663,9 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	}
 	if err := s.checkWitness(st); err != nil {
 		return nil, nil, err
+	}
+	if st.Kind == wire.RoundStart_TRAIN {
+		s.lastTrain = st
 	}
 	r := &siteRound{s: s, start: st, base: -1}
 	if s.witnessRound == st.Round && s.witnessErr == nil && s.witnessed != nil {
@@ -972,6 +994,9 @@ func (r *siteRound) vector() ([]float64, error) {
 	if st.Kind == wire.RoundStart_STATISTICS {
 		return r.statisticsVector()
 	}
+	if cfg.Trainer != nil {
+		return r.trained()
+	}
 	if cfg.UpdateFunc != nil || cfg.Update != nil {
 		if st.Level != string(dp.ClientLevel) {
 			return nil, errors.New("an update trained elsewhere can only join a client-level federation")
@@ -1002,7 +1027,7 @@ func (r *siteRound) vector() ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := fl.NewModel(st.ModelName, cfg.Data.Task, cfg.Data.Dim(), max(cfg.Data.Classes, 2), cfg.Hidden)
+	m, err := r.dataModel()
 	if err != nil {
 		return nil, err
 	}
@@ -1027,6 +1052,215 @@ func (r *siteRound) vector() ([]float64, error) {
 	}
 	g, _, err := fl.ClippedGradientSum(m, st.Model, data, 1, st.Clip, r.s.sampler)
 	return g, err
+}
+
+// dataModel returns the round's model for this site's data: its classes
+// come from the round (a site need not hold every class), and its data's
+// task must be the model's.
+func (r *siteRound) dataModel() (fl.Model, error) {
+	st, data := r.start, r.s.cfg.Data
+	l, task, err := roundLayout(st, r.s.cfg.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	if l.Features != data.Dim() {
+		return nil, fmt.Errorf("the round's %s model takes %d features, this site's data has %d", l.Model, l.Features, data.Dim())
+	}
+	switch {
+	case task == fl.Regression && data.Task != fl.Regression:
+		return nil, fmt.Errorf("the round trains a %s model (regression); this site loaded its data with class labels (client --model %s)", l.Model, l.Model)
+	case task != fl.Regression && data.Task == fl.Regression:
+		return nil, fmt.Errorf("the round trains a %s model (classification); this site loaded its data with a real-valued label (client --model linear)", l.Model)
+	case task != fl.Regression && data.Classes > max(l.Outputs, 2):
+		return nil, fmt.Errorf("the round's %s model has %d classes and this site's labels more (check the coordinator's --classes)", l.Model, max(l.Outputs, 2))
+	}
+	return fl.NewModel(l.Model, task, l.Features, max(l.Outputs, 2), l.Hidden)
+}
+
+// roundLayout returns the layout of a training round's model and its
+// task: the features from the round's length (logistic, linear) or
+// standardization (softmax, mlp), the outputs from its length, and an
+// mlp's hidden width from this site's configuration (the wire does not
+// carry it).
+func roundLayout(st *wire.RoundStart, hidden int) (fl.Layout, fl.Task, error) {
+	n, d := int(st.Length), len(st.Mean)
+	var l fl.Layout
+	var err error
+	task := fl.Binary
+	switch st.ModelName {
+	case "logistic", "linear":
+		if st.ModelName == "linear" {
+			task = fl.Regression
+		}
+		l, err = fl.NewLayout(st.ModelName, n-1, 1, 0)
+	case "softmax":
+		if d < 1 || n%(d+1) != 0 {
+			return fl.Layout{}, 0, fmt.Errorf("a softmax model of %d parameters does not fit %d standardized features", n, d)
+		}
+		task = fl.Multiclass
+		l, err = fl.NewLayout("softmax", d, n/(d+1), 0)
+	case "mlp":
+		if hidden < 1 {
+			hidden = 16
+		}
+		rest := n - hidden*(d+1)
+		if d < 1 || rest <= 0 || rest%(hidden+1) != 0 {
+			return fl.Layout{}, 0, fmt.Errorf("an mlp of %d parameters does not fit %d features and this site's hidden width %d (it must be the coordinator's)", n, d, hidden)
+		}
+		if rest/(hidden+1) > 1 {
+			task = fl.Multiclass
+		}
+		l, err = fl.NewLayout("mlp", d, rest/(hidden+1), hidden)
+	default:
+		return fl.Layout{}, 0, fmt.Errorf("unknown model %q", truncateReason(st.ModelName))
+	}
+	if err != nil {
+		return fl.Layout{}, 0, err
+	}
+	if l.Len() != n {
+		return fl.Layout{}, 0, fmt.Errorf("a %s model of %d parameters for length %d", l.Model, l.Len(), n)
+	}
+	return l, task, nil
+}
+
+func truncateReason(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func dataRows(d *fl.Dataset) int {
+	if d == nil {
+		return 0
+	}
+	return d.Rows()
+}
+
+// A TrainRequest is one training round as a site's Trainer sees it.
+type TrainRequest struct {
+	Round  int       // the training round: 1, 2, …
+	Level  dp.Level  // client or record
+	Clip   float64   // the round's L2 clipping norm
+	Layout fl.Layout // the named tensors of Model and of the update
+	Model  []float64 // the global model, flat (a copy)
+	Mean   []float64 // standardization: the features', then a regression label's
+	Scale  []float64 // (Mean[d], Scale[d] when the round carries one)
+	// Records is, at record level, the number of records the update must
+	// sum over: every record of the site, each once (sampling rate 1, as
+	// fl.ClippedGradientSum with q = 1).
+	Records int
+}
+
+// Manifest returns the request as the manifest a trainer outside
+// fl-secure reads (docs/TRAINER.md).
+func (q TrainRequest) Manifest() *fl.Manifest {
+	m := manifestFor(q.Layout, q.Round, q.Mean, q.Scale)
+	m.Level, m.Clip, m.Records = string(q.Level), q.Clip, q.Records
+	return m
+}
+
+// manifestFor describes a model of layout l at a round with its
+// standardization: the features' means and scales (0 and 1 where the
+// round carries none) and a linear model's label pair if the round has it.
+func manifestFor(l fl.Layout, round int, mean, scale []float64) *fl.Manifest {
+	d := l.Features
+	m := &fl.Manifest{Layout: l, Round: round, Mean: make([]float64, d), Scale: make([]float64, d)}
+	if len(mean) >= d && len(scale) == len(mean) {
+		copy(m.Mean, mean[:d])
+		copy(m.Scale, scale[:d])
+	} else {
+		for j := range m.Scale {
+			m.Scale[j] = 1
+		}
+	}
+	if l.Model == "linear" && len(mean) == d+1 && len(scale) == d+1 {
+		lm, ls := mean[d], scale[d]
+		m.LabelMean, m.LabelScale = &lm, &ls
+	}
+	return m
+}
+
+// A TrainResult is what a Trainer returns.
+type TrainResult struct {
+	// Update is, at client level, the trained model minus the global
+	// model; at record level, the sum over the request's Records records
+	// of each record's loss gradient at the global model, each clipped to
+	// L2 norm Clip before summing. Flat, in the layout's order.
+	Update []float64
+	// Records is, at record level, the number of records summed: it must
+	// be the request's.
+	Records int
+}
+
+// errTrainer is all the coordinator learns of a trainer's failure or of
+// an update that fails the site's checks: the reasons, which may depend on
+// the data, stay in the site's log.
+var errTrainer = errors.New("this site's trainer produced no usable update (see the site's log)")
+
+// trained runs the site's Trainer for a training round and checks what
+// it returns: the length, finite values, and at record level the record
+// count it was told and a sum no longer than records × clip, which is all
+// the site can check of a sum of per-record clipped gradients (that each
+// record was clipped is the trainer's responsibility: docs/TRAINER.md).
+// The site clips a client-level update itself.
+func (r *siteRound) trained() ([]float64, error) {
+	st, cfg := r.start, r.s.cfg
+	l, _, err := roundLayout(st, cfg.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.Model) != int(st.Length) {
+		return nil, fmt.Errorf("the round carries %d model parameters for length %d", len(st.Model), st.Length)
+	}
+	q := TrainRequest{Round: roundOf(st.Round), Level: dp.Level(st.Level), Clip: st.Clip, Layout: l,
+		Model: slices.Clone(st.Model), Mean: slices.Clone(st.Mean), Scale: slices.Clone(st.Scale)}
+	record := st.Level == string(dp.RecordLevel)
+	if record {
+		q.Records = cfg.Records
+		if cfg.Data != nil {
+			q.Records = cfg.Data.Rows()
+		}
+		if q.Records < 1 {
+			return nil, errors.New("a record-level trainer needs this site's record count (its data, or Records)")
+		}
+	} else if st.Level != string(dp.ClientLevel) {
+		return nil, fmt.Errorf("privacy level %q is neither record nor client", truncateReason(st.Level))
+	}
+	refuse := func(err error) ([]float64, error) {
+		r.s.log.Warn("the trainer's update is refused", "round", q.Round, "err", err)
+		return nil, errTrainer
+	}
+	res, err := cfg.Trainer(q)
+	if err != nil {
+		return refuse(err)
+	}
+	u := slices.Clone(res.Update)
+	if len(u) != int(st.Length) {
+		return refuse(fmt.Errorf("the update has %d values, the %s model %d", len(u), l.Model, st.Length))
+	}
+	var norm float64
+	for i, x := range u {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return refuse(fmt.Errorf("the update's value %d is NaN or infinite", i))
+		}
+		norm = math.Hypot(norm, x)
+	}
+	if !record {
+		if err := dp.ClipL2(u, st.Clip, nil); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
+	if res.Records != q.Records {
+		return refuse(fmt.Errorf("the trainer summed %d records; it was told to use %d", res.Records, q.Records))
+	}
+	// A sum of n vectors of norm at most clip has norm at most n·clip
+	// (triangle inequality); a longer one was not clipped per record.
+	if bound := float64(q.Records) * st.Clip; norm > bound*(1+1e-9) {
+		return refuse(fmt.Errorf("the gradient sum has L2 norm %.6g, above records × clip = %.6g: its records were not each clipped to %v", norm, bound, st.Clip))
+	}
+	return u, nil
 }
 
 // standardized returns the site's data standardized as the round says:
@@ -1185,17 +1419,42 @@ func (r *siteRound) quantize(v []float64) ([]uint64, error) {
 }
 
 // writeModel replaces path with the global model, durably and
-// unencrypted (the model is what the federation publishes).
-func writeModel(path string, w []float64, round int) error {
+// unencrypted (the model is what the federation publishes): .npy as a
+// flat vector, else safetensors with the layout's named tensors. Beside
+// it, path + ".layout.json" holds the manifest (layout and
+// standardization) that using the model needs, when the last training
+// round this site saw gives them.
+func writeModel(path string, w []float64, round int, last *wire.RoundStart, hidden int) error {
+	var man *fl.Manifest
+	if last != nil && int(last.Length) == len(w) {
+		if l, _, err := roundLayout(last, hidden); err == nil {
+			man = manifestFor(l, round, last.Mean, last.Scale)
+		}
+	}
 	var buf bytes.Buffer
 	var err error
-	if filepath.Ext(path) == ".npy" {
+	switch {
+	case filepath.Ext(path) == ".npy":
 		err = fl.WriteNPY(&buf, w, false)
-	} else {
+	case man != nil:
+		var ts map[string]fl.Tensor
+		if ts, err = man.Split(w); err == nil {
+			err = fl.WriteSafetensors(&buf, ts, map[string]string{"round": fmt.Sprint(round), "model": man.Model})
+		}
+	default:
 		err = fl.WriteSafetensors(&buf, map[string]fl.Tensor{"model": {DType: "F64", Shape: []int{len(w)}, Data: w}}, map[string]string{"round": fmt.Sprint(round)})
 	}
 	if err != nil {
 		return err
+	}
+	if man != nil {
+		var mb bytes.Buffer
+		if err := fl.WriteManifest(&mb, man); err != nil {
+			return err
+		}
+		if err := atrest.WriteFile(path+".layout.json", mb.Bytes(), 0o644, atrest.Passphrase{}); err != nil {
+			return err
+		}
 	}
 	return atrest.WriteFile(path, buf.Bytes(), 0o644, atrest.Passphrase{})
 }

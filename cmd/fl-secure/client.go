@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
@@ -15,7 +18,7 @@ import (
 )
 
 func clientCmd(args []string, stdout, stderr io.Writer) int {
-	fs, parse := newFlags("client", `Usage: fl-secure client --config FILE (--data local.csv | --update update.npy) [flags]
+	fs, parse := newFlags("client", `Usage: fl-secure client --config FILE (--data local.csv | --train-cmd COMMAND | --update FILE) [flags]
 
 Runs a hospital's client: it dials out to the coordinator (no inbound
 connection is ever needed), checks the coordinator's certificate against
@@ -30,6 +33,14 @@ on the first line of --passphrase-file FILE (a file only its owner may
 read), or else in the FL_SECURE_PASSPHRASE environment variable: the one
 the kit was provisioned with. A key still in plaintext is encrypted in
 place. Without a passphrase they are stored unencrypted, with a warning.
+
+The update comes from one source: --data (fl-secure trains on the CSV
+file), --train-cmd (the hospital's own trainer, run every round; with
+--data too, the CSV file also feeds the statistics release and the record
+count), or --update (one update trained elsewhere, sent every round). A
+source given on the command line replaces the configuration's: its data,
+train_cmd and update keys are then ignored. The trainer's contract is in
+docs/TRAINER.md.
 `, stderr)
 	config := fs.String("config", "", "configuration file (see client.conf in a site kit)")
 	site := fs.Int("site", 0, "this site's id")
@@ -49,7 +60,12 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	maxUnopened := fs.Int("max-unopened", 3, "pay for at most this many rounds in a row that do not open, then stop paying")
 	data := fs.String("data", "", "local CSV data")
 	label := fs.String("label", "", "label column of --data")
-	update := fs.String("update", "", "an update trained elsewhere (.npy or .safetensors), sent instead of training")
+	model := fs.String("model", "", "the model --data is loaded for: logistic (binary labels), softmax (class labels 0…c−1), linear (real labels) or mlp (default: logistic); a round whose model needs other labels is refused")
+	hidden := fs.Int("hidden", 16, "hidden width of an mlp model (the coordinator's)")
+	update := fs.String("update", "", "an update trained elsewhere (.npy, or .safetensors with the layout's named tensors), sent every client-level round instead of training")
+	trainCmd := fs.String("train-cmd", "", "run this shell command every round to train (docs/TRAINER.md): it gets the global model and its layout and writes the update")
+	trainTimeout := fs.Duration("train-timeout", time.Hour, "kill a --train-cmd running longer than this and sit the round out")
+	records := fs.Int("records", 0, "record level with --train-cmd and no --data: the number of records the trainer holds and must sum over")
 	modelOut := fs.String("model-out", "", "write the global model here after every round (.npy or .safetensors)")
 	state := fs.String("state", "state", "state directory (this hospital's ledger, the coordinator checkpoint it cosigned)")
 	ledgerKey := fs.String("ledger-key", "", "this hospital's ledger signing key, kept out of --state (default: ledger-key.pem beside --identity)")
@@ -65,18 +81,41 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 		return 0
 	}
 	if *config != "" {
+		// A source of the update on the command line replaces the
+		// configuration's choice of source rather than clashing with it.
+		sources := []string{"data", "update", "train-cmd"}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		paths := map[string]bool{"cert": true, "key": true, "identity": true, "ca": true, "roster": true, "pin-file": true,
 			"state": true, "ledger-key": true, "data": true, "update": true, "model-out": true, "passphrase-file": true}
 		if err := readConfig(fs, *config, paths); err != nil {
 			return fail(stderr, err, "")
+		}
+		if slices.ContainsFunc(sources, func(k string) bool { return given[k] }) {
+			for _, k := range sources {
+				if !given[k] {
+					fs.Set(k, "")
+				}
+			}
 		}
 	}
 	pass, err := passphrase(*passFile)
 	if err != nil {
 		return fail(stderr, err, "")
 	}
-	if (*data == "") == (*update == "") {
-		return fail(stderr, usagef("give exactly one of --data and --update"), "")
+	switch {
+	case *trainCmd != "" && *update != "":
+		return fail(stderr, usagef("--train-cmd and --update are two sources of the update; give one"), "")
+	case *trainCmd == "" && (*data == "") == (*update == ""):
+		return fail(stderr, usagef("give one source of the update: --data, --train-cmd or --update"), "")
+	case *trainTimeout <= 0:
+		return fail(stderr, usagef("--train-timeout %v: want a positive duration", *trainTimeout), "")
+	case *records < 0 || *records > 0 && *trainCmd == "":
+		return fail(stderr, usagef("--records %d: want a positive count, with --train-cmd", *records), "")
+	case *update != "":
+		if _, err := os.Stat(*update); err != nil {
+			return fail(stderr, fmt.Errorf("--update: %w", err), "")
+		}
 	}
 	r, err := protocol.LoadRoster(*roster)
 	if err != nil {
@@ -89,18 +128,22 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	cfg := protocol.SiteConfig{Site: *site, Coordinator: *coord, ServerName: *serverName, Cert: *cert, Key: *key,
 		Identity: *identity, CA: *ca, Pin: strings.TrimSpace(string(pin)), Roster: r, EpsilonCap: *cap, Delta: *delta,
 		AllowNoDP: *allowNoDP, AllowPlain: *allowPlain, Level: dp.Level(*level), MinCohort: *minCohort, Colluders: *colluders, MaxAttempts: *maxAttempts, MaxUnopened: *maxUnopened, ModelOut: *modelOut, State: *state, LedgerKey: *ledgerKey,
-		Logger: logger(stderr, *asJSON)}
+		Hidden: *hidden, Records: *records, Logger: logger(stderr, *asJSON)}
 	if *data != "" {
 		if *label == "" {
 			return fail(stderr, usagef("--data needs --label"), "")
 		}
-		if cfg.Data, err = fl.LoadCSV(*data, *label, fl.Binary); err != nil {
+		if cfg.Data, err = loadData(*data, *label, *model); err != nil {
 			return fail(stderr, err, "")
 		}
-	} else {
-		if cfg.Update, err = readVector(*update); err != nil {
-			return fail(stderr, err, "")
-		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch {
+	case *trainCmd != "":
+		cfg.Trainer = (&commandTrainer{ctx: ctx, command: *trainCmd, timeout: *trainTimeout, out: stderr}).train
+	case *update != "":
+		cfg.Trainer = fileTrainer(*update)
 	}
 	cfg.Passphrase = pass
 	s, err := protocol.NewSite(cfg)
@@ -108,8 +151,6 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 		return fail(stderr, err, "")
 	}
 	defer s.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := s.Run(ctx); err != nil {
 		return fail(stderr, err, "")
 	}
@@ -127,25 +168,29 @@ place. Without a passphrase they are stored unencrypted, with a warning.
 	return 0
 }
 
-func readVector(path string) ([]float64, error) {
-	f, err := os.Open(path)
+// loadData reads a hospital's CSV file for the named model: logistic
+// (the default) and mlp want class labels, a logistic model two of them;
+// softmax class labels 0…c−1; linear real-valued labels.
+func loadData(path, label, model string) (*fl.Dataset, error) {
+	switch model {
+	case "linear":
+		return fl.LoadCSV(path, label, fl.Regression)
+	case "", "logistic", "softmax", "mlp":
+	default:
+		return nil, usagef("--model %q: want logistic, softmax, linear or mlp", model)
+	}
+	d, err := fl.LoadCSV(path, label, fl.Multiclass)
 	if err != nil {
+		if model == "" || model == "logistic" || model == "mlp" {
+			return nil, fmt.Errorf("%w (for a real-valued label, use --model linear)", err)
+		}
 		return nil, err
 	}
-	defer f.Close()
-	if strings.HasSuffix(path, ".npy") {
-		v, _, err := fl.ReadNPY(f)
-		return v, err
+	switch {
+	case d.Classes > 2 && (model == "" || model == "logistic"):
+		return nil, fmt.Errorf("%s: label %q has %d classes and a logistic model takes 2: use --model softmax here and --model softmax --classes %d on the coordinator", path, label, d.Classes, d.Classes)
+	case d.Classes <= 2 && model != "softmax":
+		d.Task = fl.Binary
 	}
-	ts, _, err := fl.ReadSafetensors(f)
-	if err != nil {
-		return nil, err
-	}
-	if len(ts) != 1 {
-		return nil, fmt.Errorf("%s holds %d tensors; want one", path, len(ts))
-	}
-	for _, t := range ts {
-		return t.Data, nil
-	}
-	return nil, nil
+	return d, nil
 }

@@ -68,6 +68,8 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	lr := fs.Float64("learning-rate", 1, "learning rate (record level)")
 	model := fs.String("model", "logistic", "model")
 	features := fs.Int("features", 30, "number of features")
+	classes := fs.Int("classes", 2, "number of classes of a softmax or mlp model (labels 0…classes−1)")
+	hidden := fs.Int("hidden", 16, "hidden width of an mlp model")
 	minCohort := fs.Int("min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
 	colluders := fs.Int("colluders", 0, "sites assumed to collude")
 	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
@@ -120,7 +122,7 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	tty := isTerminal(stderr)
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
-		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features,
+		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features, Classes: *classes, Hidden: *hidden,
 		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, LedgerKey: *ledgerKey, Logger: log,
 		Ranges: featureRanges, StatisticsShare: *share, PublicStatistics: *share == 0, Rows: *rows,
 		Progress: func(res protocol.RoundResult) {
