@@ -315,7 +315,8 @@ func TestInterrupted(t *testing.T) {
 		},
 	} {
 		ctx, stop := notify()
-		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		self, _ := os.FindProcess(os.Getpid())
+		if err := self.Signal(os.Interrupt); err != nil {
 			t.Fatal(err)
 		}
 		<-ctx.Done()

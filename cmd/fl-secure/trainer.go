@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -110,9 +110,13 @@ func (c *commandTrainer) run(env map[string]string, round int) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", c.command)
 	cmd.Env = trainerEnv(os.Environ(), env)
-	lw := &lineWriter{w: c.out, prefix: fmt.Sprintf("trainer (round %d): ", round)}
+	prefix := fmt.Sprintf("trainer (round %d): ", round)
+	lw := &lineWriter{emit: func(line string) { fmt.Fprintf(c.out, "%s%s\n", prefix, line) }}
 	cmd.Stdout, cmd.Stderr = lw, lw
+	// The command's own children (a Python interpreter's workers, a
+	// shell's commands) must not outlive a timeout: kill its whole group.
 	setProcessGroup(cmd)
+	cmd.Cancel = func() error { signalGroup(cmd, syscall.SIGKILL); return nil }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	lw.flush()
@@ -243,42 +247,5 @@ func fileTrainer(path string) func(protocol.TrainRequest) (protocol.TrainResult,
 			return protocol.TrainResult{}, fmt.Errorf("--update: %w", err)
 		}
 		return protocol.TrainResult{Update: u}, nil
-	}
-}
-
-// A lineWriter writes each line it is given to w with a prefix; exec calls
-// it from one goroutine at a time when it is both Stdout and Stderr.
-type lineWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	if len(l.buf) > 64<<10 {
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
-		l.buf = l.buf[:0]
-	}
-	return len(p), nil
-}
-
-func (l *lineWriter) flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buf) > 0 {
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
-		l.buf = l.buf[:0]
 	}
 }
