@@ -46,6 +46,13 @@ type Options struct {
 	Progress func(done, total int, what string)
 }
 
+// How long the two grids take on the machine BENCHMARKS.md describes (2
+// shared vCPUs), as `fl-secure bench -h` and BENCHMARKS.md state it.
+const (
+	QuickTime = "about 20 s"
+	FullTime  = "about 3 min"
+)
+
 type scenario struct {
 	name  string
 	cases func(quick bool) []bcase
