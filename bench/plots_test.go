@@ -357,3 +357,18 @@ func TestReadJSON(t *testing.T) {
 		t.Errorf("absent file: %v", err)
 	}
 }
+
+// BENCHMARKS.md states the run times bench -h states.
+func TestRunTimeClaims(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "BENCHMARKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reproduce, _ := strings.Cut(string(b), "## Reproduce")
+	reproduce, _, _ = strings.Cut(reproduce, "\n## ")
+	for _, want := range []string{"--quick  # " + QuickTime, "--out docs/bench  # " + FullTime} {
+		if !strings.Contains(strings.Join(strings.Fields(reproduce), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("BENCHMARKS.md's Reproduce section does not say %q", want)
+		}
+	}
+}

@@ -26,8 +26,8 @@ With --from, nothing runs: the results of an earlier run are read from its
 results.json, printed, and with --out plotted again (only the PNG files
 are written, so an earlier run's results in DIR are left as they are).
 
-On 2 shared vCPUs (BENCHMARKS.md), --quick takes `+bench.QuickTime+` and the
-full suite `+bench.FullTime+`.
+On 2 vCPUs --quick takes `+bench.QuickTime+` and the full suite `+bench.FullTime+`,
+the longer times when other work shares the cores (BENCHMARKS.md).
 
 Examples:
   fl-secure bench --quick
@@ -36,7 +36,7 @@ Examples:
   fl-secure bench --out bench-out          # the full suite
   fl-secure bench --from docs/bench/results.json --out plots
 `, stderr)
-	quick := fs.Bool("quick", false, "a small grid ("+bench.QuickTime+" on 2 vCPUs)")
+	quick := fs.Bool("quick", false, "a small grid ("+bench.QuickTime+" on 2 vCPUs; the full suite takes "+bench.FullTime+")")
 	filter := fs.String("filter", "", "run only scenario/case names matching this regular expression")
 	out := fs.String("out", "", "directory for CSV, JSON and plots")
 	jsonOut := fs.Bool("json", false, "print the results as JSON on stdout instead of the Markdown table")
