@@ -46,6 +46,15 @@ type Options struct {
 	Progress func(done, total int, what string)
 }
 
+// How long the two grids take on 2 vCPUs, as `fl-secure bench -h` and
+// BENCHMARKS.md state it: the shorter time on an otherwise idle machine,
+// the longer one with other work sharing the cores (measurements in
+// BENCHMARKS.md).
+const (
+	QuickTime = "20 s to 1 min"
+	FullTime  = "3 to 10 min"
+)
+
 type scenario struct {
 	name  string
 	cases func(quick bool) []bcase

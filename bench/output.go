@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,10 +15,6 @@ import (
 	"strings"
 
 	"gonum.org/v1/gonum/stat"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
 )
 
 // Finish derives what needs several results: each end-to-end mode's round
@@ -127,6 +125,20 @@ func WriteFiles(dir string, rs []Result) error {
 		return err
 	}
 	f.Close()
+	var b bytes.Buffer
+	if err := WriteJSON(&b, rs); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return Plots(dir, rs)
+}
+
+// WriteJSON writes rs to w as an indented JSON array, the format of
+// results.json. JSON has no infinity: a parameter that is infinite (the ε
+// of a model trained without DP) is left out.
+func WriteJSON(w io.Writer, rs []Result) error {
 	clean := make([]Result, len(rs))
 	for i, r := range rs {
 		clean[i] = r
@@ -141,170 +153,40 @@ func WriteFiles(dir string, rs []Result) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
-		return err
-	}
-	return plots(dir, rs)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
-func series(rs []Result, scenario, prefix, metric, param string) plotter.XYs {
-	var pts plotter.XYs
-	for _, r := range rs {
-		if r.Scenario == scenario && strings.HasPrefix(r.Case, prefix) && r.Metric == metric {
-			if x, ok := r.Params[param]; ok && !math.IsInf(x, 0) && r.Value > 0 {
-				pts = append(pts, plotter.XY{X: x, Y: r.Value})
-			}
+// ReadJSON reads results written by WriteJSON or WriteFiles from the
+// file at path.
+func ReadJSON(path string) ([]Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	var rs []Result
+	if err := d.Decode(&rs); err != nil {
+		off := d.InputOffset()
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			off = se.Offset
+		case errors.As(err, &te):
+			off = te.Offset
+		}
+		line := 1 + bytes.Count(b[:min(int(off), len(b))], []byte("\n"))
+		return nil, fmt.Errorf("%s: line %d: not a results file: %v", path, line, err)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("%s: no results", path)
+	}
+	for i, r := range rs {
+		if r.Scenario == "" || r.Case == "" || r.Metric == "" || math.IsNaN(r.Value) {
+			return nil, fmt.Errorf("%s: result %d has no scenario, case, metric or value", path, i+1)
 		}
 	}
-	sort.Slice(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
-	return pts
-}
-
-func save(p *plot.Plot, path string) error { return p.Save(6*vg.Inch, 4*vg.Inch, path) }
-
-func plots(dir string, rs []Result) error {
-	// Server time against n, log-log.
-	p := plot.New()
-	p.Title.Text = "secagg server time vs clients (d = 1e4, 10% dropout)"
-	p.X.Label.Text, p.Y.Label.Text = "clients n", "server time (ms)"
-	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{}, plot.LogTicks{}
-	var args []any
-	for _, g := range []string{"secagg+", "complete"} {
-		if pts := series(rs, "secagg", g+"/", "server time", "n"); len(pts) > 0 {
-			args = append(args, g, onlyDropout(rs, g, pts))
-		}
-	}
-	if len(args) > 0 {
-		if err := plotutil.AddLinePoints(p, args...); err != nil {
-			return err
-		}
-		if err := save(p, filepath.Join(dir, "secagg-server-vs-n.png")); err != nil {
-			return err
-		}
-	}
-	// Time against d.
-	if pts := onlyN(rs, 100, "secagg+/"); len(pts) > 1 {
-		p := plot.New()
-		p.Title.Text = "SecAgg+ round cost vs update length (n = 100)"
-		p.X.Label.Text, p.Y.Label.Text = "d", "time (ms)"
-		p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-		p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{}, plot.LogTicks{}
-		if err := plotutil.AddLinePoints(p, "server", pts["server time"], "client", pts["client time"]); err != nil {
-			return err
-		}
-		if err := save(p, filepath.Join(dir, "secagg-time-vs-d.png")); err != nil {
-			return err
-		}
-	}
-	// Bytes per client per mode.
-	var names []string
-	var vals plotter.Values
-	for _, r := range rs {
-		if r.Metric == "bytes per client" || r.Metric == "bytes per site" {
-			if r.Ratio > 0 {
-				names = append(names, r.Scenario+" "+shortCase(r.Case))
-				vals = append(vals, r.Ratio)
-			}
-		}
-	}
-	if len(vals) > 0 {
-		p := plot.New()
-		p.Title.Text = "bytes sent per client, as a multiple of the float32 update"
-		p.Y.Label.Text = "× float32 bytes"
-		bars, err := plotter.NewBarChart(vals, vg.Points(12))
-		if err != nil {
-			return err
-		}
-		p.Add(bars)
-		p.NominalX(names...)
-		p.X.Tick.Label.Rotation = 0.8
-		p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = -0.9, -0.5
-		if err := p.Save(9*vg.Inch, 5*vg.Inch, filepath.Join(dir, "bytes-per-client.png")); err != nil {
-			return err
-		}
-	}
-	// Utility against ε.
-	for _, data := range []string{"wdbc", "diabetes"} {
-		var pts plotter.XYs
-		var errs plotter.YErrors
-		metric := ""
-		for _, r := range rs {
-			if r.Scenario == "utility" && strings.HasPrefix(r.Case, data+"/federated DP") && r.Metric != "AUC" {
-				pts = append(pts, plotter.XY{X: r.Params["epsilon"], Y: r.Value})
-				errs = append(errs, struct{ Low, High float64 }{r.Spread, r.Spread})
-				metric = r.Metric
-			}
-		}
-		if len(pts) == 0 {
-			continue
-		}
-		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s: federated secagg + DP (record level), mean ± sd over seeds", data)
-		p.X.Label.Text, p.Y.Label.Text = "ε (δ = 1e-5, whole run)", metric
-		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{}
-		line, scatter, err := plotter.NewLinePoints(pts)
-		if err != nil {
-			return err
-		}
-		eb, err := plotter.NewYErrorBars(struct {
-			plotter.XYs
-			plotter.YErrors
-		}{pts, errs})
-		if err != nil {
-			return err
-		}
-		p.Add(line, scatter, eb)
-		p.Legend.Add("federated DP", line)
-		for ci, ref := range []string{"centralized", "best hospital alone", "federated no DP"} {
-			for _, r := range rs {
-				if r.Scenario == "utility" && r.Case == data+"/"+ref && r.Metric != "AUC" {
-					hl := plotter.NewFunction(func(float64) float64 { return r.Value })
-					hl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-					hl.Color = plotutil.Color(ci + 1)
-					p.Add(hl)
-					p.Legend.Add(ref, hl)
-				}
-			}
-		}
-		p.Legend.Top = metric == "accuracy"
-		if err := save(p, filepath.Join(dir, "utility-"+data+".png")); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// onlyDropout keeps the n-scan points (d = 1e4, 10% dropout).
-func onlyDropout(rs []Result, g string, _ plotter.XYs) plotter.XYs {
-	var pts plotter.XYs
-	for _, r := range rs {
-		if r.Scenario == "secagg" && strings.HasPrefix(r.Case, g+"/") && r.Metric == "server time" && r.Params["d"] == 10_000 && r.Params["dropout"] == 0.1 {
-			pts = append(pts, plotter.XY{X: r.Params["n"], Y: r.Value})
-		}
-	}
-	sort.Slice(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
-	return pts
-}
-
-func onlyN(rs []Result, n float64, prefix string) map[string]plotter.XYs {
-	out := map[string]plotter.XYs{}
-	for _, r := range rs {
-		if r.Scenario == "secagg" && strings.HasPrefix(r.Case, prefix) && r.Params["n"] == n && r.Params["dropout"] == 0.1 {
-			out[r.Metric] = append(out[r.Metric], plotter.XY{X: r.Params["d"], Y: r.Value})
-		}
-	}
-	for k := range out {
-		sort.Slice(out[k], func(i, j int) bool { return out[k][i].X < out[k][j].X })
-	}
-	if len(out["server time"]) < 2 {
-		return nil
-	}
-	return out
-}
-
-func shortCase(c string) string {
-	c = strings.ReplaceAll(c, "/dropout=0.1", "")
-	return c
+	return rs, nil
 }
