@@ -257,6 +257,9 @@ func TestHelpExamplesRun(t *testing.T) {
 			}
 			seen[ex] = true
 			args := shellFields(ex)[1:]
+			if i := slices.Index(args, ">"); i >= 0 {
+				args = args[:i] // the shell's redirection, not the command's
+			}
 			switch {
 			case strings.Contains(ex, "fed/") || strings.Contains(ex, "run/") || slices.Contains([]string{"bench", "coordinator", "client", "provision", "evaluate"}, args[0]):
 				args = append(args, "-h")
