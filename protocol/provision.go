@@ -393,6 +393,17 @@ func LoadRoster(path string) (*Roster, error) {
 	return &r, nil
 }
 
+// Digest returns the SHA-256 of the roster's canonical JSON encoding (its
+// fields in order, without indentation), the same for every copy of one
+// roster however its file is laid out. A coordinator announces it
+// (wire.Plan) so that a site holding an older roster (before
+// provision --add-site or --renew) refuses at once and says which file
+// to replace.
+func (r *Roster) Digest() [32]byte {
+	b, _ := json.Marshal(r)
+	return sha256.Sum256(b)
+}
+
 // identities returns the roster's Ed25519 keys in id order.
 func (r *Roster) identities() []ed25519.PublicKey {
 	out := make([]ed25519.PublicKey, len(r.Sites))
