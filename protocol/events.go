@@ -115,8 +115,8 @@ func (l *EventLog) emit(e Event) error {
 	return err
 }
 
-func intp(n int) *int             { return &n }
-func floatp(x float64) *float64   { return &x }
+func intp(n int) *int           { return &n }
+func floatp(x float64) *float64 { return &x }
 
 // event records e in the event log, if there is one; a write error is
 // logged once, and the run goes on.
