@@ -597,7 +597,7 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 			c.mu.Unlock()
 			c.event(Event{Event: "site_refused", Site: site, Round: intp(0), Reason: why})
 			left = "refused the plan"
-			return nil
+			return status.Errorf(codes.FailedPrecondition, "protocol: site %d refused the federation's plan", site)
 		}
 		if h := m.GetHello(); h != nil {
 			// The site was bound to its certificate by the first Hello; a

@@ -533,7 +533,15 @@ func (s *Site) converse(stream siteConn) error {
 			s.log.Info("connected", "mode", b.Welcome.Mode)
 			if err := s.checkPlan(b.Welcome.Plan); err != nil {
 				s.log.Error("this site refuses the federation's plan", "reason", err.Error())
-				send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: 0, Reason: err.Error()}}})
+				if send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: 0, Reason: err.Error()}}}) == nil {
+					// The coordinator ends the session once it has read
+					// the refusal; ending it first could lose it.
+					for {
+						if _, rerr := stream.Recv(); rerr != nil {
+							break
+						}
+					}
+				}
 				return fmt.Errorf("%w: site %d refuses the federation's plan: %w", errFatal, s.cfg.Site, err)
 			}
 		case *wire.CoordinatorMessage_Start:
