@@ -212,7 +212,9 @@ func TestMetricsAndEvents(t *testing.T) {
 		{"run_started", nil},
 		{"site_joined", func(e Event) bool { return e.Site == 3 }},
 		{"round_started", func(e Event) bool { return roundIs(1)(e) && len(e.Sites) == 3 && e.Attempt == 1 }},
-		{"round_opened", func(e Event) bool { return roundIs(2)(e) && e.Participants == 3 && e.Epsilon != nil && *e.Epsilon == sum.Epsilon }},
+		{"round_opened", func(e Event) bool {
+			return roundIs(2)(e) && e.Participants == 3 && e.Epsilon != nil && *e.Epsilon == sum.Epsilon
+		}},
 		{"checkpoint_written", func(e Event) bool { return roundIs(2)(e) && strings.HasSuffix(e.File, "round-0002.safetensors") }},
 		{"run_finished", func(e Event) bool { return e.Status == "ok" && e.Rounds == 2 }},
 		{"site_left", nil},
