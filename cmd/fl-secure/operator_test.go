@@ -63,7 +63,7 @@ func TestProvisionLifecycleCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(errOut, "ca-key.pem is written UNENCRYPTED") {
+	if !strings.Contains(errOut, "written UNENCRYPTED, the CA's too ("+filepath.Join(out, "ca-key.pem")) {
 		t.Errorf("no warning about the CA key:\n%s", errOut)
 	}
 	var got provisionJSON

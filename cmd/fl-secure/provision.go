@@ -86,7 +86,7 @@ Example:
 		return fail(stderr, err, "")
 	}
 	opts := &protocol.ProvisionOptions{Hosts: hosts, Passphrase: pass}
-	if !pass.IsSet() && !*renew {
+	if !pass.IsSet() && *addSite != "" {
 		fmt.Fprintln(stderr, "fl-secure: warning: no passphrase: the kits' private keys are written UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file")
 	}
 	switch {
@@ -121,7 +121,7 @@ Example:
 		return 0
 	}
 	if !pass.IsSet() {
-		fmt.Fprintf(stderr, "fl-secure: WARNING: the federation CA's private key %s is written UNENCRYPTED: whoever reads it can issue certificates for this federation\n",
+		fmt.Fprintf(stderr, "fl-secure: warning: no passphrase: the kits' private keys are written UNENCRYPTED, the CA's too (%s: whoever reads it can issue certificates for this federation); give FL_SECURE_PASSPHRASE or --passphrase-file\n",
 			filepath.Join(*out, protocol.CAKeyFile))
 	}
 	if *demo != "" {
