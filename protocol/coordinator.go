@@ -1742,6 +1742,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			case m.GetRefuse() != nil:
 				bl.add(s.site, "refused: %s", m.GetRefuse().Reason)
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
+				c.event(Event{Event: "site_refused", Site: s.site, Round: intp(tr), Phase: "plain", Reason: truncate(m.GetRefuse().Reason, 500)})
 			default:
 				n++
 				bl.survivors = append(bl.survivors, s.site)
@@ -1804,6 +1805,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			}
 			if r := m.GetRefuse(); r != nil {
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", r.Reason)
+				c.event(Event{Event: "site_refused", Site: s.site, Round: intp(tr), Phase: phaseLabel[phase], Reason: truncate(r.Reason, 500)})
 				switch a, ok := accused(r.Reason); {
 				case phase == phaseAdvert:
 					// Refused at the start: it would refuse a retry too.

@@ -22,7 +22,8 @@ import (
 //	run_started         rounds, sites, mode, level, epsilon, delta (the plan)
 //	site_joined         site
 //	site_left           site, reason ("disconnected", "replaced", "flooding")
-//	site_refused        site, round (0: the plan, at join), reason
+//	site_refused        site, round, phase, reason (round 0 without a
+//	                    phase: the plan, at join)
 //	round_started       round, attempt, sites (the cohort)
 //	round_opened        round, participants, epsilon (spent after it)
 //	round_failed        round, status, participants, epsilon, reason

@@ -474,3 +474,33 @@ func TestEventLogAppends(t *testing.T) {
 		t.Errorf("truncate: %q", got)
 	}
 }
+
+// A site that refuses a round (here: its cap is spent) is an event too,
+// with the round, the phase and its reason.
+func TestRoundRefusalEvent(t *testing.T) {
+	dir := t.TempDir()
+	evlog, err := OpenEventLog(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newMemFederation(t, 4, CoordinatorConfig{Rounds: 2, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1, MinCohort: 3,
+		Events: evlog, JoinWait: 300 * time.Millisecond})
+	sum, err, _ := runMem(t, f, 4, func(c *SiteConfig) {
+		if c.Site == 4 {
+			c.EpsilonCap = 0.01
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evlog.Close()
+	if okRounds(sum) != 2 {
+		t.Fatalf("rounds %+v", sum.Rounds)
+	}
+	es := readEvents(t, filepath.Join(dir, "events.jsonl"))
+	if firstEvent(es, "site_refused", func(e Event) bool {
+		return e.Site == 4 && e.Round != nil && e.Phase != "" && strings.Contains(e.Reason, "budget")
+	}) < 0 {
+		t.Errorf("no site_refused event for site 4's round: %+v", es)
+	}
+}
