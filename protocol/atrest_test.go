@@ -46,7 +46,7 @@ func keyFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (d.Name() == "key.pem" || d.Name() == "identity.pem" || d.Name() == "ledger-key.pem") {
+		if err == nil && !d.IsDir() && (d.Name() == "key.pem" || d.Name() == "identity.pem" || d.Name() == "ledger-key.pem" || d.Name() == CAKeyFile) {
 			out = append(out, path)
 		}
 		return err
@@ -120,8 +120,8 @@ func TestAtRestKitHasNoPlaintextKeys(t *testing.T) {
 	if err := Provision(dir, 3, &ProvisionOptions{Passphrase: pass}); err != nil {
 		t.Fatal(err)
 	}
-	if n := assertNoPlaintextKeys(t, dir, pass); n != 11 {
-		t.Errorf("%d private keys, want 11 (the coordinator's two, three per site: TLS, identity, ledger)", n)
+	if n := assertNoPlaintextKeys(t, dir, pass); n != 12 {
+		t.Errorf("%d private keys, want 12 (the CA's, the coordinator's two, three per site: TLS, identity, ledger)", n)
 	}
 	for _, f := range keyFiles(t, dir) {
 		if fi, _ := os.Stat(f); fi.Mode().Perm() != 0o600 {
@@ -155,8 +155,8 @@ func TestAtRestRound(t *testing.T) {
 	if okRounds(sum) != 1 {
 		t.Fatalf("rounds %+v", sum.Rounds)
 	}
-	if n := assertNoPlaintextKeys(t, f.dir, pass); n != 11 {
-		t.Errorf("%d private keys, want 11, all in the kits (the 4 ledger keys among them)", n)
+	if n := assertNoPlaintextKeys(t, f.dir, pass); n != 12 {
+		t.Errorf("%d private keys, want 12, all in the kits (the 4 ledger keys and the CA's among them)", n)
 	}
 	if sum.LedgerKey == "" {
 		t.Fatal("no ledger key in the summary")

@@ -152,6 +152,20 @@ type CoordinatorConfig struct {
 	// round is gathered, once per round whatever its attempts: a
 	// simulation takes sites offline or brings them back there.
 	BeforeRound func(round int)
+	// Events, if set, receives the coordinator's events (EventLog); the
+	// caller closes it after Run.
+	Events *EventLog
+	// KeepCheckpoints, if positive, prunes the model checkpoints after
+	// each one is written: the newest KeepCheckpoints are kept, and every
+	// 10th round's, and every round's from AverageFrom on (tail averaging
+	// reads them on a resume). The newest is always kept: a resume starts
+	// from it. 0 keeps every checkpoint.
+	KeepCheckpoints int
+	// AnnouncePlan sends every site, in its Welcome, the federation's plan
+	// (rounds, ε, δ, level) and the roster's digest, so that a site whose
+	// own cap cannot cover the plan, or whose roster differs, refuses at
+	// once (wire.Plan). Sites still check every round.
+	AnnouncePlan bool
 
 	// hooks are the fault simulator's observation and crash points
 	// (simhooks.go); nil outside tests.
@@ -182,6 +196,17 @@ type Coordinator struct {
 	ledger    *dp.Ledger
 	witnessMu sync.Mutex
 	witnessed map[int]*dp.Checkpoint
+	// metrics are always kept (MetricsHandler serves them); eventErr is
+	// set once an event could not be written.
+	metrics  *metrics
+	eventErr atomic.Bool
+	// refusedPlan holds, per site, why it refused the plan at its last
+	// Welcome, until it joins again; guarded by mu.
+	refusedPlan map[int]string
+	// phaseName (a string) names the phase the next collect waits for,
+	// for metrics and events; without one, collect names it from the
+	// messages it got (phaseOf).
+	phaseName atomic.Value
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -385,6 +410,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.RoundAttempts == 0 {
 		cfg.RoundAttempts = 2
 	}
+	if cfg.KeepCheckpoints < 0 {
+		return nil, fmt.Errorf("protocol: keep %d checkpoints: want a positive count, or 0 for all", cfg.KeepCheckpoints)
+	}
 	if cfg.Classes == 0 {
 		cfg.Classes = 2
 	}
@@ -401,7 +429,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		cfg.Logger.Warn(noPassphraseWarning)
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, sessions: map[int]*session{}, changed: make(chan struct{}, 1), waitLog: 5 * time.Second, banned: map[int]string{},
-		witnessed: map[int]*dp.Checkpoint{}}
+		witnessed: map[int]*dp.Checkpoint{}, metrics: newMetrics(), refusedPlan: map[int]string{}}
 	c.mem.init()
 	if cfg.InMemory {
 		return c, nil
@@ -489,6 +517,9 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 	if err != nil {
 		return err
 	}
+	received := c.metrics.in.WithLabelValues(siteLabel(site))
+	sentBytes := c.metrics.out.WithLabelValues(siteLabel(site))
+	received.Add(float64(proto.Size(first)))
 	switch h := first.GetHello(); {
 	case h == nil:
 		c.misbehaved(site, "its first message is not a Hello")
@@ -507,9 +538,10 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 		send: func(m *wire.CoordinatorMessage) error {
 			sendMu.Lock()
 			defer sendMu.Unlock()
+			sentBytes.Add(float64(proto.Size(m)))
 			return stream.Send(m)
 		}}
-	if err := s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Welcome{Welcome: &wire.Welcome{Site: uint32(site), Mode: string(c.cfg.Mode)}}}); err != nil {
+	if err := s.send(&wire.CoordinatorMessage{Body: &wire.CoordinatorMessage_Welcome{Welcome: &wire.Welcome{Site: uint32(site), Mode: string(c.cfg.Mode), Plan: c.plan()}}}); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -517,9 +549,13 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 		close(old.done)
 	}
 	c.sessions[site] = s
+	delete(c.refusedPlan, site)
+	c.metrics.connected.Set(float64(len(c.sessions)))
 	c.mu.Unlock()
 	c.notify()
 	c.log.Info("site connected", "site", site)
+	c.event(Event{Event: "site_joined", Site: site})
+	left := "disconnected"
 	defer func() {
 		// A phase waiting for this site stops waiting now.
 		close(s.closed)
@@ -530,15 +566,38 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 		if c.sessions[site] == s {
 			delete(c.sessions, site)
 		}
+		c.metrics.connected.Set(float64(len(c.sessions)))
 		c.mu.Unlock()
 		c.notify()
-		c.log.Info("site disconnected", "site", site)
+		select {
+		case <-s.done:
+			left = "replaced by a newer session"
+		default:
+		}
+		c.log.Info("site disconnected", "site", site, "reason", left)
+		c.event(Event{Event: "site_left", Site: site, Reason: left})
 	}()
 	budget := int64(c.cfg.MaxBuffered)
 	for {
 		m, err := stream.Recv()
 		if err != nil {
+			// The stream is gone (the site closed it, the connection
+			// broke, or its context ended): the deferred close of
+			// s.closed makes every phase waiting for it go on now.
 			return nil
+		}
+		received.Add(float64(proto.Size(m)))
+		if r := m.GetRefuse(); r != nil && r.Round == 0 {
+			// The site refuses the federation's plan (wire.Plan) and
+			// ends its session.
+			why := truncate(r.Reason, 500)
+			c.log.Warn("site refused the federation's plan at join; it takes part in no round until its operator acts", "site", site, "reason", why)
+			c.mu.Lock()
+			c.refusedPlan[site] = why
+			c.mu.Unlock()
+			c.event(Event{Event: "site_refused", Site: site, Round: intp(0), Reason: why})
+			left = "refused the plan"
+			return status.Errorf(codes.FailedPrecondition, "protocol: site %d refused the federation's plan", site)
 		}
 		if h := m.GetHello(); h != nil {
 			// The site was bound to its certificate by the first Hello; a
@@ -550,6 +609,7 @@ func (c *Coordinator) serve(stream coordStream, site int) error {
 		// each message by MaxMessage, this bounds their sum.
 		if n := int64(proto.Size(m)); !s.reserve(n, budget) {
 			s.flooded.Store(true)
+			left = "flooding"
 			c.misbehaved(site, fmt.Sprintf("flooding: %d bytes waiting and %d more sent, over the limit of %d; session closed",
 				s.buffered.Load(), n, budget))
 			return status.Errorf(codes.ResourceExhausted, "protocol: site %d sent more than the coordinator holds for a site (%d bytes); session closed", site, budget)
@@ -615,12 +675,15 @@ func (c *Coordinator) notify() {
 }
 
 // missing lists the roster's sites that are not in sess, at most 20 of
-// them.
+// them, as "site-N", each followed by why it left if it refused the plan.
 func (c *Coordinator) missing(sess []*session) string {
 	have := map[int]bool{}
 	for _, s := range sess {
 		have[s.site] = true
 	}
+	c.mu.Lock()
+	refused := maps.Clone(c.refusedPlan)
+	c.mu.Unlock()
 	var out []string
 	n := 0
 	for _, r := range c.cfg.Roster.Sites {
@@ -628,13 +691,42 @@ func (c *Coordinator) missing(sess []*session) string {
 			continue
 		}
 		if n++; n <= 20 {
-			out = append(out, strconv.Itoa(r.ID))
+			name := siteLabel(r.ID)
+			if why, ok := refused[r.ID]; ok {
+				name += " (refused the plan: " + why + ")"
+			}
+			out = append(out, name)
 		}
 	}
 	if n > 20 {
 		out = append(out, fmt.Sprintf("and %d more", n-20))
 	}
 	return strings.Join(out, ", ")
+}
+
+// waitingText is the periodic line of waitFor: "waiting for sites: 2 of
+// 3 (missing site-3)".
+func (c *Coordinator) waitingText(sess []*session, want int) string {
+	t := fmt.Sprintf("waiting for sites: %d of %d (missing %s)", len(sess), len(c.cfg.Roster.Sites), c.missing(sess))
+	if len(sess) < want {
+		t += fmt.Sprintf("; a round needs %d", want)
+	}
+	return t
+}
+
+// plan returns the Plan a Welcome announces, or nil without
+// AnnouncePlan.
+func (c *Coordinator) plan() *wire.Plan {
+	if !c.cfg.AnnouncePlan {
+		return nil
+	}
+	d := c.cfg.Roster.Digest()
+	p := &wire.Plan{Rounds: uint32(c.cfg.Rounds), Epsilon: c.cfg.Epsilon, Level: string(c.cfg.Level),
+		Sites: uint32(len(c.cfg.Roster.Sites)), RosterSha256: d[:]}
+	if c.cfg.Epsilon > 0 {
+		p.Delta = c.cfg.Delta
+	}
+	return p
 }
 
 // Connected returns the sites that have a session open with this
@@ -680,7 +772,7 @@ func (c *Coordinator) waitFor(ctx context.Context, want int) ([]*session, error)
 			return s, nil
 		}
 		if !now.Before(report) {
-			c.log.Info("waiting for sites", "have", len(s), "of", len(c.cfg.Roster.Sites), "need", want, "missing", c.missing(s))
+			c.log.Info(c.waitingText(s, want), "have", len(s), "of", len(c.cfg.Roster.Sites), "need", want)
 			report = now.Add(c.waitLog)
 		}
 		wake := report
@@ -741,7 +833,29 @@ func (st coordState) wireStandardization(regression bool) ([]float64, []float64)
 // and the last checkpoint: a round charged but not checkpointed is not run
 // again (its budget is spent) and the model resumes from the checkpoint
 // before it.
+//
+// While it runs, MetricsHandler's /healthz reports it serving; every
+// round's outcome goes to the metrics and the event log.
 func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
+	c.metrics.setState("serving")
+	sum, err := c.run(ctx)
+	ok := 0
+	if err != nil {
+		c.metrics.setState("failed")
+		c.event(Event{Event: "run_finished", Status: "failed", Reason: err.Error()})
+		return nil, err
+	}
+	for _, r := range sum.Rounds {
+		if r.Status == "ok" {
+			ok++
+		}
+	}
+	c.metrics.setState("finished")
+	c.event(Event{Event: "run_finished", Status: "ok", Rounds: ok, Epsilon: floatp(sum.Epsilon)})
+	return sum, nil
+}
+
+func (c *Coordinator) run(ctx context.Context) (*Summary, error) {
 	cfg := c.cfg
 	began := time.Now()
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
@@ -796,7 +910,11 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			c.log.Info("resuming", "next_round", next, "spent", ledger.Spent())
 		}
+		c.metrics.ledger("coordinator", ledger.Spent(), cfg.Epsilon)
 	}
+	c.event(Event{Event: "run_started", Rounds: cfg.Rounds, Sites: c.Connected(), Mode: string(cfg.Mode), Level: string(cfg.Level),
+		Epsilon: floatp(cfg.Epsilon), Delta: cfg.Delta, Round: intp(next)})
+	c.metrics.setRound(0, "statistics")
 
 	if cfg.Mode == HE {
 		if c.crs, err = c.heSetup(ctx); err != nil {
@@ -908,6 +1026,7 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			retry = c.newRetry(r)
 			roundBegan = time.Now()
 		}
+		c.metrics.setRound(r, "gathering sites")
 		sess, err := retry.cohort(ctx)
 		if err != nil {
 			return nil, err
@@ -932,6 +1051,8 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			if _, err := ledger.Preview(ch); err != nil {
 				res.Status, res.Epsilon = "budget-refused", ledger.Spent()
+				c.metrics.rounds.WithLabelValues("skipped").Inc()
+				c.event(Event{Event: "round_skipped", Round: intp(r), Status: res.Status, Epsilon: floatp(res.Epsilon), Reason: err.Error()})
 				sum.Rounds = append(sum.Rounds, res)
 				if cfg.Progress != nil {
 					cfg.Progress(res)
@@ -941,7 +1062,14 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			}
 			charge = c.chargeSession(ledger, ch, start, "charge", r, &chargedAt)
 		}
+		cohort := make([]int, len(sess))
+		for i, s := range sess {
+			cohort[i] = s.site
+		}
+		c.metrics.rounds.WithLabelValues("started").Inc()
+		c.event(Event{Event: "round_started", Round: intp(r), Attempt: retry.failures + 1, Sites: cohort})
 		agg, n, bl, err := c.secureSum(ctx, sess, start, charge)
+		c.metrics.ledger("coordinator", spent(ledger), cfg.Epsilon)
 		if len(bl.sites) > 0 || len(bl.notes) > 0 {
 			c.log.Info("sites left the round", "round", r, "sites", blame(bl.sites), "refusals", blame(bl.notes))
 		}
@@ -956,6 +1084,8 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 			if errors.Is(err, ErrCohort) {
 				res.Status = "below-cohort"
 			}
+			c.metrics.rounds.WithLabelValues("failed").Inc()
+			c.event(Event{Event: "round_failed", Round: intp(r), Status: res.Status, Participants: n, Epsilon: floatp(spent(ledger)), Reason: err.Error()})
 			sum.Rounds = append(sum.Rounds, res)
 			if cfg.Progress != nil {
 				cfg.Progress(res)
@@ -996,6 +1126,8 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		if err := checkpoint(cfg.State, r, w, spent(ledger), !cfg.NoSync); err != nil {
 			return nil, err
 		}
+		c.event(Event{Event: "checkpoint_written", Round: intp(r), File: checkpointPath(cfg.State, r), Epsilon: floatp(spent(ledger))})
+		c.pruneCheckpoints(r)
 		if err := c.cfg.hooks.crashAt("publish", r); err != nil {
 			return nil, err
 		}
@@ -1012,6 +1144,8 @@ func (c *Coordinator) Run(ctx context.Context) (*Summary, error) {
 		}
 		res.Seconds = time.Since(roundBegan).Seconds()
 		sum.Rounds = append(sum.Rounds, res)
+		c.metrics.rounds.WithLabelValues("opened").Inc()
+		c.event(Event{Event: "round_opened", Round: intp(r), Participants: n, Epsilon: floatp(res.Epsilon)})
 		c.log.Info("round done", "round", r, "participants", n, "epsilon", res.Epsilon)
 		if cfg.Progress != nil {
 			cfg.Progress(res)
@@ -1345,6 +1479,26 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 	out := map[int]*wire.SiteMessage{}
 	deadline := time.NewTimer(c.cfg.PhaseTimeout)
 	defer deadline.Stop()
+	phase, _ := c.phaseName.Swap("").(string)
+	c.metrics.setPhase(phase)
+	began := time.Now()
+	timedOut := false
+	defer func() {
+		if phase == "" {
+			phase = c.phaseOf(out)
+		}
+		c.metrics.observePhase(phase, time.Since(began), timedOut)
+		if timedOut {
+			var silent []int
+			for _, s := range sess {
+				if _, ok := out[s.site]; !ok {
+					silent = append(silent, s.site)
+				}
+			}
+			c.log.Warn("phase timed out", "phase", phase, "silent", fmt.Sprint(silent), "after", c.cfg.PhaseTimeout)
+			c.event(Event{Event: "phase_timeout", Round: intp(c.metrics.currentRound()), Phase: phase, Sites: silent})
+		}
+	}()
 	type got struct {
 		site int
 		m    *wire.SiteMessage // nil: the site has left
@@ -1412,12 +1566,32 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 				out[g.site] = g.m
 			}
 		case <-deadline.C:
+			timedOut = true
 			return out
 		case <-ctx.Done():
 			return out
 		}
 	}
 	return out
+}
+
+// phaseOf names the phase whose answers are got, for metrics and events.
+func (c *Coordinator) phaseOf(got map[int]*wire.SiteMessage) string {
+	for _, m := range got {
+		switch {
+		case m.GetEngine() != nil && c.cfg.Mode == HE:
+			return "he phase " + strconv.Itoa(int(m.GetEngine().Phase))
+		case m.GetEngine() != nil:
+			if l, ok := phaseLabel[m.GetEngine().Phase]; ok {
+				return l
+			}
+		case m.GetCosigned() != nil:
+			return "cosign"
+		case m.GetPlain() != nil:
+			return "plain"
+		}
+	}
+	return "other"
 }
 
 func engineFor(round uint64, phase uint32) func(*wire.SiteMessage) bool {
@@ -1553,6 +1727,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	round := start.Round
 	tr := roundOf(round)
 	if c.cfg.Mode == Plain {
+		c.phaseName.Store("plain")
 		got := c.collect(ctx, sess, func(m *wire.SiteMessage) bool {
 			p := m.GetPlain()
 			return p != nil && p.Round == round && len(p.Vector) == int(start.Length)
@@ -1567,6 +1742,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			case m.GetRefuse() != nil:
 				bl.add(s.site, "refused: %s", m.GetRefuse().Reason)
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
+				c.event(Event{Event: "site_refused", Site: s.site, Round: intp(tr), Phase: "plain", Reason: truncate(m.GetRefuse().Reason, 500)})
 			default:
 				n++
 				bl.survivors = append(bl.survivors, s.site)
@@ -1618,6 +1794,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	}
 	var accusations [][2]int // accuser, accused
 	handle := func(phase uint32, f func(b []byte) error) []int {
+		c.phaseName.Store(phaseLabel[phase])
 		got := c.collect(ctx, active, engineFor(round, phase))
 		var ok []int
 		for _, s := range active {
@@ -1628,6 +1805,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			}
 			if r := m.GetRefuse(); r != nil {
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", r.Reason)
+				c.event(Event{Event: "site_refused", Site: s.site, Round: intp(tr), Phase: phaseLabel[phase], Reason: truncate(r.Reason, 500)})
 				switch a, ok := accused(r.Reason); {
 				case phase == phaseAdvert:
 					// Refused at the start: it would refuse a retry too.
@@ -1849,8 +2027,60 @@ func decodeRing(raw []uint64, bits int, gamma float64) []float64 {
 	return out
 }
 
+// checkpointPath is the file of round's checkpoint in the state
+// directory dir.
+func checkpointPath(dir string, round int) string {
+	return filepath.Join(dir, "checkpoints", fmt.Sprintf("round-%04d.safetensors", round))
+}
+
+// keepCheckpoint reports whether the checkpoint of round q survives
+// pruning after round newest's was written, keeping the newest keep
+// files (rounds lists every checkpoint's round, sorted), every 10th
+// round's, and every round's from averageFrom on (if positive).
+func keepCheckpoint(q, newest, keep, averageFrom int, rounds []int) bool {
+	if q >= newest || q%10 == 0 || averageFrom > 0 && q >= averageFrom {
+		return true
+	}
+	i, _ := slices.BinarySearch(rounds, q)
+	return len(rounds)-i <= keep
+}
+
+// pruneCheckpoints applies KeepCheckpoints after round newest's
+// checkpoint was written. The newest is never removed: a resume starts
+// from the newest checkpoint at or before the last charge, and the last
+// charge is newest or the round after it. A file that cannot be removed
+// is logged and left.
+func (c *Coordinator) pruneCheckpoints(newest int) {
+	if c.cfg.KeepCheckpoints <= 0 {
+		return
+	}
+	names, err := filepath.Glob(filepath.Join(c.cfg.State, "checkpoints", "round-*.safetensors"))
+	if err != nil {
+		return
+	}
+	var rounds []int
+	for _, n := range names {
+		var q int
+		if _, err := fmt.Sscanf(filepath.Base(n), "round-%d.safetensors", &q); err == nil && checkpointPath(c.cfg.State, q) == n {
+			rounds = append(rounds, q)
+		}
+	}
+	slices.Sort(rounds)
+	for _, q := range rounds {
+		if keepCheckpoint(q, newest, c.cfg.KeepCheckpoints, c.cfg.AverageFrom, rounds) {
+			continue
+		}
+		path := checkpointPath(c.cfg.State, q)
+		if err := os.Remove(path); err != nil {
+			c.log.Warn("an old checkpoint could not be removed", "file", path, "err", err)
+			continue
+		}
+		c.event(Event{Event: "checkpoint_pruned", Round: intp(q), File: path})
+	}
+}
+
 func readCheckpoint(dir string, round int) ([]float64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "checkpoints", fmt.Sprintf("round-%04d.safetensors", round)))
+	b, err := os.ReadFile(checkpointPath(dir, round))
 	if err != nil {
 		return nil, err
 	}

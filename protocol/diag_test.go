@@ -420,7 +420,7 @@ func TestWaitingForSitesLogged(t *testing.T) {
 	if _, err := f.coord.waitFor(wctx, 4); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waitFor: %v", err)
 	}
-	if n := len(logs.lines("level=INFO", `msg="waiting for sites"`, "have=2", "of=4", `missing="2, 4"`)); n < 3 {
+	if n := len(logs.lines("level=INFO", `msg="waiting for sites: 2 of 4 (missing site-2, site-4)`, "have=2", "of=4")); n < 3 {
 		t.Errorf("%d reports in 500 ms at 50 ms intervals; log:\n%s", n, logs)
 	}
 }

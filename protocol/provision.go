@@ -87,43 +87,94 @@ type RosterSite struct {
 	// LedgerKey is the base64 Ed25519 public key of the site's privacy
 	// ledger; empty in a roster provisioned before it was put there.
 	LedgerKey string `json:"ledger_key,omitempty"`
+	// Name is the operator's name for the site (provision --add-site
+	// NAME), or empty.
+	Name string `json:"name,omitempty"`
 }
 
 // ProvisionOptions are Provision's settings; nil means all defaults.
 type ProvisionOptions struct {
 	// Hosts are the coordinator's DNS names and IP addresses for its
-	// certificate (default localhost and 127.0.0.1).
+	// certificate (default localhost and 127.0.0.1; for AddSite and
+	// Renew, the ones in the coordinator's current certificate).
 	Hosts []string
 	// Passphrase, if set, encrypts every private key of the kits (see
-	// SiteConfig.Passphrase). Without one they are written in plaintext.
+	// SiteConfig.Passphrase), the CA's included. Without one they are
+	// written in plaintext.
 	Passphrase atrest.Passphrase
+	// Populate, if set, is called with the directory the federation is
+	// being built in, before it is moved to its place: what it writes
+	// there (demonstration data) is part of the kit, and if it fails
+	// nothing is left behind.
+	Populate func(dir string) error
 }
 
-// Provision writes a federation's kits under out: ca.pem, coordinator/
-// (certificate, key, ledger signing key, roster, config template) and
-// site-N/ for each site (certificate, key, Ed25519 identity key, ledger
-// signing key, roster, the coordinator's pin, config template). The
-// roster names the coordinator's ledger public key, so that every site
-// verifies the coordinator's ledger checkpoints under a key from its kit,
-// and every site's ledger public key, so that an audit of any ledger takes
-// its key from the roster rather than from beside the ledger.
-// Private keys are written 0600, encrypted with opts.Passphrase if it is
-// set. It refuses to write into a directory that already holds a kit.
-func Provision(out string, sites int, opts *ProvisionOptions) error {
+// Certificate lifetimes. The CA is valid for caLifetime and every
+// certificate it issues (the coordinator's TLS certificate and each
+// site's) for leafLifetime, but never past the CA's own end; all start an
+// hour in the past, for clocks that lag. Renew issues fresh leaf
+// certificates for the same keys before they expire; a CA that expires
+// needs a new federation.
+const (
+	caLifetime   = 5 * 365 * 24 * time.Hour
+	leafLifetime = 2 * 365 * 24 * time.Hour
+)
+
+// CAKeyFile is the name of the federation CA's private key, beside
+// ca.pem at the top of the federation's directory. Provision keeps it,
+// encrypted with the passphrase if one is given, so that AddSite and
+// Renew can issue certificates; whoever holds it (and its passphrase) can
+// issue certificates that the coordinator accepts once they are on its
+// roster. Keep it off the coordinator's machine between uses.
+const CAKeyFile = "ca-key.pem"
+
+// Provision writes a federation's kits under out: ca.pem and its key
+// CAKeyFile, coordinator/ (certificate, key, ledger signing key, roster,
+// config template) and site-N/ for each site (certificate, key, Ed25519
+// identity key, ledger signing key, roster, the coordinator's pin, config
+// template). The roster names the coordinator's ledger public key, so
+// that every site verifies the coordinator's ledger checkpoints under a
+// key from its kit, and every site's ledger public key, so that an audit
+// of any ledger takes its key from the roster rather than from beside the
+// ledger. Private keys are written 0600, encrypted with opts.Passphrase
+// if it is set.
+//
+// The federation is built in a new directory beside out and renamed to
+// out when it is complete, so a failed run leaves nothing behind. out
+// must not exist or be an empty directory.
+func Provision(out string, sites int, opts *ProvisionOptions) (err error) {
 	if opts == nil {
 		opts = &ProvisionOptions{}
 	}
-	hosts, pass := opts.Hosts, opts.Passphrase
-	if sites < 3 || sites > 1000 {
-		return fmt.Errorf("protocol: %d sites: a federation needs 3 to 1000", sites)
+	if sites < 3 || sites > maxSites {
+		return fmt.Errorf("protocol: %d sites: a federation needs 3 to %d", sites, maxSites)
 	}
+	out = filepath.Clean(out)
 	if _, err := os.Stat(filepath.Join(out, "ca.pem")); err == nil {
 		return fmt.Errorf("protocol: %s already holds a kit; refusing to overwrite it", out)
 	}
+	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
+		return fmt.Errorf("protocol: %s is not empty; give a new or empty directory for the federation", out)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	hosts := opts.Hosts
 	if len(hosts) == 0 {
 		hosts = []string{"localhost", "127.0.0.1"}
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".provision-*")
+	if err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
 	caPub, caKey, err := ed25519.GenerateKey(rand.Reader)
@@ -133,7 +184,7 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: "fl-secure federation CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(caLifetime),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caPub, caKey)
@@ -141,32 +192,15 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		return err
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	if err := writePEM(filepath.Join(out, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+	if err := writePEM(filepath.Join(dir, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
 		return err
 	}
-	issue := func(cn string, server bool) ([]byte, ed25519.PrivateKey, error) {
-		pub, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		t := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature}
-		if server {
-			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-			for _, h := range hosts {
-				if ip := net.ParseIP(h); ip != nil {
-					t.IPAddresses = append(t.IPAddresses, ip)
-				} else {
-					t.DNSNames = append(t.DNSNames, h)
-				}
-			}
-		} else {
-			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, t, ca, pub, caKey)
-		return der, key, err
+	iss := &issuer{ca: ca, key: caKey, hosts: hosts, now: now}
+	coordPub, coordKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
 	}
-	coordDER, coordKey, err := issue("fl-secure coordinator", true)
+	coordDER, err := iss.issue("fl-secure coordinator", coordPub, true)
 	if err != nil {
 		return err
 	}
@@ -176,32 +210,15 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		return err
 	}
 	roster := Roster{Coordinator: &RosterCoordinator{LedgerKey: base64.StdEncoding.EncodeToString(ledgerPub)}}
-	type siteKit struct {
-		der      []byte
-		key      ed25519.PrivateKey
-		identity ed25519.PrivateKey
-		ledger   ed25519.PrivateKey
-	}
-	kits := make([]siteKit, sites)
+	kits := make([]*siteKit, sites)
 	for i := range kits {
-		der, key, err := issue(fmt.Sprintf("fl-secure site %d", i+1), false)
-		if err != nil {
+		if kits[i], err = newSiteKit(iss, i+1); err != nil {
 			return err
 		}
-		idPub, id, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		lkPub, lk, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		kits[i] = siteKit{der, key, id, lk}
-		roster.Sites = append(roster.Sites, RosterSite{ID: i + 1, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub),
-			LedgerKey: base64.StdEncoding.EncodeToString(lkPub)})
+		roster.Sites = append(roster.Sites, kits[i].entry)
 	}
 	rj, _ := json.MarshalIndent(roster, "", "  ")
-	cd := filepath.Join(out, "coordinator")
+	cd := filepath.Join(dir, "coordinator")
 	if err := os.MkdirAll(cd, 0o700); err != nil {
 		return err
 	}
@@ -210,7 +227,7 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 	}
 	// The private keys are written last, together: with a passphrase each
 	// costs a scrypt.
-	keys := []pendingKey{{filepath.Join(cd, "key.pem"), coordKey}, {filepath.Join(cd, ledgerKeyFile), ledgerKey}}
+	keys := []pendingKey{{filepath.Join(dir, CAKeyFile), caKey}, {filepath.Join(cd, "key.pem"), coordKey}, {filepath.Join(cd, ledgerKeyFile), ledgerKey}}
 	if err := os.WriteFile(filepath.Join(cd, "roster.json"), rj, 0o644); err != nil {
 		return err
 	}
@@ -218,30 +235,391 @@ func Provision(out string, sites int, opts *ProvisionOptions) error {
 		return err
 	}
 	for i, k := range kits {
-		sd := filepath.Join(out, fmt.Sprintf("site-%d", i+1))
-		if err := os.MkdirAll(sd, 0o700); err != nil {
+		sd := filepath.Join(dir, fmt.Sprintf("site-%d", i+1))
+		kk, err := k.write(sd, rj, pin, hosts[0], caDER)
+		if err != nil {
 			return err
 		}
-		if err := writePEM(filepath.Join(sd, "cert.pem"), "CERTIFICATE", k.der, 0o644); err != nil {
-			return err
-		}
-		keys = append(keys, pendingKey{filepath.Join(sd, "key.pem"), k.key}, pendingKey{filepath.Join(sd, "identity.pem"), k.identity},
-			pendingKey{filepath.Join(sd, ledgerKeyFile), k.ledger})
-		if err := os.WriteFile(filepath.Join(sd, "roster.json"), rj, 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(sd, "coordinator.pin"), []byte(pin+"\n"), 0o644); err != nil {
-			return err
-		}
-		conf := fmt.Sprintf(siteTemplate, i+1, hosts[0])
-		if err := os.WriteFile(filepath.Join(sd, "client.conf"), []byte(conf), 0o644); err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(sd, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+		keys = append(keys, kk...)
+	}
+	if err := writeKeys(keys, opts.Passphrase); err != nil {
+		return err
+	}
+	if opts.Populate != nil {
+		if err := opts.Populate(dir); err != nil {
 			return err
 		}
 	}
-	return writeKeys(keys, pass)
+	return moveInto(dir, out)
+}
+
+// maxSites bounds a federation's sites.
+const maxSites = 1000
+
+// moveInto renames the directory dir to out, which must not exist or be
+// an empty directory, and syncs out's parent so the rename is durable.
+func moveInto(dir, out string) error {
+	if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("protocol: %s: %w", out, err)
+	}
+	if err := os.Rename(dir, out); err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(out)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// An issuer issues the federation's certificates from its CA.
+type issuer struct {
+	ca    *x509.Certificate
+	key   ed25519.PrivateKey
+	hosts []string // the coordinator's names and addresses
+	now   time.Time
+}
+
+// issue returns a DER certificate for pub named cn: a TLS server
+// certificate for the issuer's hosts if server, else a client one. It is
+// valid for leafLifetime, but not past the CA's end.
+func (iss *issuer) issue(cn string, pub ed25519.PublicKey, server bool) ([]byte, error) {
+	end := iss.now.Add(leafLifetime)
+	if end.After(iss.ca.NotAfter) {
+		end = iss.ca.NotAfter
+	}
+	if !end.After(iss.now) {
+		return nil, fmt.Errorf("protocol: the federation CA expired on %s; provision a new federation", iss.ca.NotAfter.UTC().Format(time.DateOnly))
+	}
+	t := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
+		NotBefore: iss.now.Add(-time.Hour), NotAfter: end, KeyUsage: x509.KeyUsageDigitalSignature}
+	if server {
+		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		for _, h := range iss.hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				t.IPAddresses = append(t.IPAddresses, ip)
+			} else {
+				t.DNSNames = append(t.DNSNames, h)
+			}
+		}
+	} else {
+		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	return x509.CreateCertificate(rand.Reader, t, iss.ca, pub, iss.key)
+}
+
+// A siteKit is one site's new keys and certificate.
+type siteKit struct {
+	id       int
+	der      []byte
+	key      ed25519.PrivateKey
+	identity ed25519.PrivateKey
+	ledger   ed25519.PrivateKey
+	entry    RosterSite
+}
+
+// newSiteKit makes the keys and certificate of site id.
+func newSiteKit(iss *issuer, id int) (*siteKit, error) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := iss.issue(fmt.Sprintf("fl-secure site %d", id), pub, false)
+	if err != nil {
+		return nil, err
+	}
+	idPub, idKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	lkPub, lk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &siteKit{id: id, der: der, key: key, identity: idKey, ledger: lk,
+		entry: RosterSite{ID: id, CertHash: certHash(der), Identity: base64.StdEncoding.EncodeToString(idPub),
+			LedgerKey: base64.StdEncoding.EncodeToString(lkPub)}}, nil
+}
+
+// write writes the kit's public files into the new directory sd and
+// returns its private keys, still to be written.
+func (k *siteKit) write(sd string, roster []byte, pin, host string, caDER []byte) ([]pendingKey, error) {
+	if err := os.Mkdir(sd, 0o700); err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	if err := writePEM(filepath.Join(sd, "cert.pem"), "CERTIFICATE", k.der, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(sd, "roster.json"), roster, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(sd, "coordinator.pin"), []byte(pin+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(siteTemplate, k.id, host)
+	if err := os.WriteFile(filepath.Join(sd, "client.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if err := writePEM(filepath.Join(sd, "ca.pem"), "CERTIFICATE", caDER, 0o644); err != nil {
+		return nil, err
+	}
+	return []pendingKey{{filepath.Join(sd, "key.pem"), k.key}, {filepath.Join(sd, "identity.pem"), k.identity},
+		{filepath.Join(sd, ledgerKeyFile), k.ledger}}, nil
+}
+
+// loadIssuer reads the federation CA under out (ca.pem and CAKeyFile,
+// decrypted with pass) and the coordinator's certificate, whose names
+// and addresses the issuer keeps unless hosts are given.
+func loadIssuer(out string, hosts []string, pass atrest.Passphrase) (*issuer, *x509.Certificate, error) {
+	ca, err := readCert(filepath.Join(out, "ca.pem"))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPath := filepath.Join(out, CAKeyFile)
+	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("protocol: %s is missing: the federation was provisioned before the CA key was kept, or the key was moved offline; put it back to issue certificates", keyPath)
+	}
+	key, err := readKey(keyPath, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pub, ok := ca.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(key.Public()) {
+		return nil, nil, fmt.Errorf("protocol: %s is not the key of %s", keyPath, filepath.Join(out, "ca.pem"))
+	}
+	coord, err := readCert(filepath.Join(out, "coordinator", "cert.pem"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(hosts) == 0 {
+		hosts = append(hosts, coord.DNSNames...)
+		for _, ip := range coord.IPAddresses {
+			hosts = append(hosts, ip.String())
+		}
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"localhost"}
+	}
+	return &issuer{ca: ca, key: key, hosts: hosts, now: time.Now()}, coord, nil
+}
+
+// readCert reads a PEM certificate.
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("protocol: %s holds no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// validSiteName reports whether name can name a site: 1 to 64 letters,
+// digits, '.', '_' or '-'.
+func validSiteName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// AddSite adds a site to the federation provisioned under out: a new kit
+// site-N (N the next roster id) with a certificate from the kept CA
+// (CAKeyFile, decrypted with opts.Passphrase) and new TLS, identity and
+// ledger keys, and a roster that lists it, written to the new kit, to
+// coordinator/roster.json and to every site-K/roster.json under out. It
+// returns N.
+//
+// The roster is every party's trust anchor, so the new roster.json must
+// reach the coordinator and every existing site before the new site can
+// take part: until then the coordinator refuses the new site's
+// certificate ("not on the roster"), and a site whose roster is older
+// than the coordinator's refuses at join, naming the file to replace (the
+// coordinator announces its roster's digest, wire.Plan); a round whose
+// site count differs from a site's roster is refused as well. Nothing
+// accepts a site silently that some party's roster does not list.
+//
+// The kit is built beside its place and renamed there when complete;
+// the rosters are then replaced one by one, atomically, the coordinator's
+// last.
+func AddSite(out, name string, opts *ProvisionOptions) (id int, err error) {
+	if opts == nil {
+		opts = &ProvisionOptions{}
+	}
+	if name != "" && !validSiteName(name) {
+		return 0, fmt.Errorf("protocol: site name %q: use 1 to 64 letters, digits, '.', '_' or '-'", name)
+	}
+	rosterPath := filepath.Join(out, "coordinator", "roster.json")
+	roster, err := LoadRoster(rosterPath)
+	if err != nil {
+		return 0, err
+	}
+	if len(roster.Sites) >= maxSites {
+		return 0, fmt.Errorf("protocol: the federation has %d sites, the most it can have", len(roster.Sites))
+	}
+	for _, s := range roster.Sites {
+		if name != "" && s.Name == name {
+			return 0, fmt.Errorf("protocol: site %d is already named %q", s.ID, name)
+		}
+	}
+	if roster.Sites[0].LedgerKey == "" {
+		return 0, fmt.Errorf("protocol: roster %s names no ledger keys (provisioned by an older fl-secure); a roster names every site's or none, so provision a new federation", rosterPath)
+	}
+	iss, coord, err := loadIssuer(out, opts.Hosts, opts.Passphrase)
+	if err != nil {
+		return 0, err
+	}
+	id = len(roster.Sites) + 1
+	sd := filepath.Join(out, fmt.Sprintf("site-%d", id))
+	if _, err := os.Lstat(sd); !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("protocol: %s already exists, but the roster lists %d sites; move it away first", sd, id-1)
+	}
+	k, err := newSiteKit(iss, id)
+	if err != nil {
+		return 0, err
+	}
+	k.entry.Name = name
+	roster.Sites = append(roster.Sites, k.entry)
+	rj, _ := json.MarshalIndent(roster, "", "  ")
+	tmp, err := os.MkdirTemp(out, fmt.Sprintf(".site-%d.provision-*", id))
+	if err != nil {
+		return 0, fmt.Errorf("protocol: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	caDER := iss.ca.Raw
+	keys, err := k.write(filepath.Join(tmp, "kit"), rj, certHash(coord.Raw), iss.hosts[0], caDER)
+	if err != nil {
+		return 0, err
+	}
+	if err := writeKeys(keys, opts.Passphrase); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(filepath.Join(tmp, "kit"), sd); err != nil {
+		return 0, fmt.Errorf("protocol: %w", err)
+	}
+	if err := replaceRosters(out, rj, id); err != nil {
+		return 0, fmt.Errorf("protocol: site-%d was written, but the rosters were not all replaced: %w; copy %s over every kit's roster.json by hand", id, err, filepath.Join(sd, "roster.json"))
+	}
+	return id, nil
+}
+
+// replaceRosters writes roster to every site-K/roster.json under out
+// (K < skip, or every K if skip is 0) and then to coordinator/roster.json,
+// each atomically.
+func replaceRosters(out string, roster []byte, skip int) error {
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		var k int
+		if _, err := fmt.Sscanf(e.Name(), "site-%d", &k); err != nil || e.Name() != fmt.Sprintf("site-%d", k) || k == skip {
+			continue
+		}
+		path := filepath.Join(out, e.Name(), "roster.json")
+		if _, err := os.Stat(path); err != nil {
+			continue // a kit already handed over and removed here
+		}
+		if err := atrest.WriteFile(path, roster, 0o644, atrest.Passphrase{}); err != nil {
+			return err
+		}
+	}
+	return atrest.WriteFile(filepath.Join(out, "coordinator", "roster.json"), roster, 0o644, atrest.Passphrase{})
+}
+
+// Renew issues new certificates, from the kept CA, for the coordinator's
+// key and every site's under out (the public keys in their current
+// certificates; no private key is read but the CA's) and replaces
+// coordinator/cert.pem, every site-N/cert.pem, every site-N/coordinator.pin
+// and every roster.json, each atomically. The new certificates are valid
+// for leafLifetime from now, not past the CA's end. It returns the files
+// it replaced.
+//
+// The roster holds each site's certificate hash and each kit pins the
+// coordinator's, so a renewal is a change of every kit: stop the
+// coordinator, renew, give every site its new cert.pem, coordinator.pin
+// and roster.json, and restart. A site still holding its old files is
+// refused at the TLS handshake (its certificate is no longer on the
+// roster, or the coordinator's no longer matches its pin), with an error
+// that says so. Every site kit must be under out (it reads each
+// cert.pem); nothing is written unless every certificate could be issued.
+func Renew(out string, opts *ProvisionOptions) ([]string, error) {
+	if opts == nil {
+		opts = &ProvisionOptions{}
+	}
+	rosterPath := filepath.Join(out, "coordinator", "roster.json")
+	roster, err := LoadRoster(rosterPath)
+	if err != nil {
+		return nil, err
+	}
+	iss, coord, err := loadIssuer(out, opts.Hosts, opts.Passphrase)
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
+		path string
+		b    []byte
+	}
+	var files []file
+	certFile := func(path string, der []byte) {
+		files = append(files, file{path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})})
+	}
+	coordPub, ok := coord.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("protocol: %s is not an Ed25519 certificate", filepath.Join(out, "coordinator", "cert.pem"))
+	}
+	coordDER, err := iss.issue(coord.Subject.CommonName, coordPub, true)
+	if err != nil {
+		return nil, err
+	}
+	certFile(filepath.Join(out, "coordinator", "cert.pem"), coordDER)
+	pin := certHash(coordDER)
+	for i, s := range roster.Sites {
+		sd := filepath.Join(out, fmt.Sprintf("site-%d", s.ID))
+		old, err := readCert(filepath.Join(sd, "cert.pem"))
+		if err != nil {
+			return nil, fmt.Errorf("protocol: renewing site %d: %w (every site's kit must be under %s)", s.ID, err, out)
+		}
+		if certHash(old.Raw) != s.CertHash {
+			return nil, fmt.Errorf("protocol: %s is not the certificate roster %s lists for site %d", filepath.Join(sd, "cert.pem"), rosterPath, s.ID)
+		}
+		pub, ok := old.PublicKey.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("protocol: %s is not an Ed25519 certificate", filepath.Join(sd, "cert.pem"))
+		}
+		der, err := iss.issue(old.Subject.CommonName, pub, false)
+		if err != nil {
+			return nil, err
+		}
+		roster.Sites[i].CertHash = certHash(der)
+		certFile(filepath.Join(sd, "cert.pem"), der)
+		files = append(files, file{filepath.Join(sd, "coordinator.pin"), []byte(pin + "\n")})
+	}
+	rj, _ := json.MarshalIndent(roster, "", "  ")
+	var written []string
+	for _, f := range files {
+		if err := atrest.WriteFile(f.path, f.b, 0o644, atrest.Passphrase{}); err != nil {
+			return written, fmt.Errorf("protocol: renewal stopped part-way (%d files replaced): %w", len(written), err)
+		}
+		written = append(written, f.path)
+	}
+	if err := replaceRosters(out, rj, 0); err != nil {
+		return written, fmt.Errorf("protocol: renewal stopped part-way: the certificates and pins were replaced, the rosters not all: %w", err)
+	}
+	for _, s := range roster.Sites {
+		written = append(written, filepath.Join(out, fmt.Sprintf("site-%d", s.ID), "roster.json"))
+	}
+	return append(written, filepath.Join(out, "coordinator", "roster.json")), nil
 }
 
 type pendingKey struct {
@@ -393,6 +771,17 @@ func LoadRoster(path string) (*Roster, error) {
 	return &r, nil
 }
 
+// Digest returns the SHA-256 of the roster's canonical JSON encoding (its
+// fields in order, without indentation), the same for every copy of one
+// roster however its file is laid out. A coordinator announces it
+// (wire.Plan) so that a site holding an older roster (before
+// provision --add-site or --renew) refuses at once and says which file
+// to replace.
+func (r *Roster) Digest() [32]byte {
+	b, _ := json.Marshal(r)
+	return sha256.Sum256(b)
+}
+
 // identities returns the roster's Ed25519 keys in id order.
 func (r *Roster) identities() []ed25519.PublicKey {
 	out := make([]ed25519.PublicKey, len(r.Sites))
@@ -506,7 +895,7 @@ func verifyClient(certs []*x509.Certificate, pool *x509.CertPool, roster *Roster
 		return fmt.Errorf("protocol: client certificate: %w", err)
 	}
 	if _, ok := roster.siteForCert(leaf.Raw); !ok {
-		return errors.New("protocol: client certificate is not on the roster (a site removed from the federation, or a kit issued after this roster)")
+		return errors.New("protocol: client certificate is not on the roster (a site removed from the federation, a kit issued after this roster, or a certificate replaced by provision --renew)")
 	}
 	return nil
 }
@@ -521,7 +910,7 @@ func clientTLS(certFile, keyFile, caFile, pin, serverName string, pass atrest.Pa
 	c.RootCAs, c.ServerName = pool, serverName
 	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 || certHash(raw[0]) != pin {
-			return errors.New("protocol: the coordinator's certificate does not match the pin in this kit")
+			return errors.New("protocol: the coordinator's certificate does not match the pin in this kit (if the federation's certificates were renewed, install the new coordinator.pin, cert.pem and roster.json)")
 		}
 		return nil
 	}
@@ -591,6 +980,15 @@ colluders = 0
 phase_timeout = 30s
 # The ledger and the model checkpoints live here.
 state = state
+# Keep the newest keep_checkpoints model checkpoints and every 10th
+# round's (0: keep all); the newest is never removed.
+keep_checkpoints = 5
+
+# Monitoring, off unless set: Prometheus /metrics and /healthz on this
+# address (no authentication: keep it on loopback), and an event log of
+# JSON lines (docs/EVENTS.md).
+# metrics = 127.0.0.1:9464
+# events = events.jsonl
 `
 
 const siteTemplate = `# fl-secure site configuration. Lines are "key = value"; # starts a

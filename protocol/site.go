@@ -550,6 +550,19 @@ func (s *Site) converse(stream siteConn) error {
 			}
 			welcomed = true
 			s.log.Info("connected", "mode", b.Welcome.Mode)
+			if err := s.checkPlan(b.Welcome.Plan); err != nil {
+				s.log.Error("this site refuses the federation's plan", "reason", err.Error())
+				if send(&wire.SiteMessage{Body: &wire.SiteMessage_Refuse{Refuse: &wire.Refuse{Round: 0, Reason: err.Error()}}}) == nil {
+					// The coordinator ends the session once it has read
+					// the refusal; ending it first could lose it.
+					for {
+						if _, rerr := stream.Recv(); rerr != nil {
+							break
+						}
+					}
+				}
+				return fmt.Errorf("%w: site %d refuses the federation's plan: %w", errFatal, s.cfg.Site, err)
+			}
 		case *wire.CoordinatorMessage_Start:
 			s.leave(r)
 			r = nil
@@ -602,6 +615,39 @@ func (s *Site) converse(stream siteConn) error {
 			return errGoodbye
 		}
 	}
+}
+
+// checkPlan checks the federation's plan announced in the Welcome (nil:
+// none) against this site's own settings, so that a site that would
+// refuse the rounds refuses at once instead of at the round where its cap
+// runs out. It only ever adds a refusal: start checks every round again,
+// whatever the plan said. The federation's ε at δ can only be covered by
+// a cap at least as large at a δ no larger (ε(δ) decreases in δ, and the
+// site charges with floors at least the coordinator's); at a larger δ the
+// comparison proves nothing and is left to the rounds.
+func (s *Site) checkPlan(p *wire.Plan) error {
+	if p == nil {
+		return nil
+	}
+	if d := s.cfg.Roster.Digest(); int(p.Sites) != len(s.cfg.Roster.Sites) || !bytes.Equal(p.RosterSha256, d[:]) {
+		return fmt.Errorf("the coordinator's roster (%d sites) is not this kit's roster.json (%d sites): the federation was changed "+
+			"(provision --add-site or --renew); install the roster.json from the coordinator's operator in this kit", p.Sites, len(s.cfg.Roster.Sites))
+	}
+	plan := fmt.Sprintf("ε = %g, δ = %g over %d rounds at %s level", p.Epsilon, p.Delta, p.Rounds, p.Level)
+	switch {
+	case math.IsNaN(p.Epsilon) || p.Epsilon < 0:
+		return fmt.Errorf("the plan's ε %v is not a budget", p.Epsilon)
+	case p.Epsilon == 0 && !s.cfg.AllowNoDP:
+		return errors.New("the federation plans no DP noise and this site does not allow that")
+	case p.Epsilon == 0:
+		return nil
+	case s.ledger == nil:
+		return fmt.Errorf("the federation plans %s and this site has no privacy budget (epsilon_cap)", plan)
+	case s.cfg.Delta <= p.Delta && s.cfg.EpsilonCap < p.Epsilon:
+		return fmt.Errorf("this site's ε cap %g (δ = %g) cannot cover the federation's plan (%s); raise epsilon_cap, or ask the coordinator's operator for a smaller plan",
+			s.cfg.EpsilonCap, s.cfg.Delta, plan)
+	}
+	return s.checkLevel(p.Level)
 }
 
 // end handles the coordinator's word that a round ended.

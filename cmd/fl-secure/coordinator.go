@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +39,23 @@ func coordinatorRanges(arg string) ([]fl.Range, error) {
 	return rs.For(rs.Names())
 }
 
+// listenMetrics listens on addr for the monitoring endpoints, warning
+// when addr is not a loopback address: they have no authentication.
+func listenMetrics(addr string, stderr io.Writer) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usagef("--metrics %q: want host:port, e.g. 127.0.0.1:9464", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		fmt.Fprintf(stderr, "fl-secure: warning: --metrics %s is not a loopback address: anyone who reaches it reads the metrics (no authentication)\n", addr)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	return lis, nil
+}
+
 func coordinatorCmd(args []string, stdout, stderr io.Writer) int {
 	fs, parse := newFlags("coordinator", `Usage: fl-secure coordinator --config FILE [flags]
 
@@ -52,6 +71,29 @@ owner may read), or else in the FL_SECURE_PASSPHRASE environment
 variable: the one the kit was provisioned with. A key still in plaintext
 is encrypted in place. Without a passphrase they are stored unencrypted,
 with a warning. Ledger, statistics and checkpoints are not encrypted.
+
+Every site is told the federation's plan (rounds, ε, δ, level) and the
+roster's digest when it connects: a site whose own ε cap cannot cover the
+plan, or whose roster.json is older than the coordinator's, refuses at
+once, and the coordinator logs why.
+
+Monitoring:
+  --metrics ADDR     serves /metrics (Prometheus text format: rounds by
+                     status, phase durations, sites connected, bytes in
+                     and out per site, ε spent and left) and /healthz (200
+                     and the round and phase while running) on ADDR, e.g.
+                     127.0.0.1:9464; without authentication, so keep it on
+                     loopback or a monitoring network
+  --events FILE      appends one JSON object per event (sites joining,
+                     leaving and refusing; rounds started, opened, failed
+                     and skipped, with ε; phase timeouts; checkpoints
+                     written and pruned) to FILE, fsynced; the fields are
+                     in docs/EVENTS.md
+
+Checkpoints (STATE/checkpoints/round-NNNN.safetensors): after each round
+the newest --keep-checkpoints K (default 5) are kept, and every 10th
+round's; 0 keeps them all. The newest, from which a restart resumes, is
+never removed.
 `, stderr)
 	config := fs.String("config", "", "configuration file (see coordinator.conf in a provisioned kit)")
 	listen := fs.String("listen", "0.0.0.0:7443", "address to listen on")
@@ -81,6 +123,9 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	share := fs.Float64("statistics-share", dp.DefaultStatisticsShare, "share of the budget (of its zCDP ρ) for the statistics release; 0: no statistics round (public standardization, --rows)")
 	rows := fs.Int("rows", 0, "public nominal count of records, the learning rate's denominator with --statistics-share 0 (record level)")
 	asJSON := fs.Bool("json", false, "JSON logs and summary")
+	metricsAddr := fs.String("metrics", "", "serve /metrics and /healthz on this address (host:port; off by default)")
+	events := fs.String("events", "", "append JSON-lines events to this file (docs/EVENTS.md)")
+	keep := fs.Int("keep-checkpoints", 5, "keep the newest K checkpoints and every 10th round's (0: keep all)")
 	passFile := passphraseFlag(fs)
 	if help, err := parse(args); help || err != nil {
 		if err != nil {
@@ -89,9 +134,22 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 		return 0
 	}
 	if *config != "" {
-		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "ledger-key": true, "passphrase-file": true, "feature-ranges": true}); err != nil {
+		if err := readConfig(fs, *config, map[string]bool{"cert": true, "key": true, "ca": true, "roster": true, "state": true, "ledger-key": true, "passphrase-file": true, "feature-ranges": true, "events": true}); err != nil {
 			return fail(stderr, err, "")
 		}
+	}
+	if *cert == "" || *key == "" || *ca == "" || *roster == "" {
+		var miss []string
+		for _, f := range []struct{ name, v string }{{"--cert", *cert}, {"--key", *key}, {"--ca", *ca}, {"--roster", *roster}} {
+			if f.v == "" {
+				miss = append(miss, f.name)
+			}
+		}
+		return fail(stderr, usagef("no %s", strings.Join(miss, ", ")),
+			"give --config DIR/coordinator/coordinator.conf from a provisioned kit, or --cert/--key/--ca/--roster")
+	}
+	if *keep < 0 {
+		return fail(stderr, usagef("--keep-checkpoints %d: want 0 (keep all) or a positive count", *keep), "")
 	}
 	if !(*share >= 0 && *share < 1) {
 		return fail(stderr, usagef("--statistics-share %v: want a fraction in [0, 1)", *share), "")
@@ -120,6 +178,13 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 	}
 	log := logger(stderr, *asJSON)
 	tty := isTerminal(stderr)
+	var evlog *protocol.EventLog
+	if *events != "" {
+		if evlog, err = protocol.OpenEventLog(*events); err != nil {
+			return fail(stderr, err, "")
+		}
+		defer evlog.Close()
+	}
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features, Classes: *classes, Hidden: *hidden,
@@ -130,10 +195,20 @@ with a warning. Ledger, statistics and checkpoints are not encrypted.
 				fmt.Fprintf(stderr, "round %d/%d: %s, %d sites, ε %.4f\n", res.Round, *rounds, res.Status, res.Participants, res.Epsilon)
 			}
 		},
-		Passphrase: pass,
+		Passphrase: pass, Events: evlog, KeepCheckpoints: *keep, AnnouncePlan: true,
 	})
 	if err != nil {
 		return fail(stderr, err, "")
+	}
+	if *metricsAddr != "" {
+		mlis, err := listenMetrics(*metricsAddr, stderr)
+		if err != nil {
+			return fail(stderr, err, "")
+		}
+		msrv := &http.Server{Handler: c.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mlis)
+		defer msrv.Close()
+		log.Info("metrics", "addr", "http://"+mlis.Addr().String()+"/metrics")
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -76,7 +76,7 @@ func (x RoundStart_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoundStart_Kind.Descriptor instead.
 func (RoundStart_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{4, 0}
+	return file_flsecure_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type SiteMessage struct {
@@ -436,9 +436,12 @@ func (x *Hello) GetWitnessed() []byte {
 }
 
 type Welcome struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Site          uint32                 `protobuf:"varint,1,opt,name=site,proto3" json:"site,omitempty"`
-	Mode          string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  uint32                 `protobuf:"varint,1,opt,name=site,proto3" json:"site,omitempty"`
+	Mode  string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The federation's plan, or absent. A site only ever adds a refusal
+	// from it (it checks every round again when the round starts).
+	Plan          *Plan `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +490,104 @@ func (x *Welcome) GetMode() string {
 	return ""
 }
 
+func (x *Welcome) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+// Plan announces, at a site's Welcome, what the federation will ask of
+// it: a site whose own budget cannot cover the plan, or whose roster is
+// not the coordinator's, refuses at once (a Refuse of round 0) instead
+// of at the round where its cap runs out.
+type Plan struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rounds uint32                 `protobuf:"varint,1,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	// The whole run's ε at δ (0: no DP), and its accounting level.
+	Epsilon float64 `protobuf:"fixed64,2,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64 `protobuf:"fixed64,3,opt,name=delta,proto3" json:"delta,omitempty"`
+	Level   string  `protobuf:"bytes,4,opt,name=level,proto3" json:"level,omitempty"`
+	// The coordinator's roster: its number of sites and the SHA-256 of its
+	// canonical JSON encoding (Roster.Digest).
+	Sites         uint32 `protobuf:"varint,5,opt,name=sites,proto3" json:"sites,omitempty"`
+	RosterSha256  []byte `protobuf:"bytes,6,opt,name=roster_sha256,json=rosterSha256,proto3" json:"roster_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Plan) Reset() {
+	*x = Plan{}
+	mi := &file_flsecure_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Plan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Plan) ProtoMessage() {}
+
+func (x *Plan) ProtoReflect() protoreflect.Message {
+	mi := &file_flsecure_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Plan.ProtoReflect.Descriptor instead.
+func (*Plan) Descriptor() ([]byte, []int) {
+	return file_flsecure_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Plan) GetRounds() uint32 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
+func (x *Plan) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Plan) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *Plan) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *Plan) GetSites() uint32 {
+	if x != nil {
+		return x.Sites
+	}
+	return 0
+}
+
+func (x *Plan) GetRosterSha256() []byte {
+	if x != nil {
+		return x.RosterSha256
+	}
+	return nil
+}
+
 // RoundStart opens a round among members. Its parameters are public: the
 // site recomputes the privacy charge from them with its own floor on
 // min_cohort and colluders, and refuses if its own budget would pass.
@@ -523,7 +624,7 @@ type RoundStart struct {
 
 func (x *RoundStart) Reset() {
 	*x = RoundStart{}
-	mi := &file_flsecure_proto_msgTypes[4]
+	mi := &file_flsecure_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +636,7 @@ func (x *RoundStart) String() string {
 func (*RoundStart) ProtoMessage() {}
 
 func (x *RoundStart) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[4]
+	mi := &file_flsecure_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +649,7 @@ func (x *RoundStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundStart.ProtoReflect.Descriptor instead.
 func (*RoundStart) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{4}
+	return file_flsecure_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RoundStart) GetRound() uint64 {
@@ -707,7 +808,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_flsecure_proto_msgTypes[5]
+	mi := &file_flsecure_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +820,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[5]
+	mi := &file_flsecure_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +833,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{5}
+	return file_flsecure_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Join) GetRound() uint64 {
@@ -742,6 +843,8 @@ func (x *Join) GetRound() uint64 {
 	return 0
 }
 
+// Refuse declines round (0: the federation's Plan, at the Welcome; the
+// site then ends its session).
 type Refuse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
@@ -752,7 +855,7 @@ type Refuse struct {
 
 func (x *Refuse) Reset() {
 	*x = Refuse{}
-	mi := &file_flsecure_proto_msgTypes[6]
+	mi := &file_flsecure_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +867,7 @@ func (x *Refuse) String() string {
 func (*Refuse) ProtoMessage() {}
 
 func (x *Refuse) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[6]
+	mi := &file_flsecure_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +880,7 @@ func (x *Refuse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refuse.ProtoReflect.Descriptor instead.
 func (*Refuse) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{6}
+	return file_flsecure_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Refuse) GetRound() uint64 {
@@ -806,7 +909,7 @@ type Engine struct {
 
 func (x *Engine) Reset() {
 	*x = Engine{}
-	mi := &file_flsecure_proto_msgTypes[7]
+	mi := &file_flsecure_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +921,7 @@ func (x *Engine) String() string {
 func (*Engine) ProtoMessage() {}
 
 func (x *Engine) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[7]
+	mi := &file_flsecure_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +934,7 @@ func (x *Engine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Engine.ProtoReflect.Descriptor instead.
 func (*Engine) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{7}
+	return file_flsecure_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Engine) GetRound() uint64 {
@@ -866,7 +969,7 @@ type PlainVector struct {
 
 func (x *PlainVector) Reset() {
 	*x = PlainVector{}
-	mi := &file_flsecure_proto_msgTypes[8]
+	mi := &file_flsecure_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +981,7 @@ func (x *PlainVector) String() string {
 func (*PlainVector) ProtoMessage() {}
 
 func (x *PlainVector) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[8]
+	mi := &file_flsecure_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +994,7 @@ func (x *PlainVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlainVector.ProtoReflect.Descriptor instead.
 func (*PlainVector) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{8}
+	return file_flsecure_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlainVector) GetRound() uint64 {
@@ -920,7 +1023,7 @@ type RoundEnd struct {
 
 func (x *RoundEnd) Reset() {
 	*x = RoundEnd{}
-	mi := &file_flsecure_proto_msgTypes[9]
+	mi := &file_flsecure_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1035,7 @@ func (x *RoundEnd) String() string {
 func (*RoundEnd) ProtoMessage() {}
 
 func (x *RoundEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[9]
+	mi := &file_flsecure_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1048,7 @@ func (x *RoundEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundEnd.ProtoReflect.Descriptor instead.
 func (*RoundEnd) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{9}
+	return file_flsecure_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RoundEnd) GetRound() uint64 {
@@ -985,7 +1088,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_flsecure_proto_msgTypes[10]
+	mi := &file_flsecure_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1100,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[10]
+	mi := &file_flsecure_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1113,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{10}
+	return file_flsecure_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Goodbye) GetReason() string {
@@ -1064,7 +1167,7 @@ type Witness struct {
 
 func (x *Witness) Reset() {
 	*x = Witness{}
-	mi := &file_flsecure_proto_msgTypes[11]
+	mi := &file_flsecure_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1179,7 @@ func (x *Witness) String() string {
 func (*Witness) ProtoMessage() {}
 
 func (x *Witness) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[11]
+	mi := &file_flsecure_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1192,7 @@ func (x *Witness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Witness.ProtoReflect.Descriptor instead.
 func (*Witness) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{11}
+	return file_flsecure_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Witness) GetRound() uint64 {
@@ -1156,7 +1259,7 @@ type Cosigned struct {
 
 func (x *Cosigned) Reset() {
 	*x = Cosigned{}
-	mi := &file_flsecure_proto_msgTypes[12]
+	mi := &file_flsecure_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1271,7 @@ func (x *Cosigned) String() string {
 func (*Cosigned) ProtoMessage() {}
 
 func (x *Cosigned) ProtoReflect() protoreflect.Message {
-	mi := &file_flsecure_proto_msgTypes[12]
+	mi := &file_flsecure_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1284,7 @@ func (x *Cosigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosigned.ProtoReflect.Descriptor instead.
 func (*Cosigned) Descriptor() ([]byte, []int) {
-	return file_flsecure_proto_rawDescGZIP(), []int{12}
+	return file_flsecure_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Cosigned) GetRound() uint64 {
@@ -1229,10 +1332,18 @@ const file_flsecure_proto_rawDesc = "" +
 	"\x05Hello\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1c\n" +
-	"\twitnessed\x18\x03 \x01(\fR\twitnessed\"1\n" +
+	"\twitnessed\x18\x03 \x01(\fR\twitnessed\"X\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\rR\x04site\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xdf\x04\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12%\n" +
+	"\x04plan\x18\x03 \x01(\v2\x11.flsecure.v1.PlanR\x04plan\"\x9f\x01\n" +
+	"\x04Plan\x12\x16\n" +
+	"\x06rounds\x18\x01 \x01(\rR\x06rounds\x12\x18\n" +
+	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x03 \x01(\x01R\x05delta\x12\x14\n" +
+	"\x05level\x18\x04 \x01(\tR\x05level\x12\x14\n" +
+	"\x05sites\x18\x05 \x01(\rR\x05sites\x12#\n" +
+	"\rroster_sha256\x18\x06 \x01(\fR\frosterSha256\"\xdf\x04\n" +
 	"\n" +
 	"RoundStart\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x120\n" +
@@ -1318,44 +1429,46 @@ func file_flsecure_proto_rawDescGZIP() []byte {
 }
 
 var file_flsecure_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flsecure_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_flsecure_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_flsecure_proto_goTypes = []any{
 	(RoundStart_Kind)(0),       // 0: flsecure.v1.RoundStart.Kind
 	(*SiteMessage)(nil),        // 1: flsecure.v1.SiteMessage
 	(*CoordinatorMessage)(nil), // 2: flsecure.v1.CoordinatorMessage
 	(*Hello)(nil),              // 3: flsecure.v1.Hello
 	(*Welcome)(nil),            // 4: flsecure.v1.Welcome
-	(*RoundStart)(nil),         // 5: flsecure.v1.RoundStart
-	(*Join)(nil),               // 6: flsecure.v1.Join
-	(*Refuse)(nil),             // 7: flsecure.v1.Refuse
-	(*Engine)(nil),             // 8: flsecure.v1.Engine
-	(*PlainVector)(nil),        // 9: flsecure.v1.PlainVector
-	(*RoundEnd)(nil),           // 10: flsecure.v1.RoundEnd
-	(*Goodbye)(nil),            // 11: flsecure.v1.Goodbye
-	(*Witness)(nil),            // 12: flsecure.v1.Witness
-	(*Cosigned)(nil),           // 13: flsecure.v1.Cosigned
+	(*Plan)(nil),               // 5: flsecure.v1.Plan
+	(*RoundStart)(nil),         // 6: flsecure.v1.RoundStart
+	(*Join)(nil),               // 7: flsecure.v1.Join
+	(*Refuse)(nil),             // 8: flsecure.v1.Refuse
+	(*Engine)(nil),             // 9: flsecure.v1.Engine
+	(*PlainVector)(nil),        // 10: flsecure.v1.PlainVector
+	(*RoundEnd)(nil),           // 11: flsecure.v1.RoundEnd
+	(*Goodbye)(nil),            // 12: flsecure.v1.Goodbye
+	(*Witness)(nil),            // 13: flsecure.v1.Witness
+	(*Cosigned)(nil),           // 14: flsecure.v1.Cosigned
 }
 var file_flsecure_proto_depIdxs = []int32{
 	3,  // 0: flsecure.v1.SiteMessage.hello:type_name -> flsecure.v1.Hello
-	6,  // 1: flsecure.v1.SiteMessage.join:type_name -> flsecure.v1.Join
-	7,  // 2: flsecure.v1.SiteMessage.refuse:type_name -> flsecure.v1.Refuse
-	8,  // 3: flsecure.v1.SiteMessage.engine:type_name -> flsecure.v1.Engine
-	9,  // 4: flsecure.v1.SiteMessage.plain:type_name -> flsecure.v1.PlainVector
-	13, // 5: flsecure.v1.SiteMessage.cosigned:type_name -> flsecure.v1.Cosigned
+	7,  // 1: flsecure.v1.SiteMessage.join:type_name -> flsecure.v1.Join
+	8,  // 2: flsecure.v1.SiteMessage.refuse:type_name -> flsecure.v1.Refuse
+	9,  // 3: flsecure.v1.SiteMessage.engine:type_name -> flsecure.v1.Engine
+	10, // 4: flsecure.v1.SiteMessage.plain:type_name -> flsecure.v1.PlainVector
+	14, // 5: flsecure.v1.SiteMessage.cosigned:type_name -> flsecure.v1.Cosigned
 	4,  // 6: flsecure.v1.CoordinatorMessage.welcome:type_name -> flsecure.v1.Welcome
-	5,  // 7: flsecure.v1.CoordinatorMessage.start:type_name -> flsecure.v1.RoundStart
-	8,  // 8: flsecure.v1.CoordinatorMessage.engine:type_name -> flsecure.v1.Engine
-	10, // 9: flsecure.v1.CoordinatorMessage.end:type_name -> flsecure.v1.RoundEnd
-	11, // 10: flsecure.v1.CoordinatorMessage.bye:type_name -> flsecure.v1.Goodbye
-	12, // 11: flsecure.v1.CoordinatorMessage.witness:type_name -> flsecure.v1.Witness
-	0,  // 12: flsecure.v1.RoundStart.kind:type_name -> flsecure.v1.RoundStart.Kind
-	1,  // 13: flsecure.v1.Coordinator.Session:input_type -> flsecure.v1.SiteMessage
-	2,  // 14: flsecure.v1.Coordinator.Session:output_type -> flsecure.v1.CoordinatorMessage
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	6,  // 7: flsecure.v1.CoordinatorMessage.start:type_name -> flsecure.v1.RoundStart
+	9,  // 8: flsecure.v1.CoordinatorMessage.engine:type_name -> flsecure.v1.Engine
+	11, // 9: flsecure.v1.CoordinatorMessage.end:type_name -> flsecure.v1.RoundEnd
+	12, // 10: flsecure.v1.CoordinatorMessage.bye:type_name -> flsecure.v1.Goodbye
+	13, // 11: flsecure.v1.CoordinatorMessage.witness:type_name -> flsecure.v1.Witness
+	5,  // 12: flsecure.v1.Welcome.plan:type_name -> flsecure.v1.Plan
+	0,  // 13: flsecure.v1.RoundStart.kind:type_name -> flsecure.v1.RoundStart.Kind
+	1,  // 14: flsecure.v1.Coordinator.Session:input_type -> flsecure.v1.SiteMessage
+	2,  // 15: flsecure.v1.Coordinator.Session:output_type -> flsecure.v1.CoordinatorMessage
+	15, // [15:16] is the sub-list for method output_type
+	14, // [14:15] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_flsecure_proto_init() }
@@ -1385,7 +1498,7 @@ func file_flsecure_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flsecure_proto_rawDesc), len(file_flsecure_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
