@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -137,7 +134,7 @@ docs/TRAINER.md.
 			return fail(stderr, err, "")
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	switch {
 	case *trainCmd != "":
@@ -152,7 +149,7 @@ docs/TRAINER.md.
 	}
 	defer s.Close()
 	if err := s.Run(ctx); err != nil {
-		return fail(stderr, err, "")
+		return fail(stderr, interrupted(ctx, err), "")
 	}
 	if *asJSON {
 		out := map[string]any{"site": *site, "rounds": s.Rounds(), "epsilon": s.Spent()}

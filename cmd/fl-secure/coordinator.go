@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fl-secure/fl-secure/dp"
@@ -216,12 +213,12 @@ never removed.
 	}
 	go c.Serve(lis)
 	defer c.Shutdown(10 * time.Second)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	log.Info("listening", "addr", lis.Addr().String(), "mode", *mode, "sites", len(r.Sites))
 	sum, err := c.Run(ctx)
 	if err != nil {
-		return fail(stderr, err, "restarting on the same --state resumes after the last charged round")
+		return fail(stderr, interrupted(ctx, err), "restarting on the same --state resumes after the last charged round")
 	}
 	if *asJSON {
 		return printJSON(stdout, stderr, sum)

@@ -135,5 +135,32 @@ func TestBinary(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || strings.Join(rest, "\n") != "fl-secure: interrupted" {
 		t.Errorf("after SIGINT: %v, stderr %q", err, rest)
 	}
+
+	// The same for a coordinator waiting for its sites: "interrupted", not
+	// "context canceled".
+	fed := filepath.Join(t.TempDir(), "fed")
+	if out, err := exec.Command(bin, "provision", "--sites", "3", "--out", fed, "--demo-data", "wdbc").CombinedOutput(); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	cmd = exec.Command(bin, "coordinator", "--config", filepath.Join(fed, "coordinator", "coordinator.conf"), "--listen", "127.0.0.1:0")
+	if stderr, err = cmd.StderrPipe(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc = bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "listening") {
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var last string
+	for sc.Scan() {
+		last = sc.Text()
+	}
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || last != "fl-secure: interrupted" {
+		t.Errorf("coordinator after SIGINT: %v, last line %q", err, last)
+	}
 	_ = os.Remove(bin)
 }
