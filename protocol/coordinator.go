@@ -76,6 +76,11 @@ type CoordinatorConfig struct {
 	Colluders    int
 	Bits         int
 	PhaseTimeout time.Duration
+	// TrainTimeout bounds the first phase of a training round, in which
+	// every site computes its update from the round's model before it
+	// answers — local training, or a hospital's own trainer command
+	// (default: PhaseTimeout). Every later phase has PhaseTimeout.
+	TrainTimeout time.Duration
 	// MaxBuffered bounds the bytes of one site's messages the coordinator
 	// holds before a phase reads them (default 2 × MaxMessage). A site
 	// that sends more is flooding: its session is closed.
@@ -207,6 +212,9 @@ type Coordinator struct {
 	// for metrics and events; without one, collect names it from the
 	// messages it got (phaseOf).
 	phaseName atomic.Value
+	// phaseWait (a time.Duration), if set, bounds the next collect
+	// instead of PhaseTimeout.
+	phaseWait atomic.Int64
 	wire.UnimplementedCoordinatorServer
 }
 
@@ -400,6 +408,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 30 * time.Second
+	}
+	if cfg.PhaseTimeout < 0 || cfg.TrainTimeout < 0 {
+		return nil, fmt.Errorf("protocol: phase timeout %v, train timeout %v: want positive durations", cfg.PhaseTimeout, cfg.TrainTimeout)
 	}
 	if cfg.MaxBuffered == 0 {
 		cfg.MaxBuffered = 2 * MaxMessage
@@ -1470,6 +1481,15 @@ func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atre
 // the ledger, in the state directory.
 const staleLedgerPub = "ledger.pub"
 
+// trainingPhase gives the next collect TrainTimeout if start begins a
+// training round: the sites answer its first phase only once they have
+// computed their updates.
+func (c *Coordinator) trainingPhase(start *wire.RoundStart) {
+	if start.Kind == wire.RoundStart_TRAIN && c.cfg.TrainTimeout > 0 {
+		c.phaseWait.Store(int64(c.cfg.TrainTimeout))
+	}
+}
+
 // collect gathers one message per site from sess until all have answered
 // or the phase times out; silent sites are dropouts. A site whose session
 // has ended (disconnected, replaced by a newer session, or closed for
@@ -1477,7 +1497,11 @@ const staleLedgerPub = "ledger.pub"
 // are keyed by their session's site, the one its certificate names.
 func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*wire.SiteMessage) bool) map[int]*wire.SiteMessage {
 	out := map[int]*wire.SiteMessage{}
-	deadline := time.NewTimer(c.cfg.PhaseTimeout)
+	wait := c.cfg.PhaseTimeout
+	if d := time.Duration(c.phaseWait.Swap(0)); d > 0 {
+		wait = d
+	}
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	phase, _ := c.phaseName.Swap("").(string)
 	c.metrics.setPhase(phase)
@@ -1495,7 +1519,7 @@ func (c *Coordinator) collect(ctx context.Context, sess []*session, want func(*w
 					silent = append(silent, s.site)
 				}
 			}
-			c.log.Warn("phase timed out", "phase", phase, "silent", fmt.Sprint(silent), "after", c.cfg.PhaseTimeout)
+			c.log.Warn("phase timed out", "phase", phase, "silent", fmt.Sprint(silent), "after", wait)
 			c.event(Event{Event: "phase_timeout", Round: intp(c.metrics.currentRound()), Phase: phase, Sites: silent})
 		}
 	}()
@@ -1726,6 +1750,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	}
 	round := start.Round
 	tr := roundOf(round)
+	c.trainingPhase(start)
 	if c.cfg.Mode == Plain {
 		c.phaseName.Store("plain")
 		got := c.collect(ctx, sess, func(m *wire.SiteMessage) bool {

@@ -96,5 +96,5 @@
 // above. The coordinator evaluates a held test set (CoordinatorConfig.Test),
 // averages the tail of the published models (AverageFrom) and times every
 // round (RoundResult.Seconds, Summary.SetupSeconds); sites bring their own
-// trainer through SiteConfig.UpdateFunc.
+// trainer through SiteConfig.Trainer.
 package protocol

@@ -288,6 +288,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	}
 	// A site pays for an he round when it submits, right after the start.
 	bl.masked = true
+	c.trainingPhase(start)
 	got := c.collect(ctx, sess, engineFor(start.Round, phaseHESubmit))
 	var contributors []int
 	for _, s := range sess {

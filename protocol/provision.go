@@ -978,6 +978,10 @@ min_cohort = 3
 colluders = 0
 # A site silent this long in a phase is a dropout.
 phase_timeout = 30s
+# How long sites may take to compute their update at the start of a
+# training round (local training, or a hospital's own trainer command);
+# default phase_timeout. Raise it for hospitals that train with --train-cmd.
+# train_timeout = 10m
 # The ledger and the model checkpoints live here.
 state = state
 # Keep the newest keep_checkpoints model checkpoints and every 10th

@@ -78,22 +78,16 @@ type SiteConfig struct {
 	// it at most this many charges in a row.
 	MaxUnopened int
 	Data        *fl.Dataset
-	// Update, if set, is sent (clipped) instead of training on Data: an
-	// update trained elsewhere. ModelOut receives the global model after
-	// every round (.npy or .safetensors by extension).
+	// Update, if set and Trainer is not, is sent (clipped) every
+	// client-level round instead of training on Data: an update trained
+	// elsewhere, a Trainer that returns it whatever the round. ModelOut
+	// receives the global model after every round (.npy or .safetensors
+	// by extension).
 	Update []float64
-	// UpdateFunc, if set, computes this site's update for each
-	// client-level training round from the round's global model, instead
-	// of Update or training on Data: bring your own trainer. round is the
-	// training round (1, 2, …); global must not be kept. The update is
-	// clipped to the round's L2 bound like Update (on a copy); an error
-	// refuses the round before the site joins it, and is logged here, not
-	// sent. Data, if also set, only contributes the statistics.
-	UpdateFunc func(round int, global []float64) ([]float64, error)
 	// Trainer, if set, computes this site's update for every training
 	// round, at client or record level, from the round's global model,
 	// layout and standardization (TrainRequest); it takes precedence over
-	// UpdateFunc and Update. Everything it returns is checked, and the
+	// Update. Everything it returns is checked, and the
 	// site clips (client level) or bounds (record level) the update and
 	// adds its noise itself. An error refuses the round before the site
 	// joins or pays for it; its words are logged here, never sent. Data,
@@ -1041,30 +1035,13 @@ func (r *siteRound) vector() ([]float64, error) {
 		return r.statisticsVector()
 	}
 	if cfg.Trainer != nil {
-		return r.trained()
+		return r.trained(cfg.Trainer)
 	}
-	if cfg.UpdateFunc != nil || cfg.Update != nil {
+	if cfg.Update != nil {
 		if st.Level != string(dp.ClientLevel) {
 			return nil, errors.New("an update trained elsewhere can only join a client-level federation")
 		}
-		u := append([]float64(nil), cfg.Update...)
-		if cfg.UpdateFunc != nil {
-			up, err := cfg.UpdateFunc(roundOf(st.Round), slices.Clone(st.Model))
-			if err != nil {
-				// The trainer's words stay here: the coordinator learns
-				// only that this site has no update.
-				r.s.log.Warn("the trainer failed", "round", roundOf(st.Round), "err", err)
-				return nil, errors.New("this site's trainer produced no update (see the site's log)")
-			}
-			u = slices.Clone(up)
-		}
-		if len(u) != int(st.Length) {
-			return nil, fmt.Errorf("the update has %d values, the model %d", len(u), st.Length)
-		}
-		if err := dp.ClipL2(u, st.Clip, nil); err != nil {
-			return nil, err
-		}
-		return u, nil
+		return r.trained(func(TrainRequest) (TrainResult, error) { return TrainResult{Update: cfg.Update}, nil })
 	}
 	if cfg.Data == nil {
 		return nil, errors.New("no data and no update")
@@ -1250,7 +1227,7 @@ var errTrainer = errors.New("this site's trainer produced no usable update (see 
 // the site can check of a sum of per-record clipped gradients (that each
 // record was clipped is the trainer's responsibility: docs/TRAINER.md).
 // The site clips a client-level update itself.
-func (r *siteRound) trained() ([]float64, error) {
+func (r *siteRound) trained(trainer func(TrainRequest) (TrainResult, error)) ([]float64, error) {
 	st, cfg := r.start, r.s.cfg
 	l, _, err := roundLayout(st, cfg.Hidden)
 	if err != nil {
@@ -1277,7 +1254,7 @@ func (r *siteRound) trained() ([]float64, error) {
 		r.s.log.Warn("the trainer's update is refused", "round", q.Round, "err", err)
 		return nil, errTrainer
 	}
-	res, err := cfg.Trainer(q)
+	res, err := trainer(q)
 	if err != nil {
 		return refuse(err)
 	}

@@ -112,6 +112,7 @@ never removed.
 	minCohort := fs.Int("min-cohort", 0, "never open a sum of fewer sites (default: a majority, at least 3)")
 	colluders := fs.Int("colluders", 0, "sites assumed to collude")
 	phase := fs.Duration("phase-timeout", 30*time.Second, "a site silent this long in a phase is a dropout")
+	train := fs.Duration("train-timeout", 0, "how long sites may take to compute their update in the first phase of a training round: local training or a hospital's own trainer (--train-cmd); default --phase-timeout")
 	attempts := fs.Int("round-attempts", 2, "stop, naming the sites responsible, after this many failed attempts of one round that the sites paid for")
 	join := fs.Duration("join-wait", 10*time.Second, "wait this long for every site before starting a round with fewer")
 	state := fs.String("state", "state", "state directory (ledger, checkpoints, the sites' cosigned checkpoints)")
@@ -185,7 +186,7 @@ never removed.
 	c, err := protocol.NewCoordinator(protocol.CoordinatorConfig{
 		Cert: *cert, Key: *key, CA: *ca, Roster: r, Mode: protocol.Mode(*mode), Level: dp.Level(*level), Rounds: *rounds,
 		Epsilon: *eps, Delta: *delta, Clip: *clip, LearningRate: *lr, Model: *model, Features: *features, Classes: *classes, Hidden: *hidden,
-		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, RoundAttempts: *attempts, JoinWait: *join, State: *state, LedgerKey: *ledgerKey, Logger: log,
+		MinCohort: *minCohort, Colluders: *colluders, PhaseTimeout: *phase, TrainTimeout: *train, RoundAttempts: *attempts, JoinWait: *join, State: *state, LedgerKey: *ledgerKey, Logger: log,
 		Ranges: featureRanges, StatisticsShare: *share, PublicStatistics: *share == 0, Rows: *rows,
 		Progress: func(res protocol.RoundResult) {
 			if tty {

@@ -255,7 +255,9 @@ func (p *SecAggPlan) Run(ctx context.Context, row func(SecAggRow)) error {
 	}
 	fed, err := newFederation(dir, c.Clients, cc, func(i int) protocol.SiteConfig {
 		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, MinCohort: p.MinCohort, Colluders: c.Colluders, Logger: c.Logger,
-			UpdateFunc: func(r int, _ []float64) ([]float64, error) { return p.update(r, i), nil }}
+			Trainer: func(q protocol.TrainRequest) (protocol.TrainResult, error) {
+				return protocol.TrainResult{Update: p.update(q.Round, i)}, nil
+			}}
 	})
 	if err != nil {
 		return err

@@ -100,21 +100,21 @@ func TestSecAggPlanErrors(t *testing.T) {
 
 // A site whose trainer fails in a round sits that round out; its update
 // is in every other round's sum.
-func TestUpdateFuncFailure(t *testing.T) {
+func TestTrainerFailure(t *testing.T) {
 	cc := protocol.CoordinatorConfig{Mode: protocol.SecAgg, Level: dp.ClientLevel, Rounds: 3, Clip: 100, LearningRate: 1,
 		Model: "linear", Features: 3, Ranges: make([]fl.Range, 4)}
 	for j := range cc.Ranges {
 		cc.Ranges[j] = fl.Range{Lo: -1, Hi: 1}
 	}
 	fed, err := newFederation(t.TempDir(), 5, cc, func(i int) protocol.SiteConfig {
-		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, UpdateFunc: func(r int, global []float64) ([]float64, error) {
-			if len(global) != 4 {
-				return nil, fmt.Errorf("model of %d parameters", len(global))
+		return protocol.SiteConfig{AllowNoDP: true, Level: dp.ClientLevel, Trainer: func(q protocol.TrainRequest) (protocol.TrainResult, error) {
+			if len(q.Model) != 4 {
+				return protocol.TrainResult{}, fmt.Errorf("model of %d parameters", len(q.Model))
 			}
-			if i == 1 && r == 2 {
-				return nil, errors.New("out of memory")
+			if i == 1 && q.Round == 2 {
+				return protocol.TrainResult{}, errors.New("out of memory")
 			}
-			return []float64{float64(i), 0, 0, 1}, nil
+			return protocol.TrainResult{Update: []float64{float64(i), 0, 0, 1}}, nil
 		}}
 	})
 	if err != nil {
