@@ -912,14 +912,31 @@ func (c *Coordinator) run(ctx context.Context) (*Summary, error) {
 		}
 		if last := lastCharge(entries); last.Kind == "charge" {
 			next = last.Round + 1
-			// Resume from the newest checkpoint at or before the last charge.
+			// Resume from the newest checkpoint at or before the last
+			// charge. A round charged but not checkpointed has no file
+			// (its result was lost with a crash) and is passed over; a
+			// file that is there but cannot be read stops the run, since
+			// going back past it would silently drop charged rounds of
+			// training (older checkpoints may have been pruned).
+			from := 0
 			for r := last.Round; r >= 1; r-- {
-				if m, err := readCheckpoint(cfg.State, r); err == nil && len(m) == d {
-					w = m
-					break
+				m, err := readCheckpoint(cfg.State, r)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
 				}
+				if err == nil && len(m) != d {
+					err = fmt.Errorf("%d parameters, the model %d", len(m), d)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("protocol: resuming after round %d: checkpoint %s is damaged (%v): restore it from a backup, or remove it to resume from an earlier checkpoint", last.Round, checkpointPath(cfg.State, r), err)
+				}
+				w, from = m, r
+				break
 			}
-			c.log.Info("resuming", "next_round", next, "spent", ledger.Spent())
+			if from == 0 {
+				c.log.Warn("resuming from the initial model: no checkpoint at or before the last charged round", "last_charged", last.Round)
+			}
+			c.log.Info("resuming", "next_round", next, "from_checkpoint", from, "spent", ledger.Spent())
 		}
 		c.metrics.ledger("coordinator", ledger.Spent(), cfg.Epsilon)
 	}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -107,6 +108,28 @@ type ProvisionOptions struct {
 	// there (demonstration data) is part of the kit, and if it fails
 	// nothing is left behind.
 	Populate func(dir string) error
+	// Context, if set, stops Provision, AddSite and Renew between private
+	// keys when it is done (an operator's Ctrl-C): they return its error
+	// and leave nothing behind.
+	Context context.Context
+}
+
+// stopped returns the options' context's error, if it is done.
+func (o *ProvisionOptions) stopped() error {
+	if o.Context == nil {
+		return nil
+	}
+	return context.Cause(o.Context)
+}
+
+// StaleProvisions returns the directories that an earlier provisioning of
+// out left behind when it was killed before it could remove them (a
+// federation built beside out, a site kit built inside it): they may hold
+// private keys, the CA's among them.
+func StaleProvisions(out string) []string {
+	a, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".provision-*"))
+	b, _ := filepath.Glob(filepath.Join(out, ".site-*.provision-*"))
+	return append(a, b...)
 }
 
 // Certificate lifetimes. The CA is valid for caLifetime and every
@@ -242,7 +265,7 @@ func Provision(out string, sites int, opts *ProvisionOptions) (err error) {
 		}
 		keys = append(keys, kk...)
 	}
-	if err := writeKeys(keys, opts.Passphrase); err != nil {
+	if err := writeKeys(keys, opts); err != nil {
 		return err
 	}
 	if opts.Populate != nil {
@@ -278,6 +301,15 @@ type issuer struct {
 	key   ed25519.PrivateKey
 	hosts []string // the coordinator's names and addresses
 	now   time.Time
+}
+
+// siteCommonName is the subject of site id's certificate.
+func siteCommonName(id int) string { return fmt.Sprintf("fl-secure site %d", id) }
+
+// issued reports whether cert is a certificate this issuer's CA signed
+// for site id.
+func (iss *issuer) issued(cert *x509.Certificate, id int) bool {
+	return cert.CheckSignatureFrom(iss.ca) == nil && cert.Subject.CommonName == siteCommonName(id)
 }
 
 // issue returns a DER certificate for pub named cn: a TLS server
@@ -324,7 +356,7 @@ func newSiteKit(iss *issuer, id int) (*siteKit, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := iss.issue(fmt.Sprintf("fl-secure site %d", id), pub, false)
+	der, err := iss.issue(siteCommonName(id), pub, false)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +411,15 @@ func loadIssuer(out string, hosts []string, pass atrest.Passphrase) (*issuer, *x
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("protocol: %s is missing: the federation was provisioned before the CA key was kept, or the key was moved offline; put it back to issue certificates", keyPath)
 	}
-	key, err := readKey(keyPath, pass)
+	// Read as it is: a CA key kept in plaintext is not encrypted in place
+	// under whatever passphrase this run was given (a mistyped one would
+	// lock the operator out of the CA).
+	b, err := atrest.ReadFile(keyPath, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(b)
+	key, err := parseKey(keyPath, b)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -501,7 +541,7 @@ func AddSite(out, name string, opts *ProvisionOptions) (id int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeKeys(keys, opts.Passphrase); err != nil {
+	if err := writeKeys(keys, opts); err != nil {
 		return 0, err
 	}
 	if err := os.Rename(filepath.Join(tmp, "kit"), sd); err != nil {
@@ -590,8 +630,11 @@ func Renew(out string, opts *ProvisionOptions) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("protocol: renewing site %d: %w (every site's kit must be under %s)", s.ID, err, out)
 		}
-		if certHash(old.Raw) != s.CertHash {
-			return nil, fmt.Errorf("protocol: %s is not the certificate roster %s lists for site %d", filepath.Join(sd, "cert.pem"), rosterPath, s.ID)
+		// The roster's certificate, or one this CA issued to the same
+		// site (a renewal that stopped after replacing it, before the
+		// rosters): renewing again completes it.
+		if certHash(old.Raw) != s.CertHash && !iss.issued(old, s.ID) {
+			return nil, fmt.Errorf("protocol: %s is neither the certificate roster %s lists for site %d nor one this federation's CA issued to it", filepath.Join(sd, "cert.pem"), rosterPath, s.ID)
 		}
 		pub, ok := old.PublicKey.(ed25519.PublicKey)
 		if !ok {
@@ -606,15 +649,18 @@ func Renew(out string, opts *ProvisionOptions) ([]string, error) {
 		files = append(files, file{filepath.Join(sd, "coordinator.pin"), []byte(pin + "\n")})
 	}
 	rj, _ := json.MarshalIndent(roster, "", "  ")
+	if err := opts.stopped(); err != nil {
+		return nil, err
+	}
 	var written []string
 	for _, f := range files {
 		if err := atrest.WriteFile(f.path, f.b, 0o644, atrest.Passphrase{}); err != nil {
-			return written, fmt.Errorf("protocol: renewal stopped part-way (%d files replaced): %w", len(written), err)
+			return written, fmt.Errorf("protocol: renewal stopped part-way (%d files replaced): %w; renew again once the cause is fixed", len(written), err)
 		}
 		written = append(written, f.path)
 	}
 	if err := replaceRosters(out, rj, 0); err != nil {
-		return written, fmt.Errorf("protocol: renewal stopped part-way: the certificates and pins were replaced, the rosters not all: %w", err)
+		return written, fmt.Errorf("protocol: renewal stopped part-way: the certificates and pins were replaced, the rosters not all: %w; renew again once the cause is fixed", err)
 	}
 	for _, s := range roster.Sites {
 		written = append(written, filepath.Join(out, fmt.Sprintf("site-%d", s.ID), "roster.json"))
@@ -627,10 +673,12 @@ type pendingKey struct {
 	key  ed25519.PrivateKey
 }
 
-// writeKeys writes keys with writeKey, as many at once as there are
-// processors (each encryption is a scrypt of 256 MiB), and returns the
-// first error.
-func writeKeys(keys []pendingKey, pass atrest.Passphrase) error {
+// writeKeys writes keys with writeKey under opts' passphrase, as many at
+// once as there are processors (each encryption is a scrypt of 256 MiB),
+// and returns the first error; once opts' context is done it writes no
+// more and returns the context's error.
+func writeKeys(keys []pendingKey, opts *ProvisionOptions) error {
+	pass := opts.Passphrase
 	work := make(chan pendingKey)
 	errs := make(chan error, len(keys))
 	var wg sync.WaitGroup
@@ -639,6 +687,10 @@ func writeKeys(keys []pendingKey, pass atrest.Passphrase) error {
 		go func() {
 			defer wg.Done()
 			for k := range work {
+				if err := opts.stopped(); err != nil {
+					errs <- err
+					continue
+				}
 				errs <- writeKey(k.path, k.key, pass)
 			}
 		}()
@@ -719,6 +771,11 @@ func readKey(path string, pass atrest.Passphrase) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	defer clear(b)
+	return parseKey(path, b)
+}
+
+// parseKey parses the PKCS #8 PEM Ed25519 private key b read from path.
+func parseKey(path string, b []byte) (ed25519.PrivateKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PRIVATE KEY" {
 		return nil, fmt.Errorf("protocol: %s holds no PEM private key", path)

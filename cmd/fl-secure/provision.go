@@ -85,7 +85,14 @@ Example:
 	if err != nil {
 		return fail(stderr, err, "")
 	}
-	opts := &protocol.ProvisionOptions{Hosts: hosts, Passphrase: pass}
+	// Ctrl-C stops between keys and leaves nothing behind; a provisioning
+	// killed outright can leave its building directory, with keys in it.
+	ctx, stop := signalContext()
+	defer stop()
+	opts := &protocol.ProvisionOptions{Hosts: hosts, Passphrase: pass, Context: ctx}
+	for _, d := range protocol.StaleProvisions(*out) {
+		fmt.Fprintf(stderr, "fl-secure: warning: %s was left by a provisioning that was killed: it may hold private keys (the CA's among them); remove it\n", d)
+	}
 	if !pass.IsSet() && *addSite != "" {
 		fmt.Fprintln(stderr, "fl-secure: warning: no passphrase: the kits' private keys are written UNENCRYPTED; give FL_SECURE_PASSPHRASE or --passphrase-file")
 	}
@@ -93,7 +100,7 @@ Example:
 	case *addSite != "":
 		id, err := protocol.AddSite(*out, *addSite, opts)
 		if err != nil {
-			return fail(stderr, err, "")
+			return fail(stderr, interrupted(ctx, err), "")
 		}
 		kit := filepath.Join(*out, fmt.Sprintf("site-%d", id))
 		if *asJSON {
@@ -111,7 +118,7 @@ Example:
 	case *renew:
 		files, err := protocol.Renew(*out, opts)
 		if err != nil {
-			return fail(stderr, err, "")
+			return fail(stderr, interrupted(ctx, err), "")
 		}
 		if *asJSON {
 			return printJSON(stdout, stderr, provisionJSON{Out: *out, Renewed: true, Files: files})
@@ -128,7 +135,7 @@ Example:
 		opts.Populate = func(dir string) error { return writeDemoData(dir, *demo, *sites) }
 	}
 	if err := protocol.Provision(*out, *sites, opts); err != nil {
-		return fail(stderr, err, "")
+		return fail(stderr, interrupted(ctx, err), "")
 	}
 	if *asJSON {
 		files, err := listFiles(*out)
