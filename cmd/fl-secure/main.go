@@ -51,7 +51,7 @@ Usage:
                                a CA, the coordinator's kit and one kit per site
   fl-secure coordinator --config FILE
                                run a federation's coordinator (gRPC, mutual TLS)
-  fl-secure client --config FILE (--data F | --update F)
+  fl-secure client --config FILE [--data F | --train-cmd CMD | --update F]
                                run a hospital's client
   fl-secure evaluate --state DIR --data F --label L
                                evaluate a coordinator's newest checkpoint
