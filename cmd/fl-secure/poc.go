@@ -36,6 +36,11 @@ hospital cosigned, and each hospital's) as "fl-secure budget audit" does,
 evaluates the model on coordinator/test.csv as "fl-secure evaluate" does,
 prints the closing table and removes the directory (--keep keeps it).
 
+With --train-cmd every site trains with that command, as "fl-secure client
+--train-cmd" runs a hospital's own trainer (docs/TRAINER.md), in poc's
+working directory; {data} and {label} in it stand for the site's
+local.csv and its label column.
+
 Ctrl-C (SIGINT) or SIGTERM stops every process poc started (SIGTERM to
 each one's process group, SIGKILL 10 seconds later). A process that
 stops early stops the run, naming it and its last lines. Exit 0 if the
@@ -53,6 +58,7 @@ Examples:
   fl-secure poc
   fl-secure poc --sites 5 --mode he --rounds 20
   fl-secure poc --data diabetes --epsilon 1 --keep
+  fl-secure poc --train-cmd 'python3 docs/examples/trainer_numpy.py --data {data} --label {label}'
 `
 
 // The largest federation poc starts: every site is a process on this
@@ -112,6 +118,7 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	parent := fs.String("dir", "", "create the run's directory under this one (default: the system's temporary directory)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "stop the federation if it has not finished after this long")
 	asJSON := fs.Bool("json", false, "print the closing table as JSON")
+	trainCmd := fs.String("train-cmd", "", "every site trains with this command (client --train-cmd), run in this directory; {data} and {label} stand for the site's local.csv and label column")
 	if help, err := parse(args); help || err != nil {
 		if err != nil {
 			return fail(stderr, err, `run "fl-secure poc -h"`)
@@ -121,6 +128,17 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	set, err := pocSettings(*sites, *mode, *data, *rounds, *eps, *delta, *level, *timeout)
 	if err != nil {
 		return fail(stderr, err, `run "fl-secure poc -h" for the flags and their ranges`)
+	}
+	if *trainCmd != "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fail(stderr, fmt.Errorf("poc: --train-cmd runs in this directory: %w", err), "")
+		}
+		// The clients run in the federation's directory; the command, in
+		// the one poc was started in, where its paths are.
+		set.trainCmd = "cd " + shellQuote(wd) + " && " + *trainCmd
+		// Trainers take longer than a phase of messages.
+		set.coordArgs = append(set.coordArgs, "--train-timeout", "5m")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -234,6 +252,8 @@ type pocConfig struct {
 	eps, delta          float64
 	timeout             time.Duration
 	coordArgs, siteArgs []string
+	// trainCmd is --train-cmd, its {data} and {label} not yet replaced.
+	trainCmd string
 }
 
 // pocSettings checks poc's flags and derives the coordinator's and the
@@ -285,6 +305,9 @@ func pocSettings(sites int, mode, data string, rounds int, eps, delta float64, l
 	}
 	return c, nil
 }
+
+// shellQuote quotes s as one word for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // pocNoLedger is the coordinator's audit result in a run without DP.
 const pocNoLedger = "no ledger (no DP)"
@@ -398,6 +421,13 @@ func (f *pocFederation) run() (err error) {
 	for i := 1; i <= f.set.sites; i++ {
 		kit := filepath.Join(f.dir, fmt.Sprintf("site-%d", i))
 		args := append([]string{"client", "--config", filepath.Join(kit, "client.conf"), "--coordinator", addr}, f.set.siteArgs...)
+		if f.set.trainCmd != "" {
+			data := filepath.Join(kit, "local.csv")
+			cmd := strings.NewReplacer("{data}", shellQuote(data), "{label}", shellQuote(f.set.label)).Replace(f.set.trainCmd)
+			// --data too: a source flag replaces the kit's, and the site's
+			// records feed the statistics release.
+			args = append(args, "--data", data, "--train-cmd", cmd)
+		}
 		if err := f.start(fmt.Sprintf("site-%d", i), args, pocSiteRounds, nil); err != nil {
 			return err
 		}

@@ -265,3 +265,41 @@ func TestPocMisuse(t *testing.T) {
 		t.Errorf("poc -h: exit %d, help not on stdout:\n%s", code, out)
 	}
 }
+
+// TestPocTrainCmd: with --train-cmd every site trains with the given
+// command (here the dependency-free Go trainer), {data} and {label} standing
+// for its own file and label; the run audits like any other.
+func TestPocTrainCmd(t *testing.T) {
+	bin := buildTrainer(t)
+	parent := t.TempDir()
+	cmd, out, errOut := startPoc(t, parent, nil, "--rounds", "2", "--json", "--train-cmd", shellQuote(bin)+" --data {data} --label {label}")
+	if code := waitPoc(t, cmd, errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	var res pocResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	for i, r := range append([]pocSite{res.Coordinator}, res.Sites...) {
+		if r.Audit != "ok" || r.Rounds != 2 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+	}
+	log := errOut.String()
+	for site := 1; site <= 3; site++ {
+		if want := fmt.Sprintf("site-%d      | trainer (round 2): ", site); !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+	checkNoSurvivors(t, log, parent, 4)
+}
+
+// shellQuote makes one word of any path, quotes included.
+func TestShellQuote(t *testing.T) {
+	for _, s := range []string{"plain", "with space", "it's", `a"b`, "$(rm -rf x)", ""} {
+		out, err := exec.Command("/bin/sh", "-c", "printf %s "+shellQuote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("%q: sh printed %q (%v)", s, out, err)
+		}
+	}
+}
