@@ -150,6 +150,13 @@ func ClippedGradientSum(m Model, w []float64, d *Dataset, q, clip float64, s *dp
 		}
 		clear(g)
 		m.Grad(w, d.X[i], d.Y[i], g)
+		if !finite(g) {
+			// An overflow at extreme weights or features: this record
+			// contributes nothing, which, like any clipped gradient, moves
+			// the sum by at most clip. Failing instead would make the
+			// outcome of a round depend on one record.
+			continue
+		}
 		if err := dp.ClipL2(g, clip, &st); err != nil {
 			return nil, st, err
 		}
@@ -306,4 +313,14 @@ func auc(scores, y []float64) float64 {
 		return math.NaN()
 	}
 	return (rankPos - npos*(npos+1)/2) / (npos * nneg)
+}
+
+// finite reports whether every value of v is finite.
+func finite(v []float64) bool {
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -89,8 +89,11 @@ type SiteConfig struct {
 	// layout and standardization (TrainRequest); it takes precedence over
 	// Update. Everything it returns is checked, and the
 	// site clips (client level) or bounds (record level) the update and
-	// adds its noise itself. An error refuses the round before the site
-	// joins or pays for it; its words are logged here, never sent. Data,
+	// adds its noise itself. An error, or an update that fails a check,
+	// makes the site send a zero update for the round (and pay for it as
+	// usual): whether a trainer fails can depend on the data and the
+	// round's model, so it must not decide whether the site joins. Its
+	// words are logged here, never sent. Data,
 	// if also set, contributes the statistics and the record count.
 	Trainer func(TrainRequest) (TrainResult, error)
 	// Records is, for a record-level Trainer and a site without Data, the
@@ -998,6 +1001,14 @@ func checkStart(st *wire.RoundStart, rosterSize int) error {
 			return errors.New("the model holds NaN or infinite parameters")
 		}
 	}
+	// Checked here, on public values, so that nothing after depends on
+	// them being sane: a site's answer to an accepted round never depends
+	// on its data (see vector).
+	for i := range st.Mean {
+		if m, sc := st.Mean[i], st.Scale[i]; math.IsNaN(m) || math.IsInf(m, 0) || !(sc > 0) || math.IsInf(sc, 0) {
+			return fmt.Errorf("standardization %d: mean %v, scale %v: want finite values and a positive scale", i, m, sc)
+		}
+	}
 	return nil
 }
 
@@ -1065,16 +1076,40 @@ func (r *siteRound) vector() ([]float64, error) {
 			tc.Seed = st.Round
 		}
 		up, _, err := fl.LocalSGD(m, st.Model, data, tc)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = dp.ClipL2(up, st.Clip, nil)
 		}
-		if err := dp.ClipL2(up, st.Clip, nil); err != nil {
-			return nil, err
+		if err != nil {
+			// Training diverged at the round's model and standardization
+			// (say an overflow to Inf): what went wrong depends on the
+			// data, so it stays here and the site sends a zero update,
+			// within the clip like any other.
+			return r.zero(err), nil
 		}
 		return up, nil
 	}
+	// Every record contributes its clipped gradient, a record whose
+	// gradient is not finite nothing: the sum's sensitivity to one record
+	// is clip either way, and nothing about the records makes it fail.
 	g, _, err := fl.ClippedGradientSum(m, st.Model, data, 1, st.Clip, r.s.sampler)
-	return g, err
+	if err != nil {
+		return r.zero(err), nil
+	}
+	return g, nil
+}
+
+// zero returns the zero update a site sends when computing its own
+// failed after the round's public parameters were accepted, and logs why
+// here. Refusing instead would let a coordinator that chooses the model,
+// the standardization and the grid learn something about the data from
+// whether the site joins, without any charge: once a round is accepted the
+// site's answer never depends on its data (TestAttackTinyScaleRangeOracle,
+// TestAttackTrainerFailureIsAnOracle). A zero vector is within the clip,
+// so the round's charge covers it.
+func (r *siteRound) zero(err error) []float64 {
+	r.s.log.Error("this site's update could not be computed; it sends a zero update for this round (and pays for it as usual)",
+		"round", roundOf(r.start.Round), "err", err)
+	return make([]float64, r.start.Length)
 }
 
 // dataModel returns the round's model for this site's data: its classes
@@ -1216,17 +1251,15 @@ type TrainResult struct {
 	Records int
 }
 
-// errTrainer is all the coordinator learns of a trainer's failure or of
-// an update that fails the site's checks: the reasons, which may depend on
-// the data, stay in the site's log.
-var errTrainer = errors.New("this site's trainer produced no usable update (see the site's log)")
-
 // trained runs the site's Trainer for a training round and checks what
 // it returns: the length, finite values, and at record level the record
 // count it was told and a sum no longer than records × clip, which is all
 // the site can check of a sum of per-record clipped gradients (that each
 // record was clipped is the trainer's responsibility: docs/TRAINER.md).
-// The site clips a client-level update itself.
+// The site clips a client-level update itself. A trainer that fails, or
+// an update that fails a check, gives a zero update (see zero): the
+// reasons, which may depend on the data, stay in the site's log, and the
+// coordinator cannot tell such a round from any other.
 func (r *siteRound) trained(trainer func(TrainRequest) (TrainResult, error)) ([]float64, error) {
 	st, cfg := r.start, r.s.cfg
 	l, _, err := roundLayout(st, cfg.Hidden)
@@ -1251,8 +1284,7 @@ func (r *siteRound) trained(trainer func(TrainRequest) (TrainResult, error)) ([]
 		return nil, fmt.Errorf("privacy level %q is neither record nor client", truncateReason(st.Level))
 	}
 	refuse := func(err error) ([]float64, error) {
-		r.s.log.Warn("the trainer's update is refused", "round", q.Round, "err", err)
-		return nil, errTrainer
+		return r.zero(fmt.Errorf("the trainer's update is refused: %w", err)), nil
 	}
 	res, err := trainer(q)
 	if err != nil {
@@ -1417,15 +1449,32 @@ func (r *siteRound) quantize(v []float64) ([]uint64, error) {
 	if st.Gamma <= 0 || math.Log2(st.Gamma) != math.Trunc(math.Log2(st.Gamma)) {
 		return nil, fmt.Errorf("grid step %v is not a power of two", st.Gamma)
 	}
-	ints, err := dp.Round(r.s.sampler, v, st.Gamma, math.Inf(1))
-	if err != nil {
-		return nil, err
-	}
+	// Everything that can refuse the round is checked first, on public
+	// values: the noise, then (below) nothing that depends on v.
 	var g *dp.DiscreteGaussian
 	if st.SiteSigma > 0 {
+		var err error
 		if g, err = dp.NewDiscreteGaussianSigma(st.SiteSigma / st.Gamma); err != nil {
 			return nil, err
 		}
+	}
+	// Each coordinate is clamped to ±2^61·γ, which the grid and the noise
+	// hold in an int64: a coordinator's tiny γ would otherwise make
+	// rounding fail on the first large coordinate, and the refusal would
+	// tell it, without a charge, which coordinate of the un-noised update
+	// passed a threshold of its choice (TestAttackGridStepProbesUpdate).
+	// Clamping to a box is the projection onto a closed convex set, which
+	// is nonexpansive in L2 (Bauschke and Combettes, Convex Analysis and
+	// Monotone Operator Theory, 2nd ed., Prop. 4.16), so one record (or
+	// one site) still moves the input by at most the clip.
+	bound := math.Ldexp(st.Gamma, 61)
+	c := make([]float64, len(v))
+	for i, x := range v {
+		c[i] = max(-bound, min(bound, x))
+	}
+	ints, err := dp.Round(r.s.sampler, c, st.Gamma, math.Inf(1))
+	if err != nil {
+		return nil, err
 	}
 	mask := ^uint64(0)
 	if st.Bits < 64 {
