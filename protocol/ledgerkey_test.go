@@ -1,50 +1,18 @@
 package protocol
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 // runMemSites connects sites 1..n of f in memory, runs the coordinator,
 // and returns the summary and the sites once every session has ended.
 func runMemSites(t *testing.T, f *federation, n int, cfg func(*SiteConfig)) (*Summary, []*Site, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	sites := make([]*Site, n)
-	for i := 1; i <= n; i++ {
-		c := f.siteConfig(i)
-		c.Coordinator, c.Cert, c.Key, c.CA, c.Pin = "", "", "", "", ""
-		if cfg != nil {
-			cfg(&c)
-		}
-		s, err := NewSite(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		sites[i-1] = s
-		stream, err := f.coord.ConnectInMemory(ctx, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.RunOn(ctx, stream)
-		}()
-	}
-	sum, err := f.coord.Run(ctx)
-	f.coord.Shutdown(time.Second)
-	cancel()
-	wg.Wait()
+	sum, sites, err, _ := runMemFull(t, f, n, cfg)
 	return sum, sites, err
 }
 

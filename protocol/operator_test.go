@@ -62,18 +62,25 @@ func roundIs(r int) func(Event) bool {
 
 // runMem runs f's coordinator with in-memory sites 1..n (cfg edits each
 // site's configuration) and returns the summary and each site's error.
+// The sites are closed when it returns.
 func runMem(t *testing.T, f *federation, n int, cfg func(*SiteConfig)) (*Summary, error, []error) {
+	t.Helper()
+	sum, sites, err, errs := runMemFull(t, f, n, cfg)
+	for _, s := range sites {
+		s.Close()
+	}
+	return sum, err, errs
+}
+
+// runMemFull is runMem returning the sites as well, open until the test
+// ends, so that their ledgers and state can be inspected.
+func runMemFull(t *testing.T, f *federation, n int, cfg func(*SiteConfig)) (*Summary, []*Site, error, []error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a guard against a hang, not a timing assertion
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
-	var sites []*Site
-	defer func() {
-		for _, s := range sites {
-			s.Close()
-		}
-	}()
+	sites := make([]*Site, n)
 	for i := 1; i <= n; i++ {
 		c := f.siteConfig(i)
 		c.Coordinator, c.Cert, c.Key, c.CA, c.Pin = "", "", "", "", ""
@@ -84,7 +91,8 @@ func runMem(t *testing.T, f *federation, n int, cfg func(*SiteConfig)) (*Summary
 		if err != nil {
 			t.Fatal(err)
 		}
-		sites = append(sites, s)
+		t.Cleanup(s.Close)
+		sites[i-1] = s
 		stream, err := f.coord.ConnectInMemory(ctx, i)
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +109,7 @@ func runMem(t *testing.T, f *federation, n int, cfg func(*SiteConfig)) (*Summary
 	}
 	f.coord.Shutdown(time.Second)
 	wg.Wait()
-	return sum, err, errs
+	return sum, sites, err, errs
 }
 
 // metricValue returns the value of the sample named name (with its
