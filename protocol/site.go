@@ -1005,6 +1005,9 @@ func checkStart(st *wire.RoundStart, rosterSize int) error {
 	// them being sane: a site's answer to an accepted round never depends
 	// on its data (see vector).
 	for i := range st.Mean {
+		if st.Kind == wire.RoundStart_STATISTICS {
+			break // public bounds, checked by statisticsVector
+		}
 		if m, sc := st.Mean[i], st.Scale[i]; math.IsNaN(m) || math.IsInf(m, 0) || !(sc > 0) || math.IsInf(sc, 0) {
 			return fmt.Errorf("standardization %d: mean %v, scale %v: want finite values and a positive scale", i, m, sc)
 		}
@@ -1051,6 +1054,11 @@ func (r *siteRound) vector() ([]float64, error) {
 	if cfg.Update != nil {
 		if st.Level != string(dp.ClientLevel) {
 			return nil, errors.New("an update trained elsewhere can only join a client-level federation")
+		}
+		// The update is this site's configuration, not its data: a wrong
+		// length is refused with the reason.
+		if len(cfg.Update) != int(st.Length) {
+			return nil, fmt.Errorf("the update has %d values, the model %d", len(cfg.Update), st.Length)
 		}
 		return r.trained(func(TrainRequest) (TrainResult, error) { return TrainResult{Update: cfg.Update}, nil })
 	}
