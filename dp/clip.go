@@ -85,7 +85,33 @@ func ClipL2(v []float64, c float64, stats *ClipStats) error {
 	}
 	norm := l2(v)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return fmt.Errorf("dp: cannot clip a vector with NaN or infinite entries")
+		m := 0.0
+		for _, x := range v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("dp: cannot clip a vector with NaN or infinite entries")
+			}
+			m = max(m, math.Abs(x))
+		}
+		// Finite entries whose norm overflows a float64: divide by the
+		// largest first (exact direction, norm now at most √len), then
+		// clip as usual; the norm is far above any finite c.
+		for i := range v {
+			v[i] /= m
+		}
+		norm = l2(v)
+		if stats != nil {
+			stats.add(math.MaxFloat64, 0)
+		}
+		stats = nil
+		for i := range v {
+			v[i] *= c / norm
+		}
+		for l2(v) > c {
+			for i := range v {
+				v[i] = math.Nextafter(v[i], 0)
+			}
+		}
+		return nil
 	}
 	scale := 1.0
 	if norm > c {

@@ -158,7 +158,7 @@ func ClippedGradientSum(m Model, w []float64, d *Dataset, q, clip float64, s *dp
 			continue
 		}
 		if err := dp.ClipL2(g, clip, &st); err != nil {
-			return nil, st, err
+			continue // as above: this record contributes nothing
 		}
 		for k, v := range g {
 			sum[k] += v

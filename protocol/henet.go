@@ -534,13 +534,11 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := r.vector()
-	if err != nil {
-		return nil, err
-	}
 	// Every vector goes on the round's grid, noised or not: the coordinator
 	// returns the decrypted sum rounded to that grid, so nothing below it
 	// (where a malformed ciphertext could hide key bits) is ever released.
+	// The grid and the noise are checked before the site computes its
+	// vector: a refusal on them comes at once, whatever the data.
 	e, err := heGrid(st)
 	if err != nil {
 		return nil, err
@@ -552,6 +550,10 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 			return nil, err
 		}
 		noise = he.DPNoise(g, s.sampler)
+	}
+	v, err := r.vector()
+	if err != nil {
+		return nil, err
 	}
 	// Encryption refuses a value beyond the group's MaxAbsSum after the
 	// noise is added. Whether this site's vector reaches it depends on its
@@ -566,6 +568,9 @@ func (s *Site) heStart(r *siteRound) ([]*wire.SiteMessage, error) {
 	if !(limit > 0) {
 		return nil, fmt.Errorf("the round's noise share σ = %v leaves no room under the encryption's bound %v", st.SiteSigma, p.Params().Config().MaxAbsSum)
 	}
+	// And to ±2^61 grid steps, which the grid holds in an int64 whatever
+	// the round's γ (as quantize does in secagg).
+	limit = min(limit, math.Ldexp(1, e+61))
 	for i, x := range v {
 		v[i] = max(-limit, min(limit, x))
 	}

@@ -834,7 +834,11 @@ func (s *Site) start(st *wire.RoundStart) (*siteRound, []*wire.SiteMessage, erro
 	}
 	// secagg: compute the contribution now, so that a site that cannot
 	// produce one (wrong model shape, update length or labels) refuses
-	// before it joins.
+	// before it joins; the grid and the noise first, so that a refusal on
+	// them never waits for (or depends on) the site's training.
+	if _, err := r.noise(); err != nil {
+		return nil, nil, err
+	}
 	v, err := r.vector()
 	if err != nil {
 		return nil, nil, err
@@ -1076,6 +1080,9 @@ func (r *siteRound) vector() ([]float64, error) {
 	if m.NumParams() != len(st.Model) || len(st.Model) != int(st.Length) {
 		return nil, fmt.Errorf("the model has %d parameters, this site's %s model %d", len(st.Model), st.ModelName, m.NumParams())
 	}
+	if data.Task != fl.Regression {
+		data = r.withinClasses(data, max(m.Outputs(), 2))
+	}
 	if st.Level == string(dp.ClientLevel) {
 		// Client level with local data: local SGD from the global model;
 		// the whole update is clipped.
@@ -1137,10 +1144,31 @@ func (r *siteRound) dataModel() (fl.Model, error) {
 		return nil, fmt.Errorf("the round trains a %s model (regression); this site loaded its data with class labels (client --model %s)", l.Model, l.Model)
 	case task != fl.Regression && data.Task == fl.Regression:
 		return nil, fmt.Errorf("the round trains a %s model (classification); this site loaded its data with a real-valued label (client --model linear)", l.Model)
-	case task != fl.Regression && data.Classes > max(l.Outputs, 2):
-		return nil, fmt.Errorf("the round's %s model has %d classes and this site's labels more (check the coordinator's --classes)", l.Model, max(l.Outputs, 2))
 	}
+	// A label beyond the round's classes is not refused: the largest label
+	// a site holds is its data (one patient of a rare class), and the
+	// coordinator chooses the class count. vector leaves such records out.
 	return fl.NewModel(l.Model, task, l.Features, max(l.Outputs, 2), l.Hidden)
+}
+
+// withinClasses returns the records of d whose label is one of the
+// round's classes. Those beyond are left out and counted only in this
+// site's log: whether it holds any is its data (TestAttackRareClassRevealedByRefusal).
+func (r *siteRound) withinClasses(d *fl.Dataset, classes int) *fl.Dataset {
+	var keep []int
+	for i, y := range d.Y {
+		if int(y) < classes {
+			keep = append(keep, i)
+		}
+	}
+	if len(keep) == len(d.Y) {
+		return d
+	}
+	r.s.log.Warn("records whose label is beyond the round's classes are left out of this round (check the coordinator's --classes)",
+		"round", roundOf(r.start.Round), "classes", classes, "left_out", len(d.Y)-len(keep))
+	out := d.Subset(keep)
+	out.Classes = min(d.Classes, classes)
+	return out
 }
 
 // roundLayout returns the layout of a training round's model and its
@@ -1311,7 +1339,7 @@ func (r *siteRound) trained(trainer func(TrainRequest) (TrainResult, error)) ([]
 	}
 	if !record {
 		if err := dp.ClipL2(u, st.Clip, nil); err != nil {
-			return nil, err
+			return refuse(err)
 		}
 		return u, nil
 	}
@@ -1451,20 +1479,28 @@ func (r *siteRound) step(e *wire.Engine) (*wire.SiteMessage, error) {
 	return nil, fmt.Errorf("unknown phase %d", e.Phase)
 }
 
-// quantize rounds v to the round's grid and adds this site's noise share.
-func (r *siteRound) quantize(v []float64) ([]uint64, error) {
+// noise checks the round's grid step (a power of two) and returns the
+// sampler of this site's noise share on it (nil without noise).
+func (r *siteRound) noise() (*dp.DiscreteGaussian, error) {
 	st := r.start
 	if st.Gamma <= 0 || math.Log2(st.Gamma) != math.Trunc(math.Log2(st.Gamma)) {
 		return nil, fmt.Errorf("grid step %v is not a power of two", st.Gamma)
 	}
-	// Everything that can refuse the round is checked first, on public
-	// values: the noise, then (below) nothing that depends on v.
-	var g *dp.DiscreteGaussian
 	if st.SiteSigma > 0 {
-		var err error
-		if g, err = dp.NewDiscreteGaussianSigma(st.SiteSigma / st.Gamma); err != nil {
-			return nil, err
-		}
+		return dp.NewDiscreteGaussianSigma(st.SiteSigma / st.Gamma)
+	}
+	return nil, nil
+}
+
+// quantize rounds v to the round's grid and adds this site's noise share.
+func (r *siteRound) quantize(v []float64) ([]uint64, error) {
+	st := r.start
+	// Everything that can refuse the round is checked first, on public
+	// values: the grid and the noise, then (below) nothing that depends
+	// on v.
+	g, err := r.noise()
+	if err != nil {
+		return nil, err
 	}
 	// Each coordinate is clamped to ±2^61·γ, which the grid and the noise
 	// hold in an int64: a coordinator's tiny γ would otherwise make

@@ -138,10 +138,24 @@ def main():
     if man["level"] == "record":
         if int(os.environ["FL_SECURE_RECORDS"]) != len(y):
             sys.exit("told to use %s records; %s has %d" % (os.environ["FL_SECURE_RECORDS"], args.data, len(y)))
-        g = per_record_grads(man, params, x, y)
-        sq = sum((a.reshape(len(y), -1) ** 2).sum(axis=1) for a in g.values())
-        factor = np.minimum(1.0, man["clip"] / np.maximum(np.sqrt(sq), 1e-300))
-        update = {k: np.tensordot(factor, a, axes=1) for k, a in g.items()}
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = per_record_grads(man, params, x, y)
+            # A record whose gradient is not finite (an overflow at an
+            # extreme model or standardization) contributes nothing: the
+            # trainer must never fail because of one record (docs/TRAINER.md).
+            ok = np.ones(len(y), dtype=bool)
+            for a in g.values():
+                ok &= np.isfinite(a.reshape(len(y), -1)).all(axis=1)
+            g = {k: np.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, 0.0) for k, a in g.items()}
+            # Each record's norm, scaled by its largest entry so that its
+            # square cannot overflow.
+            big = np.zeros(len(y))
+            for a in g.values():
+                big = np.maximum(big, np.abs(a.reshape(len(y), -1)).max(axis=1))
+            big = np.where(big > 0, big, 1.0)
+            norm = big * np.sqrt(sum(((a.reshape(len(y), -1) / big[:, None]) ** 2).sum(axis=1) for a in g.values()))
+            factor = np.minimum(1.0, man["clip"] / np.maximum(norm, 1e-300))
+            update = {k: np.tensordot(factor, a, axes=1) for k, a in g.items()}
         meta["records"] = str(len(y))
     else:
         w = {k: v.copy() for k, v in params.items()}
