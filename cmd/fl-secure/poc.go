@@ -110,6 +110,13 @@ func removeStalePoc(parent string, stderr io.Writer) {
 			fmt.Fprintf(stderr, "fl-secure poc: warning: %s was left behind by a poc run (pid %d) that no longer runs; removing it: %v\n", dir, pid, err)
 			continue
 		}
+		// A run killed while provisioning leaves the kits in the making
+		// beside its directory (protocol.Provision builds them in
+		// ".NAME.provision-*" and renames that into place).
+		partial, _ := filepath.Glob(filepath.Join(parent, "."+name+".provision-*"))
+		for _, p := range partial {
+			os.RemoveAll(p)
+		}
 		os.Remove(dir + pocPidSuffix)
 		fmt.Fprintf(stderr, "fl-secure poc: removed %s, left behind by a poc run (pid %d) that was killed before it could remove its kits and keys\n", dir, pid)
 	}

@@ -96,7 +96,8 @@ func TestAttackPocKilled(t *testing.T) {
 }
 
 // TestPocStaleKeepsLiveAndKept: the next run removes only a killed run's
-// directory: not one whose poc still runs, not one kept with --keep (no
+// directory (and its kits in the making, if it was killed while
+// provisioning): not one whose poc still runs, not one kept with --keep (no
 // pid file), not one of another name, not a symbolic link to one.
 func TestPocStaleKeepsLiveAndKept(t *testing.T) {
 	parent := t.TempDir()
@@ -118,6 +119,7 @@ func TestPocStaleKeepsLiveAndKept(t *testing.T) {
 	}
 	deadPid := strconv.Itoa(gone.Process.Pid)
 	stale := mk(pocDirPrefix+"stale", deadPid)
+	partial := mk("."+pocDirPrefix+"stale.provision-123", "")
 	live := mk(pocDirPrefix+"live", strconv.Itoa(os.Getppid()))
 	kept := mk(pocDirPrefix+"kept", "")
 	other := mk("other", deadPid)
@@ -136,6 +138,9 @@ func TestPocStaleKeepsLiveAndKept(t *testing.T) {
 			t.Skip("the system reused the pid at once")
 		}
 		t.Errorf("the stale directory is still there (%v)", err)
+	}
+	if _, err := os.Stat(partial); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stale run's kits in the making are still there (%v)", err)
 	}
 	for _, d := range []string{live, kept, other, garbled, target, link} {
 		if _, err := os.Lstat(d); err != nil {
