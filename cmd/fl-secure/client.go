@@ -11,6 +11,7 @@ import (
 
 	"github.com/fl-secure/fl-secure/dp"
 	"github.com/fl-secure/fl-secure/fl"
+	"github.com/fl-secure/fl-secure/internal/atrest"
 	"github.com/fl-secure/fl-secure/protocol"
 )
 
@@ -96,7 +97,7 @@ docs/TRAINER.md.
 			}
 		}
 	}
-	pass, err := passphrase(*passFile)
+	pass, err := clientPassphrase(*passFile, *trainCmd, stderr)
 	if err != nil {
 		return fail(stderr, err, "")
 	}
@@ -163,6 +164,25 @@ docs/TRAINER.md.
 		fmt.Fprintf(stdout, "  at client level: ε %.4g for %s; per patient ε %.4g (%s)\n", s.Spent(), dp.ClientRelationText, p, dp.PatientRelationText)
 	}
 	return 0
+}
+
+// clientPassphrase returns the client's passphrase (see passphrase). One
+// taken from FL_SECURE_PASSPHRASE is removed from this process's
+// environment, which the processes it starts would otherwise inherit.
+// That cannot remove it from the environment the process was started
+// with, which the system keeps showing (on Linux, /proc/PID/environ) to
+// every process of the same user: with trainCmd, a command that runs as
+// this user and could read it there, it warns.
+func clientPassphrase(file, trainCmd string, stderr io.Writer) (atrest.Passphrase, error) {
+	pass, err := passphrase(file)
+	if err != nil || file != "" || !pass.IsSet() {
+		return pass, err
+	}
+	os.Unsetenv(atrest.EnvPassphrase)
+	if trainCmd != "" {
+		fmt.Fprintf(stderr, "fl-secure client: warning: the passphrase is in $%s and --train-cmd runs a command as this user, which can read this process's environment as it was started (/proc/%d/environ): give the passphrase in --passphrase-file instead and run the command as another user (docs/TRAINER.md)\n", atrest.EnvPassphrase, os.Getpid())
+	}
+	return pass, nil
 }
 
 // loadData reads a hospital's CSV file for the named model: logistic

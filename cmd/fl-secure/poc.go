@@ -41,8 +41,12 @@ With --train-cmd every site trains with that command, as "fl-secure client
 working directory; {data} and {label} in it stand for the site's
 local.csv and its label column.
 
-Ctrl-C (SIGINT) or SIGTERM stops every process poc started (SIGTERM to
-each one's process group, SIGKILL 10 seconds later). A process that
+Ctrl-C (SIGINT), SIGTERM or SIGHUP (its terminal went away) stops every
+process poc started (SIGTERM to each one's process group, SIGKILL 10
+seconds later) and removes the directory. Killed outright (SIGKILL, a
+crash), poc cannot clean up: on Linux its processes die with it, and the
+next poc run under the same parent directory removes the directory the
+killed run left behind (unless that run had --keep), saying so. A process that
 stops early stops the run, naming it and its last lines. Exit 0 if the
 run finished and every ledger passed its audit; 1 if not; 2 on misuse;
 130 when interrupted.
@@ -72,6 +76,51 @@ var pocClientGrace = 30 * time.Second
 
 // pocTail is how many of a process's last lines an error quotes.
 const pocTail = 12
+
+// A poc run's directory is named pocDirPrefix and a random suffix; unless
+// the run keeps it (--keep), a file beside it, its name and pocPidSuffix,
+// holds the run's process id.
+const (
+	pocDirPrefix = "fl-secure-poc-"
+	pocPidSuffix = ".pid"
+)
+
+// removeStalePoc removes the directories under parent that poc runs left
+// behind when they were killed before they could remove them, with
+// their pid files: those whose pid file names a process that no longer
+// runs (pocStale). Such a
+// directory holds kits whose private keys may be unencrypted. A problem
+// reading parent is not an error: the run goes on.
+func removeStalePoc(parent string, stderr io.Writer) {
+	es, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		name, ok := strings.CutSuffix(e.Name(), pocPidSuffix)
+		if !ok || !strings.HasPrefix(name, pocDirPrefix) {
+			continue
+		}
+		dir := filepath.Join(parent, name)
+		pid, stale := pocStale(dir)
+		if !stale {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(stderr, "fl-secure poc: warning: %s was left behind by a poc run (pid %d) that no longer runs; removing it: %v\n", dir, pid, err)
+			continue
+		}
+		// A run killed while provisioning leaves the kits in the making
+		// beside its directory (protocol.Provision builds them in
+		// ".NAME.provision-*" and renames that into place).
+		partial, _ := filepath.Glob(filepath.Join(parent, "."+name+".provision-*"))
+		for _, p := range partial {
+			os.RemoveAll(p)
+		}
+		os.Remove(dir + pocPidSuffix)
+		fmt.Fprintf(stderr, "fl-secure poc: removed %s, left behind by a poc run (pid %d) that was killed before it could remove its kits and keys\n", dir, pid)
+	}
+}
 
 // pocSite is a ledger's row of the closing table: a site's or the
 // coordinator's. Rounds is what the process's summary counted, -1 if it
@@ -152,15 +201,25 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	// Signals first: an interrupt during provisioning stops nothing but
 	// still removes the directory.
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 
 	if *parent == "" {
 		*parent = os.TempDir()
 	}
-	dir, err := os.MkdirTemp(*parent, "fl-secure-poc-")
+	removeStalePoc(*parent, stderr)
+	dir, err := os.MkdirTemp(*parent, pocDirPrefix)
 	if err != nil {
 		return fail(stderr, fmt.Errorf("poc: --dir: %w", err), "")
+	}
+	pidFile := dir + pocPidSuffix
+	if !*keep {
+		// Marks the directory as this run's, to be removed by a later
+		// run should this one be killed before it can remove it.
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return fail(stderr, fmt.Errorf("poc: %w", err), "")
+		}
 	}
 	cleanup := func() {
 		if *keep {
@@ -169,7 +228,9 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			fmt.Fprintf(stderr, "fl-secure poc: warning: removing %s: %v\n", dir, err)
+			return
 		}
+		os.Remove(pidFile)
 	}
 	if !pass.IsSet() {
 		fmt.Fprintln(stderr, "fl-secure poc: no passphrase: the kits' private keys are written UNENCRYPTED in a private temporary directory; set FL_SECURE_PASSPHRASE to encrypt them")
@@ -177,6 +238,12 @@ func pocCmd(args []string, stdout, stderr io.Writer) int {
 	if err := protocol.Provision(dir, set.sites, &protocol.ProvisionOptions{Hosts: []string{"127.0.0.1"}, Passphrase: pass}); err != nil {
 		cleanup()
 		return fail(stderr, err, "")
+	}
+	// Provision builds the kits elsewhere and moves them into place, a
+	// directory others may list: the run's stays private to its user.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		cleanup()
+		return fail(stderr, fmt.Errorf("poc: %w", err), "")
 	}
 	if err := writeDemoData(dir, set.data, set.sites); err != nil {
 		cleanup()

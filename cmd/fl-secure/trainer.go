@@ -115,10 +115,16 @@ func (c *commandTrainer) run(env map[string]string, round int) error {
 	cmd.Stdout, cmd.Stderr = lw, lw
 	// The command's own children (a Python interpreter's workers, a
 	// shell's commands) must not outlive a timeout: kill its whole group.
+	// Where the system allows it (Linux), the command is also killed
+	// should the client die first.
 	setProcessGroup(cmd)
 	cmd.Cancel = func() error { signalGroup(cmd, syscall.SIGKILL); return nil }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	// Nothing the command started outlives its round, however it ended: a
+	// worker left running would hold the round's model and could change
+	// the work directory while the update is read back.
+	signalGroup(cmd, syscall.SIGKILL)
 	lw.flush()
 	switch {
 	case err == nil:
@@ -154,26 +160,32 @@ func trainerEnv(base []string, add map[string]string) []string {
 // layout's named tensors (or one flat tensor of its length), or a flat
 // .npy vector. It returns the flat vector and the file's metadata.
 func readUpdate(path string, l fl.Layout) ([]float64, map[string]string, error) {
-	fi, err := os.Lstat(path)
+	// Checked on the open file, not by name: a process the trainer left
+	// behind could swap the name between a check and an open. The open
+	// follows no symbolic link and does not block on a FIFO.
+	f, err := openUpdate(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("no update at %s", path)
 		}
 		return nil, nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if limit := int64(8+maxUpdateHeader) + 8*int64(l.Len()); fi.Size() > limit {
-		return nil, nil, fmt.Errorf("%s has %d bytes; an update of %d values has at most %d", path, fi.Size(), l.Len(), limit)
-	}
-	f, err := os.Open(path)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	limit := int64(8+maxUpdateHeader) + 8*int64(l.Len())
+	if fi.Size() > limit {
+		return nil, nil, fmt.Errorf("%s has %d bytes; an update of %d values has at most %d", path, fi.Size(), l.Len(), limit)
+	}
+	// A file that grows after the check is still read only up to the cap.
+	r := io.LimitReader(f, limit)
 	if strings.HasSuffix(path, ".npy") {
-		v, _, err := fl.ReadNPY(f)
+		v, _, err := fl.ReadNPY(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -182,7 +194,7 @@ func readUpdate(path string, l fl.Layout) ([]float64, map[string]string, error) 
 		}
 		return v, nil, checkFinite(path, v)
 	}
-	ts, meta, err := fl.ReadSafetensors(f)
+	ts, meta, err := fl.ReadSafetensors(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -198,6 +210,23 @@ func readUpdate(path string, l fl.Layout) ([]float64, map[string]string, error) 
 		return nil, nil, fmt.Errorf("%s: %w (the round's layout: %s)", path, err, layoutText(l))
 	}
 	return v, meta, nil
+}
+
+// fileKind names the kind of a file that is not a regular one.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.String()
 }
 
 func layoutHas(l fl.Layout, name string) bool {

@@ -62,7 +62,9 @@ func alive(t *testing.T, file string) bool {
 // and keeps running across rounds.
 func TestAttackTrainerChildOutlivesRound(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The trainer exits only once its worker runs (has written its pid).
 	script := `sh -c 'echo $$ > ` + pidFile + `; exec sleep 30' >/dev/null 2>&1 </dev/null &
+while [ ! -s ` + pidFile + ` ]; do sleep 0.01; done
 cp "$FL_SECURE_MODEL" "$FL_SECURE_UPDATE"`
 	tr, log := shellTrainer(t, script)
 	if _, err := tr.train(request(t, dp.ClientLevel)); err != nil {
@@ -91,15 +93,29 @@ func TestAttackTrainerTimeoutKillsGroup(t *testing.T) {
 // variables from the trainer's environment, but a passphrase given in
 // FL_SECURE_PASSPHRASE stays in the client process's own initial
 // environment, which a trainer running as the same user reads from
-// /proc/$PPID/environ.
+// /proc/$PPID/environ; os.Unsetenv does not change what the system shows
+// there. The client takes the passphrase out of its environment (no
+// process it starts inherits it) and, with --train-cmd, warns and names
+// the remedy; with --passphrase-file the same trainer finds nothing in
+// the client's environment.
 func TestAttackTrainerReadsParentEnviron(t *testing.T) {
 	const secret = "correct-horse-battery-staple-4711"
-	if os.Getenv("FL_SECURE_ATTACK_CLIENT") == "1" {
+	if how := os.Getenv("FL_SECURE_ATTACK_CLIENT"); how != "" {
 		// This process plays the client: started with the passphrase in
-		// its environment, as "FL_SECURE_PASSPHRASE=… fl-secure client".
+		// its environment, as "FL_SECURE_PASSPHRASE=… fl-secure client",
+		// or in a file, as "fl-secure client --passphrase-file FILE".
 		out := os.Getenv("ATTACK_OUT")
-		tr := &commandTrainer{ctx: context.Background(), timeout: time.Minute, out: &bytes.Buffer{},
-			command: `tr '\0' '\n' < /proc/$PPID/environ | grep '^FL_SECURE_PASSPHRASE=' > ` + out + `; cp "$FL_SECURE_MODEL" "$FL_SECURE_UPDATE"`}
+		command := `tr '\0' '\n' < /proc/$PPID/environ | grep '^FL_SECURE_PASSPHRASE=' > ` + out + `; cp "$FL_SECURE_MODEL" "$FL_SECURE_UPDATE"`
+		var warn bytes.Buffer
+		pass, err := clientPassphrase(os.Getenv("ATTACK_PASSFILE"), command, &warn)
+		if err != nil || !pass.IsSet() {
+			t.Fatalf("passphrase: %v", err)
+		}
+		if v, ok := os.LookupEnv("FL_SECURE_PASSPHRASE"); ok {
+			t.Fatalf("the passphrase is still in the client's environment: %d bytes", len(v))
+		}
+		os.WriteFile(out+".warn", warn.Bytes(), 0o600)
+		tr := &commandTrainer{ctx: context.Background(), timeout: time.Minute, out: &bytes.Buffer{}, command: command}
 		if _, err := tr.train(request(t, dp.ClientLevel)); err != nil {
 			t.Fatal(err)
 		}
@@ -108,14 +124,41 @@ func TestAttackTrainerReadsParentEnviron(t *testing.T) {
 	if _, err := os.Stat("/proc/self/environ"); err != nil {
 		t.Skip("no /proc")
 	}
-	out := filepath.Join(t.TempDir(), "seen")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAttackTrainerReadsParentEnviron$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "FL_SECURE_ATTACK_CLIENT=1", "ATTACK_OUT="+out, "FL_SECURE_PASSPHRASE="+secret)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, b)
+	client := func(env ...string) (seen, warning string) {
+		out := filepath.Join(t.TempDir(), "seen")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAttackTrainerReadsParentEnviron$", "-test.count=1")
+		cmd.Env = append(os.Environ(), append(env, "ATTACK_OUT="+out)...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, b)
+		}
+		b, _ := os.ReadFile(out)
+		w, _ := os.ReadFile(out + ".warn")
+		return string(b), string(w)
 	}
-	if b, _ := os.ReadFile(out); strings.Contains(string(b), secret) {
-		t.Errorf("the trainer read the client's passphrase from /proc/$PPID/environ: %q", strings.TrimSpace(string(b)))
+
+	seen, warning := client("FL_SECURE_ATTACK_CLIENT=env", "FL_SECURE_PASSPHRASE="+secret)
+	if strings.Contains(seen, secret) {
+		// What the system shows of the initial environment, no process
+		// can change: the warning is the client's defence here.
+		t.Logf("as expected, a trainer of the same user read the passphrase from /proc/$PPID/environ")
+	}
+	for _, want := range []string{"warning", "FL_SECURE_PASSPHRASE", "/environ", "--passphrase-file", "another user"} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("with the passphrase in the environment and --train-cmd, the client's warning lacks %q: %q", want, warning)
+		}
+	}
+	if strings.Contains(warning, secret) {
+		t.Errorf("the warning shows the passphrase: %q", warning)
+	}
+
+	file := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(file, []byte(secret+"\n"), 0o600)
+	seen, warning = client("FL_SECURE_ATTACK_CLIENT=file", "ATTACK_PASSFILE="+file)
+	if strings.Contains(seen, secret) {
+		t.Errorf("with --passphrase-file, the trainer read the client's passphrase from /proc/$PPID/environ: %q", strings.TrimSpace(seen))
+	}
+	if warning != "" {
+		t.Errorf("with --passphrase-file, the client warns: %q", warning)
 	}
 }
 
