@@ -143,10 +143,18 @@ func TestDataModelClassesFromRound(t *testing.T) {
 	if _, err := r.dataModel(); err == nil || !strings.Contains(err.Error(), "client --model linear") {
 		t.Errorf("linear round on class labels: %v", err)
 	}
-	d.Classes = 4
+	// A label beyond the round's classes is not refused (the largest label
+	// is the site's data): its records are left out, and only the site's
+	// log says so.
+	d.X, d.Y, d.Classes = append(d.X, []float64{5, 6}), append(d.Y, 3), 4
 	r.start = &wire.RoundStart{ModelName: "softmax", Length: 9, Mean: []float64{0, 0}}
-	if _, err := r.dataModel(); err == nil || !strings.Contains(err.Error(), "--classes") {
+	if _, err := r.dataModel(); err != nil {
 		t.Errorf("4 local classes in a 3-class round: %v", err)
+	}
+	var log bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&log, nil))
+	if kept := r.withinClasses(d, 3); kept.Rows() != 2 || !strings.Contains(log.String(), "left_out=1") {
+		t.Errorf("kept %d rows; log %q", kept.Rows(), log.String())
 	}
 }
 
