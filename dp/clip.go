@@ -53,7 +53,7 @@ func (s *ClipStats) add(norm, scale float64) {
 		s.Clipped++
 	}
 	s.MaxNorm = max(s.MaxNorm, norm)
-	s.SumNorm += norm
+	s.SumNorm = min(s.SumNorm+norm, math.MaxFloat64) // saturating: a norm may be MaxFloat64
 	s.SumScale += scale
 }
 
@@ -98,38 +98,46 @@ func ClipL2(v []float64, c float64, stats *ClipStats) error {
 		for i := range v {
 			v[i] /= m
 		}
-		norm = l2(v)
 		if stats != nil {
 			stats.add(math.MaxFloat64, 0)
 		}
-		stats = nil
-		for i := range v {
-			v[i] *= c / norm
-		}
-		for l2(v) > c {
-			for i := range v {
-				v[i] = math.Nextafter(v[i], 0)
-			}
-		}
+		scaleTo(v, l2(v), c)
 		return nil
 	}
 	scale := 1.0
 	if norm > c {
 		scale = c / norm
-		for i := range v {
-			v[i] *= scale
-		}
-		// Rounding can leave the norm a hair above c; shrink until it is not.
-		for l2(v) > c {
-			for i := range v {
-				v[i] = math.Nextafter(v[i], 0)
-			}
-		}
+		scaleTo(v, norm, c)
 	}
 	if stats != nil {
 		stats.add(norm, scale)
 	}
 	return nil
+}
+
+// scaleTo scales v, of L2 norm norm > c, to norm at most c. Each entry is
+// divided by the norm and then multiplied by c, never multiplied by c/norm,
+// which can be subnormal (norm/c near 2^1074) and then carries too few bits
+// to land near c. Rounding can leave the norm a few ulps above c; a few
+// multiplications by slightly less than c/‖v‖ remove them, and should they
+// not (no case is known), the zero vector is within the bound.
+func scaleTo(v []float64, norm, c float64) {
+	for i := range v {
+		v[i] = v[i] / norm * c
+	}
+	for k := 1; k <= 64; k++ {
+		n := l2(v)
+		if n <= c {
+			return
+		}
+		f := min(c/n, 1) * (1 - float64(k)*0x1p-52)
+		for i := range v {
+			v[i] *= f
+		}
+	}
+	if l2(v) > c {
+		clear(v)
+	}
 }
 
 // SumClipped clips each per-example gradient to L2 norm c and returns their

@@ -376,6 +376,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.MinCohort < 3 || cfg.MinCohort > n || cfg.Colluders < 0 || cfg.Colluders >= cfg.MinCohort {
 		return nil, fmt.Errorf("protocol: minimum cohort %d with %d colluders for %d sites", cfg.MinCohort, cfg.Colluders, n)
 	}
+	if cfg.Mode == SecAgg && cfg.Colluders > cfg.MinCohort-2 {
+		// A round of the minimum cohort k has threshold max(⌊k/2⌋+1, c+1),
+		// which secagg needs at most k − 1: with more colluders every such
+		// round would fail after the sites paid.
+		return nil, fmt.Errorf("protocol: %d colluders need a minimum cohort of at least %d in secagg (the Shamir threshold c + 1 must be below the cohort), not %d", cfg.Colluders, cfg.Colluders+2, cfg.MinCohort)
+	}
 	if cfg.PlanRounds == 0 {
 		cfg.PlanRounds = cfg.Rounds
 	}
@@ -1768,6 +1774,9 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 	round := start.Round
 	tr := roundOf(round)
 	c.trainingPhase(start)
+	// A round that fails before its first collect must not leave the
+	// train timeout to whatever collect comes next.
+	defer c.phaseWait.Store(0)
 	if c.cfg.Mode == Plain {
 		c.phaseName.Store("plain")
 		got := c.collect(ctx, sess, func(m *wire.SiteMessage) bool {

@@ -289,6 +289,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 	// A site pays for an he round when it submits, right after the start.
 	bl.masked = true
 	c.trainingPhase(start)
+	defer c.phaseWait.Store(0)
 	got := c.collect(ctx, sess, engineFor(start.Round, phaseHESubmit))
 	var contributors []int
 	for _, s := range sess {

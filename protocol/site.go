@@ -1486,6 +1486,11 @@ func (r *siteRound) noise() (*dp.DiscreteGaussian, error) {
 	if st.Gamma <= 0 || math.Log2(st.Gamma) != math.Trunc(math.Log2(st.Gamma)) {
 		return nil, fmt.Errorf("grid step %v is not a power of two", st.Gamma)
 	}
+	if st.Gamma > 0x1p64 {
+		// quantize clamps to ±2^61 grid steps, which must stay finite
+		// (TestAttackHugeGridInfSumRefuses).
+		return nil, fmt.Errorf("grid step %v is above 2^64", st.Gamma)
+	}
 	if st.SiteSigma > 0 {
 		return dp.NewDiscreteGaussianSigma(st.SiteSigma / st.Gamma)
 	}
@@ -1514,6 +1519,11 @@ func (r *siteRound) quantize(v []float64) ([]uint64, error) {
 	bound := math.Ldexp(st.Gamma, 61)
 	c := make([]float64, len(v))
 	for i, x := range v {
+		if math.IsNaN(x) {
+			// Only a sum of records overflowing both ways, at a clip near
+			// the largest float, where the bound is far below the clip.
+			x = 0
+		}
 		c[i] = max(-bound, min(bound, x))
 	}
 	ints, err := dp.Round(r.s.sampler, c, st.Gamma, math.Inf(1))
