@@ -1504,6 +1504,18 @@ func openOrCreateLedger(dir, name, keyFile string, cap, delta float64, pass atre
 // the ledger, in the state directory.
 const staleLedgerPub = "ledger.pub"
 
+// silence says why site gave no answer in a phase: what it said when it
+// refused the federation's plan, if it did (it may have done so as the
+// round began), else what.
+func (c *Coordinator) silence(site int, what string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if why, ok := c.refusedPlan[site]; ok {
+		return "refused the federation's plan: " + why
+	}
+	return what
+}
+
 // trainingPhase gives the next collect TrainTimeout if start begins a
 // training round: the sites answer its first phase only once they have
 // computed their updates.
@@ -1789,7 +1801,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 			m, ok := got[s.site]
 			switch {
 			case !ok:
-				bl.add(s.site, "no answer")
+				bl.add(s.site, "%s", c.silence(s.site, "no answer"))
 			case m.GetRefuse() != nil:
 				bl.add(s.site, "refused: %s", m.GetRefuse().Reason)
 				c.log.Info("site refused", "site", s.site, "round", tr, "reason", m.GetRefuse().Reason)
@@ -1851,7 +1863,7 @@ func (c *Coordinator) secureSum(ctx context.Context, sess []*session, start *wir
 		for _, s := range active {
 			m, answered := got[s.site]
 			if !answered {
-				bl.add(s.site, "no answer in phase %s", phaseLabel[phase])
+				bl.add(s.site, "%s", c.silence(s.site, "no answer in phase "+phaseLabel[phase]))
 				continue
 			}
 			if r := m.GetRefuse(); r != nil {

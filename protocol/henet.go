@@ -296,7 +296,7 @@ func (c *Coordinator) heSum(ctx context.Context, sess []*session, start *wire.Ro
 		m, ok := got[s.site]
 		switch {
 		case !ok:
-			bl.add(s.site, "no submission")
+			bl.add(s.site, "%s", c.silence(s.site, "no submission"))
 			continue
 		case m.GetRefuse() != nil:
 			bl.add(s.site, "refused: %s", m.GetRefuse().Reason)

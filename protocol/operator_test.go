@@ -512,3 +512,29 @@ func TestRoundRefusalEvent(t *testing.T) {
 		t.Errorf("no site_refused event for site 4's round: %+v", es)
 	}
 }
+
+// A site that refuses the plan as a round begins (it was connected when
+// the round started) leaves the round with its reason, not as a site that
+// merely gave no answer.
+func TestPlanRefusalNamedInRoundFailure(t *testing.T) {
+	f := newMemFederation(t, 3, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1, MinCohort: 3,
+		PhaseTimeout: 200 * time.Millisecond})
+	c := f.coord
+	c.refusedPlan[3] = "this site's ε cap 1 cannot cover the federation's plan"
+	mk := func(site int) *session {
+		return &session{site: site, inbox: make(chan *wire.SiteMessage, 8), send: func(*wire.CoordinatorMessage) error { return nil },
+			done: make(chan struct{}), closed: make(chan struct{})}
+	}
+	start := &wire.RoundStart{Round: 7 << 20, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+		Clip: 1, Gamma: 1.0 / (1 << 20), SiteSigma: 3, ModelName: "logistic", Mode: string(SecAgg), Level: string(dp.RecordLevel)}
+	_, _, bl, err := c.secureSum(context.Background(), []*session{mk(1), mk(2), mk(3)}, start, nil)
+	if err == nil {
+		t.Fatal("a round with three silent sites opened")
+	}
+	if got := bl.sites[3]; !strings.Contains(got, "refused the federation's plan: this site's ε cap 1") {
+		t.Errorf("site 3 left the round for %q", got)
+	}
+	if got := bl.sites[1]; !strings.HasPrefix(got, "no answer") {
+		t.Errorf("site 1 left the round for %q", got)
+	}
+}
