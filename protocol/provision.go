@@ -1092,6 +1092,15 @@ max_unopened = 3
 # Local data: a CSV file with a header and a label column.
 data = local.csv
 label = malignant
+# The model the data is loaded for: logistic, softmax, linear or mlp (the
+# coordinator's; default logistic).
+# model = logistic
+# A hospital's own trainer, run every training round instead of
+# fl-secure's training (docs/TRAINER.md); data then feeds the statistics
+# release and gives the record count. It must finish within the
+# coordinator's train_timeout; train_timeout here kills it after that long.
+# train_cmd = python3 /opt/hospital/trainer_numpy.py --data local.csv --label malignant
+# train_timeout = 1h
 # This hospital's ledger.
 state = state
 `
