@@ -521,13 +521,8 @@ func TestPlanRefusalNamedInRoundFailure(t *testing.T) {
 		PhaseTimeout: 200 * time.Millisecond})
 	c := f.coord
 	c.refusedPlan[3] = "this site's ε cap 1 cannot cover the federation's plan"
-	mk := func(site int) *session {
-		return &session{site: site, inbox: make(chan *wire.SiteMessage, 8), send: func(*wire.CoordinatorMessage) error { return nil },
-			done: make(chan struct{}), closed: make(chan struct{})}
-	}
-	start := &wire.RoundStart{Round: 7 << 20, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-		Clip: 1, Gamma: 1.0 / (1 << 20), SiteSigma: 3, ModelName: "logistic", Mode: string(SecAgg), Level: string(dp.RecordLevel)}
-	_, _, bl, err := c.secureSum(context.Background(), []*session{mk(1), mk(2), mk(3)}, start, nil)
+	start := silentTrainStart()
+	_, _, bl, err := c.secureSum(context.Background(), []*session{silentSession(1), silentSession(2), silentSession(3)}, start, nil)
 	if err == nil {
 		t.Fatal("a round with three silent sites opened")
 	}

@@ -24,13 +24,8 @@ func TestAttackStaleTrainTimeoutAfterFailedStart(t *testing.T) {
 	f := newMemFederation(t, 5, CoordinatorConfig{Rounds: 1, Epsilon: 3, Delta: 1e-5, Clip: 1, LearningRate: 1,
 		Level: dp.RecordLevel, MinCohort: 4, Colluders: 2, PhaseTimeout: 200 * time.Millisecond, TrainTimeout: time.Hour})
 	c := f.coord
-	mk := func(site int) *session {
-		return &session{site: site, inbox: make(chan *wire.SiteMessage, 8), send: func(*wire.CoordinatorMessage) error { return nil },
-			done: make(chan struct{}), closed: make(chan struct{})}
-	}
-	sess := []*session{mk(1), mk(2), mk(3)}
-	start := &wire.RoundStart{Round: 7 << 20, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
-		Clip: 1, Gamma: 1.0 / (1 << 20), SiteSigma: 3, ModelName: "logistic", Mode: string(SecAgg), Level: string(dp.RecordLevel)}
+	sess := []*session{silentSession(1), silentSession(2), silentSession(3)}
+	start := silentTrainStart()
 	_, _, _, err := c.secureSum(context.Background(), sess, start, nil)
 	if err == nil {
 		t.Fatal("the round of 3 with 2 colluders was expected to fail secagg's validation")
@@ -44,7 +39,7 @@ func TestAttackStaleTrainTimeoutAfterFailedStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	began := time.Now()
-	c.collect(ctx, []*session{mk(4)}, func(*wire.SiteMessage) bool { return false })
+	c.collect(ctx, []*session{silentSession(4)}, func(*wire.SiteMessage) bool { return false })
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("the next collect (a silent site) waited %v (cut by the test's 5s context), not the 200ms phase timeout", took.Round(time.Millisecond))
 	}
@@ -67,4 +62,18 @@ func TestColludersNeedCohort(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "minimum cohort of at least 4") {
 		t.Errorf("min cohort 3 with 2 colluders: %v", err)
 	}
+}
+
+// silentSession is site's session in a coordinator driven directly: what
+// is sent to it is dropped and it never answers.
+func silentSession(site int) *session {
+	return &session{site: site, inbox: make(chan *wire.SiteMessage, 8), send: func(*wire.CoordinatorMessage) error { return nil },
+		done: make(chan struct{}), closed: make(chan struct{})}
+}
+
+// silentTrainStart is a record-level secagg training round of a 31-parameter
+// logistic model, for a coordinator driven directly with silent sessions.
+func silentTrainStart() *wire.RoundStart {
+	return &wire.RoundStart{Round: 7 << 20, Kind: wire.RoundStart_TRAIN, Length: 31, Model: make([]float64, 31), Bits: 32,
+		Clip: 1, Gamma: 1.0 / (1 << 20), SiteSigma: 3, ModelName: "logistic", Mode: string(SecAgg), Level: string(dp.RecordLevel)}
 }
